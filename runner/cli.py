@@ -1,0 +1,145 @@
+"""The `optlab` command: sub-commands, argument parsing, and error -> exit code mapping.
+
+Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 bad data or checkpoint,
+4 training failed (diverged, out of memory), 130 SIGINT, 143 SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from runner.errors import ConfigError, OptlabError
+
+COMMANDS: dict[str, callable] = {}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def command(name: str):
+    def add(fn):
+        COMMANDS[name] = fn
+        return fn
+    return add
+
+
+def build_parser() -> Parser:
+    from runner import __version__
+
+    parser = Parser(prog="optlab", description="A command-line lab for studying how neural networks train.")
+    parser.add_argument("--version", action="version", version=f"optlab {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="run one training run (Hydra overrides: group=option key=value)",
+                           description="Run one training run. Example: optlab train model=mlp optimizer=adam optimizer.lr=3e-4")
+    train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=cnn optimizer.lr=0.01")
+    train.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    train.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
+    train.add_argument("--config-dir", metavar="DIR", help="extra config folder whose groups extend/override the built-in ones")
+    train.add_argument("-m", "--multirun", action="store_true", help="run every combination of comma-separated values")
+
+    for name, register in _subcommand_registrars():
+        register(sub)
+    return parser
+
+
+def _subcommand_registrars():
+    """Sub-commands that live in their own modules add their parsers here."""
+    found = []
+    for module_name in ("runner.sweep_cli", "runner.report_cli", "runner.lrfind_cli"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        found.append((module_name, module.register))
+    return found
+
+
+@command("train")
+def run_train(args) -> int:
+    from runner.config import compose, load_run_config, to_yaml
+    from runner.progress import summary_table
+    from rich.console import Console
+
+    if args.resume:
+        if args.overrides:
+            raise ConfigError("--resume takes no overrides: the run continues with its saved config.yaml")
+        from runner.metrics import read_json
+        run_dir = Path(args.resume)
+        cfg = load_run_config(run_dir)
+        previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+        if previous.get("status") == "completed":
+            print(f"{run_dir}: already completed", file=sys.stderr)
+            print(run_dir)
+            return 0
+        return _train_and_report(cfg, resume_dir=run_dir)
+    if args.multirun:
+        from runner.multirun import run_grid
+        return run_grid(args.overrides, args.config_dir)
+    cfg = compose(args.overrides, args.config_dir)
+    if args.cfg:
+        Console().print(to_yaml(cfg), markup=False, highlight=False, end="")
+        return 0
+    return _train_and_report(cfg)
+
+
+def _train_and_report(cfg, resume_dir=None) -> int:
+    from runner.progress import summary_table
+    from runner.train import train
+    from rich.console import Console
+
+    try:
+        result = train(cfg, resume_dir=resume_dir)
+    except OptlabError as exc:
+        if exc.result is not None:  # the run folder exists: its path stays the last stdout line
+            _report_error(exc)
+            print(exc.result.run_dir)
+            return exc.exit_code
+        raise
+    if cfg.trainer.progress:
+        Console().print(summary_table(result.summary))
+    print(result.run_dir)
+    return 0
+
+
+def _report_error(exc: BaseException) -> None:
+    if _debug():
+        traceback.print_exception(exc)
+    message = " ".join(str(exc).split())
+    print(f"optlab: error: {message}", file=sys.stderr)
+
+
+def _debug() -> bool:
+    return os.environ.get("OPTLAB_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return COMMANDS[args.command](args)
+    except OptlabError as exc:
+        _report_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        _report_error(KeyboardInterrupt("interrupted"))
+        return 130
+    except Exception as exc:  # a bug: one line unless OPTLAB_DEBUG=1
+        if _debug():
+            traceback.print_exception(exc)
+        print(f"optlab: unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              f"(set OPTLAB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,276 @@
+"""Compose the run config with Hydra from conf/ (+ a user --config-dir) and validate it.
+
+This is the one place that knows config keys: types come from the option's own YAML
+(the default value declares the type), ranges from RANGE_RULES below.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from runner.errors import ConfigError
+
+GROUPS = ("data", "model", "init", "norm", "activation", "optimizer", "schedule",
+          "batch", "augment", "regularize", "trainer")
+
+
+def builtin_config_dir() -> Path:
+    """conf/ ships inside the wheel as runner/conf; a source checkout has it beside runner/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise ConfigError(f"optlab's built-in configs are missing (looked in {here / 'conf'})")
+
+
+def builtin_sweeps_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sweeps", here.parent / "sweeps"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "sweeps"
+
+
+def search_dirs(config_dir: str | None) -> list[Path]:
+    """The user's folder comes first so its options override built-in ones of the same name."""
+    dirs = [builtin_config_dir()]
+    if config_dir:
+        user = Path(config_dir).expanduser().resolve()
+        if not user.is_dir():
+            raise ConfigError(f"--config-dir {config_dir}: no such folder")
+        dirs.insert(0, user)
+    return dirs
+
+
+def group_options(group: str, config_dir: str | None = None) -> list[str]:
+    names = set()
+    for root in search_dirs(config_dir):
+        names |= {p.stem for p in (root / group).glob("*.yaml")}
+    return sorted(names)
+
+
+# ---------------------------------------------------------------- composition
+
+def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> DictConfig:
+    """The composed config for these Hydra overrides, validated; raises ConfigError."""
+    overrides = list(overrides)
+    _check_group_choices(overrides, config_dir)
+    cfg = _hydra_compose(overrides, config_dir)
+    reference = _hydra_compose(_group_selections(overrides), config_dir)
+    validate(cfg, reference)
+    return cfg
+
+
+def _hydra_compose(overrides: list[str], config_dir: str | None) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    dirs = search_dirs(config_dir)
+    primary, extra = dirs[-1], dirs[:-1]
+    searchpath = [f"file://{d}" for d in extra]
+    hydra_overrides = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
+    try:
+        with initialize_config_dir(config_dir=str(primary), version_base=None):
+            cfg = hydra_compose("config", overrides=hydra_overrides + overrides)
+    except MissingConfigException as exc:
+        raise ConfigError(_one_line(str(exc))) from exc
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(_explain_hydra_error(exc)) from exc
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
+def _parse_override(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"{text}: an override must look like key=value (e.g. optimizer.lr=0.01)")
+    return key.lstrip("+~").strip(), value.strip()
+
+
+def _group_selections(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if _parse_override(o)[0] in GROUPS]
+
+
+def _check_group_choices(overrides: list[str], config_dir: str | None) -> None:
+    for text in overrides:
+        key, value = _parse_override(text)
+        if key in GROUPS:
+            options = group_options(key, config_dir)
+            chosen = [v.strip() for v in value.strip("[]").split(",")] if key == "augment" else [value]
+            for name in chosen:
+                if name not in options:
+                    raise ConfigError(f"{key}={name}: unknown {key}; choose from: {', '.join(options)}")
+
+
+def _explain_hydra_error(exc: Exception) -> str:
+    text = str(exc)
+    match = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    if match:
+        key = match.group(1)
+        group = key.split(".")[0]
+        if group in GROUPS and "." in key:
+            return f"{key}: unknown key in group '{group}'"
+        return f"{key}: unknown key; top-level groups are: {', '.join(GROUPS)}"
+    return _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+# ---------------------------------------------------------------- validation
+
+def _positive(v): return v > 0
+def _non_negative(v): return v >= 0
+def _at_least_one(v): return v >= 1
+def _open_unit(v): return 0 < v < 1
+def _unit(v): return 0 <= v <= 1
+def _half_open_unit(v): return 0 <= v < 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    check: Callable[[Any], bool]
+    expect: str
+
+
+RANGE_RULES: dict[str, Rule] = {
+    "optimizer.lr": Rule(_positive, "> 0"),
+    "optimizer.weight_decay": Rule(_non_negative, ">= 0"),
+    "optimizer.momentum": Rule(_half_open_unit, "in [0, 1)"),
+    "optimizer.eps": Rule(_positive, "> 0"),
+    "batch.size": Rule(_at_least_one, ">= 1"),
+    "batch.base_size": Rule(_at_least_one, ">= 1"),
+    "trainer.val_fraction": Rule(_open_unit, "in (0, 1)"),
+    "trainer.epochs": Rule(_non_negative, ">= 0"),
+    "trainer.eval_batch_size": Rule(_at_least_one, ">= 1"),
+    "trainer.log_every": Rule(_at_least_one, ">= 1"),
+    "model.depth": Rule(_non_negative, ">= 0"),
+    "model.width": Rule(_at_least_one, ">= 1"),
+    "model.channels": Rule(_at_least_one, ">= 1"),
+    "model.dropout": Rule(_half_open_unit, "in [0, 1)"),
+    "schedule.warmup_epochs": Rule(_non_negative, ">= 0"),
+    "schedule.gamma": Rule(_positive, "> 0"),
+    "schedule.step_size": Rule(_at_least_one, ">= 1"),
+    "schedule.min_lr": Rule(_non_negative, ">= 0"),
+    "regularize.l1": Rule(_non_negative, ">= 0"),
+    "regularize.l2": Rule(_non_negative, ">= 0"),
+    "regularize.label_smoothing": Rule(_half_open_unit, "in [0, 1)"),
+    "regularize.clip_norm": Rule(_positive, "> 0"),
+    "regularize.clip_value": Rule(_positive, "> 0"),
+    "regularize.dropout": Rule(_half_open_unit, "in [0, 1)"),
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "schedule.interval": ("epoch", "step"),
+    "trainer.precision": ("32", "bf16", "16"),
+    "init.mode": ("fan_in", "fan_out"),
+    "norm.position": ("pre", "post"),
+}
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def validate(cfg: DictConfig, reference: DictConfig | None = None) -> None:
+    """Types against the option's defaults (reference), then ranges and choices."""
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # an interpolation that does not resolve
+        raise ConfigError(_one_line(str(exc))) from exc
+    if reference is not None:
+        _check_types(resolved, OmegaConf.to_container(reference, resolve=True), "")
+    flat = dict(flatten(resolved))
+    for key, rule in RANGE_RULES.items():
+        value = flat.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not (math.isfinite(value) and rule.check(value)):
+                raise ConfigError(f"{key}={value}: must be {rule.expect}")
+    for key, choices in CHOICES.items():
+        if key in flat and flat[key] is not None and str(flat[key]) not in choices:
+            raise ConfigError(f"{key}={flat[key]}: choose from: {', '.join(choices)}")
+    device = str(flat.get("trainer.device", "auto"))
+    if not DEVICE_PATTERN.match(device):
+        raise ConfigError(f"trainer.device={device}: choose from: auto, cpu, cuda, cuda:N")
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean (true/false)"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+def _check_types(value: Any, default: Any, key: str) -> None:
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}={value}: expected {_type_name(default)}")
+        for sub, sub_value in value.items():
+            path = f"{key}.{sub}" if key else str(sub)
+            if sub not in default:
+                group = path.split(".")[0]
+                known = ", ".join(sorted(map(str, default))) or "(none)"
+                raise ConfigError(f"{path}: unknown key in '{group}'; known keys: {known}")
+            _check_types(sub_value, default[sub], path)
+        return
+    if default is None or value is None:
+        return
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
+        list: lambda v: isinstance(v, list),
+    }.get(type(default), lambda v: True)
+    if not ok(value):
+        raise ConfigError(f"{key}={value}: expected {_type_name(default)}")
+
+
+def flatten(tree: Any, prefix: str = ""):
+    """Yield (dotted key, leaf value) pairs of a nested dict."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, tree
+
+
+# ---------------------------------------------------------------- run folders
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        from runner.errors import DataError
+        raise DataError(f"{run_dir}: not a run folder (no config.yaml)")
+    cfg = OmegaConf.load(path)
+    validate(cfg)
+    return cfg
+
+
+def as_plain(node: Any) -> Any:
+    """OmegaConf nodes -> plain Python containers (pass-through for other values)."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def env_debug() -> bool:
+    return os.environ.get("OPTLAB_DEBUG", "") not in ("", "0", "false")

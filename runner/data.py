@@ -1,0 +1,184 @@
+"""Datasets -> tensors; the held-out validation split; standardization; the on-device loader.
+
+A dataset loader returns the whole training pool as tensors: x float32 shaped (N, D) for
+tables or (N, C, H, W) for images, y int64 class labels (classification) or float32
+targets (regression). Everything after that (split, standardize, batch) is shared.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from runner.errors import ConfigError, DataError
+from runner.registry import Registry
+
+
+@dataclass
+class Pool:
+    """What a dataset loader returns, before the validation split."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    task: str = "classification"  # classification | regression
+
+
+@dataclass
+class Dataset:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    task: str
+    num_classes: int  # 0 for regression
+    mean: torch.Tensor  # standardization statistics of the training split
+    std: torch.Tensor
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def output_dim(self) -> int:
+        if self.task == "classification":
+            return self.num_classes
+        return 1 if self.y_train.dim() == 1 else self.y_train.shape[1]
+
+    def to(self, device: torch.device) -> "Dataset":
+        moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        return Dataset(**{**vars(self), **moved})
+
+
+DATASETS: Registry[Callable[[dict, int], Pool]] = Registry("data")
+
+
+# ---------------------------------------------------------------- built-in datasets
+
+def sklearn_data_file(name: str) -> Path:
+    """A data file shipped inside scikit-learn, found without importing it (which takes seconds)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DataError("scikit-learn is not installed: it ships the digits data offline (pip install scikit-learn)")
+    path = Path(spec.origin).parent / "datasets" / "data" / name
+    if not path.is_file():
+        raise DataError(f"{path}: missing from the scikit-learn installation")
+    return path
+
+
+@DATASETS.register("digits")
+def load_digits(cfg: dict, seed: int) -> Pool:
+    table = np.loadtxt(sklearn_data_file("digits.csv.gz"), delimiter=",", dtype=np.float32)
+    x = torch.from_numpy(table[:, :-1].reshape(-1, 1, 8, 8).copy())  # (N, 1, 8, 8), values 0..16
+    return Pool(x, torch.from_numpy(table[:, -1].astype(np.int64)))
+
+
+@DATASETS.register("moons")
+def load_moons(cfg: dict, seed: int) -> Pool:
+    """Two interleaving half circles with Gaussian noise (as scikit-learn's make_moons)."""
+    n, noise = int(cfg.get("n_samples", 1000)), float(cfg.get("noise", 0.2))
+    rng = np.random.default_rng(seed)
+    n_out = n // 2
+    n_in = n - n_out
+    outer = np.linspace(0, math.pi, n_out)
+    inner = np.linspace(0, math.pi, n_in)
+    x = np.concatenate([np.stack([np.cos(outer), np.sin(outer)], 1),
+                        np.stack([1 - np.cos(inner), 1 - np.sin(inner) - 0.5], 1)])
+    x += rng.normal(0.0, noise, x.shape)
+    y = np.concatenate([np.zeros(n_out, np.int64), np.ones(n_in, np.int64)])
+    return Pool(torch.tensor(x, dtype=torch.float32), torch.from_numpy(y))
+
+
+@DATASETS.register("spirals")
+def load_spirals(cfg: dict, seed: int) -> Pool:
+    n, classes, noise = int(cfg.get("n_samples", 1500)), int(cfg.get("classes", 3)), float(cfg.get("noise", 0.2))
+    rng = np.random.default_rng(seed)
+    per_class = n // classes
+    xs, ys = [], []
+    for k in range(classes):
+        radius = np.linspace(0.05, 1.0, per_class)
+        angle = np.linspace(0, 4.0, per_class) + 2 * math.pi * k / classes + rng.normal(0, noise, per_class)
+        xs.append(np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1))
+        ys.append(np.full(per_class, k))
+    return Pool(torch.tensor(np.concatenate(xs), dtype=torch.float32),
+                torch.tensor(np.concatenate(ys), dtype=torch.int64))
+
+
+# ---------------------------------------------------------------- split and standardize
+
+def load_dataset(data_cfg: dict, val_fraction: float, seed: int) -> Dataset:
+    pool = DATASETS.get(data_cfg["name"])(data_cfg, seed)
+    train_idx, val_idx = split_indices(pool, val_fraction, seed)
+    x_train, x_val = pool.x[train_idx], pool.x[val_idx]
+    if data_cfg.get("standardize", True):
+        mean, std = standardization_stats(x_train)
+    else:
+        mean, std = torch.zeros(()), torch.ones(())
+    num_classes = int(pool.y.max().item()) + 1 if pool.task == "classification" else 0
+    return Dataset(
+        x_train=(x_train - mean) / std, y_train=pool.y[train_idx],
+        x_val=(x_val - mean) / std, y_val=pool.y[val_idx],
+        task=pool.task, num_classes=num_classes, mean=mean, std=std,
+    )
+
+
+def split_indices(pool: Pool, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hold out val_fraction of the pool, stratified by class for classification."""
+    n = len(pool.x)
+    if n < 2:
+        raise ConfigError(f"data: {n} sample(s) cannot be split into training and validation")
+    g = torch.Generator().manual_seed(seed)
+    if pool.task != "classification":
+        perm = torch.randperm(n, generator=g)
+        n_val = min(max(1, round(n * val_fraction)), n - 1)
+        return perm[n_val:].sort().values, perm[:n_val].sort().values
+    train, val = [], []
+    for label in torch.unique(pool.y):
+        members = torch.nonzero(pool.y == label).flatten()
+        members = members[torch.randperm(len(members), generator=g)]
+        n_val = round(len(members) * val_fraction)
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    train_idx, val_idx = torch.cat(train).sort().values, torch.cat(val).sort().values
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise ConfigError(f"trainer.val_fraction={val_fraction}: leaves an empty training or validation split")
+    return train_idx, val_idx
+
+
+def standardization_stats(x_train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean/std for tables, per-channel for images; constant features keep std 1."""
+    dims = (0,) if x_train.dim() == 2 else (0, 2, 3)
+    mean = x_train.mean(dim=dims, keepdim=True)[0]
+    std = x_train.std(dim=dims, keepdim=True)[0]
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return mean, std
+
+
+# ---------------------------------------------------------------- the on-device loader
+
+class DeviceBatches:
+    """Mini-batches as index slices of an on-device random permutation, one pass per epoch.
+
+    The data stays where it is (the training device); only the permutation is drawn,
+    from its own generator so that resuming restores the exact batch order.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        self.x, self.y, self.generator = x, y, generator
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def num_batches(self, batch_size: int) -> int:
+        return math.ceil(len(self.x) / batch_size)
+
+    def epoch(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm = torch.randperm(len(self.x), generator=self.generator, device=self.generator.device)
+        perm = perm.to(self.x.device)
+        for start in range(0, len(perm), batch_size):
+            idx = perm[start:start + batch_size]
+            yield self.x[idx], self.y[idx]

@@ -1,0 +1,384 @@
+"""One training run, readable top to bottom.
+
+Per epoch, in this order: pick the batch size; per step: set the lr, augment, forward,
+loss (+ penalties), backward, clip, optimizer step, (every log_every steps) check the loss
+and sample the gradient norm; then evaluate on the validation split, append the metrics
+row, save the checkpoint, let the caller (a sweep's pruner) look at the row, and stop if
+asked to.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import random
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+import runner
+from runner import batching, schedule
+from runner.augment import build_pipeline
+from runner.config import as_plain, to_yaml
+from runner.data import Dataset, DeviceBatches, load_dataset
+from runner.errors import ConfigError, Interrupted, Pruned, TrainingFailed
+from runner.init import InitContext, initialize
+from runner.metrics import (METRIC_COLUMNS, CsvAppender, load_checkpoint, new_run_dir, read_json,
+                            save_checkpoint, truncate_after_epoch, write_atomic, write_json)
+from runner.models import build_model
+from runner.optim import build_optimizer, is_full_batch, set_lr
+
+EpochHook = Callable[[int, dict], None]  # (epoch, metrics row); may raise Pruned
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    summary: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- set-up helpers
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.device={name}: CUDA is not available here; choose from: auto, cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"trainer.device={name}: only {torch.cuda.device_count()} GPU(s) visible")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def build_network(c: dict, data: Dataset, device: torch.device) -> torch.nn.Module:
+    model = build_model(c, data.input_shape, data.output_dim)
+    batch = data.x_train[: min(len(data.x_train), 512)].cpu()
+    initialize(model, c["init"], c["activation"],
+               InitContext(x_batch=batch, y_train=data.y_train.cpu(), num_classes=data.num_classes))
+    return model.to(device)
+
+
+def rng_states(generators: dict[str, torch.Generator]) -> dict:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(),
+              "torch": torch.get_rng_state(),
+              **{f"gen_{k}": g.get_state() for k, g in generators.items()}}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict, generators: dict[str, torch.Generator]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    for key, g in generators.items():
+        g.set_state(states[f"gen_{key}"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set a flag the loop checks after each step, so the run ends cleanly
+    at a step boundary with everything up to the last epoch on disk."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+
+    installed = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            installed[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (e.g. called from a thread pool)
+            pass
+    try:
+        yield received
+    finally:
+        for sig, previous in installed.items():
+            signal.signal(sig, previous)
+
+
+def loss_fn(data: Dataset, c: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if data.task == "regression":
+        return lambda out, y: F.mse_loss(out.squeeze(-1) if y.dim() == 1 else out, y)
+    smoothing = float(c["regularize"].get("label_smoothing", 0.0) or 0.0)
+    return lambda out, y: F.cross_entropy(out, y, label_smoothing=smoothing)
+
+
+def penalty(model: torch.nn.Module, reg: dict) -> torch.Tensor | float:
+    """Explicit L1/L2 penalties on weights (not biases or norm gains): l2/2 * ||w||^2 + l1 * |w|."""
+    l1, l2 = float(reg.get("l1", 0.0) or 0.0), float(reg.get("l2", 0.0) or 0.0)
+    if l1 == 0 and l2 == 0:
+        return 0.0
+    weights = [p for p in model.parameters() if p.dim() > 1 and p.requires_grad]
+    total = 0.0
+    if l2:
+        total = total + 0.5 * l2 * sum((w * w).sum() for w in weights)
+    if l1:
+        total = total + l1 * sum(w.abs().sum() for w in weights)
+    return total
+
+
+def count_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    target = y.argmax(dim=1) if y.dim() == 2 else y  # soft labels (mixup) -> their top class
+    return (out.argmax(dim=1) == target).sum()
+
+
+@torch.no_grad()
+def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[float, float]:
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        with autocast():
+            out = model(xb)
+        total_loss += loss(out.float(), yb) * len(xb)
+        if task == "classification":
+            correct += count_correct(out, yb)
+    model.train(was_training)
+    acc = correct.item() / len(x) if task == "classification" else float("nan")
+    return total_loss.item() / len(x), acc
+
+
+def make_autocast(device: torch.device, precision: str):
+    if precision == "32":
+        return nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def versions() -> dict:
+    return {"optlab": runner.__version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+# ---------------------------------------------------------------- the run
+
+def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: Path | None = None,
+          on_epoch: EpochHook | None = None, console=None) -> RunResult:
+    c = as_plain(cfg)
+    t = c["trainer"]
+    device = resolve_device(str(t["device"]))
+    seed = int(t["seed"])
+    seed_everything(seed)
+
+    # 1) components, in the order config -> data -> model -> optimizer -> schedule/batch plan
+    data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
+    model = build_network(c, data, device)
+    optimizer = build_optimizer(model.parameters(), c["optimizer"])
+    augment = build_pipeline(c["augment"])
+    loss = loss_fn(data, c)
+    reg = c["regularize"]
+    autocast = make_autocast(device, str(t["precision"]))
+    scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
+    generators = {"data": make_generator(device, seed + 1), "augment": make_generator(device, seed + 2)}
+    batches = DeviceBatches(data.x_train, data.y_train, generators["data"])
+    lr0 = float(c["optimizer"]["lr"]) * batching.lr_scale(c["batch"])
+    epochs, full_batch = int(t["epochs"]), is_full_batch(c["optimizer"])
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    # 2) the run folder (new, or the one being resumed)
+    state = {"epoch": -1, "step": 0, "best_val_acc": None, "schedule": {}, "wall_time_s": 0.0}
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt.get("scaler", scaler.state_dict()))
+        restore_rng_states(ckpt["rng"], generators)
+        state.update({k: ckpt[k] for k in state if k in ckpt})
+        truncate_after_epoch(run_dir / "metrics.csv", state["epoch"])
+    else:
+        run_dir = new_run_dir(Path(run_root or Path(t["out_dir"]) / "runs"), t["name"])
+        write_atomic(run_dir / "config.yaml", to_yaml(cfg) if isinstance(cfg, DictConfig) else _yaml(c))
+    table = CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS)
+    summary = {"status": "running", "run_dir": str(run_dir), "seed": seed, "device": str(device),
+               "epochs": epochs, **versions()}
+    write_json(run_dir / "summary.json", {**_previous_summary(run_dir), **summary})
+
+    from runner.progress import TrainProgress  # rich is only needed when showing progress
+    progress = TrainProgress(enabled=bool(t["progress"]), total_epochs=epochs, console=console)
+    started = time.perf_counter() - state["wall_time_s"]
+    rows: list[dict] = []
+    status, reason = "completed", None
+    log_every = int(t["log_every"])
+
+    with stop_on_signals() as signals, progress:
+        try:
+            for epoch in range(state["epoch"] + 1, epochs):
+                # 3) the epoch's batch size and the number of steps it makes
+                n_train = len(batches)
+                batch_size = n_train if full_batch else batching.batch_size_at(c["batch"], epoch, n_train)
+                steps = batches.num_batches(batch_size)
+                progress.start_epoch(epoch, steps)
+                epoch_start = time.perf_counter()
+                loss_sum = torch.zeros((), device=device)
+                correct = torch.zeros((), device=device, dtype=torch.long)
+                grad_norms: list[torch.Tensor] = []
+                model.train()
+                for i, (xb, yb) in enumerate(batches.epoch(batch_size)):
+                    # 4) the lr for this step: schedule(progress) * plateau scale
+                    tt, unit = schedule.progress(c["schedule"], epoch, i, steps)
+                    lr = schedule.learning_rate(c["schedule"], lr0, tt, epochs, unit)
+                    lr *= state["schedule"].get("scale", 1.0)
+                    set_lr(optimizer, lr)
+                    # 5) augment, forward, loss, backward
+                    xb, yb = augment(xb, yb, generators["augment"])
+                    with autocast():
+                        out = model(xb)
+                        batch_loss = loss(out.float(), yb)
+                    objective = batch_loss + penalty(model, reg)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(objective).backward()
+                    # 6) clip, step
+                    scaler.unscale_(optimizer)
+                    sample_grad = i % log_every == 0 or reg.get("clip_norm")
+                    norm = clip_gradients(params, reg, measure=bool(sample_grad))
+                    if norm is not None:
+                        grad_norms.append(norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    # 7) accumulate on device; read (and check for divergence) every log_every steps
+                    loss_sum += batch_loss.detach() * len(xb)
+                    if data.task == "classification":
+                        correct += count_correct(out.detach(), yb)
+                    state["step"] += 1
+                    if i % log_every == 0 and not math.isfinite(batch_loss.item()):
+                        raise _Diverged(epoch, batch_loss.item())
+                    progress.advance_batch()
+                    if signals:
+                        raise Interrupted(signals[0])
+                # 8) end of epoch: train metrics, validation, the row, the checkpoint
+                train_loss = loss_sum.item() / n_train
+                if not math.isfinite(train_loss):
+                    raise _Diverged(epoch, train_loss)
+                val_loss, val_acc = evaluate(model, data.x_val, data.y_val, loss, data.task,
+                                             int(t["eval_batch_size"]), autocast)
+                epoch_time = time.perf_counter() - epoch_start
+                row = {
+                    "epoch": epoch, "step": state["step"], "lr": lr, "batch_size": batch_size,
+                    "train_loss": train_loss,
+                    "train_acc": correct.item() / n_train if data.task == "classification" else float("nan"),
+                    "val_loss": val_loss, "val_acc": val_acc,
+                    "grad_norm": torch.stack(grad_norms).mean().item() if grad_norms else float("nan"),
+                    "epoch_time_s": epoch_time, "samples_per_s": n_train / max(epoch_time, 1e-9),
+                }
+                if not math.isfinite(val_loss):
+                    table.append(row)
+                    rows.append(row)
+                    raise _Diverged(epoch, val_loss)
+                table.append(row)
+                rows.append(row)
+                if data.task == "classification" and (state["best_val_acc"] is None or val_acc > state["best_val_acc"]):
+                    state["best_val_acc"] = val_acc
+                state["schedule"] = schedule.after_epoch(c["schedule"], state["schedule"], val_loss)
+                state["epoch"] = epoch
+                state["wall_time_s"] = time.perf_counter() - started
+                save_checkpoint(run_dir / "checkpoint.pt", {
+                    **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(), "rng": rng_states(generators), "config": c,
+                })
+                progress.end_epoch(row)
+                if on_epoch is not None:
+                    on_epoch(epoch, row)
+                if signals:
+                    raise Interrupted(signals[0])
+        except _Diverged as exc:
+            status, reason = "diverged", str(exc)
+        except Interrupted as exc:
+            status, reason, interrupted = "interrupted", str(exc), exc
+        except Pruned as exc:
+            status, reason = "pruned", str(exc) or "pruned by the sweep's pruner"
+        except torch.cuda.OutOfMemoryError as exc:
+            status, reason = "failed", f"out of memory: {exc}".splitlines()[0]
+
+    # 9) the summary: what happened and the numbers a report needs
+    all_rows = _all_rows(run_dir)
+    if not all_rows and status == "completed":  # epochs=0: report the untrained model
+        vl, va = evaluate(model, data.x_val, data.y_val, loss, data.task, int(t["eval_batch_size"]), autocast)
+        all_rows = [{"val_loss": vl, "val_acc": va}]
+    summary.update(summarize(all_rows, status, reason, state, time.perf_counter() - started))
+    write_json(run_dir / "summary.json", summary)
+    result = RunResult(run_dir, status, summary)
+    if status == "diverged":
+        raise TrainingFailed(f"diverged: {reason}; rows so far are in {run_dir}/metrics.csv").with_result(result)
+    if status == "failed":
+        raise TrainingFailed(reason).with_result(result)
+    if status == "interrupted":
+        raise interrupted.with_result(result)
+    return result
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch: int, value: float):
+        super().__init__(f"loss became {value} in epoch {epoch}")
+
+
+def clip_gradients(params: list, reg: dict, measure: bool) -> torch.Tensor | None:
+    """Clip by value, then by global norm; return the (pre-clip) global norm when measured."""
+    if reg.get("clip_value"):
+        torch.nn.utils.clip_grad_value_(params, float(reg["clip_value"]))
+    if reg.get("clip_norm"):
+        return torch.nn.utils.clip_grad_norm_(params, float(reg["clip_norm"])).detach()
+    if measure:
+        grads = [p.grad for p in params if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads).detach() if grads else None
+    return None
+
+
+def _all_rows(run_dir: Path) -> list[dict]:
+    from runner.metrics import read_rows
+
+    path = run_dir / "metrics.csv"
+    return [{k: float(v) if v != "" else float("nan") for k, v in r.items()} for r in read_rows(path)] if path.exists() else []
+
+
+def _previous_summary(run_dir: Path) -> dict:
+    path = run_dir / "summary.json"
+    return read_json(path) if path.exists() else {}
+
+
+def summarize(rows: list[dict], status: str, reason: str | None, state: dict, wall: float) -> dict:
+    accs = [r["val_acc"] for r in rows if isinstance(r.get("val_acc"), float) and math.isfinite(r["val_acc"])]
+    last = rows[-1] if rows else {}
+    return {
+        "status": status, "reason": reason,
+        "epochs_done": state["epoch"] + 1,
+        "best_val_acc": max(accs) if accs else None,
+        "final_val_acc": _finite_or_none(last.get("val_acc")),
+        "final_val_loss": _finite_or_none(last.get("val_loss")),
+        "best_val_loss": min((r["val_loss"] for r in rows if math.isfinite(r.get("val_loss", math.nan))), default=None),
+        "final_train_loss": _finite_or_none(last.get("train_loss")),
+        "steps": state["step"], "wall_time_s": round(wall, 3),
+    }
+
+
+def _finite_or_none(value) -> float | None:
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def _yaml(c: dict) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(c))
