@@ -13,21 +13,11 @@ from pathlib import Path
 
 from runner.errors import ConfigError, OptlabError
 
-COMMANDS: dict[str, callable] = {}
-
-
 class Parser(argparse.ArgumentParser):
     """argparse that raises a one-line ConfigError instead of printing usage and exiting."""
 
     def error(self, message: str):
         raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")
-
-
-def command(name: str):
-    def add(fn):
-        COMMANDS[name] = fn
-        return fn
-    return add
 
 
 def build_parser() -> Parser:
@@ -44,6 +34,7 @@ def build_parser() -> Parser:
     train.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
     train.add_argument("--config-dir", metavar="DIR", help="extra config folder whose groups extend/override the built-in ones")
     train.add_argument("-m", "--multirun", action="store_true", help="run every combination of comma-separated values")
+    train.set_defaults(handler=run_train)
 
     for name, register in _subcommand_registrars():
         register(sub)
@@ -51,7 +42,8 @@ def build_parser() -> Parser:
 
 
 def _subcommand_registrars():
-    """Sub-commands that live in their own modules add their parsers here."""
+    """Sub-commands that live in their own modules: each has register(subparsers), which
+    adds its parser and sets `handler` (args -> exit code) with set_defaults."""
     found = []
     for module_name in ("runner.sweep_cli", "runner.report_cli", "runner.lrfind_cli"):
         try:
@@ -64,7 +56,6 @@ def _subcommand_registrars():
     return found
 
 
-@command("train")
 def run_train(args) -> int:
     from runner.config import compose, load_run_config, to_yaml
     from runner.progress import summary_table
@@ -130,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return COMMANDS[args.command](args)
+        return args.handler(args)
     except OptlabError as exc:
         _report_error(exc)
         return exc.exit_code

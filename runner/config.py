@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -69,23 +70,40 @@ def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> Dic
 
 def _hydra_compose(overrides: list[str], config_dir: str | None) -> DictConfig:
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
-    dirs = search_dirs(config_dir)
-    primary, extra = dirs[-1], dirs[:-1]
-    searchpath = [f"file://{d}" for d in extra]
-    hydra_overrides = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
     try:
-        with initialize_config_dir(config_dir=str(primary), version_base=None):
-            cfg = hydra_compose("config", overrides=hydra_overrides + overrides)
+        with _hydra_search_path(search_dirs(config_dir)):
+            cfg = hydra_compose("config", overrides=overrides)
     except MissingConfigException as exc:
         raise ConfigError(_one_line(str(exc))) from exc
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_explain_hydra_error(exc)) from exc
     OmegaConf.set_struct(cfg, False)
     return cfg
+
+
+@contextmanager
+def _hydra_search_path(dirs: list[Path]):
+    """Initialize Hydra with these config dirs, first one searched first.
+
+    `hydra.searchpath` entries go after the primary dir, and the primary dir must hold
+    config.yaml, so a user's folder of extra options is prepended by hand instead.
+    """
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+
+    search_path = create_config_search_path(str(dirs[-1]))
+    for extra in reversed(dirs[:-1]):
+        search_path.prepend("optlab --config-dir", f"file://{extra}", anchor="main")
+    GlobalHydra.instance().clear()
+    Hydra.create_main_hydra2(task_name="optlab", config_search_path=search_path)  # sets GlobalHydra
+    try:
+        yield
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _parse_override(text: str) -> tuple[str, str]:

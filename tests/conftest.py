@@ -1,0 +1,49 @@
+"""Shared fixtures: a composed, shrunk config per test and a way to run the real CLI."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # the suite runs on 2 cores; tests must not oversubscribe them
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["trainer.epochs=2", "trainer.progress=false"]
+
+
+def optlab_executable() -> list[str]:
+    """The installed console script next to this interpreter, else `python -m runner`."""
+    script = Path(sys.executable).with_name("optlab")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runner"]
+
+
+def run_optlab(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env.pop("OPTLAB_DEBUG", None) if env is None or "OPTLAB_DEBUG" not in env else None
+    return subprocess.run([*optlab_executable(), *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose_cfg(*overrides) -> a validated config: 2 epochs, quiet, writing under tmp_path."""
+    from runner.config import compose
+
+    def make(*overrides: str):
+        return compose([*TINY, f"trainer.out_dir={tmp_path / 'outputs'}", *overrides])
+
+    return make
+
+
+@pytest.fixture
+def optlab(tmp_path):
+    """optlab(*args) runs the real CLI in a subprocess from tmp_path (not the repo root)."""
+    def run(*args: str, env: dict | None = None, timeout: float = 300):
+        return run_optlab(*args, cwd=tmp_path, env=env, timeout=timeout)
+
+    return run

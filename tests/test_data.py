@@ -1,0 +1,49 @@
+import torch
+
+from runner.data import DeviceBatches, Pool, load_dataset, split_indices, standardization_stats
+
+
+def test_validation_split_is_held_out_stratified_and_seeded():
+    pool = Pool(torch.arange(100.0).unsqueeze(1), torch.arange(100) % 4)
+    train_a, val_a = split_indices(pool, 0.2, seed=1)
+    train_b, val_b = split_indices(pool, 0.2, seed=1)
+    assert torch.equal(val_a, val_b) and torch.equal(train_a, train_b)
+    assert set(train_a.tolist()).isdisjoint(val_a.tolist())
+    assert len(train_a) + len(val_a) == 100
+    assert torch.bincount(pool.y[val_a]).tolist() == [5, 5, 5, 5]
+    _, val_c = split_indices(pool, 0.2, seed=2)
+    assert not torch.equal(val_a, val_c)
+
+
+def test_standardization_uses_training_statistics_only():
+    data = load_dataset({"name": "digits"}, 0.2, seed=0)
+    assert abs(data.x_train.mean().item()) < 1e-5
+    assert abs(data.x_train.std().item() - 1) < 1e-3
+    assert abs(data.x_val.mean().item()) > 1e-4  # val is shifted by the *training* mean, not its own
+    raw = load_dataset({"name": "digits", "standardize": False}, 0.2, seed=0)
+    assert torch.allclose((raw.x_val - data.mean) / data.std, data.x_val)
+
+
+def test_per_feature_statistics_for_tables_keep_constant_features_finite():
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    mean, std = standardization_stats(x)
+    assert mean.tolist() == [2.0, 5.0]
+    assert std[1] == 1.0
+
+
+def test_digits_spirals_moons_shapes():
+    digits = load_dataset({"name": "digits"}, 0.2, 0)
+    assert digits.input_shape == (1, 8, 8) and digits.num_classes == 10
+    assert len(digits.x_train) + len(digits.x_val) == 1797
+    spirals = load_dataset({"name": "spirals", "n_samples": 300, "classes": 3, "noise": 0.1}, 0.2, 0)
+    assert spirals.input_shape == (2,) and spirals.num_classes == 3
+    moons = load_dataset({"name": "moons", "n_samples": 200, "noise": 0.1}, 0.25, 0)
+    assert moons.num_classes == 2 and len(moons.x_val) == 50
+
+
+def test_device_batches_cover_every_sample_once_per_epoch():
+    x = torch.arange(10.0).unsqueeze(1)
+    batches = DeviceBatches(x, torch.arange(10), torch.Generator().manual_seed(0))
+    seen = torch.cat([xb for xb, _ in batches.epoch(3)]).flatten()
+    assert sorted(seen.tolist()) == list(range(10))
+    assert [len(xb) for xb, _ in batches.epoch(3)] == [3, 3, 3, 1]
