@@ -1,0 +1,105 @@
+"""The real `optlab` command in a subprocess, run from a folder that is not the repo."""
+import csv
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, optlab_executable
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def test_version_and_help(optlab):
+    assert optlab("--version").stdout.startswith("optlab ")
+    result = optlab("--help")
+    assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_train_writes_a_run_folder_and_prints_its_path_last(optlab, tmp_path):
+    result = optlab("train", *TINY)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / last_line(result.stdout)
+    assert run.is_dir() and run.parent == tmp_path / "outputs" / "runs"
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_cfg_prints_the_composed_config_without_training(optlab, tmp_path):
+    result = optlab("train", "--cfg", "optimizer=adam", "optimizer.lr=3e-4")
+    assert result.returncode == 0
+    assert "name: adam" in result.stdout and "lr: 0.0003" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("optimizer=adamm", "choose from: adam"),
+    ("optimizer.lrr=1", "optimizer.lrr"),
+    ("optimizer.lr=abc", "optimizer.lr=abc"),
+    ("optimizer.lr=0", "optimizer.lr=0"),
+    ("batch.size=0", "batch.size=0"),
+    ("trainer.val_fraction=2", "trainer.val_fraction=2"),
+    ("trainer.epochs=-1", "trainer.epochs=-1"),
+])
+def test_bad_input_exits_2_with_one_line(optlab, override, fragment):
+    result = optlab("train", override)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_flag_shows_the_traceback(optlab):
+    result = optlab("train", "optimizer=adamm", env={"OPTLAB_DEBUG": "1"})
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_divergence_exits_4_and_keeps_rows(optlab, tmp_path):
+    result = optlab("train", *TINY, "optimizer.lr=1e6")
+    assert result.returncode == 4
+    run = tmp_path / last_line(result.stdout)
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+    assert "diverged" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_resume_folder_exits_3(optlab, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = optlab("train", "--resume", "empty")
+    assert result.returncode == 3 and "config.yaml" in result.stderr
+
+
+def metric_values(run: Path) -> list[dict]:
+    with open(run / "metrics.csv") as f:
+        return [{k: v for k, v in r.items() if k not in ("epoch_time_s", "samples_per_s")} for r in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["train", "model=cnn", "model.channels=8", "model.dropout=0.2", "trainer.epochs=6",
+            "trainer.progress=false"]
+    proc = subprocess.Popen([*optlab_executable(), *args, "trainer.out_dir=a"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        tables = list((tmp_path / "a").glob("runs/*/metrics.csv"))
+        if tables and len(tables[0].read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    run = tmp_path / last_line(out)
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    assert (run / "checkpoint.pt").exists() and len(metric_values(run)) >= 2
+
+    resumed = subprocess.run([*optlab_executable(), "train", "--resume", str(run)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    alone = subprocess.run([*optlab_executable(), *args, "trainer.out_dir=b"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert metric_values(run) == metric_values(tmp_path / last_line(alone.stdout))
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"

@@ -1,0 +1,45 @@
+import os
+
+import torch
+
+from runner.metrics import CsvAppender, read_rows, save_checkpoint, load_checkpoint, truncate_after_epoch, write_atomic
+
+
+def test_rows_are_appended_and_a_torn_last_line_is_skipped(tmp_path):
+    path = tmp_path / "m.csv"
+    table = CsvAppender(path, ["epoch", "loss"])
+    table.append({"epoch": 0, "loss": 0.5})
+    table.append({"epoch": 1, "loss": 0.25})
+    with open(path, "a") as f:
+        f.write("2,0.1")  # a write cut off before its newline
+    assert read_rows(path) == [{"epoch": "0", "loss": "0.5"}, {"epoch": "1", "loss": "0.25"}]
+
+
+def test_reopening_a_table_does_not_repeat_the_header(tmp_path):
+    path = tmp_path / "m.csv"
+    CsvAppender(path, ["a"]).append({"a": 1})
+    CsvAppender(path, ["a"]).append({"a": 2})
+    assert path.read_text() == "a\n1\n2\n"
+
+
+def test_truncate_after_epoch_drops_rows_past_the_checkpoint(tmp_path):
+    path = tmp_path / "m.csv"
+    table = CsvAppender(path, ["epoch", "x"])
+    for epoch in range(4):
+        table.append({"epoch": epoch, "x": epoch * 2})
+    truncate_after_epoch(path, 1)
+    assert [r["epoch"] for r in read_rows(path)] == ["0", "1"]
+
+
+def test_atomic_writes_leave_no_temp_files(tmp_path):
+    write_atomic(tmp_path / "a.txt", "hello")
+    save_checkpoint(tmp_path / "c.pt", {"w": torch.ones(2)})
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "c.pt"]
+    assert torch.equal(load_checkpoint(tmp_path / "c.pt")["w"], torch.ones(2))
+
+
+def test_floats_round_trip_exactly(tmp_path):
+    path = tmp_path / "m.csv"
+    value = 0.1 + 0.2
+    CsvAppender(path, ["v"]).append({"v": value})
+    assert float(read_rows(path)[0]["v"]) == value
