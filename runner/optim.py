@@ -1,41 +1,73 @@
-"""Optimizer registry: one entry per update rule, built from the optimizer config group."""
+"""Optimizer registry: one entry per update rule, built from the optimizer config group.
+
+Each entry names the torch class, the config keys it passes through as keyword arguments
+and the arguments it fixes (what makes `momentum` heavy ball and `nesterov` Nesterov).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import torch
 
+from runner.errors import ConfigError
 from runner.registry import Registry
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    make: Callable[[Iterable[torch.nn.Parameter], dict], torch.optim.Optimizer]
+    cls: type[torch.optim.Optimizer]
     description: str
+    keys: tuple[str, ...] = ("lr", "weight_decay")  # config keys passed on when not null
+    fixed: dict = field(default_factory=dict)  # arguments the option itself decides
     full_batch: bool = False  # one step per epoch on the whole training split (gradient descent)
 
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 
+_register = OPTIMIZERS.register
+_register("gd")(OptimizerSpec(
+    torch.optim.SGD, "full-batch gradient descent: w -= lr * grad of the whole training split, once per epoch",
+    fixed={"momentum": 0.0}, full_batch=True))
+_register("sgd")(OptimizerSpec(
+    torch.optim.SGD, "plain mini-batch SGD: w -= lr * g", keys=("lr", "weight_decay", "momentum")))
+_register("momentum")(OptimizerSpec(
+    torch.optim.SGD, "heavy-ball momentum: v = mu*v + g; w -= lr * v",
+    keys=("lr", "weight_decay", "momentum")))
+_register("nesterov")(OptimizerSpec(
+    torch.optim.SGD, "Nesterov momentum: v = mu*v + g; w -= lr * (g + mu*v)",
+    keys=("lr", "weight_decay", "momentum"), fixed={"nesterov": True}))
+_register("adagrad")(OptimizerSpec(
+    torch.optim.Adagrad, "AdaGrad: G += g^2; w -= lr * g / (sqrt(G) + eps)",
+    keys=("lr", "weight_decay", "eps", "initial_accumulator_value")))
+_register("rmsprop")(OptimizerSpec(
+    torch.optim.RMSprop, "RMSProp: s = alpha*s + (1-alpha)*g^2; w -= lr * g / (sqrt(s) + eps)",
+    keys=("lr", "weight_decay", "alpha", "eps", "momentum")))
+_register("adam")(OptimizerSpec(
+    torch.optim.Adam, "Adam: bias-corrected moments; weight_decay is an L2 term added to the gradient",
+    keys=("lr", "weight_decay", "betas", "eps")))
+_register("adamw")(OptimizerSpec(
+    torch.optim.AdamW, "AdamW: Adam with decoupled weight decay, w -= lr * weight_decay * w",
+    keys=("lr", "weight_decay", "betas", "eps")))
 
-def _sgd(params, c: dict) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=float(c["lr"]), momentum=float(c.get("momentum", 0.0)),
-                           nesterov=bool(c.get("nesterov", False)),
-                           weight_decay=float(c.get("weight_decay", 0.0)))
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict) -> torch.optim.Optimizer:
+    spec = OPTIMIZERS.get(cfg["name"])
+    kwargs = {key: _argument(key, cfg[key]) for key in spec.keys if cfg.get(key) is not None}
+    return spec.cls(params, **kwargs, **spec.fixed)
 
 
-def _adam(params, c: dict) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=float(c["lr"]), betas=tuple(c.get("betas", (0.9, 0.999))),
-                            eps=float(c.get("eps", 1e-8)), weight_decay=float(c.get("weight_decay", 0.0)))
+def _argument(key: str, value):
+    if key == "betas":
+        return _betas(value)
+    return float(value)
 
 
-OPTIMIZERS.register("sgd")(OptimizerSpec(_sgd, "mini-batch SGD, optional (Nesterov) momentum"))
-OPTIMIZERS.register("adam")(OptimizerSpec(_adam, "Adam with bias-corrected moments"))
-
-
-def build_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
-    return OPTIMIZERS.get(cfg["name"]).make(params, cfg)
+def _betas(value) -> tuple[float, float]:
+    betas = tuple(float(b) for b in value)
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"optimizer.betas={list(value)}: must be two numbers in [0, 1)")
+    return betas
 
 
 def is_full_batch(cfg: dict) -> bool:
