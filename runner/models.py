@@ -1,8 +1,9 @@
 """Models with pluggable normalization, activation, dropout and init (via runner.init).
 
-Every model is a stack of `Block`s (linear/conv -> norm -> activation -> dropout, or with
-norm after the activation when norm.position=post) followed by a `head` linear layer, so
-initializers and diagnostics treat all models alike.
+Every model is a `Network(features, head)`: `features` is built from `Block`s (linear/conv
+-> norm -> activation -> dropout, or with norm after the activation when
+norm.position=post) and `head` is the output linear layer, so initializers and
+diagnostics treat all models alike.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from runner.layers import make_activation, make_norm, reparametrize
+from runner.errors import ConfigError
+from runner.layers import norm_and_activation, reparametrize
 from runner.registry import Registry
 
 
@@ -21,14 +23,7 @@ class Block(nn.Sequential):
 
 
 def make_block(affine: nn.Module, features: int, spatial: bool, cfg: dict, dropout: float) -> Block:
-    norm_cfg, act_cfg = cfg["norm"], cfg["activation"]
-    norm = make_norm(norm_cfg, features, spatial)
-    parts: list[nn.Module] = [reparametrize(affine, norm_cfg)]
-    act = make_activation(act_cfg)
-    if norm is not None and norm_cfg.get("position", "pre") == "post":
-        parts += [act, norm]
-    else:
-        parts += [norm, act] if norm is not None else [act]
+    parts = [reparametrize(affine, cfg["norm"]), *norm_and_activation(cfg, features, spatial)]
     if dropout > 0:
         parts.append(nn.Dropout2d(dropout) if spatial else nn.Dropout(dropout))
     return Block(*parts)
@@ -53,10 +48,22 @@ def dropout_rate(cfg: dict) -> float:
     return float(override if override is not None else cfg["model"].get("dropout", 0.0))
 
 
-@MODELS.register("logistic")
-def build_logistic(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
+def require_images(cfg: dict, input_shape: tuple) -> None:
+    if len(input_shape) != 3:
+        raise ConfigError(f"model={cfg['model']['name']} needs image data (C, H, W); "
+                          f"data={cfg['data']['name']} has shape {tuple(input_shape)}")
+
+
+# ---------------------------------------------------------------- affine models
+
+@MODELS.register("logistic", "linear")
+def build_affine(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
+    """One affine map of the flattened input: softmax regression on classification data,
+    least-squares regression on regression data (the loss follows the data's task)."""
     return Network(nn.Flatten(), nn.Linear(math.prod(input_shape), out_dim))
 
+
+# ---------------------------------------------------------------- MLP and CNN
 
 @MODELS.register("mlp")
 def build_mlp(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
@@ -73,9 +80,7 @@ def build_mlp(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
 @MODELS.register("cnn")
 def build_cnn(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     m = cfg["model"]
-    if len(input_shape) != 3:
-        from runner.errors import ConfigError
-        raise ConfigError(f"model=cnn needs image data (C, H, W); data={cfg['data']['name']} has shape {input_shape}")
+    require_images(cfg, input_shape)
     channels, size = input_shape[0], input_shape[1]
     width = int(m["channels"])
     layers: list[nn.Module] = []
@@ -88,6 +93,53 @@ def build_cnn(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     if dropout_rate(cfg) > 0:
         layers.append(nn.Dropout(dropout_rate(cfg)))
+    return Network(nn.Sequential(*layers), nn.Linear(channels, out_dim))
+
+
+# ---------------------------------------------------------------- pre-activation ResNet
+
+class ResidualUnit(nn.Module):
+    """He et al. 2016 (identity mappings): x + conv(Block(norm_act(x))).
+
+    The Block is the first conv with its norm and activation; the second conv's output is
+    added to the shortcut, and the next unit's norm_act comes after the sum. When the unit
+    changes width or resolution the shortcut is a 1x1 conv of the pre-activated input.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, cfg: dict, dropout: float):
+        super().__init__()
+        self.pre = nn.Sequential(*norm_and_activation(cfg, in_channels, True))
+        first = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.block = make_block(first, out_channels, True, cfg, dropout)
+        self.conv = reparametrize(nn.Conv2d(out_channels, out_channels, 3, padding=1), cfg["norm"])
+        projects = stride != 1 or in_channels != out_channels
+        self.shortcut = (reparametrize(nn.Conv2d(in_channels, out_channels, 1, stride=stride), cfg["norm"])
+                         if projects else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pre(x)
+        skip = x if self.shortcut is None else self.shortcut(h)
+        return skip + self.conv(self.block(h))
+
+
+@MODELS.register("resnet")
+def build_resnet(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
+    """Three stages of `blocks` residual units at width w, 2w, 4w; stages 2 and 3 halve the
+    resolution (32x32 -> 16x16 -> 8x8); blocks=3, width=16 is ResNet-20."""
+    m = cfg["model"]
+    require_images(cfg, input_shape)
+    width, blocks = int(m["width"]), int(m["blocks"])
+    stem = reparametrize(nn.Conv2d(input_shape[0], width, 3, padding=1), cfg["norm"])
+    layers: list[nn.Module] = [stem]
+    channels = width
+    for stage in range(3):
+        out_channels = width * 2 ** stage
+        for unit in range(blocks):
+            stride = 2 if stage > 0 and unit == 0 else 1
+            layers.append(ResidualUnit(channels, out_channels, stride, cfg, dropout_rate(cfg)))
+            channels = out_channels
+    # pre-activation units end on a bare conv: normalize and activate once before pooling
+    layers += [*norm_and_activation(cfg, channels, True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return Network(nn.Sequential(*layers), nn.Linear(channels, out_dim))
 
 
