@@ -108,6 +108,17 @@ def load_spirals(cfg: dict, seed: int) -> Pool:
                 torch.tensor(np.concatenate(ys), dtype=torch.int64))
 
 
+@DATASETS.register("linreg")
+def load_linreg(cfg: dict, seed: int) -> Pool:
+    """Least squares: y = X w* + noise with X ~ N(0, I) and w* ~ N(0, I), drawn from the seed."""
+    n, d, noise = int(cfg.get("n_samples", 1000)), int(cfg.get("n_features", 20)), float(cfg.get("noise", 0.1))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    w_star = rng.normal(size=d)
+    y = x @ w_star + rng.normal(0.0, noise, n)
+    return Pool(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), task="regression")
+
+
 # ---------------------------------------------------------------- split and standardize
 
 def load_dataset(data_cfg: dict, val_fraction: float, seed: int) -> Dataset:
