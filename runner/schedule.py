@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from runner.errors import ConfigError
 from runner.registry import Registry
 
 Schedule = Callable[[dict, float, float, float], float]  # (cfg, lr0, t, total) -> lr
@@ -24,11 +25,58 @@ def step(cfg: dict, lr0: float, t: float, total: float) -> float:
     return lr0 * float(cfg["gamma"]) ** math.floor(t / int(cfg["step_size"]))
 
 
+@SCHEDULES.register("multistep")
+def multistep(cfg: dict, lr0: float, t: float, total: float) -> float:
+    """lr0 * gamma ** (number of milestones passed)."""
+    passed = sum(1 for m in milestones(cfg, "schedule") if t >= m)
+    return lr0 * float(cfg["gamma"]) ** passed
+
+
+@SCHEDULES.register("exponential")
+def exponential(cfg: dict, lr0: float, t: float, total: float) -> float:
+    return lr0 * float(cfg["gamma"]) ** t
+
+
+@SCHEDULES.register("inverse_time")
+def inverse_time(cfg: dict, lr0: float, t: float, total: float) -> float:
+    return lr0 / (1 + float(cfg["k"]) * t)
+
+
 @SCHEDULES.register("cosine")
 def cosine(cfg: dict, lr0: float, t: float, total: float) -> float:
     min_lr = float(cfg.get("min_lr", 0.0))
-    frac = min(t / total, 1.0) if total > 0 else 1.0
-    return min_lr + (lr0 - min_lr) * (1 + math.cos(math.pi * frac)) / 2
+    return _cosine_between(lr0, min_lr, t / total if total > 0 else 1.0)
+
+
+@SCHEDULES.register("onecycle")
+def onecycle(cfg: dict, lr0: float, t: float, total: float) -> float:
+    """Smith & Topin 2019, two cosine phases as in torch's OneCycleLR: 1) from max_lr/div_factor
+    up to max_lr over the first pct_start of the run, 2) down to max_lr/div_factor/final_div_factor.
+    max_lr null means the optimizer's (batch-scaled) lr."""
+    peak = lr0 if cfg.get("max_lr") is None else float(cfg["max_lr"])
+    start = peak / float(cfg["div_factor"])
+    end = start / float(cfg["final_div_factor"])
+    rise = float(cfg["pct_start"]) * total
+    if t < rise:
+        return _cosine_between(start, peak, t / rise)
+    return _cosine_between(peak, end, (t - rise) / (total - rise) if total > rise else 1.0)
+
+
+def _cosine_between(start: float, end: float, frac: float) -> float:
+    """Half a cosine from start (frac=0) to end (frac>=1)."""
+    return end + (start - end) * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
+
+
+def milestones(cfg: dict, group: str) -> list[int]:
+    """cfg["milestones"] as epoch numbers; ConfigError names the key when one is not."""
+    values = cfg.get("milestones") or []
+    try:
+        epochs = [int(m) for m in values]
+    except (TypeError, ValueError):
+        epochs = None
+    if epochs is None or any(e < 0 or e != m for e, m in zip(epochs, values)):
+        raise ConfigError(f"{group}.milestones={list(values)}: must be a list of epoch numbers >= 0")
+    return epochs
 
 
 def learning_rate(cfg: dict, lr0: float, t: float, total: float, unit: float) -> float:
