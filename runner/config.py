@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from runner.errors import ConfigError
 
 GROUPS = ("data", "model", "init", "norm", "activation", "optimizer", "schedule",
-          "batch", "augment", "regularize", "trainer")
+          "batch", "augment", "regularize", "trainer", "diagnostics")
 
 
 def builtin_config_dir() -> Path:
@@ -171,6 +171,8 @@ RANGE_RULES: dict[str, Rule] = {
     "trainer.epochs": Rule(_non_negative, ">= 0"),
     "trainer.eval_batch_size": Rule(_at_least_one, ">= 1"),
     "trainer.log_every": Rule(_at_least_one, ">= 1"),
+    "diagnostics.every": Rule(_at_least_one, ">= 1"),
+    "diagnostics.batch_size": Rule(_at_least_one, ">= 1"),
     "model.depth": Rule(_non_negative, ">= 0"),
     "model.width": Rule(_at_least_one, ">= 1"),
     "model.channels": Rule(_at_least_one, ">= 1"),
@@ -189,6 +191,24 @@ RANGE_RULES: dict[str, Rule] = {
     "schedule.gamma": Rule(_positive, "> 0"),
     "schedule.step_size": Rule(_at_least_one, ">= 1"),
     "schedule.min_lr": Rule(_non_negative, ">= 0"),
+    "schedule.k": Rule(_non_negative, ">= 0"),
+    "schedule.max_lr": Rule(_positive, "> 0"),
+    "schedule.pct_start": Rule(_open_unit, "in (0, 1)"),
+    "schedule.div_factor": Rule(_positive, "> 0"),
+    "schedule.final_div_factor": Rule(_positive, "> 0"),
+    "schedule.factor": Rule(_open_unit, "in (0, 1)"),
+    "schedule.patience": Rule(_non_negative, ">= 0"),
+    "schedule.threshold": Rule(_half_open_unit, "in [0, 1)"),
+    "schedule.min_scale": Rule(_unit, "in [0, 1]"),
+    "optimizer.alpha": Rule(_half_open_unit, "in [0, 1)"),
+    "optimizer.initial_accumulator_value": Rule(_non_negative, ">= 0"),
+    "batch.factor": Rule(_at_least_one, ">= 1"),
+    "augment.flip.p": Rule(_unit, "in [0, 1]"),
+    "augment.crop.padding": Rule(_non_negative, ">= 0"),
+    "augment.translate.max_shift": Rule(_non_negative, ">= 0"),
+    "augment.noise.std": Rule(_non_negative, ">= 0"),
+    "augment.cutout.size": Rule(_at_least_one, ">= 1"),
+    "augment.mixup.alpha": Rule(_positive, "> 0"),
     "regularize.l1": Rule(_non_negative, ">= 0"),
     "regularize.l2": Rule(_non_negative, ">= 0"),
     "regularize.label_smoothing": Rule(_half_open_unit, "in [0, 1)"),
@@ -202,6 +222,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.precision": ("32", "bf16", "16"),
     "init.mode": ("fan_in", "fan_out"),
     "norm.position": ("pre", "post"),
+    "trainer.data_on_device": ("auto", "true", "false"),
+    "data.task": ("classification", "regression"),
+    "data.label_mode": ("fine", "coarse"),
 }
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -222,11 +245,16 @@ def validate(cfg: DictConfig, reference: DictConfig | None = None) -> None:
             if not (math.isfinite(value) and rule.check(value)):
                 raise ConfigError(f"{key}={value}: must be {rule.expect}")
     for key, choices in CHOICES.items():
-        if key in flat and flat[key] is not None and str(flat[key]) not in choices:
+        if key in flat and flat[key] is not None and _choice_text(flat[key]) not in choices:
             raise ConfigError(f"{key}={flat[key]}: choose from: {', '.join(choices)}")
     device = str(flat.get("trainer.device", "auto"))
     if not DEVICE_PATTERN.match(device):
         raise ConfigError(f"trainer.device={device}: choose from: auto, cpu, cuda, cuda:N")
+
+
+def _choice_text(value: Any) -> str:
+    """A choice as written on the command line: YAML booleans read back as true/false."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _type_name(value: Any) -> str:
@@ -255,7 +283,7 @@ def _check_types(value: Any, default: Any, key: str) -> None:
                 raise ConfigError(f"{path}: unknown key in '{group}'; known keys: {known}")
             _check_types(sub_value, default[sub], path)
         return
-    if default is None or value is None:
+    if default is None or value is None or key in CHOICES:  # choice keys are checked against CHOICES
         return
     ok = {
         bool: lambda v: isinstance(v, bool),

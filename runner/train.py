@@ -14,7 +14,7 @@ import random
 import signal
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,8 @@ import runner
 from runner import batching, schedule
 from runner.augment import build_pipeline
 from runner.config import as_plain, to_yaml
-from runner.data import Dataset, DeviceBatches, load_dataset
+from runner.data import Dataset, DeviceBatches, StreamingBatches, keep_data_on_device, load_dataset
+from runner.diagnostics import Diagnostics
 from runner.errors import ConfigError, Interrupted, Pruned, TrainingFailed
 from runner.init import InitContext, initialize
 from runner.metrics import (METRIC_COLUMNS, CsvAppender, load_checkpoint, new_run_dir, read_json,
@@ -75,6 +76,35 @@ def build_network(c: dict, data: Dataset, device: torch.device) -> torch.nn.Modu
     initialize(model, c["init"], c["activation"],
                InitContext(x_batch=batch, y_train=data.y_train.cpu(), num_classes=data.num_classes))
     return model.to(device)
+
+
+def place_data(data: Dataset, device: torch.device, on_device: bool, channels_last: bool) -> Dataset:
+    """Images in channels_last when asked; everything on the training device, or left in
+    host memory for StreamingBatches when the data does not fit there."""
+    if channels_last:
+        if len(data.input_shape) != 3:
+            raise ConfigError(f"trainer.channels_last=true needs images (C, H, W); this data has shape {data.input_shape}")
+        fmt = torch.channels_last
+        data = replace(data, x_train=data.x_train.contiguous(memory_format=fmt),
+                       x_val=data.x_val.contiguous(memory_format=fmt))
+    return data.to(device) if on_device else data
+
+
+def make_batches(data: Dataset, device: torch.device, on_device: bool, seed: int) -> DeviceBatches | StreamingBatches:
+    """The training split's loader: index slices of on-device data, or host batches streamed
+    to the device; its generator (restored on resume) lives where the permutation is drawn."""
+    if on_device:
+        return DeviceBatches(data.x_train, data.y_train, make_generator(device, seed))
+    return StreamingBatches(data.x_train, data.y_train, make_generator(torch.device("cpu"), seed), device)
+
+
+def prepare_model(model: torch.nn.Module, t: dict) -> torch.nn.Module:
+    """trainer.channels_last and trainer.compile, in place: state_dict keys stay the same."""
+    if t.get("channels_last", False):
+        model.to(memory_format=torch.channels_last)
+    if t.get("compile", False):
+        model.compile()
+    return model
 
 
 def rng_states(generators: dict[str, torch.Generator]) -> dict:
@@ -148,10 +178,11 @@ def count_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[float, float]:
     was_training = model.training
     model.eval()
-    total_loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    device = next(model.parameters()).device  # x stays in host memory when the data is streamed
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
     for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
         with autocast():
             out = model(xb)
         total_loss += loss(out.float(), yb) * len(xb)
@@ -184,16 +215,18 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     seed_everything(seed)
 
     # 1) components, in the order config -> data -> model -> optimizer -> schedule/batch plan
-    data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
-    model = build_network(c, data, device)
+    data = load_dataset(c["data"], float(t["val_fraction"]), seed)
+    on_device = keep_data_on_device(t.get("data_on_device", "auto"), data, device)
+    data = place_data(data, device, on_device, bool(t.get("channels_last", False)))
+    model = prepare_model(build_network(c, data, device), t)
     optimizer = build_optimizer(model.parameters(), c["optimizer"])
     augment = build_pipeline(c["augment"])
     loss = loss_fn(data, c)
     reg = c["regularize"]
     autocast = make_autocast(device, str(t["precision"]))
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
-    generators = {"data": make_generator(device, seed + 1), "augment": make_generator(device, seed + 2)}
-    batches = DeviceBatches(data.x_train, data.y_train, generators["data"])
+    batches = make_batches(data, device, on_device, seed + 1)
+    generators = {"data": batches.generator, "augment": make_generator(device, seed + 2)}
     lr0 = float(c["optimizer"]["lr"]) * batching.lr_scale(c["batch"])
     epochs, full_batch = int(t["epochs"]), is_full_batch(c["optimizer"])
     params = [p for p in model.parameters() if p.requires_grad]
@@ -219,6 +252,10 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
 
     from runner.progress import TrainProgress  # rich is only needed when showing progress
     progress = TrainProgress(enabled=bool(t["progress"]), total_epochs=epochs, console=console)
+    diagnostics = Diagnostics(run_dir, int(c["diagnostics"]["every"]), bool(t["diagnostics"]))
+    if resume_dir is None:
+        diagnostics.record_initial(model, loss, data.x_train[:int(c["diagnostics"]["batch_size"])],
+                                   data.y_train[:int(c["diagnostics"]["batch_size"])])
     started = time.perf_counter() - state["wall_time_s"]
     rows: list[dict] = []
     status, reason = "completed", None
@@ -245,7 +282,8 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     set_lr(optimizer, lr)
                     # 5) augment, forward, loss, backward
                     xb, yb = augment(xb, yb, generators["augment"])
-                    with autocast():
+                    probe = diagnostics.probe(model, epoch, last_step=i == steps - 1)
+                    with autocast(), probe.forward():
                         out = model(xb)
                         batch_loss = loss(out.float(), yb)
                     objective = batch_loss + penalty(model, reg)
@@ -257,13 +295,17 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     norm = clip_gradients(params, reg, measure=bool(sample_grad))
                     if norm is not None:
                         grad_norms.append(norm)
+                    probe.read_gradients()
+                    probe.before_step()
                     scaler.step(optimizer)
                     scaler.update()
+                    probe.after_step()
                     # 7) accumulate on device; read (and check for divergence) every log_every steps
                     loss_sum += batch_loss.detach() * len(xb)
                     if data.task == "classification":
                         correct += count_correct(out.detach(), yb)
                     state["step"] += 1
+                    diagnostics.finish_step(epoch, state["step"])
                     if i % log_every == 0 and not math.isfinite(batch_loss.item()):
                         raise _Diverged(epoch, batch_loss.item())
                     progress.advance_batch()
