@@ -193,3 +193,59 @@ class DeviceBatches:
         for start in range(0, len(perm), batch_size):
             idx = perm[start:start + batch_size]
             yield self.x[idx], self.y[idx]
+
+class StreamingBatches:
+    """Mini-batches gathered on the host and copied to the device step by step, for data
+    that does not fit in device memory.
+
+    The data stays in host memory; each epoch draws a host permutation (same generator
+    contract as DeviceBatches); each step gathers its rows into a pinned buffer (CUDA)
+    and copies it with non_blocking=True, so the copy overlaps the GPU's previous step.
+    PyTorch's pinned-memory cache reuses a buffer only once its copy has finished.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, device: torch.device):
+        self.x, self.y, self.generator, self.device = x, y, generator, device
+        self.pin = device.type == "cuda"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def num_batches(self, batch_size: int) -> int:
+        return math.ceil(len(self.x) / batch_size)
+
+    def epoch(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm = torch.randperm(len(self.x), generator=self.generator)
+        for start in range(0, len(perm), batch_size):
+            idx = perm[start:start + batch_size]
+            yield self.copy_rows(self.x, idx), self.copy_rows(self.y, idx)
+
+    def copy_rows(self, source: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        channels_last = source.dim() == 4 and not source.is_contiguous() and \
+            source.is_contiguous(memory_format=torch.channels_last)
+        rows = torch.empty((len(idx), *source.shape[1:]), dtype=source.dtype, pin_memory=self.pin,
+                           memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.index_select(source, 0, idx, out=rows)
+        return rows.to(self.device, non_blocking=self.pin)
+
+
+DEVICE_MEMORY_FRACTION = 0.5  # auto keeps the data on the device when it takes at most this much of the free memory
+
+
+def data_fits(nbytes: int, free_bytes: int, fraction: float = DEVICE_MEMORY_FRACTION) -> bool:
+    return nbytes <= fraction * free_bytes
+
+
+def keep_data_on_device(setting: str | bool, data: Dataset, device: torch.device) -> bool:
+    """trainer.data_on_device: true/false as asked; auto: on a CPU always (the data is there
+    already), on CUDA when the dataset takes at most DEVICE_MEMORY_FRACTION of free memory."""
+    if str(setting).lower() in ("true", "false"):
+        return str(setting).lower() == "true"
+    if device.type != "cuda":
+        return True
+    nbytes = sum(v.nbytes for v in vars(data).values() if isinstance(v, torch.Tensor))
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    return data_fits(nbytes, free_bytes)
+
+
+from runner import datasets_disk, datasets_generated  # noqa: E402,F401  (register more datasets)
