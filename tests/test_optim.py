@@ -1,0 +1,152 @@
+"""Each optimizer's update against the formula computed by hand; gd's one step per epoch."""
+import csv
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from runner.config import builtin_config_dir, compose, group_options
+from runner.errors import ConfigError
+from runner.optim import OPTIMIZERS, build_optimizer, is_full_batch
+from runner.train import train
+
+W0 = torch.tensor([1.0, -2.0, 0.5])
+GRADS = [torch.tensor([0.5, -1.0, 0.25]), torch.tensor([0.2, 0.3, -0.4])]
+
+
+def option_cfg(name: str, **overrides) -> dict:
+    """The option's YAML defaults with some values replaced, as the loop receives them."""
+    cfg = OmegaConf.to_container(OmegaConf.load(builtin_config_dir() / "optimizer" / f"{name}.yaml"))
+    return {**cfg, **overrides}
+
+
+def apply_grads(cfg: dict, grads=GRADS) -> torch.Tensor:
+    """w after one optimizer step per gradient in grads, starting from W0."""
+    w = torch.nn.Parameter(W0.clone())
+    opt = build_optimizer([w], cfg)
+    for g in grads:
+        w.grad = g.clone()
+        opt.step()
+    return w.detach()
+
+
+def test_every_registered_optimizer_has_a_yaml():
+    assert set(OPTIMIZERS.names()) == set(group_options("optimizer"))
+
+
+def test_sgd_is_plain_gradient_steps():
+    lr = 0.1
+    expected = W0 - lr * GRADS[0] - lr * GRADS[1]
+    assert torch.allclose(apply_grads(option_cfg("sgd", lr=lr)), expected)
+
+
+def test_gd_is_plain_gradient_steps_on_the_full_batch():
+    cfg = option_cfg("gd", lr=0.3)
+    assert is_full_batch(cfg) and not is_full_batch(option_cfg("sgd"))
+    assert torch.allclose(apply_grads(cfg, GRADS[:1]), W0 - 0.3 * GRADS[0])
+
+
+def test_heavy_ball_momentum():
+    lr, mu = 0.1, 0.9
+    v = GRADS[0]                      # v = mu * 0 + g1
+    w = W0 - lr * v
+    v = mu * v + GRADS[1]
+    w = w - lr * v
+    assert torch.allclose(apply_grads(option_cfg("momentum", lr=lr, momentum=mu)), w)
+
+
+def test_nesterov_momentum_looks_ahead():
+    lr, mu = 0.1, 0.9
+    v = GRADS[0]
+    w = W0 - lr * (GRADS[0] + mu * v)
+    v = mu * v + GRADS[1]
+    w = w - lr * (GRADS[1] + mu * v)
+    got = apply_grads(option_cfg("nesterov", lr=lr, momentum=mu))
+    assert torch.allclose(got, w)
+    assert not torch.allclose(got, apply_grads(option_cfg("momentum", lr=lr, momentum=mu)))
+
+
+def test_adagrad_divides_by_root_of_summed_squares():
+    lr, eps, g0 = 0.5, 1e-10, 0.1
+    accum, w = torch.full_like(W0, g0), W0.clone()
+    for g in GRADS:
+        accum = accum + g * g
+        w = w - lr * g / (accum.sqrt() + eps)
+    cfg = option_cfg("adagrad", lr=lr, eps=eps, initial_accumulator_value=g0)
+    assert torch.allclose(apply_grads(cfg), w)
+
+
+def test_rmsprop_divides_by_root_of_running_mean_square():
+    lr, alpha, eps = 0.01, 0.9, 1e-8
+    s, w = torch.zeros_like(W0), W0.clone()
+    for g in GRADS:
+        s = alpha * s + (1 - alpha) * g * g
+        w = w - lr * g / (s.sqrt() + eps)
+    assert torch.allclose(apply_grads(option_cfg("rmsprop", lr=lr, alpha=alpha, eps=eps)), w)
+
+
+def adam_by_hand(lr, b1, b2, eps, weight_decay=0.0, decoupled=False) -> torch.Tensor:
+    m, v, w = torch.zeros_like(W0), torch.zeros_like(W0), W0.clone()
+    for t, g in enumerate(GRADS, start=1):
+        if decoupled:
+            w = w - lr * weight_decay * w
+        else:
+            g = g + weight_decay * w
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        w = w - lr * m_hat / (v_hat.sqrt() + eps)
+    return w
+
+
+def test_adam_bias_corrected_moments():
+    cfg = option_cfg("adam", lr=0.01, betas=[0.8, 0.95], eps=1e-8)
+    assert torch.allclose(apply_grads(cfg), adam_by_hand(0.01, 0.8, 0.95, 1e-8))
+
+
+def test_adam_weight_decay_is_l2_in_the_gradient_and_adamw_decouples_it():
+    args = dict(lr=0.01, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.1)
+    adam, adamw = apply_grads(option_cfg("adam", **args)), apply_grads(option_cfg("adamw", **args))
+    assert torch.allclose(adam, adam_by_hand(0.01, 0.9, 0.999, 1e-8, weight_decay=0.1))
+    assert torch.allclose(adamw, adam_by_hand(0.01, 0.9, 0.999, 1e-8, weight_decay=0.1, decoupled=True))
+    assert not torch.allclose(adam, adamw, atol=1e-4)
+
+
+def test_sgd_weight_decay_adds_decay_times_w_to_the_gradient():
+    got = apply_grads(option_cfg("sgd", lr=0.1, weight_decay=0.5), GRADS[:1])
+    assert torch.allclose(got, W0 - 0.1 * (GRADS[0] + 0.5 * W0))
+
+
+def test_bad_betas_are_a_config_error():
+    with pytest.raises(ConfigError, match=r"optimizer.betas=\[0.9, 1.5\]"):
+        apply_grads(option_cfg("adam", betas=[0.9, 1.5]))
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("optimizer=rmsprop optimizer.alpha=1.0", "optimizer.alpha=1.0: must be in [0, 1)"),
+    ("optimizer=adagrad optimizer.initial_accumulator_value=-1", "must be >= 0"),
+    ("optimizer=sgd optimizer.momentum=0.9", "optimizer.momentum: unknown key"),
+])
+def test_bad_optimizer_values_name_the_key(override, fragment):
+    with pytest.raises(ConfigError) as info:
+        compose(override.split())
+    assert fragment in str(info.value)
+
+
+def metrics(run_dir) -> list[dict]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_gd_takes_exactly_one_step_per_epoch_on_the_whole_split(compose_cfg):
+    table = metrics(train(compose_cfg("optimizer=gd", "data=moons")).run_dir)
+    assert [int(r["step"]) for r in table] == [1, 2]
+    assert [int(r["batch_size"]) for r in table] == [800, 800]  # moons: 1000 samples, 20% held out
+
+
+@pytest.mark.parametrize("option", group_options("optimizer"))
+def test_every_optimizer_option_trains_one_tiny_epoch(compose_cfg, option):
+    result = train(compose_cfg(f"optimizer={option}", "trainer.epochs=1", "data=moons"))
+    assert result.status == "completed"
+    assert math.isfinite(result.summary["final_train_loss"])
