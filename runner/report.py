@@ -161,16 +161,16 @@ def _number(cell: str, where: str) -> float:
 def flat_config(tree: dict) -> dict:
     """Dotted keys -> leaf values, plus one column per config group naming its choice
     (`optimizer` = adam; `augment` = flip+crop for a multi-option group)."""
-    flat = {key: _cell(value) for key, value in flatten(tree)}
+    choices = {}
     for group in GROUPS:
         node = tree.get(group)
         if group == "trainer" or not isinstance(node, dict):
             continue
         if "name" in node:
-            flat[group] = str(node["name"])
+            choices[group] = str(node["name"])
         elif all(isinstance(v, dict) for v in node.values()):
-            flat[group] = "+".join(node) or "none"
-    return flat
+            choices[group] = "+".join(node) or "none"
+    return {**choices, **{key: _cell(value) for key, value in flatten(tree)}}
 
 
 def _cell(value):
