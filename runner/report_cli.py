@@ -72,7 +72,7 @@ def run_report(args) -> int:
     if args.compare:
         _check_disjoint(collection, args.paths)
     metric = report.resolve_metric(args.metric, collection, args.direction)
-    keys = _keys(args.by, collection)
+    keys = _keys(args.by, collection) if args.by or not args.compare else []  # compare: all A vs all B
     stats_over = tuple(s.strip() for s in args.stats_over.split(",") if s.strip())
     table_keys = ["source", *keys] if args.compare else keys
     table = report.aggregate(collection, table_keys, metric, args.target, stats_over)
