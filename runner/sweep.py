@@ -1,0 +1,462 @@
+"""Sweep files: the search space, its validation, how a trial samples it, and refinement.
+
+A sweep file (see sweeps/*.yaml) names the metric and direction, the sampler and pruner,
+the budget (`trials`, optional `timeout` in seconds), `seeds` (runs per configuration:
+the objective is their mean), fixed `base` overrides and a `space`:
+
+    space:
+      optimizer: [momentum, adam]                      # categorical (a config group here)
+      optimizer.lr: {type: float, low: 1.0e-4, high: 1.0, log: true}
+      model.depth: {type: int, low: 1, high: 4}
+      optimizer.momentum: {type: float, low: 0.5, high: 0.99, when: {optimizer: momentum}}
+      lr_adam: {key: optimizer.lr, type: float, low: 1.0e-5, high: 1.0e-2, log: true,
+                when: {optimizer: adam}}
+
+A parameter's name is its config key unless `key:` says otherwise (so two conditional
+parameters can set the same key with their own ranges). `when` maps earlier parameters to
+the value (or list of values) they must have for this one to be sampled. `grid:` lists
+the values the grid sampler tries for a number (default: `grid_points` values spread
+evenly, in log space for log parameters).
+
+Every trial's config is composed with Hydra from `base` + the sampled overrides, so a
+sweep can vary config groups as well as numbers; check_spec composes probe samples up
+front so that a key that is not in the config fails before any trial runs.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import ConfigError
+
+SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "qmc")
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
+PARAM_TYPES = ("float", "int", "categorical")
+PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "key", "when", "grid"}
+SPEC_KEYS = {"metric", "direction", "sampler", "pruner", "trials", "timeout", "seeds", "base",
+             "space", "seed", "grid_points", "study", "storage", "jobs", "per_gpu"}
+GRID_POINTS = 4
+
+
+@dataclass(frozen=True)
+class Param:
+    """One dimension of the space: sampled under `name`, written to config key `key`."""
+
+    name: str
+    kind: str  # float | int | categorical
+    key: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+    when: tuple = ()  # ((param name, (allowed values...)), ...)
+    grid: tuple = ()
+
+    def values_for_grid(self, points: int) -> list:
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.grid:
+            return list(self.grid)
+        if self.kind == "int" and self.step is None and self.high - self.low + 1 <= points:
+            return list(range(int(self.low), int(self.high) + 1))
+        return spread(self.low, self.high, points, self.log, self.kind == "int")
+
+    def extremes(self) -> list:
+        return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
+
+    def raw(self) -> dict:
+        """The YAML form (what sweep.json records and --refine reads back)."""
+        out: dict[str, Any] = {"type": self.kind}
+        if self.key != self.name:
+            out["key"] = self.key
+        if self.kind == "categorical":
+            out["choices"] = list(self.choices)
+        else:
+            out.update(low=self.low, high=self.high)
+            if self.log:
+                out["log"] = True
+            if self.step is not None:
+                out["step"] = self.step
+            if self.grid:
+                out["grid"] = list(self.grid)
+        if self.when:
+            out["when"] = {name: list(values) for name, values in self.when}
+        return out
+
+
+@dataclass
+class SweepSpec:
+    study: str
+    metric: str = "val_acc"
+    direction: str = "maximize"
+    sampler: str = "tpe"
+    pruner: str = "none"
+    trials: int = 20
+    timeout: float | None = None
+    seeds: int = 1
+    base: list[str] = field(default_factory=list)
+    space: list[Param] = field(default_factory=list)
+    seed: int | None = None  # the sampler's seed; None: a fresh one per process
+    grid_points: int = GRID_POINTS
+    storage: str | None = None
+    jobs: int | None = None
+    per_gpu: int = 1
+    config_dir: str | None = None
+    source: str | None = None
+    refined_from: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["space"] = {p.name: p.raw() for p in self.space}
+        return data
+
+
+def spread(low: float, high: float, points: int, log: bool, integer: bool) -> list:
+    """`points` values from low to high, evenly spaced (in log space when log)."""
+    if points <= 1 or low == high:
+        return [low]
+    a, b = (math.log(low), math.log(high)) if log else (low, high)
+    values = [a + (b - a) * i / (points - 1) for i in range(points)]
+    values = [math.exp(v) for v in values] if log else values
+    values = [round(v) for v in values] if integer else [float(f"{v:.4g}") for v in values]
+    return sorted(set(values))
+
+
+# ---------------------------------------------------------------- loading
+
+def find_sweep_file(name: str) -> Path:
+    """A path, else a name in the built-in sweeps/ folder (with or without .yaml)."""
+    from runner.config import builtin_sweeps_dir
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (builtin_sweeps_dir() / name, builtin_sweeps_dir() / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{name}: no such sweep file")
+
+
+def load_spec(path: Path, changes: dict | None = None) -> SweepSpec:
+    """The sweep file, with command-line `changes` (None values ignored) applied over it."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a sweep file is a mapping (metric, sampler, space, ...)")
+    raw = {"study": Path(path).stem, **raw}
+    raw.update({k: v for k, v in (changes or {}).items() if v is not None})
+    return spec_from_dict(raw, source=str(path))
+
+
+def spec_from_dict(raw: dict, source: str | None = None) -> SweepSpec:
+    unknown = set(raw) - SPEC_KEYS - {"config_dir", "source", "refined_from"}
+    if unknown:
+        raise ConfigError(f"sweep file {source}: unknown key '{sorted(unknown)[0]}'; "
+                          f"known keys: {', '.join(sorted(SPEC_KEYS))}")
+    metric = str(raw.get("metric", "val_acc"))
+    if metric not in METRICS:
+        raise ConfigError(f"metric '{metric}': choose from: {', '.join(METRICS)}")
+    spec = SweepSpec(
+        study=str(raw["study"]), metric=metric,
+        direction=str(raw.get("direction", METRICS[metric])),
+        sampler=str(raw.get("sampler", "tpe")), pruner=str(raw.get("pruner", "none")),
+        trials=_int(raw.get("trials", 20), "trials", 1),
+        timeout=None if raw.get("timeout") is None else float(raw["timeout"]),
+        seeds=_int(raw.get("seeds", 1), "seeds", 1),
+        base=[str(o) for o in (raw.get("base") or [])],
+        space=parse_space(raw.get("space") or {}),
+        seed=None if raw.get("seed") is None else _int(raw["seed"], "seed", 0),
+        grid_points=_int(raw.get("grid_points", GRID_POINTS), "grid_points", 1),
+        storage=raw.get("storage"), jobs=None if raw.get("jobs") is None else _int(raw["jobs"], "jobs", 1),
+        per_gpu=_int(raw.get("per_gpu", 1), "per_gpu", 1),
+        config_dir=raw.get("config_dir"), source=raw.get("source", source),
+        refined_from=raw.get("refined_from"),
+    )
+    check_settings(spec)
+    return spec
+
+
+def _int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value}: must be an integer >= {minimum}")
+    return value
+
+
+def check_settings(spec: SweepSpec) -> None:
+    if spec.direction not in ("maximize", "minimize"):
+        raise ConfigError(f"direction '{spec.direction}': choose from: maximize, minimize")
+    if spec.sampler not in SAMPLERS:
+        raise ConfigError(f"sampler '{spec.sampler}': unknown; choose from: {', '.join(SAMPLERS)}")
+    if spec.pruner not in PRUNERS:
+        raise ConfigError(f"pruner '{spec.pruner}': unknown; choose from: {', '.join(PRUNERS)}")
+    if spec.timeout is not None and spec.timeout <= 0:
+        raise ConfigError(f"timeout={spec.timeout}: must be > 0 seconds")
+    if not spec.space:
+        raise ConfigError("the sweep's space is empty: add at least one parameter under `space:`")
+
+
+def parse_space(raw: dict) -> list[Param]:
+    if not isinstance(raw, dict):
+        raise ConfigError("space: a mapping of parameter name -> {type, low, high, ...} or a list of choices")
+    space: list[Param] = []
+    for name, body in raw.items():
+        space.append(parse_param(str(name), body, [p.name for p in space]))
+    return space
+
+
+def parse_param(name: str, body: Any, earlier: list[str]) -> Param:
+    if isinstance(body, list):
+        body = {"type": "categorical", "choices": body}
+    if not isinstance(body, dict):
+        raise ConfigError(f"space '{name}': give {{type: float|int|categorical, ...}} or a list of choices")
+    where = f"space '{name}'"
+    unknown = set(body) - PARAM_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown field '{sorted(unknown)[0]}'; known: {', '.join(sorted(PARAM_KEYS))}")
+    kind = str(body.get("type", "categorical" if "choices" in body else "float"))
+    if kind not in PARAM_TYPES:
+        raise ConfigError(f"{where}: unknown type '{kind}'; choose from: {', '.join(PARAM_TYPES)}")
+    when = _parse_when(where, body.get("when"), earlier)
+    key = str(body.get("key", name))
+    if kind == "categorical":
+        return Param(name, kind, key, choices=_choices(where, body.get("choices")), when=when)
+    return _numeric(where, name, kind, key, body, when)
+
+
+def _choices(where: str, choices: Any) -> tuple:
+    if not isinstance(choices, list) or not choices:
+        raise ConfigError(f"{where}: choices must be a non-empty list")
+    for c in choices:
+        if not (c is None or isinstance(c, (bool, int, float, str))):
+            raise ConfigError(f"{where}: choice {c!r} must be a number, string, boolean or null")
+    return tuple(choices)
+
+
+def _numeric(where: str, name: str, kind: str, key: str, body: dict, when: tuple) -> Param:
+    if "low" not in body or "high" not in body:
+        raise ConfigError(f"{where}: a {kind} parameter needs low and high")
+    number = int if kind == "int" else float
+    try:
+        low, high = number(body["low"]), number(body["high"])
+        step = None if body.get("step") is None else number(body["step"])
+        grid = tuple(number(v) for v in body.get("grid") or ())
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: low, high, step and grid must be {kind} numbers") from None
+    log = bool(body.get("log", False))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError(f"{where}: low and high must be finite")
+    if low > high:
+        raise ConfigError(f"{where}: low ({low}) > high ({high})")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log-scale parameter needs low > 0 (got low={low})")
+    if log and step is not None:
+        raise ConfigError(f"{where}: log and step cannot be combined")
+    if step is not None and step <= 0:
+        raise ConfigError(f"{where}: step must be > 0 (got {step})")
+    if any(not low <= v <= high for v in grid):
+        raise ConfigError(f"{where}: grid values must lie in [low, high]")
+    return Param(name, kind, key, low=low, high=high, log=log, step=step, when=when, grid=grid)
+
+
+def _parse_when(where: str, when: Any, earlier: list[str]) -> tuple:
+    if when is None:
+        return ()
+    if not isinstance(when, dict) or not when:
+        raise ConfigError(f"{where}: when must map earlier parameters to values, e.g. {{optimizer: momentum}}")
+    out = []
+    for name, values in when.items():
+        if name not in earlier:
+            raise ConfigError(f"{where}: when refers to '{name}', which is not an earlier parameter of the space")
+        out.append((str(name), tuple(values) if isinstance(values, list) else (values,)))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- sampling
+
+def is_active(param: Param, assignment: dict) -> bool:
+    return all(name in assignment and assignment[name] in values for name, values in param.when)
+
+
+def suggest(trial, space: list[Param]) -> dict:
+    """Sample the space for this Optuna trial (conditions are followed): name -> value."""
+    assignment: dict[str, Any] = {}
+    for p in space:
+        if not is_active(p, assignment):
+            continue
+        if p.kind == "categorical":
+            assignment[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        elif p.kind == "int":
+            assignment[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+        else:
+            assignment[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+    return assignment
+
+
+def to_overrides(space: list[Param], assignment: dict) -> list[str]:
+    """Hydra overrides for sampled values (space order; inactive parameters left out)."""
+    return [f"{p.key}={format_value(assignment[p.name])}" for p in space if p.name in assignment]
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def grid_space(spec: SweepSpec) -> dict[str, list]:
+    return {p.name: p.values_for_grid(spec.grid_points) for p in spec.space}
+
+
+# ---------------------------------------------------------------- checking by composing
+
+def check_spec(spec: SweepSpec) -> None:
+    """Compose base + probe samples so that bad keys, values out of range and impossible
+    conditions fail now with one line (see probe_assignments)."""
+    from runner.config import compose
+
+    _check_group_choices(spec)
+    for assignment in probe_assignments(spec.space, _deep_groups(spec)):
+        overrides = spec.base + to_overrides(spec.space, assignment)
+        try:
+            compose(overrides, spec.config_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"sweep {spec.study}: {exc} (composing {' '.join(overrides)})") from None
+
+
+def _check_group_choices(spec: SweepSpec) -> None:
+    from runner.config import GROUPS, group_options
+
+    for p in spec.space:
+        if p.kind == "categorical" and p.key in GROUPS:
+            options = group_options(p.key, spec.config_dir)
+            for choice in p.choices:
+                if str(choice) not in options:
+                    raise ConfigError(f"space '{p.name}': {p.key}={choice}: unknown {p.key}; "
+                                      f"choose from: {', '.join(options)}")
+
+
+def _deep_groups(spec: SweepSpec) -> set[str]:
+    """Config groups whose every option must be composed: those the base or the space
+    also sets keys inside (e.g. optimizer.momentum beside optimizer: [...])."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in spec.base] + [p.key for p in spec.space]
+    return {k.split(".")[0] for k in keys if "." in k}
+
+
+def probe_assignments(space: list[Param], deep: set[str] = frozenset()) -> list[dict]:
+    """Assignments to compose, conditions satisfied, deduplicated: every choice of a
+    categorical parameter (its first only for a group nothing else reaches into), and each
+    numeric parameter at its low (others low) and at its high (others high)."""
+    wanted = []
+    for target in space:
+        if target.kind == "categorical":
+            choices = target.choices if ("." in target.key or target.key in deep) else target.choices[:1]
+            wanted += [(target, c, "low") for c in choices]
+        else:
+            wanted += [(target, target.low, "low"), (target, target.high, "high")]
+    probes, seen = [], set()
+    for target, value, fill in wanted:
+        assignment = _probe(space, target, value, fill)
+        marker = tuple(sorted((k, repr(v)) for k, v in assignment.items()))
+        if marker not in seen:
+            seen.add(marker)
+            probes.append(assignment)
+    return probes
+
+
+def _probe(space: list[Param], target: Param, value: Any, fill: str) -> dict:
+    needed = _requirements(space, target)
+    needed[target.name] = (value,)
+    assignment: dict[str, Any] = {}
+    for p in space:
+        if not is_active(p, assignment):
+            continue
+        ends = p.extremes()
+        allowed = ends[:1] if fill == "low" or p.kind == "categorical" else ends[-1:]
+        if p.name in needed:
+            pool = ends if p.kind == "categorical" else list(needed[p.name])
+            allowed = [v for v in pool if v in needed[p.name] and (p.kind == "categorical" or p.low <= v <= p.high)]
+        if not allowed:
+            raise ConfigError(f"space '{p.name}': none of {list(needed[p.name])} is a possible value")
+        assignment[p.name] = allowed[0]
+    if target.name not in assignment:
+        raise ConfigError(f"space '{target.name}': its `when` condition can never hold")
+    return assignment
+
+
+def _requirements(space: list[Param], target: Param) -> dict[str, tuple]:
+    by_name = {p.name: p for p in space}
+    needed: dict[str, tuple] = {}
+    pending = list(target.when)
+    while pending:
+        name, values = pending.pop()
+        needed[name] = tuple(v for v in values if v in needed[name]) if name in needed else values
+        pending.extend(by_name[name].when)
+    return needed
+
+
+# ---------------------------------------------------------------- coarse to fine
+
+def refine_space(spec: SweepSpec, rows: list[dict], top: int) -> list[Param]:
+    """Narrow numeric ranges around the top trials (log space for log parameters) and keep
+    only the categorical choices they used. rows: trials.csv rows (strings)."""
+    best = top_rows(rows, spec.direction, top)
+    if not best:
+        raise ConfigError("--refine: the sweep has no completed trial to refine around")
+    return [_refine_param(p, [_cell(p, r.get(f"param.{p.name}", "")) for r in best]) for p in spec.space]
+
+
+def top_rows(rows: list[dict], direction: str, top: int) -> list[dict]:
+    done = [r for r in rows if r.get("state") == "COMPLETE" and r.get("status") == "completed" and r.get("value")]
+    done.sort(key=lambda r: float(r["value"]), reverse=direction == "maximize")
+    return done[:top]
+
+
+def _cell(p: Param, text: str) -> Any:
+    if text == "":
+        return _MISSING
+    if p.kind == "categorical":
+        return next((c for c in p.choices if format_value(c) == text or str(c) == text), _MISSING)
+    return int(float(text)) if p.kind == "int" else float(text)
+
+
+_MISSING = object()
+
+
+def _refine_param(p: Param, values: list) -> Param:
+    values = [v for v in values if v is not _MISSING]
+    if not values:
+        return p
+    if p.kind == "categorical":
+        return replace(p, choices=tuple(c for c in p.choices if c in values))
+    to, back = (math.log, math.exp) if p.log else (float, float)
+    lo, hi = to(min(values)), to(max(values))
+    full = to(p.high) - to(p.low)
+    pad = max(0.5 * (hi - lo), 0.1 * full)
+    low, high = max(back(lo - pad), p.low), min(back(hi + pad), p.high)
+    if p.kind == "int":
+        low, high = int(math.floor(low)), int(math.ceil(high))
+    else:
+        low, high = float(f"{low:.4g}"), float(f"{high:.4g}")
+        low, high = max(low, p.low), min(high, p.high)
+    return replace(p, low=low, high=high, grid=())
+
+
+def read_trials_csv(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing; --refine needs a sweep folder with trials.csv") from None

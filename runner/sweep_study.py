@@ -1,0 +1,345 @@
+"""The Optuna side of a sweep: storage, study, sampler, pruner, the objective, the worker loop.
+
+Storage. By default the study lives in `outputs/sweeps/<study>/study.db`, an SQLite file
+opened through Optuna's RDBStorage. SQLite rather than the journal file: Optuna's
+heartbeat (which finds trials left RUNNING by a worker that died and fails them, so that
+their configuration is retried) is implemented by RDBStorage only, and SQLite's own file
+locking (with a 60 s busy timeout) is safe for several processes on one machine. The same
+code serves `--storage postgresql://...` for workers on several machines.
+
+Budget. `trials` counts *finished* trials: COMPLETE, PRUNED, and FAIL from an error in the
+trial. A trial stopped by SIGTERM, or left RUNNING by a dead worker and failed by the
+heartbeat, is not finished: its configuration is queued again. Before starting a trial a
+worker counts finished + running trials; if that reaches the budget it waits (for running
+trials to finish, or to go stale) instead of starting one, and a trial that turns out to be
+over the budget after all (two workers deciding at once) is dropped as `surplus` before
+it trains. So a rerun of the same command continues to N in total, across any number of
+processes and machines.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from runner.errors import ConfigError, Interrupted, OptlabError, Pruned, TrainingFailed
+from runner.sweep import SweepSpec, grid_space, suggest, to_overrides
+
+HEARTBEAT_S = 5  # seconds between heartbeats of a running trial
+GRACE_S = 20     # a RUNNING trial without a heartbeat for this long belongs to a dead worker
+
+FINISHED = "finished"
+
+
+def quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*GridSampler.*")
+
+
+# ---------------------------------------------------------------- storage and study
+
+def default_storage(sweep_dir: Path) -> str:
+    return f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"
+
+
+def hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def open_storage(url: str, heartbeat: int | None = None, grace: int | None = None):
+    """RDBStorage for url; with heartbeat, stale RUNNING trials fail and are re-queued."""
+    import optuna
+    import sqlalchemy.exc
+
+    connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
+    if url.startswith(("postgresql", "mysql")) is False and not url.startswith("sqlite"):
+        raise ConfigError(f"--storage {hide_password(url)}: give a sqlite:///FILE or postgresql://... URL")
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
+            grace_period=grace, heartbeat_stale_trial_callback=requeue if heartbeat else None)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+        reason = " ".join(str(exc).split("\n")[0].split())[:200]
+        raise ConfigError(f"--storage {hide_password(url)}: cannot open the storage ({reason})") from None
+
+
+def open_study(spec: SweepSpec, storage, sampler=None, pruner=None):
+    import optuna
+
+    return optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
+                               sampler=sampler, pruner=pruner, load_if_exists=True)
+
+
+def requeue(study, trial) -> None:
+    """Heartbeat-stale callback: run the dead trial's configuration again."""
+    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+
+
+def make_sampler(spec: SweepSpec, seed: int | None):
+    import optuna.samplers as s
+
+    if spec.sampler == "random":
+        return s.RandomSampler(seed=seed)
+    if spec.sampler == "grid":
+        return s.GridSampler(grid_space(spec), seed=seed)
+    if spec.sampler == "tpe":
+        startup = max(3, min(10, spec.trials // 4))
+        return s.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
+                            constant_liar=True)
+    if spec.sampler == "gp":
+        return s.GPSampler(seed=seed)
+    if spec.sampler == "qmc":
+        return s.QMCSampler(seed=seed, scramble=True)
+    try:
+        import cmaes  # noqa: F401  (CmaEsSampler needs it)
+    except ImportError:
+        raise ConfigError("sampler 'cmaes' needs the cmaes package: pip install cmaes") from None
+    return s.CmaEsSampler(seed=seed)
+
+
+def make_pruner(spec: SweepSpec):
+    import optuna.pruners as p
+
+    return {
+        "none": lambda: p.NopPruner(),
+        "median": lambda: p.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
+        "successive_halving": lambda: p.SuccessiveHalvingPruner(),
+        "hyperband": lambda: p.HyperbandPruner(min_resource=1),
+    }[spec.pruner]()
+
+
+# ---------------------------------------------------------------- counting the budget
+
+def trial_status(trial) -> str:
+    """completed | diverged | pruned | failed | running | interrupted | surplus | waiting."""
+    from optuna.trial import TrialState
+
+    status = trial.user_attrs.get("status")
+    if trial.state == TrialState.COMPLETE:
+        return status if status in ("completed", "diverged") else "completed"
+    if trial.state == TrialState.PRUNED:
+        return "pruned"
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    if trial.state == TrialState.WAITING:
+        return "waiting"
+    return status if status in ("failed", "surplus") else "interrupted"
+
+
+def is_finished(trial) -> bool:
+    return trial_status(trial) in ("completed", "diverged", "pruned", "failed")
+
+
+@dataclass
+class Tally:
+    finished: int
+    running: int
+
+
+def tally(study) -> Tally:
+    trials = study.get_trials(deepcopy=False)
+    return Tally(sum(is_finished(t) for t in trials), sum(trial_status(t) == "running" for t in trials))
+
+
+def ahead_of(study, number: int) -> int:
+    """Finished or running trials numbered before this one (it runs only if < budget)."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.number < number and (is_finished(t) or trial_status(t) == "running"))
+
+
+# ---------------------------------------------------------------- the objective
+
+class TrialFailed(Exception):
+    """An error inside one trial: recorded on the trial (FAIL), the sweep goes on."""
+
+
+class _Surplus(Exception):
+    """Another worker already started the last trial of the budget."""
+
+
+def worst_value(metric: str, direction: str) -> float:
+    """What a diverged trial reports: the worst possible value, so the sampler steers away."""
+    if metric.endswith("acc"):
+        return 0.0 if direction == "maximize" else 1.0
+    return -math.inf if direction == "maximize" else math.inf
+
+
+@dataclass
+class Placement:
+    """Where this worker's trials run."""
+
+    worker: int = 0
+    threads: int = 1
+    device: str | None = None  # e.g. cuda:1; None: the config's own trainer.device
+
+
+class PruneReporter:
+    """train()'s on_epoch hook: report the metric (step = seed * epochs + epoch), prune."""
+
+    def __init__(self, trial, metric: str, direction: str, offset: int):
+        self.trial, self.metric, self.offset = trial, metric, offset
+        self.pick = max if direction == "maximize" else min
+        self.best: float | None = None
+
+    def __call__(self, epoch: int, row: dict) -> None:
+        value = float(row[self.metric])
+        if not math.isfinite(value):
+            return
+        self.best = value if self.best is None else self.pick(self.best, value)
+        self.trial.report(value, self.offset + epoch)
+        if self.trial.should_prune():
+            raise Pruned(f"pruned after epoch {epoch}: {self.metric}={value:.4g}")
+
+
+@dataclass
+class Objective:
+    """Runs one trial: sample, compose base + sample per seed, train each seed's run."""
+
+    spec: SweepSpec
+    sweep_dir: Path
+    placement: Placement = field(default_factory=Placement)
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        if ahead_of(trial.study, trial.number) >= self.spec.trials:
+            trial.set_user_attr("status", "surplus")
+            raise _Surplus()
+        assignment = suggest(trial, self.spec.space)
+        overrides = to_overrides(self.spec.space, assignment)
+        for key, value in {"status": "running", "overrides": overrides, "worker_pid": os.getpid(),
+                           "threads": self.placement.threads}.items():
+            trial.set_user_attr(key, value)
+        try:
+            return self._run_seeds(trial, overrides)
+        except optuna.TrialPruned:
+            raise
+        except Interrupted as exc:
+            trial.set_user_attr("status", "interrupted")
+            trial.set_user_attr("error", str(exc))
+            requeue(trial.study, trial)
+            raise
+        except Exception as exc:  # one trial's error does not stop the sweep
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            if isinstance(exc, OptlabError):
+                message = " ".join(str(exc).split())[:500]
+            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("error", message)
+            raise TrialFailed(message) from exc
+
+    def _run_seeds(self, trial, overrides: list[str]) -> float:
+        import optuna
+
+        values, run_dirs = [], []
+        for k in range(self.spec.seeds):
+            status, value, run_dir = self._run_one(trial, overrides, k)
+            run_dirs.append(str(run_dir))
+            trial.set_user_attr("run_dirs", run_dirs)
+            if status == "diverged":
+                trial.set_user_attr("status", "diverged")
+                return worst_value(self.spec.metric, self.spec.direction)
+            values.append(value)
+            trial.set_user_attr("seed_values", values)
+            if status == "pruned":
+                trial.set_user_attr("status", "pruned")
+                raise optuna.TrialPruned()
+        trial.set_user_attr("status", "completed")
+        return sum(values) / len(values)
+
+    def _run_one(self, trial, overrides: list[str], k: int):
+        from runner.config import compose
+        from runner.train import train
+
+        cfg = compose([*self.spec.base, *overrides, *self._fixed(trial.number, k)], self.spec.config_dir)
+        cfg.trainer.seed = int(cfg.trainer.seed) + k
+        reporter = PruneReporter(trial, self.spec.metric, self.spec.direction, k * int(cfg.trainer.epochs))
+        try:
+            result = train(cfg, run_root=self.sweep_dir / "runs", on_epoch=reporter)
+        except TrainingFailed as exc:
+            if exc.result is None or exc.result.status != "diverged":
+                raise
+            return "diverged", None, exc.result.run_dir
+        value = reporter.best if reporter.best is not None else _summary_value(result.summary, self.spec.metric)
+        if value is None:
+            raise TrialFailed(f"the run reported no finite {self.spec.metric}")
+        return result.status, value, result.run_dir
+
+    def _fixed(self, number: int, k: int) -> list[str]:
+        fixed = [f"trainer.name=trial{number:04d}-seed{k}", "trainer.progress=false"]
+        return fixed + ([f"trainer.device={self.placement.device}"] if self.placement.device else [])
+
+
+def _summary_value(summary: dict, metric: str) -> float | None:
+    value = summary.get(f"final_{metric}")
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------- the worker loop
+
+@dataclass
+class Worker:
+    """Runs trials until the study holds `trials` finished ones (or the timeout passes)."""
+
+    spec: SweepSpec
+    sweep_dir: Path
+    storage_url: str
+    placement: Placement = field(default_factory=Placement)
+    heartbeat: int = HEARTBEAT_S
+    grace: int = GRACE_S
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    after_trial: Callable[[], None] | None = None
+
+    def run(self) -> None:
+        import optuna
+
+        quiet_optuna()
+        storage = open_storage(self.storage_url, self.heartbeat, self.grace)
+        seed = None if self.spec.seed is None else self.spec.seed + self.placement.worker
+        study = open_study(self.spec, storage, make_sampler(self.spec, seed), make_pruner(self.spec))
+        objective = Objective(self.spec, self.sweep_dir, self.placement)
+        started = self.clock()
+        while self._should_continue(study, started):
+            try:
+                study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
+            except KeyboardInterrupt:
+                raise Interrupted(signal.SIGINT) from None
+            if self.after_trial is not None:
+                self.after_trial()
+
+    def _should_continue(self, study, started: float) -> bool:
+        import optuna
+
+        while True:
+            if self.spec.timeout is not None and self.clock() - started >= self.spec.timeout:
+                return False
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+                return False
+            optuna.storages.fail_stale_trials(study)
+            count = tally(study)
+            if count.finished >= self.spec.trials:
+                return False
+            if count.finished + count.running < self.spec.trials:
+                return True
+            self.sleep(min(1.0, float(self.heartbeat)))  # the rest are running elsewhere: wait
+
+
+def raise_on_sigterm() -> None:
+    """SIGTERM becomes Interrupted(143) anywhere in the worker (train handles its own)."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
