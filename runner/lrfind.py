@@ -52,7 +52,7 @@ def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int =
     model = build_network(c, data, device).train()
     optimizer = build_optimizer(model.parameters(), c["optimizer"])
     loss = loss_fn(data, c)
-    augment = build_pipeline(c["augment"])
+    augment = build_pipeline(c["augment"], data.num_classes)
     generator = make_generator(device, seed + 1)
     batches = DeviceBatches(data.x_train, data.y_train, generator)
     batch_size = batching.batch_size_at(c["batch"], 0, len(batches))

@@ -13,6 +13,7 @@ import platform
 import random
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -148,6 +149,45 @@ def stop_on_signals():
             signal.signal(sig, previous)
 
 
+class RunFolderWriter:
+    """Writes the epoch's metrics row and checkpoint on one background thread, in order, so
+    that their fsyncs overlap the next epoch instead of stalling the loop.
+
+    Leaving the `with` block waits until everything is on disk and re-raises a failed write.
+    A checkpoint is a CPU snapshot taken when it is submitted, never the live tensors.
+    """
+
+    MAX_PENDING = 4  # writes in flight before submit waits for the oldest (bounds snapshot memory)
+
+    def __enter__(self) -> "RunFolderWriter":
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optlab-writer")
+        self.pending: list[Future] = []
+        return self
+
+    def submit(self, write: Callable, *args) -> None:
+        while self.pending and (self.pending[0].done() or len(self.pending) >= self.MAX_PENDING):
+            self.pending.pop(0).result()  # re-raises a failed write
+        self.pending.append(self.pool.submit(write, *args))
+
+    def __exit__(self, exc_type, *exc) -> bool:
+        self.pool.shutdown(wait=True)
+        errors = [f.exception() for f in self.pending if f.exception() is not None]
+        if errors and exc_type is None:
+            raise errors[0]
+        return False
+
+
+def cpu_snapshot(tree):
+    """A copy of a checkpoint's tensors on the CPU (nested dicts, lists, tuples walked)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().to("cpu", copy=True)
+    if isinstance(tree, dict):
+        return {k: cpu_snapshot(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(cpu_snapshot(v) for v in tree)
+    return tree
+
+
 def loss_fn(data: Dataset, c: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if data.task == "regression":
         return lambda out, y: F.mse_loss(out.squeeze(-1) if y.dim() == 1 else out, y)
@@ -220,15 +260,18 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     data = place_data(data, device, on_device, bool(t.get("channels_last", False)))
     model = prepare_model(build_network(c, data, device), t)
     optimizer = build_optimizer(model.parameters(), c["optimizer"])
-    augment = build_pipeline(c["augment"])
+    augment = build_pipeline(c["augment"], data.num_classes)
     loss = loss_fn(data, c)
     reg = c["regularize"]
     autocast = make_autocast(device, str(t["precision"]))
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
     batches = make_batches(data, device, on_device, seed + 1)
     generators = {"data": batches.generator, "augment": make_generator(device, seed + 2)}
-    lr0 = float(c["optimizer"]["lr"]) * batching.lr_scale(c["batch"])
     epochs, full_batch = int(t["epochs"]), is_full_batch(c["optimizer"])
+    if full_batch and c["batch"]["name"] != "fixed":
+        raise ConfigError(f"optimizer={c['optimizer']['name']} steps on the whole training split; "
+                          f"batch={c['batch']['name']} does not apply (leave batch=fixed)")
+    lr0 = float(c["optimizer"]["lr"]) * batching.lr_scale(c["batch"])
     params = [p for p in model.parameters() if p.requires_grad]
 
     # 2) the run folder (new, or the one being resumed)
@@ -258,10 +301,10 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                                    data.y_train[:int(c["diagnostics"]["batch_size"])])
     started = time.perf_counter() - state["wall_time_s"]
     rows: list[dict] = []
-    status, reason = "completed", None
+    status, reason, failure = "completed", None, None
     log_every = int(t["log_every"])
 
-    with stop_on_signals() as signals, progress:
+    with stop_on_signals() as signals, progress, RunFolderWriter() as writer:
         try:
             for epoch in range(state["epoch"] + 1, epochs):
                 # 3) the epoch's batch size and the number of steps it makes
@@ -327,20 +370,20 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     "epoch_time_s": epoch_time, "samples_per_s": n_train / max(epoch_time, 1e-9),
                 }
                 if not math.isfinite(val_loss):
-                    table.append(row)
+                    writer.submit(table.append, row)
                     rows.append(row)
                     raise _Diverged(epoch, val_loss)
-                table.append(row)
+                writer.submit(table.append, row)
                 rows.append(row)
                 if data.task == "classification" and (state["best_val_acc"] is None or val_acc > state["best_val_acc"]):
                     state["best_val_acc"] = val_acc
                 state["schedule"] = schedule.after_epoch(c["schedule"], state["schedule"], val_loss)
                 state["epoch"] = epoch
                 state["wall_time_s"] = time.perf_counter() - started
-                save_checkpoint(run_dir / "checkpoint.pt", {
+                writer.submit(save_checkpoint, run_dir / "checkpoint.pt", cpu_snapshot({
                     **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng_states(generators), "config": c,
-                })
+                }))
                 progress.end_epoch(row)
                 if on_epoch is not None:
                     on_epoch(epoch, row)
@@ -348,12 +391,16 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     raise Interrupted(signals[0])
         except _Diverged as exc:
             status, reason = "diverged", str(exc)
+            failure = TrainingFailed(f"diverged: {exc}; rows so far are in {run_dir}/metrics.csv")
         except Interrupted as exc:
-            status, reason, interrupted = "interrupted", str(exc), exc
+            status, reason, failure = "interrupted", str(exc), exc
         except Pruned as exc:
             status, reason = "pruned", str(exc) or "pruned by the sweep's pruner"
         except torch.cuda.OutOfMemoryError as exc:
             status, reason = "failed", f"out of memory: {exc}".splitlines()[0]
+            failure = TrainingFailed(reason)
+        except ConfigError as exc:  # found only once a batch is seen (e.g. flip on tabular data)
+            status, reason, failure = "failed", str(exc), exc
 
     # 9) the summary: what happened and the numbers a report needs
     all_rows = _all_rows(run_dir)
@@ -363,12 +410,8 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     summary.update(summarize(all_rows, status, reason, state, time.perf_counter() - started))
     write_json(run_dir / "summary.json", summary)
     result = RunResult(run_dir, status, summary)
-    if status == "diverged":
-        raise TrainingFailed(f"diverged: {reason}; rows so far are in {run_dir}/metrics.csv").with_result(result)
-    if status == "failed":
-        raise TrainingFailed(reason).with_result(result)
-    if status == "interrupted":
-        raise interrupted.with_result(result)
+    if failure is not None:
+        raise failure.with_result(result)
     return result
 
 

@@ -181,13 +181,7 @@ def test_only_training_batches_are_augmented(monkeypatch, compose_cfg):
     assert sum(seen) == n_train and result.status == "completed"
 
 
-def mixup_needs_num_classes_from_the_loop(option):
-    return pytest.param(option, marks=pytest.mark.xfail(
-        strict=True, raises=ValueError,
-        reason="runner/train.py must call build_pipeline(c['augment'], data.num_classes)")) if option == "mixup" else option
-
-
-@pytest.mark.parametrize("option", [mixup_needs_num_classes_from_the_loop(o) for o in group_options("augment")])
+@pytest.mark.parametrize("option", group_options("augment"))
 def test_every_augment_option_trains_one_tiny_epoch(compose_cfg, option):
     result = train(compose_cfg(f"augment={option}", "trainer.epochs=1"))
     assert result.status == "completed"
