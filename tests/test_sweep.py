@@ -1,0 +1,262 @@
+"""Sweep files, sampling, refinement and the worker loop, in this process (fast)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from runner.cli import main
+from runner.errors import ConfigError, Pruned
+from runner.sweep import (check_spec, load_spec, parse_space, read_trials_csv, refine_space, spec_from_dict,
+                          suggest, to_overrides)
+from runner.sweep_study import (Objective, PruneReporter, Worker, default_storage, open_storage, open_study,
+                                trial_status)
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
+TINY_BASE = ["data=digits", "model=mlp", "model.depth=1", "model.width=16", "optimizer=sgd",
+             "trainer.epochs=1", "trainer.progress=false"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # in-process sweeps size torch threads from it
+
+
+def write_sweep(tmp_path: Path, **fields) -> Path:
+    body = {"metric": "val_acc", "sampler": "random", "pruner": "none", "trials": 2,
+            "base": [*TINY_BASE, f"trainer.out_dir={tmp_path / 'outputs'}"],
+            "space": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True}}, **fields}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+# ---------------------------------------------------------------- sweep files
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.stem for p in SWEEP_FILES])
+def test_every_sweep_file_composes_with_a_sample_of_its_space(path):
+    from runner.config import compose
+
+    spec = load_spec(path)
+    check_spec(spec)
+    study = optuna.create_study(direction=spec.direction, sampler=optuna.samplers.RandomSampler(seed=1))
+    overrides = to_overrides(spec.space, suggest(study.ask(), spec.space))
+    cfg = compose(spec.base + overrides)
+    assert cfg.data.name == "digits"
+
+
+def test_example_sweeps_are_the_four_the_issue_names():
+    assert {p.stem for p in SWEEP_FILES} >= {"lr_wd", "optimizers", "init_norm", "batch_lr"}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"space": {"optimizer.nope": {"type": "float", "low": 0.1, "high": 1.0}}}, "optimizer.nope"),
+    ({"space": {"optimizer.lr": {"type": "float", "low": 1.0, "high": 0.1}}}, "low (1.0) > high (0.1)"),
+    ({"space": {"optimizer.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}}, "needs low > 0"),
+    ({"sampler": "annealing"}, "sampler 'annealing': unknown"),
+    ({"pruner": "sometimes"}, "pruner 'sometimes': unknown"),
+    ({"space": {"norm": ["none", "sparkle"]}}, "norm=sparkle: unknown norm"),
+    ({"space": {"optimizer.momentum": {"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": "adam"}}}},
+     "not an earlier parameter"),
+])
+def test_bad_sweep_input_exits_2_with_one_line(tmp_path, capsys, change, expected):
+    code = main(["sweep", str(write_sweep(tmp_path, **change))])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_unreachable_storage_exits_2(tmp_path, capsys):
+    code = main(["sweep", str(write_sweep(tmp_path)), "--storage", "postgresql://nobody:secret@127.0.0.1:1/optlab"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "cannot open the storage" in err and "secret" not in err
+
+
+# ---------------------------------------------------------------- sampling
+
+def test_conditional_parameters_follow_their_condition():
+    spec = load_spec(REPO / "sweeps" / "optimizers.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        assignment = suggest(study.ask(), spec.space)
+        family = assignment["optimizer"]
+        seen.add(family)
+        assert ("optimizer.momentum" in assignment) == (family in ("momentum", "nesterov"))
+        overrides = to_overrides(spec.space, assignment)
+        assert sum(o.startswith("optimizer.lr=") for o in overrides) == 1
+    assert len(seen) >= 4
+
+
+def test_space_types_and_grid_values():
+    space = parse_space({"model.depth": {"type": "int", "low": 1, "high": 3},
+                         "optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+                         "norm": ["none", "batch"]})
+    assert [p.kind for p in space] == ["int", "float", "categorical"]
+    assert space[0].values_for_grid(4) == [1, 2, 3]
+    assert space[1].values_for_grid(3) == pytest.approx([1e-3, 1e-2, 1e-1])
+
+
+def test_refine_narrows_in_log_space_around_the_top_trials():
+    spec = spec_from_dict({"study": "s", "space": {
+        "optimizer.lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+        "norm": ["none", "batch", "layer"]}})
+    rows = [{"state": "COMPLETE", "status": "completed", "value": str(v), "param.optimizer.lr": str(lr),
+             "param.norm": norm} for v, lr, norm in
+            [(0.97, 0.01, "batch"), (0.96, 0.02, "batch"), (0.95, 0.03, "none"), (0.2, 0.9, "layer"),
+             (0.1, 1e-4, "layer")]]
+    rows.append({"state": "COMPLETE", "status": "diverged", "value": "0.99", "param.optimizer.lr": "1.0",
+                 "param.norm": "layer"})
+    lr, norm = refine_space(spec, rows, top=3)
+    assert 1e-4 < lr.low <= 0.01 and 0.03 <= lr.high < 1.0
+    assert math.log(lr.high / lr.low) < 0.5 * math.log(1.0 / 1e-4)
+    assert norm.choices == ("none", "batch")
+
+
+# ---------------------------------------------------------------- trials in this process
+
+def sweep_folder(tmp_path: Path, study: str = "tiny") -> Path:
+    return tmp_path / "outputs" / "sweeps" / study
+
+
+def read_rows(folder: Path) -> list[dict]:
+    with open(folder / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_records_a_diverged_trial_as_worst_and_goes_on(tmp_path, capsys):
+    path = write_sweep(tmp_path, sampler="grid", trials=5,
+                       space={"optimizer.lr": {"type": "categorical", "choices": [0.5, 1.0e+9]}})
+    assert main(["sweep", str(path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    folder = sweep_folder(tmp_path)
+    assert Path(out[-1]).resolve() == folder.resolve()
+    rows = {r["param.optimizer.lr"]: r for r in read_rows(folder)}
+    assert len(rows) == 2  # the grid has two points
+    assert rows["1000000000.0"]["status"] == "diverged" and float(rows["1000000000.0"]["value"]) == 0.0
+    good = rows["0.5"]
+    assert good["state"] == "COMPLETE" and float(good["value"]) > 0.3
+    summary = json.loads((Path(good["run_dirs"]) / "summary.json").read_text())
+    assert summary["status"] == "completed" and float(good["value_seed0"]) == pytest.approx(summary["best_val_acc"])
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    assert "optimizer.lr=0.5" in best and "optimizer=sgd" in best
+    meta = json.loads((folder / "sweep.json").read_text())
+    assert {"study", "storage", "metric", "direction", "sampler", "pruner", "trials", "seeds", "space", "base"} <= set(meta)
+
+
+def test_rerun_continues_to_the_budget_instead_of_adding_to_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, seeds=2)
+    assert main(["sweep", str(path), "--trials", "1"]) == 0
+    assert main(["sweep", str(path), "--trials", "1"]) == 0
+    assert len(read_rows(sweep_folder(tmp_path))) == 1
+    assert main(["sweep", str(path), "--trials", "2"]) == 0
+    rows = read_rows(sweep_folder(tmp_path))
+    assert [int(r["number"]) for r in rows] == [0, 1]
+    for r in rows:
+        assert len(r["run_dirs"].split(";")) == 2  # one run folder per seed
+        assert float(r["value"]) == pytest.approx((float(r["value_seed0"]) + float(r["value_seed1"])) / 2)
+
+
+def tiny_spec(tmp_path: Path, trials: int):
+    return spec_from_dict({"study": "unit", "trials": trials, "sampler": "random",
+                           "base": [*TINY_BASE, f"trainer.out_dir={tmp_path / 'outputs'}"],
+                           "space": {"optimizer.lr": {"type": "float", "low": 0.05, "high": 0.2}}})
+
+
+def test_worker_waits_for_a_running_peer_instead_of_starting_past_the_budget(tmp_path):
+    spec = tiny_spec(tmp_path, trials=2)
+    folder = sweep_folder(tmp_path, "unit")
+    folder.mkdir(parents=True)
+    url = default_storage(folder)
+    study = open_study(spec, open_storage(url))
+    study.add_trial(optuna.trial.create_trial(value=0.9, params={}, distributions={}))
+    peer = study.ask()  # RUNNING in "another worker"
+    waits = []
+
+    def sleep(seconds):  # the peer finishes while we wait
+        waits.append(seconds)
+        study.tell(peer, 0.8)
+
+    Worker(spec, folder, url, sleep=sleep).run()
+    assert len(waits) == 1
+    assert len(study.get_trials()) == 2  # nothing started past the budget
+
+
+def test_trial_of_a_dead_worker_is_failed_by_heartbeat_and_its_configuration_retried(tmp_path):
+    import sqlalchemy
+
+    spec = tiny_spec(tmp_path, trials=1)
+    folder = sweep_folder(tmp_path, "unit")
+    folder.mkdir(parents=True)
+    url = default_storage(folder)
+    storage = open_storage(url, heartbeat=1, grace=1)
+    study = open_study(spec, storage)
+    dead = study.ask()
+    lr = dead.suggest_float("optimizer.lr", 0.05, 0.2)
+    dead.set_user_attr("status", "running")
+    storage.record_heartbeat(dead._trial_id)
+    with sqlalchemy.create_engine(url).begin() as db:  # the clock moves on: its last beat is old
+        db.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-1 hour')"))
+
+    Worker(spec, folder, url, heartbeat=1, grace=1).run()
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trial_status(trials[0]) == "interrupted"
+    assert trials[1].params["optimizer.lr"] == lr and trials[1].user_attrs["retry_of"] == 0
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_pruned_trial_stops_keeps_its_rows_and_says_pruned(tmp_path):
+    spec = tiny_spec(tmp_path, trials=1)
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    study.optimize(Objective(spec, sweep_folder(tmp_path, "unit")), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "PRUNED" and trial_status(trial) == "pruned"
+    run_dir = Path(trial.user_attrs["run_dirs"][0])
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "pruned"
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 2  # header + the one epoch it ran
+
+
+def test_reporter_uses_one_step_per_epoch_per_seed():
+    class FakeTrial:
+        def __init__(self):
+            self.reports = []
+
+        def report(self, value, step):
+            self.reports.append((step, value))
+
+        def should_prune(self):
+            return len(self.reports) == 2
+
+    trial = FakeTrial()
+    reporter = PruneReporter(trial, "val_loss", "minimize", offset=3)
+    reporter(0, {"val_loss": 0.5})
+    with pytest.raises(Pruned):
+        reporter(1, {"val_loss": 0.7})
+    assert trial.reports == [(3, 0.5), (4, 0.7)] and reporter.best == 0.5
+
+
+def test_refine_cli_starts_a_narrowed_study(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, trials=2, seed=0)
+    assert main(["sweep", str(path)]) == 0
+    assert main(["sweep", "--refine", str(sweep_folder(tmp_path)), "--top", "2", "--trials", "1"]) == 0
+    refined = sweep_folder(tmp_path, "tiny-refined")
+    meta = json.loads((refined / "sweep.json").read_text())
+    lrs = [float(r["param.optimizer.lr"]) for r in read_trials_csv(sweep_folder(tmp_path) / "trials.csv")]
+    lr = meta["space"]["optimizer.lr"]
+    assert 0.01 <= lr["low"] <= lr["high"] <= 0.5 and (lr["low"], lr["high"]) != (0.01, 0.5)
+    assert meta["refined_from"] == str(sweep_folder(tmp_path))
+    assert len(read_rows(refined)) == 1 and lrs
