@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 MAX_CURVES = 10  # more groups than this: the best ranked ones are drawn, the title says so
 
@@ -38,6 +39,7 @@ def learning_curves(table: pd.DataFrame, column: str, order: list[str] | None = 
         ax.fill_between(epochs, part["min"], part["max"], color=line.get_color(), alpha=0.2, linewidth=0)
     more = f" (best {len(shown)} of {len(groups)} groups)" if len(groups) > len(shown) else ""
     ax.set(xlabel="epoch", ylabel=column, title=f"{column}: mean over runs, band = min-max{more}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small", loc="best")
     ax.grid(alpha=0.3)
     return fig
@@ -49,18 +51,23 @@ def spans_decades(values: pd.Series, decades: float = 2.0) -> bool:
     return bool(len(values)) and values.min() > 0 and math.log10(values.max() / values.min()) >= decades
 
 
-def metric_vs_key(runs: pd.DataFrame, key: str, value_column: str, metric_name: str) -> Figure:
-    """Each run's metric against a numeric config key, with the mean per key value.
-    `runs` holds the runs the statistics use; log x axis when the key spans decades."""
+def metric_vs_key(runs: pd.DataFrame, key: str, value_column: str, metric_name: str,
+                  hue: pd.Series | None = None) -> Figure:
+    """Each run's metric against a numeric config key, one colour per group (`hue`, e.g.
+    the optimizer), and per group a line through the mean over seeds where a key value
+    repeats. `runs` holds the runs the statistics use; log x axis when the key spans decades."""
     fig, ax = _figure()
     data = pd.DataFrame({"x": pd.to_numeric(runs[key], errors="coerce"),
-                         "y": pd.to_numeric(runs[value_column], errors="coerce")}).dropna()
-    ax.scatter(data["x"], data["y"], s=18, alpha=0.6, label=f"runs (n={len(data)})")
-    means = data.groupby("x")["y"].mean()
-    ax.plot(means.index, means.values, color="black", linewidth=1, marker="s", markersize=3, label="mean per value")
+                         "y": pd.to_numeric(runs[value_column], errors="coerce"),
+                         "hue": "runs" if hue is None else hue.reindex(runs.index).astype(str)}).dropna()
+    for name, part in data.groupby("hue", sort=True):
+        dots = ax.scatter(part["x"], part["y"], s=18, alpha=0.7, label=f"{name} (n={len(part)})")
+        means = part.groupby("x")["y"].mean()
+        if len(means) < len(part):  # repeated values (seeds): their mean is worth a line
+            ax.plot(means.index, means.values, color=dots.get_facecolor()[0], linewidth=1, alpha=0.8)
     if spans_decades(data["x"]):
         ax.set_xscale("log")
-    ax.set(xlabel=key, ylabel=metric_name, title=f"{metric_name} vs {key}")
+    ax.set(xlabel=key, ylabel=metric_name, title=f"{metric_name} vs {key} (lines: mean over repeats)")
     ax.legend(fontsize="small", loc="best")
     ax.grid(alpha=0.3)
     return fig

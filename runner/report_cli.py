@@ -222,7 +222,9 @@ def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_
     used = runs[runs["status"].isin(stats_over)]
     varying = report.numeric_keys(runs, report.differing_keys(runs, collection.config_keys))
     for key in varying[:MAX_KEY_PLOTS]:
-        _save(plots.metric_vs_key(used, key, metric.column, metric.name), out / f"{metric.name}_vs_{key}.png")
+        others = [k for k in keys if k != key and k not in varying]  # colour by the categorical keys
+        hue = report.group_labels(used, others) if others else None
+        _save(plots.metric_vs_key(used, key, metric.column, metric.name, hue), out / _file_name(f"{metric.name}_vs_{key}.png"))
     for sweep in collection.sweeps:
         notes += _sweep_plots(sweep, metric, out)
     return notes
@@ -237,13 +239,17 @@ def _sweep_plots(sweep, metric, out: Path) -> list[str]:
     if history.empty:
         notes.append(f"{sweep.study}: no completed trials in trials.csv, best-so-far plot skipped")
     else:
-        _save(plots.best_so_far(history, name, sweep.study), out / f"sweep_{sweep.study}_best_so_far.png")
+        _save(plots.best_so_far(history, name, sweep.study), out / _file_name(f"sweep_{sweep.study}_best_so_far.png"))
     importances, why_not = report.param_importances(sweep)
     if importances is None:
         notes.append(why_not)
     else:
-        _save(plots.importances(importances, sweep.study), out / f"sweep_{sweep.study}_importances.png")
+        _save(plots.importances(importances, sweep.study), out / _file_name(f"sweep_{sweep.study}_importances.png"))
     return notes
+
+
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
 
 
 def _save(fig, path: Path) -> None:

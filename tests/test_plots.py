@@ -38,7 +38,16 @@ def test_metric_vs_key_uses_a_log_axis_only_over_decades(xs, scale):
     fig = plots.metric_vs_key(runs, "optimizer.lr", "best_val_acc", "val_acc")
     xlabel, ylabel, title, legend = labels(fig)
     assert (xlabel, ylabel) == ("optimizer.lr", "val_acc") and fig.axes[0].get_xscale() == scale
-    assert legend == [f"runs (n={len(xs)})", "mean per value"]
+    assert legend == [f"runs (n={len(xs)})"] and not fig.axes[0].lines  # no repeats: no mean line
+
+
+def test_metric_vs_key_colours_groups_and_averages_repeats():
+    runs = pd.DataFrame({"optimizer.lr": [0.1, 0.1, 0.01, 0.001], "v": [0.8, 0.9, 0.7, 0.6],
+                         "optimizer": ["sgd", "sgd", "sgd", "adam"]})
+    fig = plots.metric_vs_key(runs, "optimizer.lr", "v", "val_acc", hue=runs["optimizer"])
+    assert labels(fig)[3] == ["adam (n=1)", "sgd (n=3)"]
+    (line,) = fig.axes[0].lines  # only sgd repeats a value: one mean line through 0.7 and 0.85
+    assert list(line.get_xdata()) == [0.01, 0.1] and list(line.get_ydata()) == pytest.approx([0.7, 0.85])
 
 
 def test_best_so_far_and_importances_are_labelled(tmp_path):

@@ -172,6 +172,10 @@ def test_t_quantile_fallback_agrees_with_tables():
     # df = 1 is the Cauchy distribution: CDF(x) = 1/2 + atan(x)/pi
     assert report._t_cdf(2.0, 1) == pytest.approx(0.5 + math.atan(2.0) / math.pi, rel=1e-9)
     assert report.t_quantile(0.975, 2) == pytest.approx(T_975_DF2, rel=1e-6)
+    assert report.t_sf(2.0, 1) == pytest.approx(0.5 - math.atan(2.0) / math.pi, rel=1e-9)
+    # fractional df (Welch): the fallback and the library agree
+    assert 1 - report._t_cdf(1.3, 32 / 19) == pytest.approx(report.t_sf(1.3, 32 / 19), rel=1e-9)
+    assert report._t_quantile_bisect(0.975, 32 / 19) == pytest.approx(report.t_quantile(0.975, 32 / 19), rel=1e-7)
 
 
 def test_welch_difference_and_interval():
