@@ -228,6 +228,9 @@ def _runs_frame(records: list[dict]) -> pd.DataFrame:
         if column not in runs:
             runs[column] = pd.Series(dtype=object)
     runs["status"] = runs["status"].fillna("unknown").astype(str)
+    seeds = pd.to_numeric(runs["seed"], errors="coerce")
+    if (seeds.dropna() % 1 == 0).all():
+        runs["seed"] = seeds.astype("Int64")
     runs["sweep"], runs["trial"] = "", np.nan
     return runs
 

@@ -20,7 +20,7 @@ DESCRIPTION = """\
 Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folders
 (outputs/sweeps/<study>) and parent folders, searched recursively. Writes to --out
 (default: <first PATH>/report): report.csv (one row per group: rank, counts by status, n,
-mean, std, standard error, 95%% t confidence interval, best and worst seed, epochs to
+mean, std, standard error, 95% t confidence interval, best and worst seed, epochs to
 --target), runs.csv (one row per run: every config key and summary number), PNG plots
 (learning curves per group, the metric against each numeric key that varies, and for
 sweeps the best-so-far curve and Optuna's parameter importances), and with --compare,
@@ -73,7 +73,7 @@ def run_report(args) -> int:
         _check_disjoint(collection, args.paths)
     metric = report.resolve_metric(args.metric, collection, args.direction)
     keys = _keys(args.by, collection) if args.by or not args.compare else []  # compare: all A vs all B
-    stats_over = tuple(s.strip() for s in args.stats_over.split(",") if s.strip())
+    stats_over = _statuses(args.stats_over)
     table_keys = ["source", *keys] if args.compare else keys
     table = report.aggregate(collection, table_keys, metric, args.target, stats_over)
     out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
@@ -107,6 +107,16 @@ def _check_disjoint(collection, paths: list[str]) -> None:
     for path in paths:
         if str(Path(path)) not in found:
             raise DataError(f"--compare: no readable runs under {path}")
+
+
+def _statuses(text: str) -> tuple[str, ...]:
+    from runner.report import STATUSES
+
+    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in chosen if s not in STATUSES]
+    if unknown or not chosen:
+        raise ConfigError(f"--stats-over {text}: choose from: {', '.join(STATUSES)}")
+    return chosen
 
 
 def _keys(by: str | None, collection) -> list[str]:
@@ -156,14 +166,15 @@ def group_table(table: pd.DataFrame, keys: list[str], metric):
     view = Table(title=f"{metric.name} by {', '.join(keys) or 'all runs'} ({arrow} is better; n = used/runs)")
     shown = keys if len(keys) <= 2 else ["group"]  # many keys: one 'k=v, ...' label column
     for name in ["rank", *shown, "n", "mean", "95% CI", "std", "best (seed)", "worst (seed)",
-                 "diverged", "pruned", "failed", *(["target hit", "epochs"] if "target_reached" in table else [])]:
+                 "diverged", "pruned", "failed", "other", *(["target hit", "epochs"] if "target_reached" in table else [])]:
         view.add_column(name, justify="left" if name in shown else "right")
     for _, row in table.iterrows():
         cells = ["" if pd.isna(row["rank"]) else str(row["rank"]), *(_fmt(row[k]) for k in shown),
                  f"{row['n_used']}/{row['n_runs']}", _fmt(row["mean"]),
                  f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]", _fmt(row["std"]),
                  f"{_fmt(row['best'])} ({_fmt(row['best_seed'])})", f"{_fmt(row['worst'])} ({_fmt(row['worst_seed'])})",
-                 *(_count(row[s]) for s in ("diverged", "pruned", "failed"))]
+                 *(_count(row[s]) for s in ("diverged", "pruned", "failed")),
+                 _count(row["interrupted"] + row["running"] + row["other_status"])]
         if "target_reached" in table:
             cells += [f"{row['target_reached']}/{row['n_runs']}", _fmt(row["epochs_to_target"])]
         view.add_row(*cells)

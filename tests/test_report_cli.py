@@ -97,6 +97,7 @@ def test_sweep_report_draws_best_so_far_and_importances(capsys, tmp_path):
     (["--by", "optimizer.lrr"], 2, "optimizer.lrr"),
     (["--metric", "accuracy"], 2, "--metric accuracy"),
     (["--compare"], 2, "exactly two PATHs"),
+    (["--stats-over", "completed,done"], 2, "choose from: completed"),
 ])
 def test_bad_usage_exits_2_with_one_line(capsys, root, args, code, fragment):
     got, _, err = report_cli(capsys, root, "--no-plots", *args)
