@@ -45,7 +45,7 @@ def _subcommand_registrars():
     """Sub-commands that live in their own modules: each has register(subparsers), which
     adds its parser and sets `handler` (args -> exit code) with set_defaults."""
     found = []
-    for module_name in ("runner.sweep_cli", "runner.report_cli", "runner.lrfind_cli"):
+    for module_name in ("runner.sweep_cli", "runner.report_cli", "runner.lrfind_cli", "runner.list_cli"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -119,6 +119,18 @@ def load_linreg(cfg: dict, seed: int) -> Pool:
     return Pool(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), task="regression")
 
 
+@DATASETS.register("blobs")
+def load_blobs(cfg: dict, seed: int) -> Pool:
+    """Isotropic Gaussian clusters, one per class, centers drawn uniformly in [-box, box]^d."""
+    n, d, classes = int(cfg.get("n_samples", 1000)), int(cfg.get("n_features", 2)), int(cfg.get("classes", 3))
+    std, box = float(cfg.get("cluster_std", 1.0)), float(cfg.get("box", 5.0))
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-box, box, size=(classes, d))
+    y = np.arange(n) % classes
+    x = centers[y] + rng.normal(0.0, std, size=(n, d))
+    return Pool(torch.tensor(x, dtype=torch.float32), torch.from_numpy(y.astype(np.int64)))
+
+
 # ---------------------------------------------------------------- split and standardize
 
 def load_dataset(data_cfg: dict, val_fraction: float, seed: int) -> Dataset:

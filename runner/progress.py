@@ -49,7 +49,9 @@ class TrainProgress:
 
     def end_epoch(self, row: dict) -> None:
         if self.enabled:
-            info = f"val_loss {row['val_loss']:.4f} val_acc {row['val_acc']:.4f}"
+            info = f"val_loss {row['val_loss']:.4f}"
+            if row.get("val_acc") is not None:
+                info += f" val_acc {row['val_acc']:.4f}"
             self.progress.update(self.epochs, completed=row["epoch"] + 1, info=info)
 
 

@@ -215,7 +215,7 @@ def count_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[float, float]:
+def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[float, float | None]:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device  # x stays in host memory when the data is streamed
@@ -229,7 +229,7 @@ def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[f
         if task == "classification":
             correct += count_correct(out, yb)
     model.train(was_training)
-    acc = correct.item() / len(x) if task == "classification" else float("nan")
+    acc = correct.item() / len(x) if task == "classification" else None  # no fake accuracy for regression
     return total_loss.item() / len(x), acc
 
 
@@ -263,6 +263,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     augment = build_pipeline(c["augment"], data.num_classes)
     loss = loss_fn(data, c)
     reg = c["regularize"]
+    penalized = bool(reg.get("l1") or reg.get("l2"))  # else the objective is the loss itself
     autocast = make_autocast(device, str(t["precision"]))
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
     batches = make_batches(data, device, on_device, seed + 1)
@@ -329,7 +330,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     with autocast(), probe.forward():
                         out = model(xb)
                         batch_loss = loss(out.float(), yb)
-                    objective = batch_loss + penalty(model, reg)
+                    objective = batch_loss + penalty(model, reg) if penalized else batch_loss
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(objective).backward()
                     # 6) clip, step
@@ -364,7 +365,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 row = {
                     "epoch": epoch, "step": state["step"], "lr": lr, "batch_size": batch_size,
                     "train_loss": train_loss,
-                    "train_acc": correct.item() / n_train if data.task == "classification" else float("nan"),
+                    "train_acc": correct.item() / n_train if data.task == "classification" else None,
                     "val_loss": val_loss, "val_acc": val_acc,
                     "grad_norm": torch.stack(grad_norms).mean().item() if grad_norms else float("nan"),
                     "epoch_time_s": epoch_time, "samples_per_s": n_train / max(epoch_time, 1e-9),

@@ -1,0 +1,46 @@
+"""Every option of every group: listed with a description, and trained for one tiny epoch."""
+import math
+
+import pytest
+
+from runner.catalogue import options
+from runner.config import GROUPS, group_options
+from runner.train import train
+
+# Options that need files on disk are covered by tests/test_datasets_disk.py.
+FROM_DISK = {"mnist", "fashion_mnist", "cifar10", "cifar100", "csv", "npz"}
+# What each option needs beside it to make sense (image models on images, regression pairs).
+COMPANIONS = {
+    ("model", "resnet"): ["data=shapes", "data.n_samples=64", "model.blocks=1", "model.width=4"],
+    ("model", "cnn"): ["model.channels=4", "model.depth=2"],
+    ("model", "linear"): ["data=linreg"],
+    ("data", "linreg"): ["model=linear"],
+    ("data", "shapes"): ["data.n_samples=64", "model=cnn", "model.channels=4", "model.depth=2"],
+    ("norm", "instance"): ["model=cnn", "model.channels=4", "model.depth=2"],
+    ("norm", "group"): ["model=cnn", "model.channels=4", "model.depth=2", "norm.groups=2"],
+}
+SMOKED_ELSEWHERE = {"optimizer", "schedule", "batch", "augment"}  # each test file trains every option
+
+
+def cases():
+    for group in GROUPS:
+        if group in SMOKED_ELSEWHERE:
+            continue
+        for option in group_options(group):
+            if not (group == "data" and option in FROM_DISK):
+                yield group, option
+
+
+def test_every_option_is_listed_with_a_description():
+    for group in GROUPS:
+        listed = options(group)
+        assert [o.name for o in listed] == group_options(group)
+        for option in listed:
+            assert option.description, f"{group}/{option.name}.yaml needs a leading comment"
+
+
+@pytest.mark.parametrize("group, option", list(cases()))
+def test_every_option_trains_one_tiny_epoch(compose_cfg, group, option):
+    result = train(compose_cfg(f"{group}={option}", "trainer.epochs=1", *COMPANIONS.get((group, option), [])))
+    assert result.status == "completed"
+    assert math.isfinite(result.summary["final_train_loss"])
