@@ -90,7 +90,7 @@ def importances(values: pd.Series, study: str) -> Figure:
     fig, ax = _figure()
     ordered = values.sort_values()
     ax.barh(list(ordered.index), list(ordered.values), label=study)
-    ax.set(xlabel="importance (share of the objective's variance)", ylabel="parameter",
+    ax.set(xlabel="importance (Optuna default evaluator, sums to 1)", ylabel="parameter",
            title=f"{study}: parameter importances")
     ax.legend(fontsize="small", loc="lower right")
     return fig
