@@ -44,3 +44,15 @@ def test_every_option_trains_one_tiny_epoch(compose_cfg, group, option):
     result = train(compose_cfg(f"{group}={option}", "trainer.epochs=1", *COMPANIONS.get((group, option), [])))
     assert result.status == "completed"
     assert math.isfinite(result.summary["final_train_loss"])
+
+
+def test_readme_table_names_every_option():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for group in GROUPS:
+        if group in ("regularize", "trainer", "diagnostics"):
+            continue
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{group}` |"))
+        for option in group_options(group):
+            assert f"`{option}`" in row, f"README's table misses {group}={option}"
