@@ -152,5 +152,4 @@ class Diagnostics:
             self.current = None
 
     def _write(self, rows: list[dict]) -> None:
-        for row in rows:
-            self.table.append(row)
+        self.table.append_many(rows)

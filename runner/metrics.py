@@ -81,11 +81,18 @@ class CsvAppender:
             self._write_line(self.columns)
 
     def append(self, row: dict) -> None:
-        self._write_line([_format(row.get(c)) for c in self.columns])
+        self.append_many([row])
+
+    def append_many(self, rows: list[dict]) -> None:
+        """Several rows in one write and one fsync."""
+        self._write_lines([[_format(row.get(c)) for c in self.columns] for row in rows])
 
     def _write_line(self, values: list) -> None:
+        self._write_lines([values])
+
+    def _write_lines(self, lines: list[list]) -> None:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
+        csv.writer(buffer, lineterminator="\n").writerows(lines)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, buffer.getvalue().encode())
