@@ -57,12 +57,17 @@ def register(subparsers) -> None:
     parser.add_argument("--compare", action="store_true",
                         help="exactly two PATHs A and B: side by side, A - B with Welch's 95%% CI")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--layers", action="store_true",
+                        help="plot per-layer diagnostics (layers.csv of runs trained with trainer.diagnostics=true): "
+                             "activation std and gradient norm against depth, saturation/dead units over training")
     parser.set_defaults(handler=run_report)
 
 
 def run_report(args) -> int:
     from runner import report
 
+    if args.layers:
+        return run_layer_report(args)
     if args.compare and len(args.paths) != 2:
         raise ConfigError(f"--compare takes exactly two PATHs (A B), got {len(args.paths)}")
     collection = report.load(Path(p) for p in args.paths)
@@ -90,6 +95,23 @@ def run_report(args) -> int:
             print(f"note: {note}", file=sys.stderr)
     print(out)
     return 0
+
+
+def run_layer_report(args) -> int:
+    from runner.layer_plots import write_layer_plots
+
+    run_dirs = sorted({p.parent for path in args.paths for p in _layer_tables(Path(path))})
+    if not run_dirs:
+        raise DataError(f"no layers.csv under {', '.join(args.paths)} (train with trainer.diagnostics=true)")
+    out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
+    for path in write_layer_plots(run_dirs, out):
+        print(f"wrote {path}", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _layer_tables(path: Path) -> list[Path]:
+    return [path / "layers.csv"] if (path / "layers.csv").is_file() else list(path.rglob("layers.csv"))
 
 
 def _warn(collection) -> None:
