@@ -171,6 +171,7 @@ RANGE_RULES: dict[str, Rule] = {
     "trainer.epochs": Rule(_non_negative, ">= 0"),
     "trainer.eval_batch_size": Rule(_at_least_one, ">= 1"),
     "trainer.log_every": Rule(_at_least_one, ">= 1"),
+    "trainer.checkpoint_every_s": Rule(_non_negative, ">= 0"),
     "diagnostics.every": Rule(_at_least_one, ">= 1"),
     "diagnostics.batch_size": Rule(_at_least_one, ">= 1"),
     "model.depth": Rule(_non_negative, ">= 0"),

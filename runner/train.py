@@ -3,8 +3,9 @@
 Per epoch, in this order: pick the batch size; per step: set the lr, augment, forward,
 loss (+ penalties), backward, clip, optimizer step, (every log_every steps) check the loss
 and sample the gradient norm; then evaluate on the validation split, append the metrics
-row, save the checkpoint, let the caller (a sweep's pruner) look at the row, and stop if
-asked to.
+row, snapshot the checkpoint state, let the caller (a sweep's pruner) look at the row, and
+stop if asked to. The row and the checkpoint (written every trainer.checkpoint_every_s and
+when the run stops) go to disk on a background thread, so fsyncs never stall the loop.
 """
 from __future__ import annotations
 
@@ -177,6 +178,29 @@ class RunFolderWriter:
         return False
 
 
+class Checkpointer:
+    """Keeps the latest end-of-epoch state (a CPU snapshot) and writes it to checkpoint.pt
+    when `every_s` seconds have passed since the last write, and whenever the run stops
+    (completed, interrupted, pruned, diverged, failed). Only a hard kill loses epochs, at
+    most every_s seconds of them: resume drops their rows and recomputes them identically.
+    every_s=0 writes every epoch."""
+
+    def __init__(self, path: Path, every_s: float, clock: Callable[[], float] = time.monotonic):
+        self.path, self.every_s, self.clock = path, every_s, clock
+        self.latest: dict | None = None
+        self.last_write = clock()
+
+    def update(self, writer: RunFolderWriter, snapshot: dict) -> None:
+        self.latest = snapshot
+        if self.clock() - self.last_write >= self.every_s:
+            self.flush(writer)
+
+    def flush(self, writer: RunFolderWriter) -> None:
+        if self.latest is not None:
+            writer.submit(save_checkpoint, self.path, self.latest)
+            self.latest, self.last_write = None, self.clock()
+
+
 def cpu_snapshot(tree):
     """A copy of a checkpoint's tensors on the CPU (nested dicts, lists, tuples walked)."""
     if isinstance(tree, torch.Tensor):
@@ -304,6 +328,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     rows: list[dict] = []
     status, reason, failure = "completed", None, None
     log_every = int(t["log_every"])
+    checkpoint = Checkpointer(run_dir / "checkpoint.pt", float(t.get("checkpoint_every_s", 0)))
 
     with stop_on_signals() as signals, progress, RunFolderWriter() as writer:
         try:
@@ -381,7 +406,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 state["schedule"] = schedule.after_epoch(c["schedule"], state["schedule"], val_loss)
                 state["epoch"] = epoch
                 state["wall_time_s"] = time.perf_counter() - started
-                writer.submit(save_checkpoint, run_dir / "checkpoint.pt", cpu_snapshot({
+                checkpoint.update(writer, cpu_snapshot({
                     **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng_states(generators), "config": c,
                 }))
@@ -402,6 +427,8 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
             failure = TrainingFailed(reason)
         except ConfigError as exc:  # found only once a batch is seen (e.g. flip on tabular data)
             status, reason, failure = "failed", str(exc), exc
+        finally:
+            checkpoint.flush(writer)  # the last finished epoch, whatever stopped the run
 
     # 9) the summary: what happened and the numbers a report needs
     all_rows = _all_rows(run_dir)

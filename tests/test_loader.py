@@ -8,7 +8,7 @@ import torch
 
 from runner.data import DeviceBatches, StreamingBatches, data_fits, keep_data_on_device, load_dataset
 from runner.errors import ConfigError
-from runner.train import prepare_model, train
+from runner.train import RunFolderWriter, prepare_model, train
 
 SHAPES = ["data=shapes", "data.n_samples=200", "model=cnn", "model.channels=4", "model.depth=2"]
 
@@ -77,3 +77,36 @@ def test_prepare_model_converts_layout_and_compiles_in_place():
     assert model._compiled_call_impl is not None  # compiled lazily, on the first forward
     plain = prepare_model(torch.nn.Linear(2, 2), {"channels_last": False, "compile": False})
     assert plain._compiled_call_impl is None
+
+
+def test_checkpointer_writes_when_due_and_on_flush(monkeypatch, tmp_path):
+    import runner.train as rt
+
+    written = []
+    monkeypatch.setattr(rt, "save_checkpoint", lambda path, state: written.append(state["epoch"]))
+    now = [0.0]
+    checkpoint = rt.Checkpointer(tmp_path / "checkpoint.pt", every_s=10, clock=lambda: now[0])
+    with rt.RunFolderWriter() as writer:
+        for epoch, t in enumerate([3.0, 6.0, 11.0, 14.0]):
+            now[0] = t
+            checkpoint.update(writer, {"epoch": epoch})
+        checkpoint.flush(writer)
+        checkpoint.flush(writer)  # nothing new: no second write
+    assert written == [2, 3]
+
+
+def test_run_folder_writer_reraises_a_failed_write():
+    def fail():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        with RunFolderWriter() as writer:
+            writer.submit(fail)
+
+
+def test_checkpoint_snapshot_does_not_follow_later_training(compose_cfg, tmp_path):
+    from runner.metrics import load_checkpoint
+
+    run = train(compose_cfg("trainer.checkpoint_every_s=0"), run_root=tmp_path).run_dir
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["epoch"] == 1 and all(v.device.type == "cpu" for v in ckpt["model"].values())

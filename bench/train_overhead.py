@@ -1,0 +1,142 @@
+"""optlab's training loop against a plain hand-written PyTorch loop doing the same work.
+
+Both runs start from the same model init (same seed, same init code), train on the same
+split in the same batch order (an on-device permutation from the same generator seed)
+with the same optimizer, accumulate train loss/accuracy on the device, read them once
+per epoch and evaluate on the validation split after each epoch. optlab also writes its
+metrics row, summary and checkpoint every epoch: that is part of what it costs.
+
+Throughput is training samples per second between the end of the first epoch and the end
+of the last (set-up and first-epoch warm-up excluded). The two loops alternate, in
+ABBA order, for several repeats after one untimed warm-up pair; the ratio reported is the
+median of the per-pair ratios optlab/plain. The runs must also agree on every epoch's
+validation loss, which shows they did the same computation.
+
+    python bench/train_overhead.py                 # both cases, 5 pairs each
+    python bench/train_overhead.py --case mlp-digits --repeats 9 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from runner.config import as_plain, compose
+from runner.data import load_dataset
+from runner.train import build_network, resolve_device, seed_everything, train
+
+CASES = {  # name -> Hydra overrides
+    "mlp-digits": ["data=digits", "model=mlp", "optimizer=sgd", "batch.size=64", "trainer.epochs=12"],
+    "cnn-shapes": ["data=shapes", "data.n_samples=1000", "model=cnn", "model.channels=8", "model.depth=3",
+                   "optimizer=sgd", "batch.size=64", "trainer.epochs=4"],
+}
+
+
+def optlab_run(cfg, out_dir: Path) -> tuple[list[float], list[float]]:
+    """(end-of-epoch times, val losses) of optlab's own loop."""
+    times, val_losses = [], []
+
+    def on_epoch(epoch: int, row: dict) -> None:
+        times.append(time.perf_counter())
+        val_losses.append(row["val_loss"])
+
+    train(cfg, run_root=out_dir, on_epoch=on_epoch)
+    return times, val_losses
+
+
+def plain_run(cfg) -> tuple[list[float], list[float]]:
+    """(end-of-epoch times, val losses) of a textbook PyTorch loop on the same model and data."""
+    c = as_plain(cfg)
+    t, o = c["trainer"], c["optimizer"]
+    device, seed = resolve_device(str(t["device"])), int(t["seed"])
+    seed_everything(seed)
+    data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
+    model = build_network(c, data, device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
+    order = torch.Generator(device=device).manual_seed(seed + 1)
+    batch_size, n = int(c["batch"]["size"]), len(data.x_train)
+    times, val_losses = [], []
+    for _ in range(int(t["epochs"])):
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        perm = torch.randperm(n, generator=order, device=device)
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(xb)
+            correct += (out.argmax(dim=1) == yb).sum()
+        _train_loss, _train_acc = loss_sum.item() / n, correct.item() / n
+        val_losses.append(validate(model, data.x_val, data.y_val, int(t["eval_batch_size"])))
+        times.append(time.perf_counter())
+    return times, val_losses
+
+
+@torch.no_grad()
+def validate(model, x, y, batch_size: int) -> float:
+    model.eval()
+    total, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(x), batch_size):
+        out = model(x[start:start + batch_size])
+        total += F.cross_entropy(out, y[start:start + batch_size]) * len(out)
+        correct += (out.argmax(dim=1) == y[start:start + batch_size]).sum()
+    _acc = correct.item() / len(x)
+    return total.item() / len(x)
+
+
+def samples_per_s(times: list[float], n_train: int) -> float:
+    return n_train * (len(times) - 1) / (times[-1] - times[0])
+
+
+def bench_case(name: str, repeats: int, device: str, out_dir: Path) -> dict:
+    cfg = compose([*CASES[name], "trainer.progress=false", f"trainer.device={device}", f"trainer.out_dir={out_dir}"])
+    c = as_plain(cfg)
+    n_train = len(load_dataset(c["data"], float(c["trainer"]["val_fraction"]), int(c["trainer"]["seed"])).x_train)
+    run = {"optlab": lambda: optlab_run(cfg, out_dir / name), "plain": lambda: plain_run(cfg)}
+    run["optlab"](), run["plain"]()  # warm-up pair, not timed
+    speeds: dict[str, list[float]] = {"optlab": [], "plain": []}
+    worst_gap = 0.0
+    for i in range(repeats):
+        order = ("optlab", "plain") if i % 2 == 0 else ("plain", "optlab")
+        results = {}
+        for which in order:
+            times, val_losses = run[which]()
+            speeds[which].append(samples_per_s(times, n_train))
+            results[which] = val_losses
+        worst_gap = max(worst_gap, max(abs(a - b) for a, b in zip(results["optlab"], results["plain"])))
+    ratios = [a / b for a, b in zip(speeds["optlab"], speeds["plain"])]
+    return {"case": name, "optlab": statistics.median(speeds["optlab"]), "plain": statistics.median(speeds["plain"]),
+            "ratio": statistics.median(ratios), "ratios": ratios, "val_loss_gap": worst_gap}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--repeats", type=int, default=5, help="timed optlab/plain pairs per case")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 keeps shared machines quiet)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cases = list(CASES) if args.case == "all" else [args.case]
+    print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} repeats={args.repeats}")
+    print(f"{'case':<12} {'optlab samples/s':>17} {'plain samples/s':>16} {'ratio (median)':>15}  per-pair ratios")
+    with tempfile.TemporaryDirectory(prefix="optlab-bench-") as tmp:
+        for name in cases:
+            r = bench_case(name, args.repeats, args.device, Path(tmp))
+            pairs = " ".join(f"{x:.3f}" for x in r["ratios"])
+            print(f"{r['case']:<12} {r['optlab']:>17.0f} {r['plain']:>16.0f} {r['ratio']:>15.3f}  {pairs}"
+                  f"  (max val_loss gap {r['val_loss_gap']:.1e})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
