@@ -202,7 +202,8 @@ class Checkpointer:
 
 
 def cpu_snapshot(tree):
-    """A copy of a checkpoint's tensors on the CPU (nested dicts, lists, tuples walked)."""
+    """A copy on the CPU of the live tensors in a state_dict (nested dicts, lists, tuples
+    walked). The rest of a checkpoint (rng states, counters, config) is fresh already."""
     if isinstance(tree, torch.Tensor):
         return tree.detach().to("cpu", copy=True)
     if isinstance(tree, dict):
@@ -406,10 +407,10 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 state["schedule"] = schedule.after_epoch(c["schedule"], state["schedule"], val_loss)
                 state["epoch"] = epoch
                 state["wall_time_s"] = time.perf_counter() - started
-                checkpoint.update(writer, cpu_snapshot({
-                    **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                checkpoint.update(writer, {
+                    **state, "model": cpu_snapshot(model.state_dict()), "optimizer": cpu_snapshot(optimizer.state_dict()),
                     "scaler": scaler.state_dict(), "rng": rng_states(generators), "config": c,
-                }))
+                })
                 progress.end_epoch(row)
                 if on_epoch is not None:
                     on_epoch(epoch, row)
