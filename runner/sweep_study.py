@@ -59,21 +59,38 @@ def hide_password(url: str) -> str:
         return url.split("@")[-1]
 
 
-def open_storage(url: str, heartbeat: int | None = None, grace: int | None = None):
-    """RDBStorage for url; with heartbeat, stale RUNNING trials fail and are re-queued."""
+def open_storage(url: str, heartbeat: int | None = None, grace: int | None = None, tries: int = 5):
+    """RDBStorage for url; with heartbeat, stale RUNNING trials fail and are re-queued.
+
+    Workers that start together on a fresh database race to create Optuna's tables; the
+    loser sees a duplicate-key error, and simply tries again (the tables exist by then)."""
     import optuna
     import sqlalchemy.exc
 
-    connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
-    if url.startswith(("postgresql", "mysql")) is False and not url.startswith("sqlite"):
+    if not url.startswith(("sqlite", "postgresql", "mysql")):
         raise ConfigError(f"--storage {hide_password(url)}: give a sqlite:///FILE or postgresql://... URL")
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
-            grace_period=grace, heartbeat_stale_trial_callback=requeue if heartbeat else None)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
-        reason = " ".join(str(exc).split("\n")[0].split())[:200]
-        raise ConfigError(f"--storage {hide_password(url)}: cannot open the storage ({reason})") from None
+    connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
+                grace_period=grace, heartbeat_stale_trial_callback=requeue if heartbeat else None)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            if attempt + 1 == tries or not _creation_race(exc):
+                raise _unreachable(url, exc) from None
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+            raise _unreachable(url, exc) from None
+
+
+def _creation_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "duplicate" in text or "already exists" in text or "unique" in text
+
+
+def _unreachable(url: str, exc: Exception) -> ConfigError:
+    reason = " ".join(str(exc).split("\n")[0].split())[:200]
+    return ConfigError(f"--storage {hide_password(url)}: cannot open the storage ({reason})")
 
 
 def open_study(spec: SweepSpec, storage, sampler=None, pruner=None):
@@ -195,6 +212,7 @@ class PruneReporter:
         self.best: float | None = None
 
     def __call__(self, epoch: int, row: dict) -> None:
+        check_stop()
         value = float(row[self.metric])
         if not math.isfinite(value):
             return
@@ -245,6 +263,7 @@ class Objective:
 
         values, run_dirs = [], []
         for k in range(self.spec.seeds):
+            check_stop()
             status, value, run_dir = self._run_one(trial, overrides, k)
             run_dirs.append(str(run_dir))
             trial.set_user_attr("run_dirs", run_dirs)
@@ -313,10 +332,7 @@ class Worker:
         objective = Objective(self.spec, self.sweep_dir, self.placement)
         started = self.clock()
         while self._should_continue(study, started):
-            try:
-                study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
-            except KeyboardInterrupt:
-                raise Interrupted(signal.SIGINT) from None
+            study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
             if self.after_trial is not None:
                 self.after_trial()
 
@@ -324,6 +340,7 @@ class Worker:
         import optuna
 
         while True:
+            check_stop()
             if self.spec.timeout is not None and self.clock() - started >= self.spec.timeout:
                 return False
             if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
@@ -337,9 +354,26 @@ class Worker:
             self.sleep(min(1.0, float(self.heartbeat)))  # the rest are running elsewhere: wait
 
 
-def raise_on_sigterm() -> None:
-    """SIGTERM becomes Interrupted(143) anywhere in the worker (train handles its own)."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
+_received: list[int] = []
 
-    signal.signal(signal.SIGTERM, handler)
+
+def stop_on_signals() -> dict:
+    """SIGINT/SIGTERM set a flag that the worker checks at safe points (before a trial, before
+    each run, after each epoch); during training train() handles them itself. Raising from
+    the handler instead could land inside Hydra or Optuna, which would record it as an
+    ordinary trial error. Returns the previous handlers (for restore_signals)."""
+    _received.clear()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda signum, frame: _received.append(signum))
+    return previous
+
+
+def restore_signals(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def check_stop() -> None:
+    if _received:
+        raise Interrupted(_received[0])

@@ -5,7 +5,7 @@ workers on two cores do not oversubscribe. With GPUs each worker is pinned to on
 (trainer.device=cuda:<i % gpus>, round-robin), `per_gpu` workers per GPU by default.
 Workers are started with multiprocessing's spawn (a fresh interpreter each: no forked
 torch or CUDA state), die with their parent (PR_SET_PDEATHSIG on Linux), and turn SIGTERM
-into a clean stop of their current trial, which is queued again for the next run.
+into a clean stop of their current trial (at the next step or epoch), which is queued again for the next run.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Callable
 
 from runner.errors import ConfigError, Interrupted, OptlabError
 from runner.sweep import SweepSpec
-from runner.sweep_study import Placement, Worker, raise_on_sigterm
+from runner.sweep_study import Placement, Worker, restore_signals, stop_on_signals
 
 
 def available_cores() -> int:
@@ -64,12 +64,11 @@ class WorkerArgs:
 def run_in_process(args: WorkerArgs, after_trial: Callable[[], None] | None = None) -> None:
     """One worker in this process (--jobs 1): SIGTERM stops it like a spawned one."""
     _use_threads(args.placement.threads)
-    previous = signal.getsignal(signal.SIGTERM)
-    raise_on_sigterm()
+    previous = stop_on_signals()
     try:
         _worker(args, after_trial).run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore_signals(previous)
 
 
 def _worker(args: WorkerArgs, after_trial=None) -> Worker:
@@ -87,7 +86,7 @@ def _use_threads(threads: int) -> None:
 def worker_main(args: WorkerArgs) -> None:
     """Entry point of a spawned worker process; its exit code says how it ended."""
     _die_with_parent()
-    raise_on_sigterm()
+    stop_on_signals()
     try:
         _use_threads(args.placement.threads)
         _worker(args).run()
