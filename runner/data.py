@@ -204,7 +204,7 @@ class DeviceBatches:
         perm = perm.to(self.x.device)
         for start in range(0, len(perm), batch_size):
             idx = perm[start:start + batch_size]
-            yield self.x[idx], self.y[idx]
+            yield self.x.index_select(0, idx), self.y.index_select(0, idx)  # faster than x[idx] on CPU
 
 class StreamingBatches:
     """Mini-batches gathered on the host and copied to the device step by step, for data
