@@ -68,7 +68,7 @@ def plain_run(cfg) -> tuple[list[float], list[float]]:
         perm = torch.randperm(n, generator=order, device=device)
         for start in range(0, n, batch_size):
             idx = perm[start:start + batch_size]
-            xb, yb = data.x_train[idx], data.y_train[idx]
+            xb, yb = data.x_train.index_select(0, idx), data.y_train.index_select(0, idx)  # as DeviceBatches
             out = model(xb)
             loss = F.cross_entropy(out, yb)
             optimizer.zero_grad(set_to_none=True)
