@@ -260,3 +260,14 @@ def test_refine_cli_starts_a_narrowed_study(tmp_path, capsys, monkeypatch):
     assert 0.01 <= lr["low"] <= lr["high"] <= 0.5 and (lr["low"], lr["high"]) != (0.01, 0.5)
     assert meta["refined_from"] == str(sweep_folder(tmp_path))
     assert len(read_rows(refined)) == 1 and lrs
+
+
+def test_workers_split_cores_on_cpu_and_go_round_robin_over_gpus():
+    from runner.sweep_workers import plan
+
+    cpu = plan(2, per_gpu=1, gpus=0, cores=2)
+    assert [(p.worker, p.threads, p.device) for p in cpu] == [(0, 1, None), (1, 1, None)]
+    assert plan(None, per_gpu=1, gpus=0, cores=8)[0].threads == 8
+    gpu = plan(None, per_gpu=2, gpus=2, cores=16)
+    assert [p.device for p in gpu] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"] and gpu[0].threads == 4
+    assert [p.device for p in plan(3, per_gpu=1, gpus=2, cores=16)] == ["cuda:0", "cuda:1", "cuda:0"]
