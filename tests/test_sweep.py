@@ -271,3 +271,29 @@ def test_workers_split_cores_on_cpu_and_go_round_robin_over_gpus():
     gpu = plan(None, per_gpu=2, gpus=2, cores=16)
     assert [p.device for p in gpu] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"] and gpu[0].threads == 4
     assert [p.device for p in plan(3, per_gpu=1, gpus=2, cores=16)] == ["cuda:0", "cuda:1", "cuda:0"]
+
+
+@pytest.mark.parametrize("sampler", ["random", "grid", "tpe", "gp", "qmc", "cmaes"])
+@pytest.mark.parametrize("pruner", ["none", "median", "successive_halving", "hyperband"])
+def test_every_sampler_and_pruner_drives_a_conditional_space(sampler, pruner):
+    from runner.sweep_study import make_pruner, make_sampler
+
+    spec = spec_from_dict({"study": "s", "sampler": sampler, "pruner": pruner, "trials": 6, "space": {
+        "optimizer": ["momentum", "adam"],
+        "optimizer.momentum": {"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": "momentum"}},
+        "optimizer.lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}}})
+    try:
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(spec, seed=0),
+                                    pruner=make_pruner(spec))
+    except ConfigError as exc:  # cmaes without its package: a clear one-line error instead
+        assert sampler == "cmaes" and "pip install cmaes" in str(exc)
+        return
+
+    def objective(trial):
+        a = suggest(trial, spec.space)
+        for step in range(3):
+            trial.report(a["optimizer.lr"] * step, step)
+        return -abs(math.log10(a["optimizer.lr"]) + 1)
+
+    study.optimize(objective, n_trials=6)
+    assert len(study.trials) == 6 and all(t.state.name == "COMPLETE" for t in study.trials)
