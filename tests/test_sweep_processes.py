@@ -91,7 +91,7 @@ def test_two_workers_are_processes_with_the_cores_split_between_them(tmp_path):
 
 def test_sigterm_and_sigkill_then_rerun_end_with_exactly_n_trials(tmp_path):
     n = 4
-    command = [*optlab_executable(), "sweep", str(write_sweep(tmp_path, trials=n, epochs=20)),
+    command = [*optlab_executable(), "sweep", str(write_sweep(tmp_path, trials=n, epochs=10)),
                "--heartbeat", "1", "--grace", "2"]
     folder = tmp_path / "outputs" / "sweeps" / "tiny"
 
@@ -142,7 +142,7 @@ def fresh_postgres():
 @pytest.mark.skipif(not os.environ.get("OPTLAB_TEST_POSTGRES_URL"),
                     reason="OPTLAB_TEST_POSTGRES_URL is unset (eval \"$(bash .ci/postgres.sh)\" starts a server)")
 def test_two_processes_share_one_postgres_study_and_stop_at_n_in_total(tmp_path, fresh_postgres):
-    url, study, n = fresh_postgres, "shared", 5
+    url, study, n = fresh_postgres, "shared", 4
     machines = [tmp_path / "a", tmp_path / "b"]  # two working folders, as on two machines
     procs = []
     for folder in machines:
