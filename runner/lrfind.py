@@ -120,9 +120,10 @@ def plot(result: RangeTest):
                              (result.min_loss_lr / 10, "min loss / 10", "C1")):
         ax.axvline(lr, color=color, linestyle="--", label=f"{label}: {lr:.2g}")
     ax.set_xscale("log")
-    finite = [v for v in result.smoothed if math.isfinite(v)]
-    if finite:
-        ax.set_ylim(min(finite) * 0.9 if min(finite) > 0 else min(finite), finite[0] * 1.5 + 1e-12)
+    finite = [v for v in (*result.smoothed, *result.losses) if math.isfinite(v)]
+    if finite:  # from the lowest loss seen to a little above the start: the blow-up is cut off
+        low = min(finite)
+        ax.set_ylim(low * 0.9 if low > 0 else low, result.smoothed[0] * 1.5 + 1e-12)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
     ax.set_title(f"LR range test (suggested lr {result.suggested_lr:.2g})")
