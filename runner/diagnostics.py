@@ -10,7 +10,7 @@ last step of every `every`-th epoch, so only one step in many is instrumented.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -107,15 +107,20 @@ class LayerProbe:
 
 
 class NullProbe:
-    """Stands in on the steps that are not recorded: every call does nothing."""
+    """Stands in on the steps that are not recorded: every call does nothing (one shared
+    instance, so an unrecorded step allocates nothing)."""
 
-    @contextmanager
+    _no_context = nullcontext()
+
     def forward(self):
-        yield
+        return self._no_context
 
     def read_gradients(self): pass
     def before_step(self): pass
     def after_step(self): pass
+
+
+NULL_PROBE = NullProbe()
 
 
 class Diagnostics:
@@ -144,7 +149,7 @@ class Diagnostics:
         if self.enabled and last_step and (epoch + 1) % self.every == 0:
             self.current = LayerProbe(model)
             return self.current
-        return NullProbe()
+        return NULL_PROBE
 
     def finish_step(self, epoch: int, step: int) -> None:
         if self.current is not None:

@@ -110,7 +110,7 @@ def prepare_model(model: torch.nn.Module, t: dict) -> torch.nn.Module:
 
 
 def rng_states(generators: dict[str, torch.Generator]) -> dict:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(),
+    states = {"python": random.getstate(), "numpy": np.random.get_state(legacy=False),
               "torch": torch.get_rng_state(),
               **{f"gen_{k}": g.get_state() for k, g in generators.items()}}
     if torch.cuda.is_available():
@@ -205,7 +205,7 @@ def cpu_snapshot(tree):
     """A copy on the CPU of the live tensors in a state_dict (nested dicts, lists, tuples
     walked). The rest of a checkpoint (rng states, counters, config) is fresh already."""
     if isinstance(tree, torch.Tensor):
-        return tree.detach().to("cpu", copy=True)
+        return tree.detach().clone() if tree.device.type == "cpu" else tree.detach().to("cpu")
     if isinstance(tree, dict):
         return {k: cpu_snapshot(v) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
@@ -291,6 +291,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     penalized = bool(reg.get("l1") or reg.get("l2"))  # else the objective is the loss itself
     autocast = make_autocast(device, str(t["precision"]))
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
+    scaled = scaler.is_enabled()
     batches = make_batches(data, device, on_device, seed + 1)
     generators = {"data": batches.generator, "augment": make_generator(device, seed + 2)}
     epochs, full_batch = int(t["epochs"]), is_full_batch(c["optimizer"])
@@ -351,37 +352,44 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     lr *= state["schedule"].get("scale", 1.0)
                     set_lr(optimizer, lr)
                     # 5) augment, forward, loss, backward
-                    xb, yb = augment(xb, yb, generators["augment"])
+                    if augment.active:
+                        xb, yb = augment(xb, yb, generators["augment"])
                     probe = diagnostics.probe(model, epoch, last_step=i == steps - 1)
                     with autocast(), probe.forward():
                         out = model(xb)
                         batch_loss = loss(out.float(), yb)
                     objective = batch_loss + penalty(model, reg) if penalized else batch_loss
                     optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(objective).backward()
+                    if scaled:  # fp16: scale the loss so small gradients survive, unscale before clipping
+                        scaler.scale(objective).backward()
+                        scaler.unscale_(optimizer)
+                    else:
+                        objective.backward()
                     # 6) clip, step
-                    scaler.unscale_(optimizer)
                     sample_grad = i % log_every == 0 or reg.get("clip_norm")
                     norm = clip_gradients(params, reg, measure=bool(sample_grad))
                     if norm is not None:
                         grad_norms.append(norm)
                     probe.read_gradients()
                     probe.before_step()
-                    scaler.step(optimizer)
-                    scaler.update()
+                    if scaled:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
                     probe.after_step()
                     # 7) accumulate on device; read (and check for divergence) every log_every steps
                     loss_sum += batch_loss.detach() * len(xb)
                     if data.task == "classification":
                         correct += count_correct(out.detach(), yb)
                     state["step"] += 1
-                    diagnostics.finish_step(epoch, state["step"])
                     if i % log_every == 0 and not math.isfinite(batch_loss.item()):
                         raise _Diverged(epoch, batch_loss.item())
                     progress.advance_batch()
                     if signals:
                         raise Interrupted(signals[0])
                 # 8) end of epoch: train metrics, validation, the row, the checkpoint
+                diagnostics.finish_step(epoch, state["step"])
                 train_loss = loss_sum.item() / n_train
                 if not math.isfinite(train_loss):
                     raise _Diverged(epoch, train_loss)
