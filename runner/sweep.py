@@ -132,16 +132,19 @@ def spread(low: float, high: float, points: int, log: bool, integer: bool) -> li
 # ---------------------------------------------------------------- loading
 
 def find_sweep_file(name: str) -> Path:
-    """A path, else a name in the built-in sweeps/ folder (with or without .yaml)."""
+    """A path, else a file of that name in the built-in sweeps/ folder (with or without
+    .yaml), so `sweeps/lr_wd.yaml`, `lr_wd.yaml` and `lr_wd` work from any directory."""
     from runner.config import builtin_sweeps_dir
 
     path = Path(name)
     if path.is_file():
         return path
-    for candidate in (builtin_sweeps_dir() / name, builtin_sweeps_dir() / f"{name}.yaml"):
+    builtin = builtin_sweeps_dir()
+    for candidate in (builtin / path.name, builtin / f"{path.name}.yaml"):
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"{name}: no such sweep file")
+    known = ", ".join(sorted(p.stem for p in builtin.glob("*.yaml")))
+    raise ConfigError(f"{name}: no such sweep file; built-in sweeps: {known}")
 
 
 def load_spec(path: Path, changes: dict | None = None) -> SweepSpec:

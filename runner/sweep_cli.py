@@ -198,8 +198,19 @@ def trials_table(spec: SweepSpec, rows: list[dict], top: int, title: str):
         table.add_column(name, justify="right" if name not in ("status",) else "left")
     for r in ranked(rows, spec)[:top]:
         table.add_row(str(r["number"]), r["status"], f"{r['value']:.4f}",
-                      *(str(r[f"param.{p.name}"] or "-") for p in spec.space), f"{r['duration_s'] or 0:.1f}")
+                      *(short(r[f"param.{p.name}"]) for p in spec.space), f"{r['duration_s'] or 0:.1f}")
     return table
+
+
+def short(value) -> str:
+    """A parameter as the table shows it: 4 significant digits for numbers (the CSV keeps all)."""
+    if value is None or value == "":
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(value) if number.is_integer() and "." not in str(value) else f"{number:.4g}"
 
 
 def final_table(spec: SweepSpec, rows: list[dict]):
