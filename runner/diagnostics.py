@@ -81,6 +81,13 @@ class LayerProbe:
                 self.stats[name]["dead_frac"] = 0.0
         return hook
 
+    def step(self, optimizer_step) -> None:
+        """Read the gradients, take the optimizer step, then measure the update it made."""
+        self.read_gradients()
+        self.before_step()
+        optimizer_step()
+        self.after_step()
+
     def read_gradients(self) -> None:
         for name, _, affine, _ in self.entries:
             grad = affine.weight.grad
@@ -115,9 +122,8 @@ class NullProbe:
     def forward(self):
         return self._no_context
 
-    def read_gradients(self): pass
-    def before_step(self): pass
-    def after_step(self): pass
+    def step(self, optimizer_step) -> None:
+        optimizer_step()
 
 
 NULL_PROBE = NullProbe()

@@ -61,10 +61,7 @@ def test_update_to_weight_ratio_matches_one_sgd_step_by_hand():
     nn.functional.cross_entropy(out, y).backward()
     weight = model[0][0].weight
     expected = (lr * weight.grad.norm() / weight.detach().norm()).item()
-    probe.read_gradients()
-    probe.before_step()
-    optimizer.step()
-    probe.after_step()
+    probe.step(optimizer.step)
     row = probe.rows(epoch=0, step=1)[0]
     assert row["update_ratio"] == pytest.approx(expected, rel=1e-5)
     assert row["grad_norm"] == pytest.approx(weight.grad.norm().item(), rel=1e-6)

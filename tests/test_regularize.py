@@ -70,28 +70,27 @@ def grads_of(*grads: list[float]) -> list[torch.nn.Parameter]:
 
 def test_clip_norm_rescales_the_global_norm_and_reports_it_before_clipping():
     params = grads_of([3.0, 0.0], [0.0, 4.0])  # global norm 5
-    before = clip_gradients(params, {"clip_norm": 1.0}, measure=False)
+    before = clip_gradients(params, {"clip_norm": 1.0})
     assert before.item() == pytest.approx(5.0)
     assert torch.allclose(torch.cat([p.grad for p in params]), torch.tensor([0.6, 0.0, 0.0, 0.8]), atol=1e-5)
 
 
 def test_clip_norm_leaves_small_gradients_alone():
     params = grads_of([0.3, 0.4])
-    clip_gradients(params, {"clip_norm": 1.0}, measure=False)
+    clip_gradients(params, {"clip_norm": 1.0})
     assert torch.allclose(params[0].grad, torch.tensor([0.3, 0.4]))
 
 
 def test_clip_value_clamps_each_element():
     params = grads_of([3.0, -0.2, -7.0])
-    norm = clip_gradients(params, {"clip_value": 0.5}, measure=True)
+    norm = clip_gradients(params, {"clip_value": 0.5})
     assert torch.equal(params[0].grad, torch.tensor([0.5, -0.2, -0.5]))
     assert norm.item() == pytest.approx(math.sqrt(0.5 ** 2 + 0.2 ** 2 + 0.5 ** 2))
 
 
-def test_no_clipping_measures_only_when_asked():
+def test_no_clipping_leaves_the_gradients_and_reports_their_norm():
     params = grads_of([3.0, 4.0])
-    assert clip_gradients(params, {}, measure=False) is None
-    assert clip_gradients(params, {}, measure=True).item() == pytest.approx(5.0)
+    assert clip_gradients(params, {}).item() == pytest.approx(5.0)
     assert torch.equal(params[0].grad, torch.tensor([3.0, 4.0]))
 
 
