@@ -31,7 +31,7 @@ from runner.augment import build_pipeline
 from runner.config import as_plain, to_yaml
 from runner.data import Dataset, DeviceBatches, StreamingBatches, keep_data_on_device, load_dataset
 from runner.diagnostics import Diagnostics
-from runner.errors import ConfigError, Interrupted, Pruned, TrainingFailed
+from runner.errors import ConfigError, DataError, Interrupted, Pruned, TrainingFailed
 from runner.init import InitContext, initialize
 from runner.metrics import (METRIC_COLUMNS, CsvAppender, load_checkpoint, new_run_dir, read_json,
                             save_checkpoint, truncate_after_epoch, write_atomic, write_json)
@@ -308,6 +308,10 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+        if ckpt.get("data_on_device", on_device) != on_device:  # the batch-order generator lives there
+            raise DataError(f"{run_dir}: the checkpoint was written with trainer.data_on_device="
+                            f"{str(ckpt['data_on_device']).lower()}, which 'auto' does not pick here; "
+                            f"set it in {run_dir}/config.yaml to resume")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt.get("scaler", scaler.state_dict()))
@@ -415,7 +419,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 state["epoch"] = epoch
                 state["wall_time_s"] = time.perf_counter() - started
                 checkpoint.update(writer, {
-                    **state, "model": cpu_snapshot(model.state_dict()), "optimizer": cpu_snapshot(optimizer.state_dict()),
+                    **state, "data_on_device": on_device, "model": cpu_snapshot(model.state_dict()), "optimizer": cpu_snapshot(optimizer.state_dict()),
                     "scaler": scaler.state_dict(), "rng": rng_states(generators), "config": c,
                 })
                 progress.end_epoch(row)

@@ -111,3 +111,15 @@ def test_zero_epochs_reports_the_initial_model(compose_cfg):
     result = train(compose_cfg("trainer.epochs=0"))
     assert result.summary["epochs_done"] == 0
     assert 0.0 <= result.summary["final_val_acc"] <= 0.5
+
+
+def test_resume_refuses_a_checkpoint_written_with_the_other_data_placement(compose_cfg):
+    from runner.errors import DataError
+    from runner.metrics import save_checkpoint
+
+    cfg = compose_cfg("trainer.epochs=1", "trainer.checkpoint_every_s=0")
+    run = train(cfg).run_dir
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    save_checkpoint(run / "checkpoint.pt", {**ckpt, "data_on_device": not ckpt["data_on_device"]})
+    with pytest.raises(DataError, match="data_on_device"):
+        train(compose_cfg("trainer.epochs=2"), resume_dir=run)
