@@ -241,7 +241,8 @@ def count_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[float, float | None]:
-    was_training = model.training
+    """(loss, accuracy) on (x, y) in eval mode. The model is left in eval mode: the loop puts
+    it back in train mode at the start of each epoch (each mode switch walks every module)."""
     model.eval()
     device = next(model.parameters()).device  # x stays in host memory when the data is streamed
     total_loss = torch.zeros((), device=device)
@@ -253,7 +254,6 @@ def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[f
         total_loss += loss(out.float(), yb) * len(xb)
         if task == "classification":
             correct += count_correct(out, yb)
-    model.train(was_training)
     acc = correct.item() / len(x) if task == "classification" else None  # no fake accuracy for regression
     return total_loss.item() / len(x), acc
 
@@ -332,6 +332,9 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     if resume_dir is None:
         diagnostics.record_initial(model, loss, data.x_train[:int(c["diagnostics"]["batch_size"])],
                                    data.y_train[:int(c["diagnostics"]["batch_size"])])
+    # parameters and buffers are updated in place, so these references stay current and each
+    # epoch's snapshot skips rebuilding the state_dict (a walk over every module)
+    model_state = model.state_dict(keep_vars=True)
     started = time.perf_counter() - state["wall_time_s"]
     rows: list[dict] = []
     status, reason, failure = "completed", None, None
@@ -419,7 +422,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 state["epoch"] = epoch
                 state["wall_time_s"] = time.perf_counter() - started
                 checkpoint.update(writer, {
-                    **state, "data_on_device": on_device, "model": cpu_snapshot(model.state_dict()), "optimizer": cpu_snapshot(optimizer.state_dict()),
+                    **state, "data_on_device": on_device, "model": cpu_snapshot(model_state), "optimizer": cpu_snapshot(optimizer.state_dict()),
                     "scaler": scaler.state_dict(), "rng": rng_states(generators), "config": c,
                 })
                 progress.end_epoch(row)
