@@ -58,7 +58,6 @@ def _subcommand_registrars():
 
 def run_train(args) -> int:
     from runner.config import compose, load_run_config, to_yaml
-    from runner.progress import summary_table
     from rich.console import Console
 
     if args.resume:
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except OptlabError as exc:
         _report_error(exc)
         return exc.exit_code
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt:
         _report_error(KeyboardInterrupt("interrupted"))
         return 130
     except Exception as exc:  # a bug: one line unless OPTLAB_DEBUG=1

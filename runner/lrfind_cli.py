@@ -22,7 +22,7 @@ def run(args) -> int:
 
     from runner.config import compose
     from runner.errors import ConfigError
-    from runner.lrfind import run_range_test, write_results
+    from runner.lrfind import write_results
     from runner.metrics import new_run_dir
 
     if not (0 < args.lr_min < args.lr_max):

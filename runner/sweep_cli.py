@@ -63,7 +63,7 @@ class _Intermixed:
 # ---------------------------------------------------------------- building the spec
 
 def build_spec(args) -> SweepSpec:
-    from runner.sweep import find_sweep_file, load_spec, spec_from_dict
+    from runner.sweep import find_sweep_file, load_spec
 
     changes = {k: getattr(args, k) for k in ("trials", "sampler", "pruner", "study", "timeout", "seeds",
                                             "seed", "jobs", "per_gpu", "config_dir")}

@@ -323,8 +323,6 @@ class Worker:
     after_trial: Callable[[], None] | None = None
 
     def run(self) -> None:
-        import optuna
-
         quiet_optuna()
         storage = open_storage(self.storage_url, self.heartbeat, self.grace)
         seed = None if self.spec.seed is None else self.spec.seed + self.placement.worker

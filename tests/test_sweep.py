@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from runner.cli import main
-from runner.errors import ConfigError, Pruned
+from runner.errors import Pruned
 from runner.sweep import (check_spec, load_spec, parse_space, read_trials_csv, refine_space, spec_from_dict,
                           suggest, to_overrides)
 from runner.sweep_study import (Objective, PruneReporter, Worker, default_storage, open_storage, open_study,

@@ -3,7 +3,6 @@ import csv
 import math
 
 import pytest
-import torch
 
 from runner.errors import Pruned, TrainingFailed
 from runner.metrics import METRIC_COLUMNS, load_checkpoint, read_json
