@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-import torch
-
 from runner.errors import DataError
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "batch_size", "train_loss", "train_acc", "val_loss",
@@ -56,7 +54,7 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
+    if hasattr(value, "numel") and hasattr(value, "tolist"):  # a torch tensor
         return value.item() if value.numel() == 1 else value.tolist()
     if isinstance(value, Path):
         return str(value)
@@ -109,12 +107,17 @@ def _format(value: Any) -> Any:
     return value
 
 
+def complete_lines(text: str) -> tuple[list[str], bool]:
+    """The lines of an appended table and whether a torn (unterminated) last line was dropped:
+    a writer killed mid-row leaves one."""
+    lines = text.splitlines(keepends=True)
+    torn = bool(lines) and not lines[-1].endswith("\n")
+    return (lines[:-1] if torn else lines), torn
+
+
 def read_rows(path: Path) -> list[dict]:
     """Rows of an appended CSV table, skipping a torn (incomplete) last line."""
-    text = Path(path).read_text()
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines = lines[:-1]
+    lines, _ = complete_lines(Path(path).read_text())
     reader = csv.DictReader(lines)
     return [row for row in reader if None not in row and None not in row.values()]
 
@@ -134,6 +137,8 @@ def truncate_after_epoch(path: Path, epoch: int) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    import torch  # imported here so that reading run folders (optlab report) never loads torch
+
     tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
     torch.save(state, tmp)
     with open(tmp, "rb") as f:
@@ -142,6 +147,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:

@@ -32,6 +32,7 @@ import yaml
 
 from runner.config import GROUPS, flatten
 from runner.errors import ConfigError, DataError
+from runner.metrics import complete_lines
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
 SWEEP_FILES = ("trials.csv", "sweep.json")
@@ -133,10 +134,7 @@ def read_metrics(path: Path) -> tuple[dict[str, list[float]], bool]:
         text = path.read_text()
     except FileNotFoundError:
         return {}, False
-    lines = text.splitlines(keepends=True)
-    torn = bool(lines) and not lines[-1].endswith("\n")
-    if torn:
-        lines = lines[:-1]
+    lines, torn = complete_lines(text)
     rows = list(csv.reader(lines))
     if not rows or "epoch" not in rows[0]:
         raise DataError("metrics.csv has no header with an epoch column")
