@@ -6,7 +6,6 @@ This is the one place that knows config keys: types come from the option's own Y
 from __future__ import annotations
 
 import math
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -331,7 +330,3 @@ def as_plain(node: Any) -> Any:
     if isinstance(node, (DictConfig, ListConfig)):
         return OmegaConf.to_container(node, resolve=True)
     return node
-
-
-def env_debug() -> bool:
-    return os.environ.get("OPTLAB_DEBUG", "") not in ("", "0", "false")
