@@ -183,21 +183,25 @@ def standardization_stats(x_train: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 # ---------------------------------------------------------------- the on-device loader
 
-class DeviceBatches:
-    """Mini-batches as index slices of an on-device random permutation, one pass per epoch.
+class _Batches:
+    """One pass over the training split per epoch, in the order of a permutation drawn from
+    the loader's own generator (restored on resume, so the batch order is too)."""
 
-    The data stays where it is (the training device); only the permutation is drawn,
-    from its own generator so that resuming restores the exact batch order.
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-        self.x, self.y, self.generator = x, y, generator
+    x: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.x)
 
     def num_batches(self, batch_size: int) -> int:
         return math.ceil(len(self.x) / batch_size)
+
+
+class DeviceBatches(_Batches):
+    """Mini-batches as index slices of an on-device random permutation: the data stays
+    where it is (the training device); only the permutation is drawn."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        self.x, self.y, self.generator = x, y, generator
 
     def epoch(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(self.x), generator=self.generator, device=self.generator.device)
@@ -206,7 +210,8 @@ class DeviceBatches:
             idx = perm[start:start + batch_size]
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)  # faster than x[idx] on CPU
 
-class StreamingBatches:
+
+class StreamingBatches(_Batches):
     """Mini-batches gathered on the host and copied to the device step by step, for data
     that does not fit in device memory.
 
@@ -219,12 +224,6 @@ class StreamingBatches:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, device: torch.device):
         self.x, self.y, self.generator, self.device = x, y, generator, device
         self.pin = device.type == "cuda"
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def num_batches(self, batch_size: int) -> int:
-        return math.ceil(len(self.x) / batch_size)
 
     def epoch(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(self.x), generator=self.generator)
