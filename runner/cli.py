@@ -14,7 +14,21 @@ from pathlib import Path
 from runner.errors import ConfigError, OptlabError
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises a one-line ConfigError instead of printing usage and exiting."""
+    """argparse that raises a one-line ConfigError instead of printing usage and exiting, and
+    lets a sub-command's flags and Hydra overrides come in any order
+    (`optlab train model=cnn --cfg optimizer=adam`)."""
+
+    _mixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        # intermixed parsing calls parse_known_args itself, and cannot handle sub-commands
+        if self._mixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
 
     def error(self, message: str):
         raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")

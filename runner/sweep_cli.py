@@ -42,22 +42,6 @@ def register(subparsers) -> None:
     p.add_argument("--heartbeat", type=int, help="seconds between a running trial's heartbeats (default 5)")
     p.add_argument("--grace", type=int, help="seconds without a heartbeat before a trial counts as dead (default 20)")
     p.set_defaults(handler=run_sweep)
-    p.__class__ = type("SweepParser", (_Intermixed, type(p)), {})
-
-
-class _Intermixed:
-    """Lets overrides and flags mix (`optlab sweep F.yaml --trials 5 trainer.epochs=3`)."""
-
-    _mixing = False
-
-    def parse_known_args(self, args=None, namespace=None):
-        if self._mixing:
-            return super().parse_known_args(args, namespace)
-        self._mixing = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._mixing = False
 
 
 # ---------------------------------------------------------------- building the spec

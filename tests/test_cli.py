@@ -103,3 +103,9 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert metric_values(run) == metric_values(tmp_path / last_line(alone.stdout))
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_flags_and_overrides_mix_in_any_order(optlab):
+    result = optlab("train", "model=cnn", "--cfg", "optimizer=adam")
+    assert result.returncode == 0, result.stderr
+    assert "name: cnn" in result.stdout and "name: adam" in result.stdout
