@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from runner.errors import ConfigError, DataError
+from runner.metrics import write_atomic
 
 DESCRIPTION = """\
 Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folders
@@ -83,12 +84,12 @@ def run_report(args) -> int:
     table = report.aggregate(collection, table_keys, metric, args.target, stats_over)
     out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "runs.csv", collection.runs.to_csv(index=False))
-    write_text(out / "report.csv", table.to_csv(index=False))
+    write_atomic(out / "runs.csv", collection.runs.to_csv(index=False))
+    write_atomic(out / "report.csv", table.to_csv(index=False))
     show_table(table, table_keys, metric, args.format, out)
     if args.compare:
         side_by_side = report.compare(collection, tuple(str(Path(p)) for p in args.paths), keys, metric, stats_over)
-        write_text(out / "compare.csv", side_by_side.to_csv(index=False))
+        write_atomic(out / "compare.csv", side_by_side.to_csv(index=False))
         _console().print(compare_table(side_by_side, metric, args.paths))
     if not args.no_plots:
         for note in write_plots(collection, table, table_keys, metric, stats_over, out):
@@ -151,13 +152,6 @@ def _keys(by: str | None, collection) -> list[str]:
     return keys
 
 
-def write_text(path: Path, text: str) -> None:
-    """Temp file then os.replace: a reader never sees half a table."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------- terminal
 
 def _console():
@@ -176,7 +170,7 @@ def show_table(table: pd.DataFrame, keys: list[str], metric, fmt: str, out: Path
             "md": lambda: to_markdown(table),
             "json": lambda: table.to_json(orient="records", indent=2) + "\n"}[fmt]()
     if fmt != "csv":
-        write_text(out / f"report.{fmt}", text)
+        write_atomic(out / f"report.{fmt}", text)
     sys.stdout.write(text)
 
 
