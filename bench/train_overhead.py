@@ -7,9 +7,12 @@ per epoch and evaluate on the validation split after each epoch. optlab also wri
 metrics row and a checkpoint snapshot every epoch: that is part of what it costs.
 
 Throughput is training samples per second between the end of the first epoch and the end
-of the last (set-up and first-epoch warm-up excluded). The two loops alternate, in
-ABBA order, for several repeats after one untimed warm-up pair; the ratio reported is the
-median of the per-pair ratios optlab/plain. The runs must also agree on every epoch's
+of the last (set-up and first-epoch warm-up excluded). The loops alternate, in
+ABBA order, for several repeats after one untimed warm-up round; the ratio reported is the
+median of the per-pair ratios optlab/plain. Where PyTorch Lightning is installed, a
+LightningModule doing the same steps joins the rotation (its batches come from the same
+on-device permutation, handed to Lightning as a plain iterable) and its ratio to the plain
+loop is printed too. The runs must also agree on every epoch's
 validation loss, which shows they did the same computation.
 
 Timing on a shared VM drifts by up to 30% over seconds, so a second, steadier ratio is
@@ -23,9 +26,12 @@ median over `--repeats` such runs is reported.
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -106,6 +112,103 @@ def plain_epochs(cfg):
         yield validate(model, data.x_val, data.y_val, int(t["eval_batch_size"]))
 
 
+class PermutedBatches:
+    """A re-iterable of (x, y) index-select batches: a new on-device permutation per pass,
+    drawn from `order` exactly as the plain loop draws its own (in order when None)."""
+
+    def __init__(self, x, y, batch_size: int, order: torch.Generator | None):
+        self.x, self.y, self.batch_size, self.order = x, y, batch_size, order
+
+    def __len__(self) -> int:
+        return (len(self.x) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        if self.order is None:
+            for start in range(0, len(self.x), self.batch_size):
+                yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            return
+        perm = torch.randperm(len(self.x), generator=self.order, device=self.x.device)
+        for start in range(0, len(self.x), self.batch_size):
+            idx = perm[start:start + self.batch_size]
+            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+
+def lightning_module():
+    """None when Lightning is not installed, else the installed package's module."""
+    for name in ("lightning.pytorch", "pytorch_lightning"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def lightning_run(cfg) -> tuple[list[float], list[float]]:
+    """(end-of-epoch times, val losses) of the same training as a LightningModule + Trainer."""
+    pl = lightning_module()
+    c = as_plain(cfg)
+    t, o = c["trainer"], c["optimizer"]
+    device, seed = resolve_device(str(t["device"])), int(t["seed"])
+    seed_everything(seed)
+    data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
+    network = build_network(c, data, device)
+    times, val_losses = [], []
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def on_train_epoch_start(self):
+            self.loss_sum = torch.zeros((), device=device)
+            self.correct = torch.zeros((), device=device, dtype=torch.long)
+
+        def training_step(self, batch, index):
+            xb, yb = batch
+            out = self.network(xb)
+            loss = F.cross_entropy(out, yb)
+            self.loss_sum += loss.detach() * len(xb)
+            self.correct += (out.argmax(dim=1) == yb).sum()
+            return loss
+
+        def on_validation_epoch_start(self):
+            self.val_sum = torch.zeros((), device=device)
+            self.val_correct = torch.zeros((), device=device, dtype=torch.long)
+
+        def validation_step(self, batch, index):
+            xb, yb = batch
+            out = self.network(xb)
+            self.val_sum += F.cross_entropy(out, yb) * len(xb)
+            self.val_correct += (out.argmax(dim=1) == yb).sum()
+
+        def on_validation_epoch_end(self):
+            _acc = self.val_correct.item() / len(data.x_val)
+            val_losses.append(self.val_sum.item() / len(data.x_val))
+
+        def on_train_epoch_end(self):  # Lightning validates before this hook
+            _train_loss, _train_acc = self.loss_sum.item() / len(data.x_train), self.correct.item() / len(data.x_train)
+            times.append(time.perf_counter())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.network.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
+
+    order = torch.Generator(device=device).manual_seed(seed + 1)
+    train_batches = PermutedBatches(data.x_train, data.y_train, int(c["batch"]["size"]), order)
+    val_batches = PermutedBatches(data.x_val, data.y_val, int(t["eval_batch_size"]), None)
+    trainer = pl.Trainer(max_epochs=int(t["epochs"]), accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(Module(), train_dataloaders=train_batches, val_dataloaders=val_batches)
+    return times, val_losses
+
+
+def quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", module="pytorch_lightning")
+
+
 def interleaved_ratio(cfg, out_dir: Path) -> float:
     """One optlab epoch, then one plain epoch, alternating for the whole run, so both see
     the same machine load (timing on shared VMs drifts by 30% over seconds). Returns the
@@ -132,49 +235,58 @@ def samples_per_s(times: list[float], n_train: int) -> float:
     return n_train * (len(times) - 1) / (times[-1] - times[0])
 
 
-def bench_case(name: str, repeats: int, device: str, out_dir: Path) -> dict:
+def bench_case(name: str, repeats: int, device: str, out_dir: Path, with_lightning: bool) -> dict:
     cfg = compose([*CASES[name], "trainer.progress=false", f"trainer.device={device}", f"trainer.out_dir={out_dir}"])
     c = as_plain(cfg)
     n_train = len(load_dataset(c["data"], float(c["trainer"]["val_fraction"]), int(c["trainer"]["seed"])).x_train)
     run = {"optlab": lambda: optlab_run(cfg, out_dir / name), "plain": lambda: plain_run(cfg)}
-    run["optlab"](), run["plain"]()  # warm-up pair, not timed
-    speeds: dict[str, list[float]] = {"optlab": [], "plain": []}
+    if with_lightning:
+        run["lightning"] = lambda: lightning_run(cfg)
+    for loop in run.values():  # warm-up round, not timed
+        loop()
+    speeds: dict[str, list[float]] = {k: [] for k in run}
     worst_gap = 0.0
     for i in range(repeats):
-        order = ("optlab", "plain") if i % 2 == 0 else ("plain", "optlab")
         results = {}
-        for which in order:
+        for which in (list(run) if i % 2 == 0 else list(reversed(run))):
             times, val_losses = run[which]()
             speeds[which].append(samples_per_s(times, n_train))
             results[which] = val_losses
-        worst_gap = max(worst_gap, max(abs(a - b) for a, b in zip(results["optlab"], results["plain"])))
-    ratios = [a / b for a, b in zip(speeds["optlab"], speeds["plain"])]
+        worst_gap = max(worst_gap, *(abs(a - b) for other in results.values() if other is not results["plain"]
+                                     for a, b in zip(other, results["plain"], strict=True)))
+    ratios = {k: [a / b for a, b in zip(speeds[k], speeds["plain"])] for k in run if k != "plain"}
     long_cfg = compose([*CASES[name], "trainer.progress=false", f"trainer.device={device}",
                         f"trainer.out_dir={out_dir}", f"trainer.epochs={INTERLEAVED_EPOCHS[name]}"])
     interleaved = [interleaved_ratio(long_cfg, out_dir / name) for _ in range(repeats)]
-    return {"interleaved": statistics.median(interleaved),"case": name, "optlab": statistics.median(speeds["optlab"]), "plain": statistics.median(speeds["plain"]),
-            "ratio": statistics.median(ratios), "ratios": ratios, "val_loss_gap": worst_gap}
+    return {"case": name, "speeds": {k: statistics.median(v) for k, v in speeds.items()},
+            "ratios": ratios, "interleaved": statistics.median(interleaved), "val_loss_gap": worst_gap}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
-    parser.add_argument("--repeats", type=int, default=5, help="timed optlab/plain pairs per case")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per case (each loop once per round)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 keeps shared machines quiet)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-lightning", action="store_true", help="leave PyTorch Lightning out even if installed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    with_lightning = not args.no_lightning and lightning_module() is not None
+    if with_lightning:
+        quiet_lightning()
     cases = list(CASES) if args.case == "all" else [args.case]
-    print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} repeats={args.repeats}")
-    print(f"{'case':<12} {'optlab samples/s':>17} {'plain samples/s':>16} {'ratio (median)':>15} "
-          f"{'epoch-interleaved':>18}  per-pair ratios")
+    print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} repeats={args.repeats} "
+          f"lightning={'yes' if with_lightning else 'not installed or off'}")
+    print(f"{'case':<12} {'loop':<10} {'samples/s':>10} {'vs plain (median)':>18}  per-round ratios")
     with tempfile.TemporaryDirectory(prefix="optlab-bench-") as tmp:
         for name in cases:
-            r = bench_case(name, args.repeats, args.device, Path(tmp))
-            pairs = " ".join(f"{x:.3f}" for x in r["ratios"])
-            print(f"{r['case']:<12} {r['optlab']:>17.0f} {r['plain']:>16.0f} {r['ratio']:>15.3f} "
-                  f"{r['interleaved']:>18.3f}  {pairs}"
-                  f"  (max val_loss gap {r['val_loss_gap']:.1e})", flush=True)
+            r = bench_case(name, args.repeats, args.device, Path(tmp), with_lightning)
+            for loop, speed in r["speeds"].items():
+                ratios = r["ratios"].get(loop)
+                vs = f"{statistics.median(ratios):>18.3f}  " + " ".join(f"{x:.3f}" for x in ratios) if ratios else f"{'1':>18}"
+                print(f"{name:<12} {loop:<10} {speed:>10.0f} {vs}", flush=True)
+            print(f"{name:<12} optlab/plain epoch-interleaved (median of {args.repeats} runs): {r['interleaved']:.3f}"
+                  f"   max val_loss gap between loops: {r['val_loss_gap']:.1e}", flush=True)
 
 
 if __name__ == "__main__":
