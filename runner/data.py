@@ -185,9 +185,15 @@ def standardization_stats(x_train: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 class _Batches:
     """One pass over the training split per epoch, in the order of a permutation drawn from
-    the loader's own generator (restored on resume, so the batch order is too)."""
+    the loader's own generator (restored on resume, so the batch order is too). The
+    generator lives on the training device for both loaders, so the batch order, and with
+    it every metric, does not depend on where the data is kept."""
 
     x: torch.Tensor
+    generator: torch.Generator
+
+    def permutation(self) -> torch.Tensor:
+        return torch.randperm(len(self.x), generator=self.generator, device=self.generator.device)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -203,10 +209,10 @@ class DeviceBatches(_Batches):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         self.x, self.y, self.generator = x, y, generator
 
-    def epoch(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(self.x), generator=self.generator, device=self.generator.device)
-        perm = perm.to(self.x.device)
-        for start in range(0, len(perm), batch_size):
+    def epoch(self, batch_size: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches, leaving out the first `skip` (done before a resume)."""
+        perm = self.permutation().to(self.x.device)
+        for start in range(skip * batch_size, len(perm), batch_size):
             idx = perm[start:start + batch_size]
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)  # faster than x[idx] on CPU
 
@@ -215,8 +221,8 @@ class StreamingBatches(_Batches):
     """Mini-batches gathered on the host and copied to the device step by step, for data
     that does not fit in device memory.
 
-    The data stays in host memory; each epoch draws a host permutation (same generator
-    contract as DeviceBatches); each step gathers its rows into a pinned buffer (CUDA)
+    The data stays in host memory; each epoch draws its permutation on the training device
+    (as DeviceBatches does) and copies it to the host once; each step gathers its rows into a pinned buffer (CUDA)
     and copies it with non_blocking=True, so the copy overlaps the GPU's previous step.
     PyTorch's pinned-memory cache reuses a buffer only once its copy has finished.
     """
@@ -225,9 +231,9 @@ class StreamingBatches(_Batches):
         self.x, self.y, self.generator, self.device = x, y, generator, device
         self.pin = device.type == "cuda"
 
-    def epoch(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(self.x), generator=self.generator)
-        for start in range(0, len(perm), batch_size):
+    def epoch(self, batch_size: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm = self.permutation().cpu()
+        for start in range(skip * batch_size, len(perm), batch_size):
             idx = perm[start:start + batch_size]
             yield self.copy_rows(self.x, idx), self.copy_rows(self.y, idx)
 

@@ -1,8 +1,8 @@
 """The run folder: config.yaml, metrics.csv (appended row by row), summary.json, checkpoint.pt.
 
 Nothing is left half-written: rewritten files go to a temp file then os.replace; each
-metrics row is one write to an O_APPEND file, flushed and fsynced; readers skip a torn
-last line.
+metrics row is one write to an O_APPEND file (fsynced at once, or with the next
+checkpoint for tables that ask so); readers skip a torn last line.
 """
 from __future__ import annotations
 
@@ -71,10 +71,16 @@ def read_json(path: Path) -> dict:
 
 
 class CsvAppender:
-    """A CSV table that only grows, one complete row per write."""
+    """A CSV table that only grows, one complete row per write.
 
-    def __init__(self, path: Path, columns: Iterable[str]):
-        self.path, self.columns = Path(path), list(columns)
+    durable=False leaves the fsync to `sync()`: a row is in the OS's hands (safe from
+    Ctrl-C, SIGTERM and SIGKILL) once written; only a machine crash can lose rows written
+    since the last sync, and the training loop syncs with every checkpoint, which is what a
+    resume starts from anyway.
+    """
+
+    def __init__(self, path: Path, columns: Iterable[str], durable: bool = True):
+        self.path, self.columns, self.durable = Path(path), list(columns), durable
         if not self.path.exists() or self.path.stat().st_size == 0:
             self._write_line(self.columns)
 
@@ -94,6 +100,14 @@ class CsvAppender:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, buffer.getvalue().encode())
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def sync(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
             os.fsync(fd)
         finally:
             os.close(fd)

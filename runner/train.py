@@ -3,9 +3,11 @@
 Per epoch, in this order: pick the batch size; per step: set the lr, augment, forward,
 loss (+ penalties), backward, clip, optimizer step, (every log_every steps) check the loss
 and sample the gradient norm; then evaluate on the validation split, append the metrics
-row, snapshot the checkpoint state, let the caller (a sweep's pruner) look at the row, and
-stop if asked to. The row and the checkpoint (written every trainer.checkpoint_every_s and
-when the run stops) go to disk on a background thread, so fsyncs never stall the loop.
+row, write a checkpoint if one is due, let the caller (a sweep's pruner) look at the row,
+and stop if asked to. The row is appended at once (one write, no fsync); checkpoints (every
+trainer.checkpoint_every_s, and when the run stops) and the fsync of the rows they cover
+go to disk on a background thread, so fsyncs never stall the loop. A signal stops the run
+after the current step; its checkpoint records that step, and a resume continues there.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from runner.augment import build_pipeline
 from runner.config import as_plain, to_yaml
 from runner.data import Dataset, DeviceBatches, StreamingBatches, keep_data_on_device, load_dataset
 from runner.diagnostics import Diagnostics
-from runner.errors import ConfigError, DataError, Interrupted, Pruned, TrainingFailed
+from runner.errors import ConfigError, Interrupted, Pruned, TrainingFailed
 from runner.init import InitContext, initialize
 from runner.metrics import (METRIC_COLUMNS, CsvAppender, load_checkpoint, new_run_dir, read_json,
                             save_checkpoint, truncate_after_epoch, write_atomic, write_json)
@@ -94,10 +96,11 @@ def place_data(data: Dataset, device: torch.device, on_device: bool, channels_la
 
 def make_batches(data: Dataset, device: torch.device, on_device: bool, seed: int) -> DeviceBatches | StreamingBatches:
     """The training split's loader: index slices of on-device data, or host batches streamed
-    to the device; its generator (restored on resume) lives where the permutation is drawn."""
+    to the device; either way its generator (restored on resume) lives on the device."""
+    generator = make_generator(device, seed)
     if on_device:
-        return DeviceBatches(data.x_train, data.y_train, make_generator(device, seed))
-    return StreamingBatches(data.x_train, data.y_train, make_generator(torch.device("cpu"), seed), device)
+        return DeviceBatches(data.x_train, data.y_train, generator)
+    return StreamingBatches(data.x_train, data.y_train, generator, device)
 
 
 def prepare_model(model: torch.nn.Module, t: dict) -> torch.nn.Module:
@@ -109,9 +112,14 @@ def prepare_model(model: torch.nn.Module, t: dict) -> torch.nn.Module:
     return model
 
 
-def rng_states(generators: dict[str, torch.Generator]) -> dict:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(legacy=False),
-              "torch": torch.get_rng_state(),
+def host_rng_states() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(legacy=False)}
+
+
+def rng_states(generators: dict[str, torch.Generator], host_states: dict | None = None) -> dict:
+    """Every RNG's state; `host_states` stands in for python's and numpy's when the caller
+    knows they have not been drawn from since (reading them costs 0.1 ms per epoch)."""
+    states = {**(host_states or host_rng_states()), "torch": torch.get_rng_state(),
               **{f"gen_{k}": g.get_state() for k, g in generators.items()}}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -151,8 +159,8 @@ def stop_on_signals():
 
 
 class RunFolderWriter:
-    """Writes the epoch's metrics row and checkpoint on one background thread, in order, so
-    that their fsyncs overlap the next epoch instead of stalling the loop.
+    """Writes checkpoints (and fsyncs the metrics rows they cover) on one background thread,
+    in order, so that the fsyncs overlap the next epoch instead of stalling the loop.
 
     Leaving the `with` block waits until everything is on disk and re-raises a failed write.
     A checkpoint is a CPU snapshot taken when it is submitted, never the live tensors.
@@ -179,26 +187,27 @@ class RunFolderWriter:
 
 
 class Checkpointer:
-    """Keeps the latest end-of-epoch state (a CPU snapshot) and writes it to checkpoint.pt
-    when `every_s` seconds have passed since the last write, and whenever the run stops
-    (completed, interrupted, pruned, diverged, failed). Only a hard kill loses epochs, at
-    most every_s seconds of them: resume drops their rows and recomputes them identically.
-    every_s=0 writes every epoch."""
+    """Writes checkpoint.pt at the end of an epoch once `every_s` seconds have passed since
+    the last write (every_s=0: every epoch), and when the run stops. The state is copied
+    off the live tensors only when a write is due, so epochs in between cost nothing; a hard
+    kill loses at most every_s seconds, whose rows a resume drops and recomputes identically."""
 
-    def __init__(self, path: Path, every_s: float, clock: Callable[[], float] = time.monotonic):
-        self.path, self.every_s, self.clock = path, every_s, clock
-        self.latest: dict | None = None
+    def __init__(self, path: Path, every_s: float, table: CsvAppender, clock: Callable[[], float] = time.monotonic):
+        self.path, self.every_s, self.table, self.clock = path, every_s, table, clock
         self.last_write = clock()
+        self.written_at: tuple | None = None  # (epoch, step) of the state last written
 
-    def update(self, writer: RunFolderWriter, snapshot: dict) -> None:
-        self.latest = snapshot
-        if self.clock() - self.last_write >= self.every_s:
-            self.flush(writer)
+    def due(self) -> bool:
+        return self.clock() - self.last_write >= self.every_s
 
-    def flush(self, writer: RunFolderWriter) -> None:
-        if self.latest is not None:
-            writer.submit(save_checkpoint, self.path, self.latest)
-            self.latest, self.last_write = None, self.clock()
+    def write(self, writer: RunFolderWriter, position: tuple, snapshot: Callable[[], dict]) -> None:
+        """The checkpoint and the metrics rows it covers reach the disk together; a position
+        already written is not written again."""
+        if position == self.written_at:
+            return
+        writer.submit(save_checkpoint, self.path, snapshot())
+        writer.submit(self.table.sync)
+        self.last_write, self.written_at = self.clock(), position
 
 
 def cpu_snapshot(tree):
@@ -211,6 +220,15 @@ def cpu_snapshot(tree):
     if isinstance(tree, (list, tuple)):
         return type(tree)(cpu_snapshot(v) for v in tree)
     return tree
+
+
+def epoch_position(epoch: int, batches_done: int, data_rng: torch.Tensor, loss_sum: torch.Tensor,
+                   correct: torch.Tensor, grad_norms: list, elapsed_s: float, lr: float) -> dict:
+    """Where a run stopped inside an epoch, so a resume finishes that epoch exactly as an
+    uninterrupted run would: the batch order's generator state at the epoch's start, the
+    batches done, the epoch's running sums and the last step's lr."""
+    return {"epoch": epoch, "batches_done": batches_done, "data_rng": data_rng, "loss_sum": loss_sum,
+            "correct": correct, "grad_norms": grad_norms, "elapsed_s": elapsed_s, "lr": lr}
 
 
 def loss_fn(data: Dataset, c: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -305,23 +323,21 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
 
     # 2) the run folder (new, or the one being resumed)
     state = {"epoch": -1, "step": 0, "best_val_acc": None, "schedule": {}, "wall_time_s": 0.0}
+    mid_epoch: dict | None = None  # set when resuming a run stopped inside an epoch
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-        if ckpt.get("data_on_device", on_device) != on_device:  # the batch-order generator lives there
-            raise DataError(f"{run_dir}: the checkpoint was written with trainer.data_on_device="
-                            f"{str(ckpt['data_on_device']).lower()}, which 'auto' does not pick here; "
-                            f"set it in {run_dir}/config.yaml to resume")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt.get("scaler", scaler.state_dict()))
         restore_rng_states(ckpt["rng"], generators)
         state.update({k: ckpt[k] for k in state if k in ckpt})
+        mid_epoch = ckpt.get("mid_epoch")
         truncate_after_epoch(run_dir / "metrics.csv", state["epoch"])
     else:
         run_dir = new_run_dir(Path(run_root or Path(t["out_dir"]) / "runs"), t["name"])
         write_atomic(run_dir / "config.yaml", to_yaml(cfg) if isinstance(cfg, DictConfig) else _yaml(c))
-    table = CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS)
+    table = CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)  # synced with each checkpoint
     summary = {"status": "running", "run_dir": str(run_dir), "seed": seed, "device": str(device),
                "epochs": epochs, **versions()}
     write_json(run_dir / "summary.json", {**_previous_summary(run_dir), **summary})
@@ -336,10 +352,18 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     # epoch's snapshot skips rebuilding the state_dict (a walk over every module)
     model_state = model.state_dict(keep_vars=True)
     started = time.perf_counter() - state["wall_time_s"]
-    rows: list[dict] = []
     status, reason, failure = "completed", None, None
     log_every = int(t["log_every"])
-    checkpoint = Checkpointer(run_dir / "checkpoint.pt", float(t.get("checkpoint_every_s", 0)))
+    host_rng = host_rng_states()  # the loop draws only from torch generators: these stay as they are
+    at_epoch_end = mid_epoch is None  # the live model, optimizer and RNGs are the state after state["epoch"]
+    stopped_at: dict | None = None  # the position inside an epoch where a signal stopped the run
+
+    def snapshot(position: dict | None = None) -> dict:
+        """The checkpoint: state, CPU copies of the live tensors, RNG states, config."""
+        return {**state, "model": cpu_snapshot(model_state), "optimizer": cpu_snapshot(optimizer.state_dict()),
+                "scaler": scaler.state_dict(), "rng": rng_states(generators, host_rng), "config": c,
+                "mid_epoch": cpu_snapshot(position)}
+    checkpoint = Checkpointer(run_dir / "checkpoint.pt", float(t.get("checkpoint_every_s", 0)), table)
 
     with stop_on_signals() as signals, progress, RunFolderWriter() as writer:
         try:
@@ -349,12 +373,19 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 batch_size = n_train if full_batch else batching.batch_size_at(c["batch"], epoch, n_train)
                 steps = batches.num_batches(batch_size)
                 progress.start_epoch(epoch, steps)
-                epoch_start = time.perf_counter()
-                loss_sum = torch.zeros((), device=device)
-                correct = torch.zeros((), device=device, dtype=torch.long)
-                grad_norms: list[torch.Tensor] = []
+                resumed, mid_epoch = mid_epoch, None
+                if resumed is not None:  # redraw the stopped epoch's batch order, skip what was done
+                    batches.generator.set_state(resumed["data_rng"])
+                data_rng = batches.generator.get_state()
+                done = resumed["batches_done"] if resumed else 0
+                epoch_start = time.perf_counter() - (resumed["elapsed_s"] if resumed else 0.0)
+                loss_sum = resumed["loss_sum"].to(device) if resumed else torch.zeros((), device=device)
+                correct = resumed["correct"].to(device) if resumed else torch.zeros((), device=device, dtype=torch.long)
+                grad_norms: list[torch.Tensor] = [g.to(device) for g in resumed["grad_norms"]] if resumed else []
+                lr = resumed["lr"] if resumed else lr0
+                at_epoch_end = False
                 model.train()
-                for i, (xb, yb) in enumerate(batches.epoch(batch_size)):
+                for i, (xb, yb) in enumerate(batches.epoch(batch_size, skip=done), start=done):
                     # 4) the lr for this step: schedule(progress) * plateau scale
                     tt, unit = schedule.progress(c["schedule"], epoch, i, steps)
                     lr = schedule.learning_rate(c["schedule"], lr0, tt, epochs, unit)
@@ -384,15 +415,18 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     else:
                         probe.step(optimizer.step)
                     # 7) accumulate on device; read (and check for divergence) every log_every steps
+                    # (an epoch shorter than that is checked once, at its end)
                     loss_sum += batch_loss.detach() * len(xb)
                     if data.task == "classification":
-                        correct += count_correct(out.detach(), yb)
+                        correct += count_correct(out, yb)
                     state["step"] += 1
-                    if i % log_every == 0 and not math.isfinite(batch_loss.item()):
+                    if (i + 1) % log_every == 0 and not math.isfinite(batch_loss.item()):
                         raise _Diverged(epoch, batch_loss.item())
                     if progress.enabled:
                         progress.advance_batch()
                     if signals:
+                        stopped_at = epoch_position(epoch, i + 1, data_rng, loss_sum, correct, grad_norms,
+                                                    time.perf_counter() - epoch_start, lr)
                         raise Interrupted(signals[0])
                 # 8) end of epoch: train metrics, validation, the row, the checkpoint
                 diagnostics.finish_step(epoch, state["step"])
@@ -410,21 +444,17 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     "grad_norm": torch.stack(grad_norms).mean().item() if grad_norms else float("nan"),
                     "epoch_time_s": epoch_time, "samples_per_s": n_train / max(epoch_time, 1e-9),
                 }
+                table.append(row)
                 if not math.isfinite(val_loss):
-                    writer.submit(table.append, row)
-                    rows.append(row)
                     raise _Diverged(epoch, val_loss)
-                writer.submit(table.append, row)
-                rows.append(row)
                 if data.task == "classification" and (state["best_val_acc"] is None or val_acc > state["best_val_acc"]):
                     state["best_val_acc"] = val_acc
                 state["schedule"] = schedule.after_epoch(c["schedule"], state["schedule"], val_loss)
                 state["epoch"] = epoch
                 state["wall_time_s"] = time.perf_counter() - started
-                checkpoint.update(writer, {
-                    **state, "data_on_device": on_device, "model": cpu_snapshot(model_state), "optimizer": cpu_snapshot(optimizer.state_dict()),
-                    "scaler": scaler.state_dict(), "rng": rng_states(generators), "config": c,
-                })
+                at_epoch_end = True
+                if checkpoint.due():
+                    checkpoint.write(writer, (epoch, state["step"]), snapshot)
                 progress.end_epoch(row)
                 if on_epoch is not None:
                     on_epoch(epoch, row)
@@ -443,7 +473,13 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
         except ConfigError as exc:  # found only once a batch is seen (e.g. flip on tabular data)
             status, reason, failure = "failed", str(exc), exc
         finally:
-            checkpoint.flush(writer)  # the last finished epoch, whatever stopped the run
+            # the state to resume from: an epoch's end, or the exact step where a signal
+            # stopped the run; after other failures inside an epoch, the last checkpoint stays
+            if at_epoch_end:
+                checkpoint.write(writer, (state["epoch"], state["step"]), snapshot)
+            elif stopped_at is not None:
+                state["wall_time_s"] = time.perf_counter() - started
+                checkpoint.write(writer, (stopped_at["epoch"], state["step"]), lambda: snapshot(stopped_at))
 
     # 9) the summary: what happened and the numbers a report needs
     all_rows = _all_rows(run_dir)

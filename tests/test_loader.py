@@ -79,20 +79,30 @@ def test_prepare_model_converts_layout_and_compiles_in_place():
     assert plain._compiled_call_impl is None
 
 
-def test_checkpointer_writes_when_due_and_on_flush(monkeypatch, tmp_path):
+def test_checkpointer_snapshots_only_when_a_write_is_due_and_never_twice(monkeypatch, tmp_path):
     import runner.train as rt
+    from runner.metrics import CsvAppender
 
-    written = []
+    written, taken = [], []
     monkeypatch.setattr(rt, "save_checkpoint", lambda path, state: written.append(state["epoch"]))
     now = [0.0]
-    checkpoint = rt.Checkpointer(tmp_path / "checkpoint.pt", every_s=10, clock=lambda: now[0])
+    table = CsvAppender(tmp_path / "metrics.csv", ["epoch"], durable=False)
+    checkpoint = rt.Checkpointer(tmp_path / "checkpoint.pt", every_s=10, table=table, clock=lambda: now[0])
+
+    def snapshot_of(epoch):
+        def take():
+            taken.append(epoch)
+            return {"epoch": epoch}
+        return take
+
     with rt.RunFolderWriter() as writer:
         for epoch, t in enumerate([3.0, 6.0, 11.0, 14.0]):
             now[0] = t
-            checkpoint.update(writer, {"epoch": epoch})
-        checkpoint.flush(writer)
-        checkpoint.flush(writer)  # nothing new: no second write
-    assert written == [2, 3]
+            if checkpoint.due():
+                checkpoint.write(writer, (epoch, epoch), snapshot_of(epoch))
+        checkpoint.write(writer, (3, 3), snapshot_of(3))  # the run stops after epoch 3
+        checkpoint.write(writer, (3, 3), snapshot_of(3))  # the same position: no second write
+    assert written == [2, 3] and taken == [2, 3]
 
 
 def test_run_folder_writer_reraises_a_failed_write():

@@ -43,3 +43,17 @@ def test_floats_round_trip_exactly(tmp_path):
     value = 0.1 + 0.2
     CsvAppender(path, ["v"]).append({"v": value})
     assert float(read_rows(path)[0]["v"]) == value
+
+
+def test_a_table_that_is_not_durable_fsyncs_only_when_synced(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    table = CsvAppender(tmp_path / "m.csv", ["epoch"], durable=False)
+    table.append({"epoch": 0})
+    table.append({"epoch": 1})
+    assert synced == [] and [r["epoch"] for r in read_rows(tmp_path / "m.csv")] == ["0", "1"]
+    table.sync()
+    assert len(synced) == 1
+    CsvAppender(tmp_path / "d.csv", ["epoch"]).append({"epoch": 0})
+    assert len(synced) == 3  # a durable table: header and row each fsynced
