@@ -38,8 +38,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 step cifar_files 120 python3 "$REPO/bench/write_cifar10.py" "$WORK/cifar" --per-batch "${CIFAR_PER_BATCH:-10000}"
 
-RESNET=(data=cifar10 "data.root=$WORK/cifar" model=resnet "trainer.device=$DEVICE" trainer.progress=false
-        "trainer.out_dir=$WORK/o" trainer.epochs=3 batch.size=256)
+# the issue's command as written (defaults: plain SGD, no normalization), then a ResNet that learns
+# this data in a few epochs (batch norm, momentum) in each precision and data path
+step resnet_issue_command 150 python3 -m runner train data=cifar10 model=resnet "trainer.device=$DEVICE" \
+     trainer.precision=bf16 "data.root=$WORK/cifar" "trainer.out_dir=$WORK/o" trainer.epochs=2 trainer.progress=false
+metrics_tail resnet_issue_command
+RESNET=(data=cifar10 "data.root=$WORK/cifar" model=resnet norm=batch optimizer=momentum optimizer.lr=0.05
+        "trainer.device=$DEVICE" trainer.progress=false "trainer.out_dir=$WORK/o" trainer.epochs=5 batch.size=256)
 step resnet_bf16 150 python3 -m runner train "${RESNET[@]}" trainer.precision=bf16
 metrics_tail resnet_bf16
 step resnet_fp16_channels_last 150 python3 -m runner train "${RESNET[@]}" trainer.precision=16 trainer.channels_last=true

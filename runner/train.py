@@ -383,6 +383,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 correct = resumed["correct"].to(device) if resumed else torch.zeros((), device=device, dtype=torch.long)
                 grad_norms: list[torch.Tensor] = [g.to(device) for g in resumed["grad_norms"]] if resumed else []
                 lr = resumed["lr"] if resumed else lr0
+                lr_set = None  # the lr in the optimizer's param groups, once this loop has set it
                 at_epoch_end = False
                 model.train()
                 for i, (xb, yb) in enumerate(batches.epoch(batch_size, skip=done), start=done):
@@ -390,7 +391,9 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     tt, unit = schedule.progress(c["schedule"], epoch, i, steps)
                     lr = schedule.learning_rate(c["schedule"], lr0, tt, epochs, unit)
                     lr *= state["schedule"].get("scale", 1.0)
-                    set_lr(optimizer, lr)
+                    if lr != lr_set:
+                        set_lr(optimizer, lr)
+                        lr_set = lr
                     # 5) augment, forward, loss, backward
                     if augment.active:
                         xb, yb = augment(xb, yb, generators["augment"])

@@ -101,8 +101,22 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     alone = subprocess.run([*optlab_executable(), *args, "trainer.out_dir=b"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
-    assert metric_values(run) == metric_values(tmp_path / last_line(alone.stdout))
+    assert_same_metrics(metric_values(run), metric_values(tmp_path / last_line(alone.stdout)))
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def assert_same_metrics(a: list[dict], b: list[dict]) -> None:
+    """Identical on a CPU; on a GPU (the run picks it) equal to float32 rounding, since CUDA
+    kernels may sum in another order in another process."""
+    import torch
+
+    if not torch.cuda.is_available():
+        assert a == b
+        return
+    assert [r.keys() for r in a] == [r.keys() for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ra:
+            assert float(ra[key] or "nan") == pytest.approx(float(rb[key] or "nan"), rel=1e-5, nan_ok=True), key
 
 
 def test_flags_and_overrides_mix_in_any_order(optlab):

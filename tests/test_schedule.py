@@ -116,10 +116,16 @@ def test_non_integer_milestones_are_a_config_error():
 
 
 def lrs_per_step(monkeypatch, compose_cfg, *overrides) -> list[float]:
-    """Train on moons (800 samples, batch 200: 4 steps per epoch); the lr set at each step."""
+    """Train on moons (800 samples, batch 200: 4 steps per epoch); the lr each step uses."""
     seen = []
-    real_set_lr = runner.train.set_lr
-    monkeypatch.setattr(runner.train, "set_lr", lambda opt, lr: (seen.append(lr), real_set_lr(opt, lr)))
+    real_build = runner.train.build_optimizer
+
+    def build_and_watch(params, cfg):
+        optimizer = real_build(params, cfg)
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+        return optimizer
+
+    monkeypatch.setattr(runner.train, "build_optimizer", build_and_watch)
     train(compose_cfg("data=moons", "batch.size=200", "optimizer.lr=0.1", *overrides))
     return seen
 
