@@ -511,8 +511,9 @@ def clip_gradients(params: list, reg: dict) -> torch.Tensor | None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return None
-    # the norm of the per-tensor norms: half the cost of get_total_norm on small models
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).detach()
+    # the norm of the per-tensor norms, all taken by one multi-tensor op (what clip_grad_norm_
+    # uses inside): three kernels whatever the number of parameters, half get_total_norm's time
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).detach()
 
 
 def _all_rows(run_dir: Path) -> list[dict]:
