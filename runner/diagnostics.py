@@ -147,7 +147,7 @@ class Diagnostics:
         with torch.random.fork_rng(devices=[xb.device] if xb.is_cuda else []):
             with probe.forward():
                 out = twin(xb)
-            loss_fn(out.float(), yb).backward()
+            loss_fn(out, yb).backward()
         probe.read_gradients()
         self._write(probe.rows(epoch=-1, step=0))
 

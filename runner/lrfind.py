@@ -64,7 +64,7 @@ def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int =
             lr = lr_at(step, steps, lr_min, lr_max)
             set_lr(optimizer, lr)
             xb, yb = augment(xb, yb, generator)
-            value = loss(model(xb).float(), yb)
+            value = loss(model(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()

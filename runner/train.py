@@ -232,10 +232,15 @@ def epoch_position(epoch: int, batches_done: int, data_rng: torch.Tensor, loss_s
 
 
 def loss_fn(data: Dataset, c: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss, always computed in float32 (outputs of a bf16/fp16 forward are cast first)."""
     if data.task == "regression":
-        return lambda out, y: F.mse_loss(out.squeeze(-1) if y.dim() == 1 else out, y)
+        return lambda out, y: F.mse_loss(_fp32(out).squeeze(-1) if y.dim() == 1 else _fp32(out), y)
     smoothing = float(c["regularize"].get("label_smoothing", 0.0) or 0.0)
-    return lambda out, y: F.cross_entropy(out, y, label_smoothing=smoothing)
+    return lambda out, y: F.cross_entropy(_fp32(out), y, label_smoothing=smoothing)
+
+
+def _fp32(out: torch.Tensor) -> torch.Tensor:
+    return out if out.dtype == torch.float32 else out.float()  # a dtype check costs less than a no-op cast
 
 
 def penalty(model: torch.nn.Module, reg: dict) -> torch.Tensor | float:
@@ -269,7 +274,7 @@ def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[f
         xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
         with autocast():
             out = model(xb)
-        total_loss += loss(out.float(), yb) * len(xb)
+        total_loss += loss(out, yb) * len(xb)
         if task == "classification":
             correct += count_correct(out, yb)
     acc = correct.item() / len(x) if task == "classification" else None  # no fake accuracy for regression
@@ -400,7 +405,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                     probe = diagnostics.probe(model, epoch, last_step=i == steps - 1)
                     with autocast(), probe.forward():
                         out = model(xb)
-                        batch_loss = loss(out.float(), yb)
+                        batch_loss = loss(out, yb)
                     objective = batch_loss + penalty(model, reg) if penalized else batch_loss
                     optimizer.zero_grad(set_to_none=True)
                     if scaled:  # fp16: scale the loss so small gradients survive, unscale before clipping
