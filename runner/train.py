@@ -231,6 +231,14 @@ def epoch_position(epoch: int, batches_done: int, data_rng: torch.Tensor, loss_s
             "correct": correct, "grad_norms": grad_norms, "elapsed_s": elapsed_s, "lr": lr}
 
 
+def epoch_sums(resumed: dict | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """The epoch's running (loss sum, correct count, gradient-norm samples): zero, or as a
+    stopped epoch left them."""
+    if resumed is None:
+        return torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), []
+    return resumed["loss_sum"].to(device), resumed["correct"].to(device), [g.to(device) for g in resumed["grad_norms"]]
+
+
 def loss_fn(data: Dataset, c: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The loss, always computed in float32 (outputs of a bf16/fp16 forward are cast first)."""
     if data.task == "regression":
@@ -353,8 +361,8 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     if resume_dir is None:
         diagnostics.record_initial(model, loss, data.x_train[:int(c["diagnostics"]["batch_size"])],
                                    data.y_train[:int(c["diagnostics"]["batch_size"])])
-    # parameters and buffers are updated in place, so these references stay current and each
-    # epoch's snapshot skips rebuilding the state_dict (a walk over every module)
+    # parameters and buffers are updated in place, so these references stay current and a
+    # snapshot skips rebuilding the state_dict (a walk over every module)
     model_state = model.state_dict(keep_vars=True)
     started = time.perf_counter() - state["wall_time_s"]
     status, reason, failure = "completed", None, None
@@ -378,16 +386,13 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 batch_size = n_train if full_batch else batching.batch_size_at(c["batch"], epoch, n_train)
                 steps = batches.num_batches(batch_size)
                 progress.start_epoch(epoch, steps)
-                resumed, mid_epoch = mid_epoch, None
-                if resumed is not None:  # redraw the stopped epoch's batch order, skip what was done
+                resumed, mid_epoch = mid_epoch, None  # an epoch a signal stopped goes on where it stopped:
+                if resumed is not None:                 # the same batch order, the batches done skipped
                     batches.generator.set_state(resumed["data_rng"])
                 data_rng = batches.generator.get_state()
-                done = resumed["batches_done"] if resumed else 0
-                epoch_start = time.perf_counter() - (resumed["elapsed_s"] if resumed else 0.0)
-                loss_sum = resumed["loss_sum"].to(device) if resumed else torch.zeros((), device=device)
-                correct = resumed["correct"].to(device) if resumed else torch.zeros((), device=device, dtype=torch.long)
-                grad_norms: list[torch.Tensor] = [g.to(device) for g in resumed["grad_norms"]] if resumed else []
-                lr = resumed["lr"] if resumed else lr0
+                done, elapsed, lr = (resumed["batches_done"], resumed["elapsed_s"], resumed["lr"]) if resumed else (0, 0.0, lr0)
+                epoch_start = time.perf_counter() - elapsed
+                loss_sum, correct, grad_norms = epoch_sums(resumed, device)
                 lr_set = None  # the lr in the optimizer's param groups, once this loop has set it
                 at_epoch_end = False
                 model.train()
