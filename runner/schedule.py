@@ -91,6 +91,12 @@ def learning_rate(cfg: dict, lr0: float, t: float, total: float, unit: float) ->
     return SCHEDULES.get(cfg["name"])(cfg, lr0, t - warmup, total - warmup)
 
 
+def check(cfg: dict, lr0: float, total: float) -> None:
+    """Evaluate the schedule once: settings it reads only when used (milestones) fail now,
+    as a ConfigError naming the key, instead of at the run's first step."""
+    SCHEDULES.get(cfg["name"])(cfg, lr0, 0.0, total)
+
+
 def progress(cfg: dict, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> tuple[float, float]:
     """(t, unit) for the lr of this step, following schedule.interval."""
     if cfg.get("interval", "step") == "epoch":

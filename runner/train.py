@@ -333,6 +333,8 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                           f"batch={c['batch']['name']} does not apply (leave batch=fixed)")
     lr0 = float(c["optimizer"]["lr"]) * batching.lr_scale(c["batch"])
     params = [p for p in model.parameters() if p.requires_grad]
+    schedule.check(c["schedule"], lr0, epochs)  # a bad lr or batch plan fails before a run folder exists
+    batching.batch_size_at(c["batch"], 0, len(batches))
 
     # 2) the run folder (new, or the one being resumed)
     state = {"epoch": -1, "step": 0, "best_val_acc": None, "schedule": {}, "wall_time_s": 0.0}

@@ -129,6 +129,16 @@ def test_a_signal_inside_an_epoch_resumes_at_that_step_with_identical_metrics(co
     assert strip(resumed) == strip(full)
 
 
+@pytest.mark.parametrize("overrides", [("schedule=multistep", "schedule.milestones=[1.5,3]"),
+                                       ("batch=increasing", "batch.milestones=[a]")])
+def test_bad_milestones_fail_before_a_run_folder_exists(compose_cfg, tmp_path, overrides):
+    from runner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="milestones"):
+        train(compose_cfg(*overrides))
+    assert not (tmp_path / "outputs" / "runs").exists() or not any((tmp_path / "outputs" / "runs").iterdir())
+
+
 def test_regression_task_trains_with_mse(compose_cfg):
     pytest.importorskip("runner.data")
     from runner.data import DATASETS
