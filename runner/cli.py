@@ -11,7 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from runner.errors import ConfigError, OptlabError
+from runner.errors import ConfigError, OptlabError, print_error_line
 
 class Parser(argparse.ArgumentParser):
     """argparse that raises a one-line ConfigError instead of printing usage and exiting, and
@@ -118,8 +118,7 @@ def _train_and_report(cfg, resume_dir=None) -> int:
 def _report_error(exc: BaseException) -> None:
     if _debug():
         traceback.print_exception(exc)
-    message = " ".join(str(exc).split())
-    print(f"optlab: error: {message}", file=sys.stderr)
+    print_error_line(str(exc))
 
 
 def _debug() -> bool:

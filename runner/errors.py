@@ -1,4 +1,10 @@
 """User-facing errors. The CLI maps each to a one-line message and an exit code."""
+import sys
+
+
+def print_error_line(message: str) -> None:
+    """`optlab: error: ...` on stderr, on one line whatever the message's own line breaks."""
+    print(f"optlab: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 class OptlabError(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import sys
 
-from runner.errors import ConfigError, TrainingFailed
+from runner.errors import ConfigError, TrainingFailed, print_error_line
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -61,7 +61,7 @@ def _run_one(cfg, combo: list[str]) -> dict:
         if exc.result is None:
             raise
         status, summary, run_dir = exc.result.status, exc.result.summary, exc.result.run_dir
-        print(f"optlab: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print_error_line(str(exc))
     print(run_dir, flush=True)
     return {"overrides": " ".join(combo), "status": status, "best_val_acc": summary.get("best_val_acc"),
             "final_val_loss": summary.get("final_val_loss"), "run_dir": str(run_dir)}

@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from runner.errors import ConfigError, Interrupted
+from runner.errors import ConfigError, Interrupted, print_error_line
 from runner.sweep import SweepSpec
 
 TOP_LIVE, TOP_FINAL = 5, 10
@@ -141,7 +141,7 @@ def run_workers(spec, sweep_dir, url, study, device, heartbeat, grace) -> int:
                 run_in_process(jobs[0], after_trial=view.refresh)
             except Interrupted as exc:
                 view.refresh()
-                _error_line(str(exc))
+                print_error_line(str(exc))
                 return exc.exit_code
             return 0
         return WorkerPool(jobs).run(tick=view.refresh)
@@ -155,16 +155,12 @@ def finish(spec, sweep_dir: Path, study, code: int) -> int:
     rows = write_outputs(study, spec, sweep_dir)
     Console().print(final_table(spec, rows))
     if code == 0 and best_trial(study, spec) is None:
-        _error_line("no trial completed (all failed, diverged or were pruned); see trials.csv")
+        print_error_line("no trial completed (all failed, diverged or were pruned); see trials.csv")
         code = 4
     elif code in (130, 143):
-        _error_line(f"sweep stopped; rerun the same command to continue it to {spec.trials} trials")
+        print_error_line(f"sweep stopped; rerun the same command to continue it to {spec.trials} trials")
     print(sweep_dir)
     return code
-
-
-def _error_line(message: str) -> None:
-    print(f"optlab: error: {' '.join(message.split())}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- views
