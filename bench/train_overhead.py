@@ -82,14 +82,20 @@ def validate(model, x, y, batch_size: int) -> float:
     return total.item() / len(x)
 
 
-def plain_epochs(cfg):
-    """The plain loop as a generator: each next() trains and validates one epoch."""
+def same_start(cfg):
+    """(config, device, seed, data on the device, model) exactly as optlab's run starts them."""
     c = as_plain(cfg)
-    t, o = c["trainer"], c["optimizer"]
+    t = c["trainer"]
     device, seed = resolve_device(str(t["device"])), int(t["seed"])
     seed_everything(seed)
     data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
-    model = build_network(c, data, device)
+    return c, device, seed, data, build_network(c, data, device)
+
+
+def plain_epochs(cfg):
+    """The plain loop as a generator: each next() trains and validates one epoch."""
+    c, device, seed, data, model = same_start(cfg)
+    t, o = c["trainer"], c["optimizer"]
     optimizer = torch.optim.SGD(model.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
     order = torch.Generator(device=device).manual_seed(seed + 1)
     batch_size, n = int(c["batch"]["size"]), len(data.x_train)
@@ -146,47 +152,49 @@ def lightning_module():
 def lightning_run(cfg) -> tuple[list[float], list[float]]:
     """(end-of-epoch times, val losses) of the same training as a LightningModule + Trainer."""
     pl = lightning_module()
-    c = as_plain(cfg)
+    c, device, seed, data, network = same_start(cfg)
     t, o = c["trainer"], c["optimizer"]
-    device, seed = resolve_device(str(t["device"])), int(t["seed"])
-    seed_everything(seed)
-    data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
-    network = build_network(c, data, device)
     times, val_losses = [], []
 
     class Module(pl.LightningModule):
         def __init__(self):
             super().__init__()
             self.network = network
+            self.sums: dict[str, list[torch.Tensor]] = {}
+
+        def reset(self, split: str) -> None:
+            self.sums[split] = [torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)]
+
+        def add(self, split: str, out, yb, loss) -> None:  # loss sum and correct count, on the device
+            self.sums[split][0] += loss.detach() * len(yb)
+            self.sums[split][1] += (out.argmax(dim=1) == yb).sum()
 
         def on_train_epoch_start(self):
-            self.loss_sum = torch.zeros((), device=device)
-            self.correct = torch.zeros((), device=device, dtype=torch.long)
+            self.reset("train")
 
         def training_step(self, batch, index):
             xb, yb = batch
             out = self.network(xb)
             loss = F.cross_entropy(out, yb)
-            self.loss_sum += loss.detach() * len(xb)
-            self.correct += (out.argmax(dim=1) == yb).sum()
+            self.add("train", out, yb, loss)
             return loss
 
         def on_validation_epoch_start(self):
-            self.val_sum = torch.zeros((), device=device)
-            self.val_correct = torch.zeros((), device=device, dtype=torch.long)
+            self.reset("val")
 
         def validation_step(self, batch, index):
             xb, yb = batch
             out = self.network(xb)
-            self.val_sum += F.cross_entropy(out, yb) * len(xb)
-            self.val_correct += (out.argmax(dim=1) == yb).sum()
+            self.add("val", out, yb, F.cross_entropy(out, yb))
 
         def on_validation_epoch_end(self):
-            _acc = self.val_correct.item() / len(data.x_val)
-            val_losses.append(self.val_sum.item() / len(data.x_val))
+            total, correct = self.sums["val"]
+            _acc = correct.item() / len(data.x_val)
+            val_losses.append(total.item() / len(data.x_val))
 
         def on_train_epoch_end(self):  # Lightning validates before this hook
-            _train_loss, _train_acc = self.loss_sum.item() / len(data.x_train), self.correct.item() / len(data.x_train)
+            total, correct = self.sums["train"]
+            _train_loss, _train_acc = total.item() / len(data.x_train), correct.item() / len(data.x_train)
             times.append(time.perf_counter())
 
         def configure_optimizers(self):
