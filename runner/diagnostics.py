@@ -10,7 +10,7 @@ last step of every `every`-th epoch, so only one step in many is instrumented.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -49,19 +49,28 @@ class LayerProbe:
     def __init__(self, model: nn.Module):
         self.entries = [(name, block, affine_of(block), activation_of(block)) for name, block in blocks(model)]
         self.stats: dict[str, dict] = {name: {} for name, *_ in self.entries}
+        self.handles: list = []
+
+    def attach(self) -> "LayerProbe":
+        """Hook the next forward pass of every block (until detach)."""
+        for name, block, _, act in self.entries:
+            self.handles.append(block.register_forward_hook(self._block_hook(name)))
+            if act is not None:
+                self.handles.append(act.register_forward_hook(self._activation_hook(name)))
+        return self
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
 
     @contextmanager
     def forward(self):
-        handles = []
-        for name, block, _, act in self.entries:
-            handles.append(block.register_forward_hook(self._block_hook(name)))
-            if act is not None:
-                handles.append(act.register_forward_hook(self._activation_hook(name)))
+        self.attach()
         try:
             yield
         finally:
-            for h in handles:
-                h.remove()
+            self.detach()
 
     def _block_hook(self, name):
         def hook(module, inputs, output):
@@ -82,7 +91,9 @@ class LayerProbe:
         return hook
 
     def step(self, optimizer_step) -> None:
-        """Read the gradients, take the optimizer step, then measure the update it made."""
+        """Unhook the forward (done by now), read the gradients, take the optimizer step, then
+        measure the update it made."""
+        self.detach()
         self.read_gradients()
         self.before_step()
         optimizer_step()
@@ -113,24 +124,9 @@ class LayerProbe:
         return out
 
 
-class NullProbe:
-    """Stands in on the steps that are not recorded: every call does nothing (one shared
-    instance, so an unrecorded step allocates nothing)."""
-
-    _no_context = nullcontext()
-
-    def forward(self):
-        return self._no_context
-
-    def step(self, optimizer_step) -> None:
-        optimizer_step()
-
-
-NULL_PROBE = NullProbe()
-
-
 class Diagnostics:
-    """Writes layers.csv in the run folder; `probe(epoch, last_step)` says which steps to record."""
+    """Writes layers.csv in the run folder. The loop asks `recorded_step` once per epoch and
+    calls `start` on that step only, so the other steps pay nothing."""
 
     def __init__(self, run_dir: Path, every: int, enabled: bool):
         self.enabled, self.every = enabled, max(1, int(every))
@@ -151,14 +147,18 @@ class Diagnostics:
         probe.read_gradients()
         self._write(probe.rows(epoch=-1, step=0))
 
-    def probe(self, model: nn.Module, epoch: int, last_step: bool):
-        if self.enabled and last_step and (epoch + 1) % self.every == 0:
-            self.current = LayerProbe(model)
-            return self.current
-        return NULL_PROBE
+    def recorded_step(self, epoch: int, steps: int) -> int:
+        """The index of the step of this epoch to record (its last), or -1 for none."""
+        return steps - 1 if self.enabled and (epoch + 1) % self.every == 0 else -1
+
+    def start(self, model: nn.Module) -> LayerProbe:
+        """A probe hooked into the model's next forward pass; its step() takes the optimizer step."""
+        self.current = LayerProbe(model).attach()
+        return self.current
 
     def finish_step(self, epoch: int, step: int) -> None:
         if self.current is not None:
+            self.current.detach()
             self._write(self.current.rows(epoch, step))
             self.current = None
 

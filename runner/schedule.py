@@ -91,6 +91,18 @@ def learning_rate(cfg: dict, lr0: float, t: float, total: float, unit: float) ->
     return SCHEDULES.get(cfg["name"])(cfg, lr0, t - warmup, total - warmup)
 
 
+FLAT_WITHIN_EPOCHS = {"constant", "plateau", "step", "multistep"}  # lr a function of the whole epoch
+
+
+def changes_within_epoch(cfg: dict) -> bool:
+    """Whether the lr can differ between the steps of one epoch; when not, the loop evaluates
+    the schedule at each epoch's first step only (the same lrs, fewer calls)."""
+    if cfg.get("interval", "step") == "epoch":
+        return False
+    warmup = float(cfg.get("warmup_epochs", 0) or 0)
+    return warmup > 0 or cfg["name"] not in FLAT_WITHIN_EPOCHS
+
+
 def check(cfg: dict, lr0: float, total: float) -> None:
     """Evaluate the schedule once: settings it reads only when used (milestones) fail now,
     as a ConfigError naming the key, instead of at the run's first step."""

@@ -325,6 +325,8 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
     scaled = scaler.is_enabled()
     clipping = bool(c["regularize"].get("clip_norm") or c["regularize"].get("clip_value"))
+    take_step = (lambda: (scaler.step(optimizer), scaler.update())) if scaled else optimizer.step
+    lr_each_step = schedule.changes_within_epoch(c["schedule"])
     batches = make_batches(data, device, on_device, seed + 1)
     generators = {"data": batches.generator, "augment": make_generator(device, seed + 2)}
     epochs, full_batch = int(t["epochs"]), is_full_batch(c["optimizer"])
@@ -396,21 +398,24 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 epoch_start = time.perf_counter() - elapsed
                 loss_sum, correct, grad_norms = epoch_sums(resumed, device)
                 lr_set = None  # the lr in the optimizer's param groups, once this loop has set it
+                record_at = diagnostics.recorded_step(epoch, steps)
                 at_epoch_end = False
                 model.train()
                 for i, (xb, yb) in enumerate(batches.epoch(batch_size, skip=done), start=done):
-                    # 4) the lr for this step: schedule(progress) * plateau scale
-                    tt, unit = schedule.progress(c["schedule"], epoch, i, steps)
-                    lr = schedule.learning_rate(c["schedule"], lr0, tt, epochs, unit)
-                    lr *= state["schedule"].get("scale", 1.0)
-                    if lr != lr_set:
-                        set_lr(optimizer, lr)
-                        lr_set = lr
-                    # 5) augment, forward, loss, backward
+                    # 4) the lr for this step: schedule(progress) * plateau scale (schedules that
+                    # are flat within an epoch are evaluated at its first step only)
+                    if lr_each_step or i == done:
+                        tt, unit = schedule.progress(c["schedule"], epoch, i, steps)
+                        lr = schedule.learning_rate(c["schedule"], lr0, tt, epochs, unit)
+                        lr *= state["schedule"].get("scale", 1.0)
+                        if lr != lr_set:
+                            set_lr(optimizer, lr)
+                            lr_set = lr
+                    # 5) augment, forward (hooked on the step diagnostics records), loss, backward
                     if augment.active:
                         xb, yb = augment(xb, yb, generators["augment"])
-                    probe = diagnostics.probe(model, epoch, last_step=i == steps - 1)
-                    with autocast(), probe.forward():
+                    probe = diagnostics.start(model) if i == record_at else None
+                    with autocast():
                         out = model(xb)
                         batch_loss = loss(out, yb)
                     objective = batch_loss + penalty(model, reg) if penalized else batch_loss
@@ -425,10 +430,10 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                         norm = clip_gradients(params, reg)
                         if norm is not None:
                             grad_norms.append(norm)
-                    if scaled:
-                        probe.step(lambda: (scaler.step(optimizer), scaler.update()))
-                    else:
-                        probe.step(optimizer.step)
+                    if probe is None:
+                        take_step()
+                    else:  # reads the gradients, steps, and measures the update it made
+                        probe.step(take_step)
                     # 7) accumulate on device; read (and check for divergence) every log_every steps
                     # (an epoch shorter than that is checked once, at its end)
                     loss_sum += batch_loss.detach() * len(xb)

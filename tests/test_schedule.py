@@ -147,3 +147,17 @@ def test_every_schedule_option_trains_one_tiny_epoch(compose_cfg, option):
     result = train(compose_cfg(f"schedule={option}", "trainer.epochs=1", "data=moons"))
     assert result.status == "completed"
     assert math.isfinite(result.summary["final_train_loss"])
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES.names()))
+def test_schedules_the_loop_evaluates_once_per_epoch_are_flat_within_epochs(name):
+    from runner.schedule import changes_within_epoch
+
+    steps = 7
+    for cfg in (option_cfg(name), option_cfg(name, warmup_epochs=2), option_cfg(name, interval="epoch")):
+        per_step = [[learning_rate(cfg, LR0, *progress(cfg, e, i, steps), 12) for i in range(steps)]
+                    for e in range(12)]
+        flat = all(len(set(epoch_lrs)) == 1 for epoch_lrs in per_step)
+        assert flat or changes_within_epoch(cfg), (name, cfg)
+        if name in ("cosine", "exponential", "inverse_time", "onecycle") and cfg.get("interval", "step") == "step":
+            assert changes_within_epoch(cfg)
