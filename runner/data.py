@@ -222,8 +222,9 @@ class StreamingBatches(_Batches):
     that does not fit in device memory.
 
     The data stays in host memory; each epoch draws its permutation on the training device
-    (as DeviceBatches does) and copies it to the host once; each step gathers its rows into a pinned buffer (CUDA)
-    and copies it with non_blocking=True, so the copy overlaps the GPU's previous step.
+    (as DeviceBatches does) and copies it to the host once; each step gathers its rows into
+    a pinned buffer (CUDA) and copies it with non_blocking=True, so the copy overlaps the
+    GPU's previous step.
     PyTorch's pinned-memory cache reuses a buffer only once its copy has finished.
     """
 
