@@ -4,7 +4,13 @@ Both runs start from the same model init (same seed, same init code), train on t
 split in the same batch order (an on-device permutation from the same generator seed)
 with the same optimizer, accumulate train loss/accuracy on the device, read them once
 per epoch and evaluate on the validation split after each epoch. optlab also writes its
-metrics row and a checkpoint snapshot every epoch: that is part of what it costs.
+metrics row every epoch and its checkpoints: that is part of what it costs.
+
+optlab's steps call the optimizer's step past torch.optim's per-call profiler/hook wrapper
+when no profiler runs and no hook is registered, and clear gradients without zero_grad's
+profiler range (runner.optim.direct_step, clear_gradients). A textbook loop pays for both,
+so a third loop, `plain+trims`, is the plain loop with those two calls swapped in: optlab's
+ratio to it is the cost of optlab's own bookkeeping alone.
 
 Throughput is training samples per second between the end of the first epoch and the end
 of the last (set-up and first-epoch warm-up excluded). The loops alternate, in
@@ -39,8 +45,10 @@ import torch.nn.functional as F
 
 from runner.config import as_plain, compose
 from runner.data import load_dataset
+from runner.optim import clear_gradients, direct_step
 from runner.train import build_network, resolve_device, seed_everything, train
 
+PLAIN_LOOPS = {"plain": False, "plain+trims": True}  # name -> with optlab's step trims
 INTERLEAVED_EPOCHS = {"mlp-digits": 150, "cnn-shapes": 16}
 CASES = {  # name -> Hydra overrides
     "mlp-digits": ["data=digits", "model=mlp", "optimizer=sgd", "batch.size=64", "trainer.epochs=12"],
@@ -61,9 +69,9 @@ def optlab_run(cfg, out_dir: Path) -> tuple[list[float], list[float]]:
     return times, val_losses
 
 
-def plain_run(cfg) -> tuple[list[float], list[float]]:
+def plain_run(cfg, direct: bool = False) -> tuple[list[float], list[float]]:
     """(end-of-epoch times, val losses) of a textbook PyTorch loop on the same model and data."""
-    epochs, times, val_losses = plain_epochs(cfg), [], []
+    epochs, times, val_losses = plain_epochs(cfg, direct), [], []
     for _ in range(int(cfg.trainer.epochs)):
         val_losses.append(next(epochs))
         times.append(time.perf_counter())
@@ -92,11 +100,15 @@ def same_start(cfg):
     return c, device, seed, data, build_network(c, data, device)
 
 
-def plain_epochs(cfg):
-    """The plain loop as a generator: each next() trains and validates one epoch."""
+def plain_epochs(cfg, direct: bool = False):
+    """The plain loop as a generator: each next() trains and validates one epoch. `direct`:
+    with optlab's two step trims (the optimizer step past torch.optim's profiler/hook
+    wrapper, gradients cleared without zero_grad's profiler range), to show how much of
+    the ratio they make."""
     c, device, seed, data, model = same_start(cfg)
     t, o = c["trainer"], c["optimizer"]
     optimizer = torch.optim.SGD(model.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
+    step, params = direct_step(optimizer) if direct else optimizer.step, list(model.parameters())
     order = torch.Generator(device=device).manual_seed(seed + 1)
     batch_size, n = int(c["batch"]["size"]), len(data.x_train)
     while True:
@@ -109,9 +121,12 @@ def plain_epochs(cfg):
             xb, yb = data.x_train.index_select(0, idx), data.y_train.index_select(0, idx)
             out = model(xb)
             loss = F.cross_entropy(out, yb)
-            optimizer.zero_grad(set_to_none=True)
+            if direct:
+                clear_gradients(params)
+            else:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            step()
             loss_sum += loss.detach() * len(xb)
             correct += (out.argmax(dim=1) == yb).sum()
         _train_loss, _train_acc = loss_sum.item() / n, correct.item() / n
@@ -217,26 +232,29 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", module="pytorch_lightning")
 
 
-def interleaved_ratio(cfg, out_dir: Path) -> float:
-    """One optlab epoch, then one plain epoch, alternating for the whole run, so both see
-    the same machine load (timing on shared VMs drifts by 30% over seconds). Returns the
-    median over epochs of plain epoch time / optlab epoch time (optlab's epoch runs from
-    the end of one plain epoch to the end of its own metrics row)."""
-    plain = plain_epochs(cfg)
-    optlab_times, plain_times, mark = [], [], [None]
+def interleaved_ratio(cfg, out_dir: Path) -> dict[str, float]:
+    """One optlab epoch, then one epoch of each plain loop (textbook, and with optlab's step
+    trims), alternating for the whole run, so all see the same machine load (timing on shared
+    VMs drifts by 30% over seconds). Returns, per plain loop, the median over epochs of plain
+    epoch time / optlab epoch time (optlab's epoch runs from the end of the last plain epoch
+    to the end of its own metrics row)."""
+    plains = {name: plain_epochs(cfg, direct) for name, direct in PLAIN_LOOPS.items()}
+    optlab_times, mark = [], [None]
+    plain_times: dict[str, list[float]] = {name: [] for name in plains}
 
     def on_epoch(epoch: int, row: dict) -> None:
         now = time.perf_counter()
         if mark[0] is not None:
             optlab_times.append(now - mark[0])
-        start = time.perf_counter()
-        next(plain)
-        plain_times.append(time.perf_counter() - start)
+        for name, epochs in plains.items():
+            start = time.perf_counter()
+            next(epochs)
+            plain_times[name].append(time.perf_counter() - start)
         mark[0] = time.perf_counter()
 
     train(cfg, run_root=out_dir, on_epoch=on_epoch)
-    ratios = [p / o for p, o in zip(plain_times[1:], optlab_times)]  # epoch 0 of each is warm-up
-    return statistics.median(ratios)
+    return {name: statistics.median(p / o for p, o in zip(times[1:], optlab_times))  # epoch 0 is warm-up
+            for name, times in plain_times.items()}
 
 
 def samples_per_s(times: list[float], n_train: int) -> float:
@@ -247,7 +265,8 @@ def bench_case(name: str, repeats: int, device: str, out_dir: Path, with_lightni
     cfg = compose([*CASES[name], "trainer.progress=false", f"trainer.device={device}", f"trainer.out_dir={out_dir}"])
     c = as_plain(cfg)
     n_train = len(load_dataset(c["data"], float(c["trainer"]["val_fraction"]), int(c["trainer"]["seed"])).x_train)
-    run = {"optlab": lambda: optlab_run(cfg, out_dir / name), "plain": lambda: plain_run(cfg)}
+    run = {"optlab": lambda: optlab_run(cfg, out_dir / name), "plain": lambda: plain_run(cfg),
+           "plain+trims": lambda: plain_run(cfg, direct=True)}
     if with_lightning:
         run["lightning"] = lambda: lightning_run(cfg)
     for loop in run.values():  # warm-up round, not timed
@@ -266,8 +285,9 @@ def bench_case(name: str, repeats: int, device: str, out_dir: Path, with_lightni
     long_cfg = compose([*CASES[name], "trainer.progress=false", f"trainer.device={device}",
                         f"trainer.out_dir={out_dir}", f"trainer.epochs={INTERLEAVED_EPOCHS[name]}"])
     interleaved = [interleaved_ratio(long_cfg, out_dir / name) for _ in range(repeats)]
-    return {"case": name, "speeds": {k: statistics.median(v) for k, v in speeds.items()},
-            "ratios": ratios, "interleaved": statistics.median(interleaved), "val_loss_gap": worst_gap}
+    return {"case": name, "speeds": {k: statistics.median(v) for k, v in speeds.items()}, "ratios": ratios,
+            "interleaved": {k: statistics.median(r[k] for r in interleaved) for k in PLAIN_LOOPS},
+            "val_loss_gap": worst_gap}
 
 
 def main() -> None:
@@ -285,16 +305,17 @@ def main() -> None:
     cases = list(CASES) if args.case == "all" else [args.case]
     print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} repeats={args.repeats} "
           f"lightning={'yes' if with_lightning else 'not installed or off'}")
-    print(f"{'case':<12} {'loop':<10} {'samples/s':>10} {'vs plain (median)':>18}  per-round ratios")
+    print(f"{'case':<12} {'loop':<12} {'samples/s':>10} {'vs plain (median)':>18}  per-round ratios")
     with tempfile.TemporaryDirectory(prefix="optlab-bench-") as tmp:
         for name in cases:
             r = bench_case(name, args.repeats, args.device, Path(tmp), with_lightning)
             for loop, speed in r["speeds"].items():
                 ratios = r["ratios"].get(loop)
                 vs = f"{statistics.median(ratios):>18.3f}  " + " ".join(f"{x:.3f}" for x in ratios) if ratios else f"{'1':>18}"
-                print(f"{name:<12} {loop:<10} {speed:>10.0f} {vs}", flush=True)
-            print(f"{name:<12} optlab/plain epoch-interleaved (median of {args.repeats} runs): {r['interleaved']:.3f}"
-                  f"   max val_loss gap between loops: {r['val_loss_gap']:.1e}", flush=True)
+                print(f"{name:<12} {loop:<12} {speed:>10.0f} {vs}", flush=True)
+            for plain, ratio in r["interleaved"].items():
+                print(f"{name:<12} optlab/{plain} epoch-interleaved (median of {args.repeats} runs): {ratio:.3f}", flush=True)
+            print(f"{name:<12} max val_loss gap between loops: {r['val_loss_gap']:.1e}", flush=True)
 
 
 if __name__ == "__main__":

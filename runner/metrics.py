@@ -81,8 +81,22 @@ class CsvAppender:
 
     def __init__(self, path: Path, columns: Iterable[str], durable: bool = True):
         self.path, self.columns, self.durable = Path(path), list(columns), durable
+        self.fd: int | None = None  # open only inside `with`: otherwise each write opens the file
         if not self.path.exists() or self.path.stat().st_size == 0:
             self._write_line(self.columns)
+
+    def __enter__(self) -> "CsvAppender":
+        """Keep the file open for the block (a training run): a write is then one syscall
+        instead of three (open, write, close: ~100 us at the end of an epoch)."""
+        self.fd = self._open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fd, self.fd = self.fd, None
+        os.close(fd)
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, row: dict) -> None:
         self.append_many([row])
@@ -97,13 +111,14 @@ class CsvAppender:
     def _write_lines(self, lines: list[list]) -> None:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(lines)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = self.fd if self.fd is not None else self._open()
         try:
             os.write(fd, buffer.getvalue().encode())
             if self.durable:
                 os.fsync(fd)
         finally:
-            os.close(fd)
+            if fd != self.fd:
+                os.close(fd)
 
     def sync(self) -> None:
         fd = os.open(self.path, os.O_RDONLY)

@@ -6,7 +6,7 @@ and the arguments it fixes (what makes `momentum` heavy ball and `nesterov` Nest
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
@@ -77,3 +77,39 @@ def is_full_batch(cfg: dict) -> bool:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def direct_step(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+    """optimizer.step, called past torch.optim's per-call wrapper whenever that wrapper has
+    nothing to do. The wrapper opens a profiler range and walks the step hooks on every call:
+    ~14 us with no profiler running and no hook registered, about 2% of a small MLP's step on
+    CPU. It still runs whenever a profiler is on or any step hook is registered."""
+    undecorated = getattr(type(optimizer).step, "__wrapped__", None)
+    hooks = _step_hook_tables(optimizer)
+    if undecorated is None or hooks is None:  # a torch whose wrapper looks different: keep it
+        return optimizer.step
+    profiling = torch._C._autograd._profiler_enabled
+
+    def step():
+        if profiling() or any(hooks):
+            return optimizer.step()
+        return undecorated(optimizer)
+    return step
+
+
+def _step_hook_tables(optimizer: torch.optim.Optimizer) -> list[dict] | None:
+    """The four hook tables torch.optim's step wrapper walks (global and per-optimizer, pre
+    and post), or None when this torch keeps them elsewhere."""
+    from torch.optim import optimizer as torch_optimizer
+
+    tables = [getattr(torch_optimizer, "_global_optimizer_pre_hooks", None),
+              getattr(torch_optimizer, "_global_optimizer_post_hooks", None),
+              getattr(optimizer, "_optimizer_step_pre_hooks", None),
+              getattr(optimizer, "_optimizer_step_post_hooks", None)]
+    return None if any(t is None for t in tables) else tables
+
+
+def clear_gradients(params: list[torch.nn.Parameter]) -> None:
+    """optimizer.zero_grad(set_to_none=True) without its profiler range (~10 us a call)."""
+    for p in params:
+        p.grad = None

@@ -38,7 +38,7 @@ from runner.init import InitContext, initialize
 from runner.metrics import (METRIC_COLUMNS, CsvAppender, load_checkpoint, new_run_dir, read_json,
                             save_checkpoint, truncate_after_epoch, write_atomic, write_json)
 from runner.models import build_model
-from runner.optim import build_optimizer, is_full_batch, set_lr
+from runner.optim import build_optimizer, clear_gradients, direct_step, is_full_batch, set_lr
 
 EpochHook = Callable[[int, dict], None]  # (epoch, metrics row); may raise Pruned
 
@@ -325,7 +325,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
     scaled = scaler.is_enabled()
     clipping = bool(c["regularize"].get("clip_norm") or c["regularize"].get("clip_value"))
-    take_step = (lambda: (scaler.step(optimizer), scaler.update())) if scaled else optimizer.step
+    take_step = (lambda: (scaler.step(optimizer), scaler.update())) if scaled else direct_step(optimizer)
     lr_each_step = schedule.changes_within_epoch(c["schedule"])
     batches = make_batches(data, device, on_device, seed + 1)
     generators = {"data": batches.generator, "augment": make_generator(device, seed + 2)}
@@ -382,7 +382,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 "mid_epoch": cpu_snapshot(position)}
     checkpoint = Checkpointer(run_dir / "checkpoint.pt", float(t.get("checkpoint_every_s", 0)), table)
 
-    with stop_on_signals() as signals, progress, RunFolderWriter() as writer:
+    with table, stop_on_signals() as signals, progress, RunFolderWriter() as writer:
         try:
             for epoch in range(state["epoch"] + 1, epochs):
                 # 3) the epoch's batch size and the number of steps it makes
@@ -419,7 +419,7 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                         out = model(xb)
                         batch_loss = loss(out, yb)
                     objective = batch_loss + penalty(model, reg) if penalized else batch_loss
-                    optimizer.zero_grad(set_to_none=True)
+                    clear_gradients(params)
                     if scaled:  # fp16: scale the loss so small gradients survive, unscale before clipping
                         scaler.scale(objective).backward()
                         scaler.unscale_(optimizer)

@@ -57,3 +57,19 @@ def test_a_table_that_is_not_durable_fsyncs_only_when_synced(tmp_path, monkeypat
     assert len(synced) == 1
     CsvAppender(tmp_path / "d.csv", ["epoch"]).append({"epoch": 0})
     assert len(synced) == 3  # a durable table: header and row each fsynced
+
+
+def test_inside_with_the_table_writes_through_one_open_file(tmp_path, monkeypatch):
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    path = tmp_path / "m.csv"
+    table = CsvAppender(path, ["epoch"], durable=False)
+    with table:
+        for epoch in range(3):
+            table.append({"epoch": epoch})
+            assert [r["epoch"] for r in read_rows(path)][-1] == str(epoch)  # on disk at once, file still open
+    assert opened == [path, path]  # the header's write, then the block's one open
+    assert table.fd is None
+    table.append({"epoch": 3})  # outside a block each write opens and closes the file again
+    assert [r["epoch"] for r in read_rows(path)] == ["0", "1", "2", "3"] and len(opened) == 3

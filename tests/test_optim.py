@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from runner.config import builtin_config_dir, compose, group_options
 from runner.errors import ConfigError
-from runner.optim import OPTIMIZERS, build_optimizer, is_full_batch
+from runner.optim import OPTIMIZERS, build_optimizer, clear_gradients, direct_step, is_full_batch
 from runner.train import train
 
 W0 = torch.tensor([1.0, -2.0, 0.5])
@@ -150,3 +151,81 @@ def test_every_optimizer_option_trains_one_tiny_epoch(compose_cfg, option):
     result = train(compose_cfg(f"optimizer={option}", "trainer.epochs=1", "data=moons"))
     assert result.status == "completed"
     assert math.isfinite(result.summary["final_train_loss"])
+
+
+def small_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+
+
+def fitted_pair(name: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The parameters of two copies of one model after the same 3 steps of optimizer `name`:
+    one stepped with optimizer.step() and zero_grad(), one with direct_step and clear_gradients."""
+    cfg = option_cfg(name)
+    results = []
+    for direct in (False, True):
+        model = small_model()
+        opt, params = build_optimizer(model.parameters(), cfg), list(model.parameters())
+        step = direct_step(opt) if direct else opt.step
+        for k in range(3):
+            if direct:
+                clear_gradients(params)
+            else:
+                opt.zero_grad(set_to_none=True)
+            model(torch.full((5, 4), 0.1 * (k + 1))).pow(2).sum().backward()
+            step()
+        results.append([p.detach().clone() for p in params])
+    return results[0], results[1]
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS.names()))
+def test_direct_step_makes_exactly_the_update_optimizer_step_makes(name):
+    wrapped, direct = fitted_pair(name)
+    assert all(torch.equal(a, b) for a, b in zip(wrapped, direct))
+    assert not all(torch.equal(a, b) for a, b in zip(direct, small_model().parameters()))  # it did step
+
+
+class CountingRange:
+    """Stands in for torch.autograd.profiler.record_function and counts the ranges opened."""
+    opened: list[str] = []
+
+    def __init__(self, name: str):
+        CountingRange.opened.append(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_direct_step_skips_the_profiler_range_and_the_cleared_gradients_are_none(monkeypatch):
+    monkeypatch.setattr(torch.autograd.profiler, "record_function", CountingRange)
+    CountingRange.opened = []
+    w = torch.nn.Parameter(W0.clone())
+    opt = build_optimizer([w], option_cfg("sgd"))
+    w.grad = GRADS[0].clone()
+    direct_step(opt)()
+    clear_gradients([w])
+    assert CountingRange.opened == [] and w.grad is None
+    assert torch.allclose(w.detach(), W0 - 0.1 * GRADS[0])
+    w.grad = GRADS[0].clone()
+    opt.step()
+    assert CountingRange.opened == ["Optimizer.step#SGD.step"]  # the wrapper this trims
+
+
+def test_direct_step_goes_through_the_wrapper_when_a_hook_or_a_profiler_needs_it():
+    w = torch.nn.Parameter(W0.clone())
+    opt = build_optimizer([w], option_cfg("sgd"))
+    step, calls = direct_step(opt), []
+    handle = opt.register_step_post_hook(lambda *a: calls.append("own"))
+    global_handle = register_optimizer_step_pre_hook(lambda *a: calls.append("global"))
+    w.grad = GRADS[0].clone()
+    step()
+    handle.remove()
+    global_handle.remove()
+    step()
+    assert calls == ["global", "own"]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    assert "Optimizer.step#SGD.step" in {e.name for e in prof.events()}
