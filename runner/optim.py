@@ -81,9 +81,10 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def direct_step(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
     """optimizer.step, called past torch.optim's per-call wrapper whenever that wrapper has
-    nothing to do. The wrapper opens a profiler range and walks the step hooks on every call:
-    ~14 us with no profiler running and no hook registered, about 2% of a small MLP's step on
-    CPU. It still runs whenever a profiler is on or any step hook is registered."""
+    nothing to do. The wrapper opens a profiler range and walks the step hooks on every call,
+    with no profiler running and no hook registered too: ~14 us alone, ~50 us inside a small
+    MLP's training loop on CPU (~6% of its step). It still runs whenever a profiler is on or
+    any step hook is registered."""
     undecorated = getattr(type(optimizer).step, "__wrapped__", None)
     hooks = _step_hook_tables(optimizer)
     if undecorated is None or hooks is None:  # a torch whose wrapper looks different: keep it
@@ -110,6 +111,7 @@ def _step_hook_tables(optimizer: torch.optim.Optimizer) -> list[dict] | None:
 
 
 def clear_gradients(params: list[torch.nn.Parameter]) -> None:
-    """optimizer.zero_grad(set_to_none=True) without its profiler range (~10 us a call)."""
+    """optimizer.zero_grad(set_to_none=True) without its profiler range (~10 us a call
+    alone, ~70 us inside a small MLP's training loop on CPU)."""
     for p in params:
         p.grad = None
