@@ -231,6 +231,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.label_mode": ("fine", "coarse"),
 }
 
+# Keys that take a number (ranged by RANGE_RULES) or one of these words.
+NUMBER_OR_WORDS: dict[str, tuple[str, ...]] = {
+    "init.gain": ("activation",),
+}
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -248,12 +253,21 @@ def validate(cfg: DictConfig, reference: DictConfig | None = None) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not (math.isfinite(value) and rule.check(value)):
                 raise ConfigError(f"{key}={value}: must be {rule.expect}")
+    for key, words in NUMBER_OR_WORDS.items():
+        value = flat.get(key)
+        if value is not None and not _is_number(value) and value not in words:
+            raise ConfigError(f"{key}={_choice_text(value)}: choose from: {', '.join(words)}, "
+                              f"or a number {RANGE_RULES[key].expect}")
     for key, choices in CHOICES.items():
         if key in flat and flat[key] is not None and _choice_text(flat[key]) not in choices:
             raise ConfigError(f"{key}={flat[key]}: choose from: {', '.join(choices)}")
     device = str(flat.get("trainer.device", "auto"))
     if not DEVICE_PATTERN.match(device):
         raise ConfigError(f"trainer.device={device}: choose from: auto, cpu, cuda, cuda:N")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _choice_text(value: Any) -> str:
@@ -287,7 +301,7 @@ def _check_types(value: Any, default: Any, key: str) -> None:
                 raise ConfigError(f"{path}: unknown key in '{group}'; known keys: {known}")
             _check_types(sub_value, default[sub], path)
         return
-    if default is None or value is None or key in CHOICES:  # choice keys are checked against CHOICES
+    if default is None or value is None or key in CHOICES or key in NUMBER_OR_WORDS:  # checked in validate()
         return
     ok = {
         bool: lambda v: isinstance(v, bool),

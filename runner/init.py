@@ -1,7 +1,10 @@
 """Weight and bias initializers, applied to every linear/conv layer of a model.
 
-`init.name` picks the weight rule, `init.bias.name` the bias rule. Gains come from the
-configured activation (torch.nn.init.calculate_gain), as Xavier and He et al. derive them.
+`init.name` picks the weight rule, `init.bias.name` the bias rule. Every default is the
+paper's (and torch's): Xavier and orthogonal scale by gain 1, Kaiming by He et al.'s
+sqrt(2 / (1 + a^2)). `init.gain=activation` (torch.nn.init.calculate_gain of the configured
+activation) or a number opts into another gain; one gain scales every layer, the output layer
+included, as calling torch's function on each layer does.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch.nn as nn
 from runner.errors import ConfigError
 from runner.registry import Registry
 
-WeightInit = Callable[[torch.Tensor, dict, float], None]  # (weight, init cfg, activation gain)
+WeightInit = Callable[[torch.Tensor, dict, float], None]  # (weight, init cfg, gain)
 BiasInit = Callable[[nn.Module, dict, "InitContext"], None]
 
 
@@ -67,7 +70,7 @@ def _uniform(weight, cfg, gain):
 
 @WEIGHT_INITS.register("lecun_uniform")
 def _lecun_uniform(weight, cfg, gain):
-    r = 1.0 / math.sqrt(fans(weight)[0])
+    r = math.sqrt(3.0 / fans(weight)[0])  # variance 1/fan_in, as lecun_normal's
     nn.init.uniform_(weight, -r, r)
 
 
@@ -94,6 +97,14 @@ def mode_fan(weight: torch.Tensor, cfg: dict) -> int:
     return fan_in if cfg.get("mode", "fan_in") == "fan_in" else fan_out
 
 
+def he_gain(act_cfg: dict) -> float:
+    """He et al. 2015: sqrt(2 / (1 + a^2)), a the negative slope of a leaky ReLU (PReLU in the
+    paper) and 0 for every other activation, as torch's kaiming_*_ default (a=0) gives."""
+    if activation_of(act_cfg).gain_name == "leaky_relu":
+        return activation_gain(act_cfg)  # calculate_gain('leaky_relu', a) is that formula
+    return math.sqrt(2.0)
+
+
 @WEIGHT_INITS.register("kaiming_uniform")
 def _kaiming_uniform(weight, cfg, gain):
     r = gain * math.sqrt(3.0 / mode_fan(weight, cfg))
@@ -105,11 +116,13 @@ def _kaiming_normal(weight, cfg, gain):
     nn.init.normal_(weight, 0.0, gain / math.sqrt(mode_fan(weight, cfg)))
 
 
+_kaiming_uniform.paper_gain = _kaiming_normal.paper_gain = he_gain
+
+
 @WEIGHT_INITS.register("orthogonal")
 def _orthogonal(weight, cfg, gain):
-    """Saxe et al. 2014: a (semi-)orthogonal matrix times gain (init.gain, or the activation's)."""
-    chosen = cfg.get("gain")
-    nn.init.orthogonal_(weight, gain=float(chosen) if chosen is not None else gain)
+    """Saxe et al. 2014: a (semi-)orthogonal matrix times gain."""
+    nn.init.orthogonal_(weight, gain=gain)
 
 
 @WEIGHT_INITS.register("lsuv")
@@ -118,18 +131,23 @@ def _lsuv(weight, cfg, gain):
     nn.init.orthogonal_(weight)
 
 
+# Tol_var and T_max of Algorithm 1: the defaults of the authors' Keras code (margin, max_iter).
+LSUV_TOL_VAR = 0.1
+LSUV_T_MAX = 10
+
+
 def _lsuv_rescale(model: nn.Module, cfg: dict, ctx: InitContext) -> None:
-    """Layer by layer in forward order, scale the weight so the layer's output has variance 1
-    on the training batch (earlier layers are final by then, so one scaling is exact)."""
+    """Layer by layer in forward order, divide the weight by sqrt(Var(B_L)), B_L the layer's
+    output on the training batch, until |Var(B_L) - 1| < tol_var or t_max tries."""
     if ctx.x_batch is None or len(ctx.x_batch) < 2:
         raise ConfigError("init=lsuv needs a training batch of at least 2 samples to measure layer outputs")
+    tol_var = float(cfg.get("tol_var", LSUV_TOL_VAR))
+    t_max = int(cfg.get("t_max", LSUV_T_MAX))
     was_training = model.training
     model.eval()  # dropout off; batch-norm running statistics are not updated
     try:
         for layer in init_layers(model):
-            variance = output_variance(model, layer, ctx.x_batch)
-            if variance > 1e-12:  # a layer with constant output cannot be rescaled to unit variance
-                set_weight(layer, layer.weight.detach() / math.sqrt(variance))
+            scale_to_unit_variance(model, layer, ctx.x_batch, tol_var, t_max)
     finally:
         model.train(was_training)
 
@@ -137,19 +155,25 @@ def _lsuv_rescale(model: nn.Module, cfg: dict, ctx: InitContext) -> None:
 _lsuv.after_all = _lsuv_rescale
 
 
+def scale_to_unit_variance(model: nn.Module, layer: nn.Module, x: torch.Tensor, tol_var: float, t_max: int) -> None:
+    for _ in range(t_max):
+        variance = output_variance(model, layer, x)
+        # a layer with constant output cannot be rescaled to unit variance
+        if abs(variance - 1.0) < tol_var or variance <= 1e-12:
+            return
+        set_weight(layer, layer.weight.detach() / math.sqrt(variance))
+
+
 def output_variance(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> float:
-    """The variance of each output unit (channel) over the batch and pixels, averaged over
-    units: the bias shifts a unit's mean, not its spread, so scaling the weight by s scales
-    this by exactly s^2."""
+    """Var(B_L): the variance of all of the layer's outputs on the batch (every unit, sample and
+    pixel together, as the authors' code's np.var of the output blob)."""
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output))
     try:
         model(x)
     finally:
         handle.remove()
-    out = captured[0]
-    dims = [0, *range(2, out.dim())]
-    return out.var(dim=dims).mean().item()
+    return captured[0].var(correction=0).item()
 
 
 # ---------------------------------------------------------------- bias rules
@@ -209,11 +233,30 @@ def set_weight(layer: nn.Module, weight: torch.Tensor) -> None:
         layer.weight.copy_(weight)
 
 
-def activation_gain(act_cfg: dict) -> float:
+def activation_of(act_cfg: dict):
     from runner.layers import ACTIVATIONS
 
-    act = ACTIVATIONS.get(act_cfg["name"])
+    return ACTIVATIONS.get(act_cfg["name"])
+
+
+def activation_gain(act_cfg: dict) -> float:
+    act = activation_of(act_cfg)
     return nn.init.calculate_gain(act.gain_name, act.gain_param(act_cfg))
+
+
+def unit_gain(act_cfg: dict) -> float:
+    return 1.0
+
+
+def rule_gain(weight_rule: WeightInit, init_cfg: dict, act_cfg: dict) -> float:
+    """init.gain: a number, `activation` for the activation's gain, or null (or absent) for
+    the rule's paper default (1; He et al.'s for kaiming)."""
+    chosen = init_cfg.get("gain")
+    if chosen is None:
+        return getattr(weight_rule, "paper_gain", unit_gain)(act_cfg)
+    if chosen == "activation":
+        return activation_gain(act_cfg)
+    return float(chosen)
 
 
 @torch.no_grad()
@@ -223,13 +266,12 @@ def initialize(model: nn.Module, init_cfg: dict, act_cfg: dict, ctx: InitContext
     weight_rule = WEIGHT_INITS.get(init_cfg["name"])
     bias_cfg = dict(init_cfg.get("bias") or {"name": "default"})
     bias_rule = BIAS_INITS.get(bias_cfg["name"])
-    gain = activation_gain(act_cfg)
+    gain = rule_gain(weight_rule, init_cfg, act_cfg)
     layers = init_layers(model)
     head = getattr(model, "head", None)
     for layer in layers:
         weight = layer.weight.detach().clone()
-        # the output layer feeds the loss, not an activation: it gets the linear gain (1)
-        weight_rule(weight, init_cfg, 1.0 if layer is head else gain)
+        weight_rule(weight, init_cfg, gain)
         set_weight(layer, weight)
     for layer in layers:
         if layer.bias is not None:

@@ -39,6 +39,21 @@ def test_every_option_is_listed_with_a_description():
             assert option.description, f"{group}/{option.name}.yaml needs a leading comment"
 
 
+def test_init_descriptions_say_whether_a_rule_takes_a_gain_and_its_default():
+    """`optlab list init` shows the description and the keys: the gain key is there exactly for
+    the rules that scale by one, and the description names its default and the opt-in."""
+    listed = options("init")
+    with_gain = {o.name for o in listed if "gain" in o.defaults}
+    assert with_gain == {"xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform", "orthogonal"}
+    for option in listed:
+        if option.name in with_gain:
+            default = "null" if option.defaults["gain"] is None else "1"
+            assert f"init.gain: {default} by default" in option.description
+            assert "`activation`" in option.description
+        else:
+            assert "No gain." in option.description
+
+
 @pytest.mark.parametrize("group, option", list(cases()))
 def test_every_option_trains_one_tiny_epoch(compose_cfg, group, option):
     result = train(compose_cfg(f"{group}={option}", "trainer.epochs=1", *COMPANIONS.get((group, option), [])))

@@ -35,6 +35,14 @@ def test_xavier_keeps_the_signal_within_a_small_factor(compose_cfg):
     assert first / 5 < last < first * 5
 
 
+@pytest.mark.parametrize("init", [("init=kaiming_normal",), ("init=xavier_uniform", "init.gain=activation")])
+def test_a_gain_above_one_keeps_the_deep_tanh_signal_flat(compose_cfg, init):
+    """He et al.'s sqrt(2) and tanh's own gain 5/3 both outweigh tanh's squashing."""
+    rows = initial_layers(compose_cfg, *DEEP_TANH, *init)
+    first, last = rows[0]["act_std"], rows[-1]["act_std"]
+    assert first / 2 < last < first * 2
+
+
 def test_large_negative_bias_kills_relu_units(compose_cfg):
     rows = initial_layers(compose_cfg, "model=mlp", "model.depth=3", "activation=relu",
                           "init.bias.name=constant", "init.bias.value=-10.0")
