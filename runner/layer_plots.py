@@ -53,10 +53,16 @@ def plot_signal_vs_depth(tables: dict[str, pd.DataFrame], epoch: int = -1):
         ax.set_yscale("log")
         ax.set_xlabel("layer (depth)")
         ax.set_ylabel(what)
-        ax.set_title(f"{what} {when}")
-        ax.legend(fontsize=8)
+        ax.set_title(f"{what} per layer {when}\n(one training batch, one line per run; n = {len(tables)} runs)")
+        _legend_below(ax)
     fig.tight_layout()
     return fig
+
+
+def _legend_below(ax) -> None:
+    """Under the axes (the two panels sit side by side, so a legend to the right of the
+    first would cover the second): never over the data."""
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), borderaxespad=0.0)
 
 
 def plot_health_over_training(tables: dict[str, pd.DataFrame]):
@@ -71,8 +77,8 @@ def plot_health_over_training(tables: dict[str, pd.DataFrame]):
         ax.set_xlabel("epochs trained (0 = initialization)")
         ax.set_ylabel(f"{what} (mean over layers)")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(what)
-        ax.legend(fontsize=8)
+        ax.set_title(f"{what}, mean over layers\n(one line per run; n = {len(tables)} runs)")
+        _legend_below(ax)
     fig.tight_layout()
     return fig
 

@@ -12,8 +12,14 @@ Edge cases, stated once:
   runner.metrics.read_rows does.
 - Statistics (mean, std, CI) use the runs whose status is in `stats_over` (default:
   completed) and whose value is a number; every other run is still counted by status.
-- Epochs to target look at every run of the group, whatever its status; a run whose curve
-  never reaches the target (or that has no metrics.csv) counts as missed.
+- Runs with the same config (bookkeeping keys aside) and the same seed are duplicates, not
+  replicates: each such set counts once (n = distinct seeds per config), with the mean of
+  its values (on CPU they are identical; on a GPU they differ by float rounding only).
+- Epochs to target look at every replicate of the group, whatever its status; one whose
+  curve never reaches the target (or that has no metrics.csv) counts as missed.
+- The metric is read on the validation split, at the final epoch or the best one; a test
+  number in summary.json (test_acc, measured once on the best-validation epoch's weights)
+  is shown beside it, never used to choose.
 """
 from __future__ import annotations
 
@@ -37,9 +43,24 @@ from runner.metrics import complete_lines
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
 SWEEP_FILES = ("trials.csv", "sweep.json")
 STATUSES = ("completed", "diverged", "pruned", "failed", "interrupted", "running")
-# Keys that name or place a run but do not change what it learns: never default grouping keys.
-BOOKKEEPING_KEYS = ("trainer.seed", "trainer.name", "trainer.out_dir", "trainer.progress",
-                    "trainer.log_every", "trainer.eval_batch_size")
+SEED_KEY = "trainer.seed"  # replicates differ in it: never a grouping key, always part of a run's identity
+# Keys that name, place, time or watch a run without changing what it learns: never grouping
+# keys, and two runs that differ only in them (and not in the seed) are duplicates.
+# - name, out_dir, progress, checkpoint_every_s: where and how often things are written.
+# - log_every: how often the loss is read (divergence is caught a few steps later or at the
+#   epoch's end, the weights are the same) and the grad_norm column's sampling.
+# - eval_batch_size: the validation pass's batching (sums in another order, nothing learned).
+# - diagnostics (and the diagnostics.* group): a probe that takes the same step
+#   (test_diagnostics checks the metrics are identical).
+# - device, data_on_device, compile, channels_last: where and with which kernels the same
+#   arithmetic runs; the same seed gives the same run to float rounding (README), so a rerun
+#   on a GPU is a duplicate of the CPU run, not a new sample. --by trainer.device still
+#   separates them (for wall_time_s).
+# Not bookkeeping: precision (bf16/fp16 change the training itself), and every other key.
+BOOKKEEPING_KEYS = ("trainer.name", "trainer.out_dir", "trainer.progress", "trainer.checkpoint_every_s",
+                    "trainer.log_every", "trainer.eval_batch_size", "trainer.diagnostics",
+                    "trainer.device", "trainer.data_on_device", "trainer.compile", "trainer.channels_last")
+BOOKKEEPING_PREFIXES = ("diagnostics.",)
 SUMMARY_SKIP = ("run_dir",)
 ALL = "all"  # the one group's label when there are no grouping keys
 
@@ -76,6 +97,23 @@ class Metric:
     column: str                # the runs column holding each run's value
     curve: str | None          # the metrics.csv column behind it, for curves and targets
     maximize: bool
+    at: str | None = None      # "final" or "best" epoch; None for a summary number of no epoch
+    test_column: str | None = None  # summary's test-split number beside it (test_acc), if runs have it
+
+    @property
+    def label(self) -> str:
+        """What the number is: 'val_acc (validation, final epoch)'."""
+        split = split_of(self.curve or self.name)
+        where = ", ".join(p for p in (split, f"{self.at} epoch" if self.at else "") if p)
+        return f"{self.curve or self.name} ({where})" if where else self.name
+
+
+def split_of(column: str) -> str:
+    """The data split a metric is measured on, from its name ('' when it names none)."""
+    for prefix, split in (("val_", "validation"), ("train_", "training"), ("test_", "test")):
+        if column.removeprefix("best_").removeprefix("final_").startswith(prefix):
+            return split
+    return ""
 
 
 # ---------------------------------------------------------------- finding folders
@@ -308,11 +346,15 @@ def sweep_direction(sweep: Sweep, default: bool) -> bool:
     return direction.startswith("max") if direction else default
 
 
-def param_importances(sweep: Sweep) -> tuple[pd.Series | None, str | None]:
-    """Optuna's parameter importances for the sweep's study, or (None, why not)."""
+ALL_TRIALS = "all trials"
+
+
+def param_importances(sweep: Sweep) -> tuple[pd.DataFrame | None, list[str]]:
+    """Optuna's parameter importances for the sweep's study, per branch of a conditional space
+    (see branch_importances), or (None, why not)."""
     storage_url = sweep.meta.get("storage")
     if not storage_url:
-        return None, f"{sweep.study}: no storage in sweep.json, importances skipped"
+        return None, [f"{sweep.study}: no storage in sweep.json, importances skipped"]
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -321,13 +363,84 @@ def param_importances(sweep: Sweep) -> tuple[pd.Series | None, str | None]:
         study = optuna.load_study(study_name=sweep.study, storage=storage)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(complete) < 2:
-            return None, f"{sweep.study}: {len(complete)} complete trial(s), importances need 2 or more"
-        with warnings.catch_warnings():  # "some regimes have < 2 trials": small sweeps always do
-            warnings.simplefilter("ignore")
-            importances = optuna.importance.get_param_importances(study)
+            return None, [f"{sweep.study}: {len(complete)} complete trial(s), importances need 2 or more"]
+        table, notes = branch_importances(complete, study.direction, conditioning_params(sweep.meta))
     except Exception as exc:  # any storage or evaluator failure costs the plot, not the report
-        return None, f"{sweep.study}: importances skipped ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
-    return pd.Series(importances, dtype=float, name="importance"), None
+        return None, [f"{sweep.study}: importances skipped ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"]
+    return (table if not table.empty else None), [f"{sweep.study}: {note}" for note in notes]
+
+
+def conditioning_params(meta: dict) -> list[str] | None:
+    """The space's parameters that others depend on (named in a `when`), or None when
+    sweep.json records no space."""
+    space = meta.get("space")
+    if not isinstance(space, dict):
+        return None
+    named = (name for spec in space.values() if isinstance(spec, dict) for name in (spec.get("when") or {}))
+    return list(dict.fromkeys(named))
+
+
+def branch_importances(trials: list, direction, conditioning: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """fANOVA importances (seeded: a rerun draws the same plot) as rows (branch, param,
+    importance, trials), each branch summing to 1. One branch, 'all trials', ranks the
+    parameters every trial has (the conditioning choice among them). A conditional parameter
+    exists only in its branch's trials, so it is ranked only there, against the parameters
+    those trials share: one row set per value of the conditioning parameters
+    (optimizer=adam, ...). Pooling them instead credits one branch's parameter with the
+    variance between branches. Without a recorded space, conditional parameters are left out.
+    A branch needs 2 complete trials and 2 varying parameters (one alone is 1 by definition)."""
+    branches = {ALL_TRIALS: (trials, _shared_params(trials))}
+    notes = []
+    if conditioning is None:
+        left_out = sorted({p for t in trials for p in t.params} - set(_set_in_all(trials)))
+        if left_out:
+            notes.append(f"left out {', '.join(left_out)}: set in some trials only, and sweep.json "
+                         "has no space saying which parameter they depend on")
+    else:
+        by_choice: dict[str, list] = {}
+        for trial in trials:
+            label = ", ".join(f"{c}={trial.params[c]}" for c in conditioning if c in trial.params)
+            by_choice.setdefault(label, []).append(trial)
+        for label, members in by_choice.items() if len(by_choice) > 1 else ():
+            branches[label] = (members, [p for p in _shared_params(members) if p not in conditioning])
+    too_few = [label for label, (members, _) in branches.items() if len(members) < 2]
+    one_param = [label for label, (members, params) in branches.items() if len(members) >= 2 and len(params) < 2]
+    notes += [f"no importances for {', '.join(labels)}: {why}" for labels, why in
+              ((too_few, "fewer than 2 complete trials"), (one_param, "fewer than 2 parameters vary")) if labels]
+    parts = [_importance_rows(label, members, direction, params) for label, (members, params) in branches.items()
+             if label not in too_few + one_param]
+    columns = ["branch", "param", "importance", "trials"]
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), notes
+
+
+def _set_in_all(trials: list) -> list[str]:
+    return [p for p in trials[0].params if all(p in t.params for t in trials)]
+
+
+def _shared_params(trials: list) -> list[str]:
+    """Parameters set in every one of these trials that take two or more values."""
+    return [p for p in _set_in_all(trials) if len({repr(t.params[p]) for t in trials}) > 1]
+
+
+def _importance_rows(branch: str, trials: list, direction, params: list[str]) -> pd.DataFrame:
+    import optuna
+
+    study = optuna.create_study(direction=direction)  # in memory: just this branch's trials
+    study.add_trials(trials)
+    with warnings.catch_warnings():  # "some regimes have < 2 trials": small sweeps always do
+        warnings.simplefilter("ignore")
+        values = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=params)
+    return pd.DataFrame({"branch": branch, "param": list(values), "importance": [float(v) for v in values.values()],
+                         "trials": len(trials)})
+
+
+def log_scaled(sweeps: list[Sweep], key: str) -> bool | None:
+    """Whether the sweeps sampled config key `key` on a log scale (sweep.json's space), or
+    None when no sweep samples it as a number (or they disagree)."""
+    flags = {bool(spec.get("log", False)) for sweep in sweeps for name, spec in (sweep.meta.get("space") or {}).items()
+             if isinstance(spec, dict) and spec.get("key", name) == key and spec.get("type") in ("float", "int")}
+    return flags.pop() if len(flags) == 1 else None
 
 
 def open_storage(url: str, folder: Path):
@@ -353,29 +466,56 @@ def _existing(path: Path, folder: Path) -> Path:
 
 # ---------------------------------------------------------------- the metric
 
-def resolve_metric(name: str, collection: Collection, direction: str = "auto") -> Metric:
-    """--metric NAME: a summary number (best_val_acc, wall_time_s) used as is, or a metrics.csv
-    column (val_acc) meaning its best value over epochs (summary's best_<name>, else the
-    curve's). Adds that per-run column to collection.runs when it has to compute it."""
+def resolve_metric(name: str, collection: Collection, direction: str = "auto", at: str | None = None) -> Metric:
+    """--metric NAME --at final|best: a metrics.csv column (val_acc) read at each run's final
+    epoch (default) or its best one (summary's final_/best_<name>, else the curve's), or a
+    summary number (best_val_acc, wall_time_s) used as is. Adds that per-run column to
+    collection.runs when it has to compute it."""
     runs, curves = collection.runs, collection.curves
     maximize = _maximize(name, direction)
     if name in curves.columns and name not in ("run_dir", "epoch"):
-        column = f"best_{name}"
-        from_curve = runs["run_dir"].map(curves.groupby("run_dir")[name].agg("max" if maximize else "min"))
-        same_sense = maximize == _maximize(name, "auto")  # summary's best_* uses the usual sense
-        if column in runs and same_sense:
-            runs[column] = pd.to_numeric(runs[column], errors="coerce").fillna(from_curve)
-        else:
-            column = column if column not in runs else f"{column}_{'max' if maximize else 'min'}"
-            runs[column] = from_curve
-        return Metric(name, column, name, maximize)
+        at = at or "final"
+        column = _curve_value_column(collection, name, at, maximize)
+        return Metric(name, column, name, maximize, at, _test_column(name, runs))
     if name in runs and pd.api.types.is_numeric_dtype(runs[name]):
         base = name.removeprefix("best_").removeprefix("final_")
+        named_at = name[:-len(base) - 1] if base != name else None
+        if at is not None and at != named_at:
+            which = f" of the {named_at} epoch; use --metric {base} --at {at}" if named_at else ""
+            raise ConfigError(f"--at {at}: --metric {name} is a summary number{which}")
         curve = base if base in curves.columns else None
-        return Metric(name, name, curve, _maximize(name, direction))
+        return Metric(name, name, curve, _maximize(name, direction), named_at, _test_column(base, runs))
     choices = sorted({c for c in curves.columns if c not in ("run_dir", "epoch")}
                      | {c for c in runs.columns if c not in collection.config_keys and pd.api.types.is_numeric_dtype(runs[c])})
     raise ConfigError(f"--metric {name}: not a metrics.csv column or summary number; choose from: {', '.join(choices)}")
+
+
+def _curve_value_column(collection: Collection, name: str, at: str, maximize: bool) -> str:
+    """Fill runs[f'{at}_{name}'] (summary's number where it has one, else the curve's)."""
+    runs, curves = collection.runs, collection.curves
+    column = f"{at}_{name}"
+    if at == "final":  # the last row as written, NaN included (a run that diverged there)
+        from_curve = runs["run_dir"].map(curves.groupby("run_dir", sort=False).tail(1).set_index("run_dir")[name])
+        same_sense = True
+    else:
+        from_curve = runs["run_dir"].map(curves.groupby("run_dir")[name].agg("max" if maximize else "min"))
+        same_sense = maximize == _maximize(name, "auto")  # summary's best_* uses the usual sense
+    if column in runs and same_sense:
+        runs[column] = pd.to_numeric(runs[column], errors="coerce").fillna(from_curve)
+    else:
+        column = column if column not in runs else f"{column}_{'max' if maximize else 'min'}"
+        runs[column] = from_curve
+    return column
+
+
+def _test_column(name: str, runs: pd.DataFrame) -> str | None:
+    """test_acc for val_acc: the summary number measured on the test split, when runs have one."""
+    if not name.startswith("val_"):
+        return None
+    column = "test_" + name.removeprefix("val_")
+    if column in runs and pd.to_numeric(runs[column], errors="coerce").notna().any():
+        return column
+    return None
 
 
 def _maximize(name: str, direction: str) -> bool:
@@ -392,9 +532,42 @@ def differing_keys(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
     """Config keys with two or more values among the runs that have them (a key missing
     from older runs does not count; bookkeeping keys such as the seed are excluded), less
     keys that merely follow a group's choice (adam's betas, sgd's momentum)."""
-    keys = [k for k in config_keys if k in runs and k not in BOOKKEEPING_KEYS and _distinct(runs[k]) > 1]
+    keys = [k for k in config_keys if k in runs and k != SEED_KEY and not is_bookkeeping(k) and _distinct(runs[k]) > 1]
     groups = [k for k in keys if k in GROUPS]
     return [k for k in keys if not any(k.startswith(f"{g}.") and _follows(runs, g, k) for g in groups)]
+
+
+def is_bookkeeping(key: str) -> bool:
+    return key in BOOKKEEPING_KEYS or key.startswith(BOOKKEEPING_PREFIXES)
+
+
+def pooled_keys(runs: pd.DataFrame, config_keys: list[str], keys: list[str]) -> pd.Series:
+    """Per group label: the config keys (seed and bookkeeping aside) that still vary among
+    its runs, comma-separated ('' when the group's runs differ only in the seed)."""
+    labels = group_labels(runs, keys)
+    candidates = differing_keys(runs, config_keys)  # a key that varies inside a group varies overall
+    return pd.Series({label: ",".join(k for k in differing_keys(frame, candidates) if k not in keys)
+                      for label, frame in runs[candidates].groupby(labels, sort=False)}, dtype=object)
+
+
+def replicate_ids(runs: pd.DataFrame, config_keys: list[str], keys: list[str] = ()) -> pd.Series:
+    """One id per distinct (config, seed): runs that share it are duplicates of one replicate.
+    Grouping keys that are not config keys (--compare's source) also tell runs apart."""
+    identity = [k for k in config_keys if k in runs and not is_bookkeeping(k)]
+    identity += [k for k in ("seed", *keys) if k in runs and k not in identity]
+    cells = runs[identity].astype(str)  # lists are JSON text already; NaN hashes alike
+    return pd.Series(pd.util.hash_pandas_object(cells, index=False).to_numpy(), index=runs.index)
+
+
+def merge_duplicates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One row per replicate (frame needs a `replicate` column): its first run's cells, the
+    mean of `columns` over its duplicates (identical on CPU, so the mean is any of them;
+    float rounding apart on a GPU), and `folders`, how many runs it stands for."""
+    merged = frame.drop_duplicates("replicate").set_index("replicate")
+    values = frame[columns].apply(pd.to_numeric, errors="coerce").groupby(frame["replicate"], sort=False)
+    merged[columns] = values.mean()
+    merged["folders"] = values.size()
+    return merged.reset_index()
 
 
 def _distinct(values: pd.Series) -> int:
@@ -537,15 +710,20 @@ def epochs_to_target(curves: pd.DataFrame, column: str, target: float, maximize:
 
 def aggregate(collection: Collection, keys: list[str], metric: Metric, target: float | None = None,
               stats_over: tuple[str, ...] = ("completed",)) -> pd.DataFrame:
-    """One row per group: rank, keys, counts by status, stats of the metric, best/worst seed,
-    epochs to target. Sorted best first; groups without a usable value last, unranked."""
-    runs = collection.runs.assign(group=group_labels(collection.runs, keys))
+    """One row per group: rank, keys, which metric, n (distinct seeds used) and runs (folders),
+    duplicates merged, counts by status, stats of the metric (and of its test number), best/worst
+    seed, epochs to target, and `varies`: the other keys pooled in the group. Sorted best
+    first; groups without a usable value last, unranked."""
+    runs = collection.runs.assign(group=group_labels(collection.runs, keys),
+                                  replicate=replicate_ids(collection.runs, collection.config_keys, keys))
     reached = None
     if target is not None:
         if metric.curve is None:
             raise ConfigError(f"--target: --metric {metric.name} has no per-epoch curve to test against")
         reached = epochs_to_target(collection.curves, metric.curve, target, metric.maximize)
-    rows = [_group_row(frame, keys, metric, reached, stats_over) for _, frame in runs.groupby("group", sort=False)]
+    varies = pooled_keys(collection.runs, collection.config_keys, keys)
+    rows = [{**_group_row(frame, keys, metric, reached, stats_over), "varies": varies[label]}
+            for label, frame in runs.groupby("group", sort=False)]
     table = pd.DataFrame(rows)
     table = table.sort_values("mean", ascending=not metric.maximize, na_position="last", kind="stable")
     ranked = table["mean"].notna()
@@ -556,19 +734,31 @@ def aggregate(collection: Collection, keys: list[str], metric: Metric, target: f
 
 def _group_row(frame: pd.DataFrame, keys: list[str], metric: Metric, reached: pd.Series | None,
                stats_over: tuple[str, ...]) -> dict:
-    row = {"group": frame["group"].iloc[0], **{k: frame[k].iloc[0] for k in keys}, "n_runs": len(frame)}
+    used = frame[frame["status"].isin(stats_over) & frame[metric.column].notna()]
+    columns = [metric.column, *([metric.test_column] if metric.test_column else [])]
+    values = merge_duplicates(used[["replicate", "seed", *columns]], columns)
+    stats = describe(values[metric.column])
+    row = {"group": frame["group"].iloc[0], **{k: frame[k].iloc[0] for k in keys},
+           "metric": metric.name, "at": metric.at or "", "n": stats.pop("n"), "runs": len(frame),
+           "duplicates": len(used) - len(values)}
     for status in STATUSES:
         row[status] = int((frame["status"] == status).sum())
     row["other_status"] = int((~frame["status"].isin(STATUSES)).sum())
-    used = frame[frame["status"].isin(stats_over) & frame[metric.column].notna()]
-    stats = describe(used[metric.column])
-    row.update({"n_used": stats.pop("n"), **stats})
-    row.update(_best_and_worst(used, metric))
+    row.update(stats)
+    row.update(_best_and_worst(values, metric))
+    if metric.test_column:
+        test = describe(values[metric.test_column])
+        row.update({f"test_{k}": v for k, v in test.items() if k != "sem"})
     if reached is not None:
-        epochs = frame["run_dir"].map(reached)
-        row.update({"target_reached": int(epochs.notna().sum()), "target_missed": int(epochs.isna().sum()),
-                    "epochs_to_target": epochs.mean()})
+        row.update(_target_row(frame, reached))
     return row
+
+
+def _target_row(frame: pd.DataFrame, reached: pd.Series) -> dict:
+    """Epochs to target per replicate (duplicates: their mean; reached when any of them did)."""
+    epochs = frame["run_dir"].map(reached).groupby(frame["replicate"], sort=False).mean()
+    return {"target_reached": int(epochs.notna().sum()), "target_missed": int(epochs.isna().sum()),
+            "epochs_to_target": epochs.mean()}
 
 
 def _best_and_worst(used: pd.DataFrame, metric: Metric) -> dict:
@@ -583,11 +773,13 @@ def _best_and_worst(used: pd.DataFrame, metric: Metric) -> dict:
 def compare(collection: Collection, sources: tuple[str, str], keys: list[str], metric: Metric,
             stats_over: tuple[str, ...] = ("completed",)) -> pd.DataFrame:
     """Side by side per group: A's and B's n, mean and CI, and A - B with Welch's CI."""
-    runs = collection.runs.assign(group=group_labels(collection.runs, keys))
+    runs = collection.runs.assign(group=group_labels(collection.runs, keys),
+                                  replicate=replicate_ids(collection.runs, collection.config_keys))
     used = runs[runs["status"].isin(stats_over) & runs[metric.column].notna()]
     rows = []
     for group in runs["group"].drop_duplicates():
-        sides = [describe(used.loc[(used["group"] == group) & (used["source"] == s), metric.column]) for s in sources]
+        sides = [describe(merge_duplicates(used[(used["group"] == group) & (used["source"] == s)],
+                                           [metric.column])[metric.column]) for s in sources]
         row = {"group": group}
         for name, side in zip("AB", sides):
             row.update({f"{name}_{k}": v for k, v in side.items() if k != "sem"})
@@ -596,11 +788,16 @@ def compare(collection: Collection, sources: tuple[str, str], keys: list[str], m
 
 
 def group_curves(collection: Collection, keys: list[str], column: str) -> pd.DataFrame:
-    """Per group and epoch: mean, min and max of `column` over the group's runs, and n."""
-    labels = group_labels(collection.runs, keys)
+    """Per group and epoch: mean, min and max of `column` over the group's replicates
+    (duplicates averaged first), and n, how many replicates have that epoch."""
     curves = collection.curves
     if column not in curves:
         return pd.DataFrame(columns=["group", "epoch", "mean", "min", "max", "n"])
-    joined = curves[["run_dir", "epoch", column]].assign(group=curves["run_dir"].map(dict(zip(collection.runs["run_dir"], labels))))
-    table = joined.groupby(["group", "epoch"], sort=True)[column].agg(["mean", "min", "max", "count"])
+    runs = collection.runs
+    group_of = dict(zip(runs["run_dir"], group_labels(runs, keys)))
+    replicate_of = dict(zip(runs["run_dir"], replicate_ids(runs, collection.config_keys, keys)))
+    joined = curves[["run_dir", "epoch", column]].assign(group=curves["run_dir"].map(group_of),
+                                                         replicate=curves["run_dir"].map(replicate_of))
+    per_replicate = joined.groupby(["group", "replicate", "epoch"], sort=False)[column].mean()
+    table = per_replicate.groupby(level=["group", "epoch"], sort=True).agg(["mean", "min", "max", "count"])
     return table.rename(columns={"count": "n"}).reset_index()

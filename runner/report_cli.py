@@ -7,6 +7,7 @@ the report folder.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -19,20 +20,29 @@ from runner.metrics import write_atomic
 
 DESCRIPTION = """\
 Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folders
-(outputs/sweeps/<study>) and parent folders, searched recursively. Writes to --out
-(default: <first PATH>/report): report.csv (one row per group: rank, counts by status, n,
-mean, std, standard error, 95% t confidence interval, best and worst seed, epochs to
---target), runs.csv (one row per run: every config key and summary number), PNG plots
-(learning curves per group, the metric against each numeric key that varies, and for
-sweeps the best-so-far curve and Optuna's parameter importances), and with --compare,
-compare.csv. Folders that cannot be read are listed on stderr with the reason and left
-out; the rest is reported. The last line of stdout is the report folder."""
+(outputs/sweeps/<study>) and parent folders, searched recursively. The metric is read on
+the validation split at each run's final epoch (--at best: its best epoch); a test number
+in summary.json (test_acc) is shown beside it. Runs with the same config and seed are
+duplicates: they count once (n = distinct seeds), with their mean. Writes to --out
+(default: <first PATH>/report-<options>, e.g. report-by_optimizer-val_acc-final):
+report.csv (one row per group: rank, metric and epoch, n, runs (folders), duplicates,
+counts by status, mean, std, standard error, 95% t confidence interval, best and worst
+seed, epochs to --target, and `varies`: other keys that differ inside the group), runs.csv
+(one row per run: every config key and summary number), PNG plots (learning curves per
+group, the metric against each numeric key that varies, and for sweeps the best-so-far
+curve and parameter importances per branch of a conditional space), and with --compare,
+compare.csv. A folder holding a report made with other options is not overwritten without
+--force. Folders that cannot be read are listed on stderr with the reason and left out;
+the rest is reported. The last line of stdout is the report folder."""
 
 EPILOG = """\
 examples:
   optlab report outputs/runs                      group by the config keys that differ
   optlab report outputs/sweeps/lr_wd --by optimizer --target 0.95
   optlab report outputs/sweeps/a outputs/sweeps/b --compare --by optimizer"""
+
+
+AT_CHOICES = ("final", "best")  # which epoch of a metrics.csv column (runner.report.resolve_metric)
 
 
 def register(subparsers) -> None:
@@ -44,15 +54,22 @@ def register(subparsers) -> None:
                         help="group by these config keys: groups (optimizer, norm) or dotted keys "
                              "(optimizer.lr); default: the keys that differ between the runs, seed excluded")
     parser.add_argument("--metric", default="val_acc",
-                        help="a metrics.csv column, meaning its best epoch (val_acc, val_loss), or a "
-                             "summary number (final_val_acc, wall_time_s); default: val_acc")
+                        help="a metrics.csv column (val_acc, val_loss; read at the epoch --at says), or a "
+                             "summary number (best_val_acc, wall_time_s); default: val_acc")
+    parser.add_argument("--at", choices=AT_CHOICES,
+                        help="which epoch of a metrics.csv column: each run's final epoch (default) or its "
+                             "best one (chosen on that validation column)")
     parser.add_argument("--direction", choices=("auto", "max", "min"), default="auto",
                         help="whether higher is better; auto: lower for names with loss/time/error")
     parser.add_argument("--target", type=float, metavar="VALUE",
                         help="report epochs until the metric's curve first reaches VALUE")
     parser.add_argument("--stats-over", default="completed", metavar="STATUS[,STATUS...]",
                         help="statuses whose runs enter mean/std/CI (default: completed); all are counted")
-    parser.add_argument("--out", metavar="DIR", help="report folder (default: <first PATH>/report)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="report folder (default: <first PATH>/report-<options>, named after --by, "
+                             "--metric, --at and the other options that change the numbers)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a report made with other options in --out (otherwise: exit 2)")
     parser.add_argument("--format", choices=("table", "csv", "md", "json"), default="table",
                         help="how stdout shows the group table; csv/md/json also write report.<fmt>")
     parser.add_argument("--compare", action="store_true",
@@ -77,24 +94,26 @@ def run_report(args) -> int:
         raise DataError(f"no readable run folders under {', '.join(args.paths)}")
     if args.compare:
         _check_disjoint(collection, args.paths)
-    metric = report.resolve_metric(args.metric, collection, args.direction)
+    metric = report.resolve_metric(args.metric, collection, args.direction, args.at)
     keys = _keys(args.by, collection) if args.by or not args.compare else []  # compare: all A vs all B
     stats_over = _statuses(args.stats_over)
     table_keys = ["source", *keys] if args.compare else keys
     table = report.aggregate(collection, table_keys, metric, args.target, stats_over)
-    out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "runs.csv", collection.runs.to_csv(index=False))
-    write_atomic(out / "report.csv", table.to_csv(index=False))
-    show_table(table, table_keys, metric, args.format, out)
+    options = _options(args, metric, stats_over)
+    folder = ReportFolder(Path(args.out) if args.out else default_out(args.paths[0], options), options, args.force)
+    _warn_duplicates(table)
+    folder.write("runs.csv", collection.runs.to_csv(index=False))
+    folder.write("report.csv", table.to_csv(index=False))
+    show_table(table, table_keys, metric, args.format, folder)
     if args.compare:
         side_by_side = report.compare(collection, tuple(str(Path(p)) for p in args.paths), keys, metric, stats_over)
-        write_atomic(out / "compare.csv", side_by_side.to_csv(index=False))
-        _console().print(compare_table(side_by_side, metric, args.paths))
+        folder.write("compare.csv", side_by_side.to_csv(index=False))
+        _print(compare_table(side_by_side, metric, args.paths))
     if not args.no_plots:
-        for note in write_plots(collection, table, table_keys, metric, stats_over, out):
+        for note in write_plots(collection, table, table_keys, metric, stats_over, folder):
             print(f"note: {note}", file=sys.stderr)
-    print(out)
+    folder.finish()
+    print(folder.path)
     return 0
 
 
@@ -104,11 +123,89 @@ def run_layer_report(args) -> int:
     run_dirs = sorted({p.parent for path in args.paths for p in _layer_tables(Path(path))})
     if not run_dirs:
         raise DataError(f"no layers.csv under {', '.join(args.paths)} (train with trainer.diagnostics=true)")
-    out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
+    out = Path(args.out) if args.out else Path(args.paths[0]) / "report-layers"
     for path in write_layer_plots(run_dirs, out):
         print(f"wrote {path}", file=sys.stderr)
     print(out)
     return 0
+
+
+# ---------------------------------------------------------------- the report folder
+
+def _options(args, metric, stats_over: tuple[str, ...]) -> dict:
+    """Everything that changes the report's numbers (not how stdout shows them)."""
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
+    return {"paths": [os.path.realpath(p) for p in args.paths], "by": by, "metric": metric.name, "at": metric.at,
+            "direction": args.direction, "target": args.target, "stats_over": list(stats_over),
+            "compare": bool(args.compare)}
+
+
+def default_out(first_path: str, options: dict) -> Path:
+    """<first PATH>/report-<options>: report-by_optimizer-val_acc-final, report-val_acc-best-target_0.9, ..."""
+    metric, at = options["metric"], options["at"]
+    parts = ["report", *(["compare"] if options["compare"] else []),
+             *([f"by_{'+'.join(options['by'])}"] if options["by"] else []),
+             metric if at is None or metric.startswith(f"{at}_") else f"{metric}-{at}",
+             *([options["direction"]] if options["direction"] != "auto" else []),
+             *([f"target_{options['target']:g}"] if options["target"] is not None else []),
+             *([f"over_{'+'.join(options['stats_over'])}"] if options["stats_over"] != ["completed"] else [])]
+    return Path(first_path) / _file_name("-".join(parts))
+
+
+class ReportFolder:
+    """Where a report goes. report_options.json holds the options that made the report in it
+    and the files it wrote: a report with other options refuses the folder (unless forced), and
+    a rerun deletes the files of the previous report that it did not write again (a plot
+    of a key that no longer varies), never any other file."""
+
+    RECORD = "report_options.json"
+
+    def __init__(self, path: Path, options: dict, force: bool):
+        self.path, self.options, self.written = path, options, []
+        previous = self._previous()
+        if previous is not None and previous.get("options") != options and not force:
+            changed = _differences(previous.get("options"), options)
+            raise ConfigError(f"{path} holds a report made with other options ({changed}); "
+                              "choose another --out, or add --force to replace it")
+        self.previous_files = list((previous or {}).get("files", []))
+        path.mkdir(parents=True, exist_ok=True)
+
+    def _previous(self) -> dict | None:
+        """The record of the report in the folder ({} for a report without one), None if none."""
+        try:
+            record = json.loads((self.path / self.RECORD).read_text())
+            return record if isinstance(record, dict) else {}
+        except FileNotFoundError:
+            return {} if (self.path / "report.csv").exists() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+
+    def write(self, name: str, text: str) -> None:
+        write_atomic(self.path / name, text)
+        self.written.append(name)
+
+    def save(self, fig, name: str) -> None:
+        from runner import plots
+
+        name = _file_name(name)
+        tmp = self.path / f".{Path(name).stem}.{os.getpid()}.tmp.png"
+        plots.save(fig, tmp)
+        os.replace(tmp, self.path / name)
+        self.written.append(name)
+
+    def finish(self) -> None:
+        for name in set(self.previous_files) - set(self.written):
+            if Path(name).name == name:  # a bare file name, as recorded: nothing outside the folder
+                (self.path / name).unlink(missing_ok=True)
+        record = {"options": self.options, "files": sorted(set(self.written))}
+        write_atomic(self.path / self.RECORD, json.dumps(record, indent=2) + "\n")
+
+
+def _differences(previous: dict | None, options: dict) -> str:
+    if not previous:
+        return "not recorded"
+    changed = [f"{k} {previous.get(k)!r} -> {v!r}" for k, v in options.items() if previous.get(k) != v]
+    return ", ".join(changed)
 
 
 def _layer_tables(path: Path) -> list[Path]:
@@ -120,6 +217,16 @@ def _warn(collection) -> None:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     for note in collection.notes:
         print(f"note: {note}", file=sys.stderr)
+
+
+def _warn_duplicates(table: pd.DataFrame) -> None:
+    """One line: duplicates (same config and seed) were merged, how many, in which groups."""
+    merged = table[table["duplicates"] > 0]
+    if merged.empty:
+        return
+    where = "; ".join(f"{row.group}: {row.n + row.duplicates} folders, n={row.n}" for row in merged.itertuples())
+    print(f"warning: merged {int(merged['duplicates'].sum())} duplicate run folder(s) (same config and seed "
+          f"as another; counted once, values averaged): {where}", file=sys.stderr)
 
 
 def _check_disjoint(collection, paths: list[str]) -> None:
@@ -154,53 +261,78 @@ def _keys(by: str | None, collection) -> list[str]:
 
 # ---------------------------------------------------------------- terminal
 
-def _console():
-    """A real terminal's width; 160 columns when stdout is a file or pipe."""
+PIPE_WIDTH = 100_000  # piped or redirected: no width to fit, so tables keep their natural width
+
+
+def _print(renderable) -> None:
+    """To a real terminal at its width; to a file or pipe uncut (rich would otherwise squeeze
+    the table into 80 columns, folding cells)."""
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=160)
+    (console if console.is_terminal else Console(width=PIPE_WIDTH)).print(renderable)
 
 
-def show_table(table: pd.DataFrame, keys: list[str], metric, fmt: str, out: Path) -> None:
+def show_table(table: pd.DataFrame, keys: list[str], metric, fmt: str, folder: ReportFolder) -> None:
     if fmt == "table":
-        _console().print(group_table(table, keys, metric))
+        _print(group_table(table, keys, metric))
         return
     text = {"csv": lambda: table.to_csv(index=False),
             "md": lambda: to_markdown(table),
             "json": lambda: table.to_json(orient="records", indent=2) + "\n"}[fmt]()
     if fmt != "csv":
-        write_atomic(out / f"report.{fmt}", text)
+        folder.write(f"report.{fmt}", text)
     sys.stdout.write(text)
 
 
 def group_table(table: pd.DataFrame, keys: list[str], metric):
-    """The rich view of report.csv: rank, keys, n, mean ± CI, std, best/worst seed, statuses."""
+    """The rich view of report.csv: rank, keys, n, mean ± CI, std, the test number, best/worst
+    seed, statuses; the caption names the keys each group pools."""
     from rich.table import Table
 
     arrow = "higher" if metric.maximize else "lower"
-    view = Table(title=f"{metric.name} by {', '.join(keys) or 'all runs'} ({arrow} is better; n = used/runs)")
+    test = metric.test_column if metric.test_column and "test_mean" in table else None
+    view = Table(title=f"{metric.label} by {', '.join(keys) or 'all runs'} "
+                       f"({arrow} is better; n = distinct seeds used / run folders)",
+                 caption=table_caption(table, test), caption_justify="left")
     shown = keys if len(keys) <= 2 else ["group"]  # many keys: one 'k=v, ...' label column
-    for name in ["rank", *shown, "n", "mean", "95% CI", "std", "best (seed)", "worst (seed)",
-                 "diverged", "pruned", "failed", "other", *(["target hit", "epochs"] if "target_reached" in table else [])]:
+    for name in ["rank", *shown, "n", "mean", "95% CI", "std", *([test, f"{test} 95% CI"] if test else []),
+                 "best (seed)", "worst (seed)", "diverged", "pruned", "failed", "other",
+                 *(["target hit", "epochs"] if "target_reached" in table else [])]:
         view.add_column(name, justify="left" if name in shown else "right")
     for _, row in table.iterrows():
         cells = ["" if pd.isna(row["rank"]) else str(row["rank"]), *(_fmt(row[k]) for k in shown),
-                 f"{row['n_used']}/{row['n_runs']}", _fmt(row["mean"]),
+                 f"{row['n']}/{row['runs']}", _fmt(row["mean"]),
                  f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]", _fmt(row["std"]),
+                 *([_fmt(row["test_mean"]), f"[{_fmt(row['test_ci_low'])}, {_fmt(row['test_ci_high'])}]"] if test else []),
                  f"{_fmt(row['best'])} ({_fmt(row['best_seed'])})", f"{_fmt(row['worst'])} ({_fmt(row['worst_seed'])})",
                  *(_count(row[s]) for s in ("diverged", "pruned", "failed")),
                  _count(row["interrupted"] + row["running"] + row["other_status"])]
         if "target_reached" in table:
-            cells += [f"{row['target_reached']}/{row['n_runs']}", _fmt(row["epochs_to_target"])]
+            cells += [f"{row['target_reached']}/{row['target_reached'] + row['target_missed']}",
+                      _fmt(row["epochs_to_target"])]
         view.add_row(*cells)
     return view
+
+
+def table_caption(table: pd.DataFrame, test_column: str | None) -> str | None:
+    """What the table does not show in its cells: keys pooled inside groups, the test split."""
+    lines = []
+    varies = table.set_index("group")["varies"].fillna("").astype(str)
+    pooled = varies[varies != ""]
+    if len(pooled) == len(varies) and pooled.nunique() == 1:
+        lines.append(f"every group pools runs that also differ in: {pooled.iloc[0]}")
+    elif len(pooled):
+        lines += ["pooled runs that also differ in:", *(f"  {g}: {v}" for g, v in pooled.items())]
+    if test_column:
+        lines.append(f"{test_column}: the test split, measured once with each run's best-validation-epoch weights")
+    return "\n".join(lines) or None
 
 
 def compare_table(side_by_side: pd.DataFrame, metric, paths: list[str]):
     from rich.table import Table
 
-    view = Table(title=f"{metric.name}: A = {paths[0]}, B = {paths[1]} (A - B with Welch's 95% CI)")
+    view = Table(title=f"{metric.label}: A = {paths[0]}, B = {paths[1]} (A - B with Welch's 95% CI; n = distinct seeds)")
     for name in ("group", "A n", "A mean", "B n", "B mean", "A - B", "95% CI", "p"):
         view.add_column(name, justify="left" if name == "group" else "right")
     for _, row in side_by_side.iterrows():
@@ -235,7 +367,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 MAX_KEY_PLOTS = 8
 
 
-def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_over, out: Path) -> list[str]:
+def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_over, folder: ReportFolder) -> list[str]:
     """Every PNG this report can draw; returns notes on the ones it could not."""
     from runner import plots, report
 
@@ -244,20 +376,23 @@ def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_
     for column in dict.fromkeys(c for c in (metric.curve, "train_loss") if c):
         curves = report.group_curves(collection, keys, column)
         if not curves.empty:
-            _save(plots.learning_curves(curves, column, order), out / f"curves_{column}.png")
-    runs = collection.runs
-    used = runs[runs["status"].isin(stats_over)]
+            folder.save(plots.learning_curves(curves, column, order, ", ".join(keys)), f"curves_{column}.png")
+    runs = collection.runs.assign(replicate=report.replicate_ids(collection.runs, collection.config_keys, keys))
+    used = runs[runs["status"].isin(stats_over) & runs[metric.column].notna()]
+    seeds = report.merge_duplicates(used, [metric.column])
     varying = report.numeric_keys(runs, report.differing_keys(runs, collection.config_keys))
     for key in varying[:MAX_KEY_PLOTS]:
         others = [k for k in keys if k != key and k not in varying]  # colour by the categorical keys
-        hue = report.group_labels(used, others) if others else None
-        _save(plots.metric_vs_key(used, key, metric.column, metric.name, hue), out / _file_name(f"{metric.name}_vs_{key}.png"))
+        hue = report.group_labels(seeds, others) if others else None
+        fig = plots.metric_vs_key(seeds, key, metric.column, metric.label, hue, ", ".join(others),
+                                  report.log_scaled(collection.sweeps, key))
+        folder.save(fig, f"{metric.name}_vs_{key}.png")
     for sweep in collection.sweeps:
-        notes += _sweep_plots(sweep, metric, out)
+        notes += _sweep_plots(sweep, metric, folder)
     return notes
 
 
-def _sweep_plots(sweep, metric, out: Path) -> list[str]:
+def _sweep_plots(sweep, metric, folder: ReportFolder) -> list[str]:
     from runner import plots, report
 
     name = sweep.meta.get("metric") or "value"
@@ -266,22 +401,13 @@ def _sweep_plots(sweep, metric, out: Path) -> list[str]:
     if history.empty:
         notes.append(f"{sweep.study}: no completed trials in trials.csv, best-so-far plot skipped")
     else:
-        _save(plots.best_so_far(history, name, sweep.study), out / _file_name(f"sweep_{sweep.study}_best_so_far.png"))
+        folder.save(plots.best_so_far(history, name, sweep.study), f"sweep_{sweep.study}_best_so_far.png")
     importances, why_not = report.param_importances(sweep)
-    if importances is None:
-        notes.append(why_not)
-    else:
-        _save(plots.importances(importances, sweep.study), out / _file_name(f"sweep_{sweep.study}_importances.png"))
+    notes += why_not
+    if importances is not None:
+        folder.save(plots.importances(importances, sweep.study, name), f"sweep_{sweep.study}_importances.png")
     return notes
 
 
 def _file_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
-
-
-def _save(fig, path: Path) -> None:
-    from runner import plots
-
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    plots.save(fig, tmp)
-    os.replace(tmp, path)
+    return "".join(c if c.isalnum() or c in "-_.=+" else "_" for c in name)

@@ -55,9 +55,11 @@ def runs_root(tmp_path) -> Path:
     return root
 
 
-def aggregate(root: Path, by: list[str] | None = None, metric: str = "val_acc", target=None, direction="auto"):
+def aggregate(root: Path, by: list[str] | None = None, metric: str = "val_acc", target=None, direction="auto",
+              at: str | None = "best"):
+    """The group table; the hand computations below use each run's best epoch (--at best)."""
     collection = report.load([root])
-    m = report.resolve_metric(metric, collection, direction)
+    m = report.resolve_metric(metric, collection, direction, at if metric in collection.curves else None)
     keys = by if by is not None else report.differing_keys(collection.runs, collection.config_keys)
     return report.aggregate(collection, keys, m, target).set_index("group"), keys
 
@@ -81,8 +83,8 @@ def test_group_statistics_match_hand_computation(runs_root):
 def test_status_counts_best_worst_seed_and_rank(runs_root):
     table, _ = aggregate(runs_root, ["optimizer"])
     sgd, adam = table.loc["optimizer=sgd"], table.loc["optimizer=adam"]
-    assert (sgd["n_runs"], sgd["n_used"], sgd["completed"], sgd["diverged"], sgd["pruned"], sgd["failed"]) == (4, 2, 2, 1, 1, 0)
-    assert (adam["n_runs"], adam["n_used"], adam["diverged"]) == (3, 3, 0)
+    assert (sgd["runs"], sgd["n"], sgd["completed"], sgd["diverged"], sgd["pruned"], sgd["failed"]) == (4, 2, 2, 1, 1, 0)
+    assert (adam["runs"], adam["n"], adam["diverged"], adam["duplicates"]) == (3, 3, 0, 0)
     assert (adam["best_seed"], adam["best"], adam["worst_seed"], adam["worst"]) == (2, 0.97, 0, 0.90)
     assert (adam["rank"], sgd["rank"]) == (1, 2)
     flipped, _ = aggregate(runs_root, ["optimizer"], direction="min")
@@ -124,7 +126,7 @@ def test_runs_table_has_config_keys_group_choices_and_summary(runs_root):
 
 def test_metric_from_curve_summary_number_and_unknown(runs_root):
     collection = report.load([runs_root])
-    loss = report.resolve_metric("val_loss", collection)
+    loss = report.resolve_metric("val_loss", collection, at="best")
     assert not loss.maximize and loss.curve == "val_loss"
     assert collection.runs.set_index("run").loc["adam-2", loss.column] == pytest.approx(0.03)  # 1 - 0.97
     final = report.resolve_metric("final_val_acc", collection)
@@ -251,15 +253,226 @@ def test_sweep_folder_tags_runs_and_gives_importances(tmp_path, storage_kind):
     collection = report.load([folder])
     assert len(collection.sweeps) == 1 and len(collection.runs) == 6
     assert set(collection.runs["sweep"]) == {"demo"} and sorted(collection.runs["trial"]) == [0, 1, 2, 3, 4, 5]
-    importances, note = report.param_importances(collection.sweeps[0])
-    assert note is None and set(importances.index) == {"optimizer.lr", "model.width"}
-    assert importances.sum() == pytest.approx(1.0)
+    importances, notes = report.param_importances(collection.sweeps[0])
+    assert notes == [] and set(importances["param"]) == {"optimizer.lr", "model.width"}
+    assert set(importances["branch"]) == {report.ALL_TRIALS} and importances["importance"].sum() == pytest.approx(1.0)
 
 
 def test_importances_skipped_with_a_note(tmp_path):
     folder = make_sweep(tmp_path, trials=1)
     sweep = report.load_sweep(folder)
-    assert report.param_importances(sweep) == (None, "demo: 1 complete trial(s), importances need 2 or more")
+    assert report.param_importances(sweep) == (None, ["demo: 1 complete trial(s), importances need 2 or more"])
     sweep.meta["storage"] = str(tmp_path / "nowhere.log")
-    importances, note = report.param_importances(sweep)
-    assert importances is None and "not found" in note and not (tmp_path / "nowhere.log").exists()
+    importances, notes = report.param_importances(sweep)
+    assert importances is None and "not found" in notes[0] and not (tmp_path / "nowhere.log").exists()
+
+
+CONDITIONAL_SPACE = {
+    "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+    "model.width": {"type": "int", "low": 8, "high": 64},
+    "lr_sgd": {"key": "optimizer.lr", "type": "float", "low": 1e-3, "high": 1.0, "log": True,
+               "when": {"optimizer": ["sgd"]}},
+    "lr_adam": {"key": "optimizer.lr", "type": "float", "low": 1e-5, "high": 0.1, "log": True,
+                "when": {"optimizer": ["adam"]}},
+}
+
+
+def conditional_trials(n: int = 40) -> list:
+    """sgd: the value depends on its lr only; adam: on the width only; adam is better overall."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+
+    def objective(trial):
+        optimizer = trial.suggest_categorical("optimizer", ["sgd", "adam"])
+        width = trial.suggest_int("model.width", 8, 64)
+        if optimizer == "sgd":
+            return 0.5 - abs(math.log10(trial.suggest_float("lr_sgd", 1e-3, 1.0, log=True)) + 1.5) / 10
+        trial.suggest_float("lr_adam", 1e-5, 0.1, log=True)
+        return 0.8 + width / 1000
+
+    study.optimize(objective, n_trials=n)
+    return study.trials
+
+
+def test_conditional_space_importances_are_computed_per_branch():
+    table, notes = report.branch_importances(conditional_trials(), "maximize", ["optimizer"])
+    by_branch = {b: dict(zip(part["param"], part["importance"])) for b, part in table.groupby("branch")}
+    assert set(by_branch) == {report.ALL_TRIALS, "optimizer=sgd", "optimizer=adam"} and notes == []
+    assert set(by_branch[report.ALL_TRIALS]) == {"optimizer", "model.width"}
+    assert by_branch[report.ALL_TRIALS]["optimizer"] > 0.8  # the branches differ most
+    assert set(by_branch["optimizer=sgd"]) == {"model.width", "lr_sgd"} and by_branch["optimizer=sgd"]["lr_sgd"] > 0.8
+    assert set(by_branch["optimizer=adam"]) == {"model.width", "lr_adam"}
+    assert by_branch["optimizer=adam"]["model.width"] > 0.8
+    for part in by_branch.values():
+        assert sum(part.values()) == pytest.approx(1.0)
+    assert report.conditioning_params({"space": CONDITIONAL_SPACE}) == ["optimizer"]
+
+
+def test_conditional_params_left_out_with_a_note_when_the_space_is_unknown():
+    table, notes = report.branch_importances(conditional_trials(), "maximize", None)
+    assert set(table["param"]) == {"optimizer", "model.width"}
+    assert notes == ["left out lr_adam, lr_sgd: set in some trials only, and sweep.json has no space "
+                     "saying which parameter they depend on"]
+
+
+def test_log_scale_comes_from_the_sweep_space(tmp_path):
+    sweep = report.Sweep(tmp_path, "demo", {"space": {**CONDITIONAL_SPACE, "wd": {"key": "optimizer.weight_decay",
+                                                                                  "type": "float", "low": 0, "high": 0.1}}},
+                         pd.DataFrame())
+    assert report.log_scaled([sweep], "optimizer.lr") is True
+    assert report.log_scaled([sweep], "optimizer.weight_decay") is False
+    assert report.log_scaled([sweep], "model.width") is False
+    assert report.log_scaled([sweep], "model.depth") is None and report.log_scaled([], "optimizer.lr") is None
+
+
+# ---------------------------------------------------------------- duplicates, pooling, which epoch
+
+def test_same_config_and_seed_are_one_replicate_with_their_mean(tmp_path):
+    root = tmp_path / "runs"
+    for copy, (last, bookkeeping) in enumerate([(0.90, {}), (0.90, {"name": "again", "out_dir": "/elsewhere"}),
+                                                (0.96, {"log_every": 7, "device": "cuda", "progress": False}),
+                                                (0.90, {"checkpoint_every_s": 0, "eval_batch_size": 10})]):
+        cfg = config(seed=0)
+        cfg["trainer"].update(bookkeeping)
+        write_run(root, f"seed0-copy{copy}", cfg, [0.5, last])
+    write_run(root, "seed1", config(seed=1), [0.5, 0.80])
+    table, _ = aggregate(root, [], at="final")
+    row = table.loc[report.ALL]
+    # seed 0: four folders, one replicate worth (0.90 + 0.90 + 0.96 + 0.90) / 4 = 0.915; seed 1: 0.80
+    assert (row["n"], row["runs"], row["duplicates"]) == (2, 5, 3)
+    assert row["mean"] == pytest.approx((0.915 + 0.80) / 2)
+    assert row["std"] == pytest.approx(math.sqrt(2 * 0.0575 ** 2))
+    assert (row["best_seed"], row["best"]) == (0, pytest.approx(0.915))
+
+
+def test_four_copies_of_one_seed_have_no_interval(tmp_path):
+    for copy in range(4):
+        write_run(tmp_path, f"copy{copy}", config(seed=0), [0.9])
+    row = aggregate(tmp_path, [])[0].loc[report.ALL]
+    assert (row["n"], row["runs"], row["duplicates"]) == (1, 4, 3)
+    assert math.isnan(row["std"]) and math.isnan(row["ci_low"]) and math.isnan(row["ci_high"])
+
+
+def test_a_key_that_changes_training_makes_a_replicate_not_a_duplicate(tmp_path):
+    plain, half = config(seed=0), config(seed=0)
+    plain["trainer"]["precision"], half["trainer"]["precision"] = "32", "bf16"
+    write_run(tmp_path, "fp32", plain, [0.9])
+    write_run(tmp_path, "bf16", half, [0.8])
+    table, keys = aggregate(tmp_path)
+    assert keys == ["trainer.precision"] and table["n"].tolist() == [1, 1]
+    pooled, _ = aggregate(tmp_path, [])
+    assert (pooled.loc[report.ALL, "n"], pooled.loc[report.ALL, "duplicates"]) == (2, 0)
+    assert pooled.loc[report.ALL, "varies"] == "trainer.precision"
+
+
+@pytest.mark.parametrize("key, bookkeeping", [
+    ("trainer.name", True), ("trainer.out_dir", True), ("trainer.progress", True), ("trainer.log_every", True),
+    ("trainer.checkpoint_every_s", True), ("trainer.device", True), ("trainer.data_on_device", True),
+    ("diagnostics.every", True), ("trainer.precision", False), ("trainer.seed", False), ("trainer.epochs", False),
+    ("optimizer.lr", False)])
+def test_bookkeeping_keys_do_not_change_what_is_learned(key, bookkeeping):
+    assert report.is_bookkeeping(key) == bookkeeping
+
+
+def test_pooling_by_a_key_lists_the_other_keys_that_vary(runs_root):
+    cfg = config("adam", seed=5)
+    cfg["data"]["name"], cfg["trainer"]["epochs"] = "moons", 10
+    write_run(runs_root, "adam-moons", cfg, [0.7, 0.8])
+    table, _ = aggregate(runs_root, ["optimizer"])
+    assert table.loc["optimizer=adam", "varies"] == "data,trainer.epochs"  # data.name follows data
+    assert table.loc["optimizer=sgd", "varies"] == ""
+    # grouped by every key that differs, nothing is pooled
+    collection = report.load([runs_root])
+    keys = report.differing_keys(collection.runs, collection.config_keys)
+    assert set(report.pooled_keys(collection.runs, collection.config_keys, keys)) == {""}
+
+
+def test_final_epoch_by_default_best_on_request(runs_root):
+    collection = report.load([runs_root])
+    final = report.resolve_metric("val_acc", collection)
+    assert (final.at, final.column, final.label) == ("final", "final_val_acc", "val_acc (validation, final epoch)")
+    table = report.aggregate(collection, ["optimizer"], final).set_index("group")
+    # adam's last epochs: 0.85, 0.92, 0.96 -> 0.91 (best epochs: 0.93); sgd's completed: 0.80, 0.83
+    assert table.loc["optimizer=adam", "mean"] == pytest.approx(0.91)
+    assert table.loc["optimizer=sgd", "mean"] == pytest.approx(0.815)
+    assert (table.loc["optimizer=adam", "metric"], table.loc["optimizer=adam", "at"]) == ("val_acc", "final")
+    best = report.resolve_metric("val_acc", collection, at="best")
+    assert best.label == "val_acc (validation, best epoch)"
+    table = report.aggregate(collection, ["optimizer"], best).set_index("group")
+    assert table.loc["optimizer=adam", "mean"] == pytest.approx(0.93)
+
+
+def test_final_value_comes_from_the_curve_when_the_summary_lacks_it(tmp_path):
+    folder = write_run(tmp_path, "r", config(), [0.5, 0.9, 0.7])
+    summary = json.loads((folder / "summary.json").read_text())
+    del summary["final_val_acc"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    collection = report.load([tmp_path])
+    metric = report.resolve_metric("val_acc", collection)
+    assert collection.runs[metric.column].tolist() == [0.7]
+
+
+def test_summary_numbers_name_their_epoch_and_refuse_another(runs_root):
+    collection = report.load([runs_root])
+    assert report.resolve_metric("best_val_acc", collection).at == "best"
+    assert report.resolve_metric("wall_time_s", collection).label == "wall_time_s"
+    with pytest.raises(ConfigError, match="--metric val_acc --at final"):
+        report.resolve_metric("best_val_acc", collection, at="final")
+
+
+def test_test_split_number_is_shown_beside_the_validation_one(runs_root):
+    # test_acc as a later trainer writes it: measured on the best-validation epoch's weights
+    for name, test_acc in {"adam-0": 0.88, "adam-1": 0.90, "adam-2": 0.95, "sgd-0": 0.78}.items():
+        path = runs_root / name / "summary.json"
+        summary = json.loads(path.read_text())
+        path.write_text(json.dumps({**summary, "test_acc": test_acc, "test_loss": 1 - test_acc, "best_epoch": 1}))
+    collection = report.load([runs_root])
+    metric = report.resolve_metric("val_acc", collection)
+    assert metric.test_column == "test_acc"
+    table = report.aggregate(collection, ["optimizer"], metric).set_index("group")
+    adam = table.loc["optimizer=adam"]
+    # 0.88, 0.90, 0.95: mean 0.91, deviations -0.03, -0.01, 0.04 -> std sqrt(0.0013)
+    assert adam["test_mean"] == pytest.approx(0.91) and adam["test_n"] == 3
+    assert adam["test_ci_high"] == pytest.approx(0.91 + T_975_DF2 * math.sqrt(0.0013 / 3))
+    assert table.loc["optimizer=sgd", "test_n"] == 1  # sgd-1 has no test number
+    assert report.resolve_metric("val_loss", collection).test_column == "test_loss"
+    assert report.resolve_metric("train_loss", collection).test_column is None
+
+
+def test_no_test_columns_without_a_test_split(runs_root):
+    collection = report.load([runs_root])
+    table = report.aggregate(collection, ["optimizer"], report.resolve_metric("val_acc", collection))
+    assert not [c for c in table.columns if c.startswith("test_")]
+
+
+def test_epochs_to_target_counts_each_replicate_once(tmp_path):
+    for copy in range(3):
+        write_run(tmp_path, f"seed0-{copy}", config(seed=0), [0.5, 0.95])
+    write_run(tmp_path, "seed1", config(seed=1), [0.95, 0.96])
+    write_run(tmp_path, "seed2", config(seed=2), [0.5, 0.6])
+    row = aggregate(tmp_path, [], target=0.9)[0].loc[report.ALL]
+    # replicates: seed 0 after 2 epochs, seed 1 after 1, seed 2 never -> mean 1.5, not (2+2+2+1)/4
+    assert (row["target_reached"], row["target_missed"], row["epochs_to_target"]) == (2, 1, 1.5)
+
+
+def test_learning_curves_average_duplicates_before_the_band(tmp_path):
+    for copy in range(3):
+        write_run(tmp_path, f"seed0-{copy}", config(seed=0), [0.5, 0.9])
+    write_run(tmp_path, "seed1", config(seed=1), [0.7, 0.8])
+    curves = report.group_curves(report.load([tmp_path]), [], "val_acc")
+    last = curves[curves["epoch"] == 1].iloc[0]
+    assert (last["n"], last["mean"], last["min"], last["max"]) == (2, pytest.approx(0.85), 0.8, 0.9)
+
+
+def test_branches_too_small_to_rank_are_named_in_one_note():
+    trials = conditional_trials(40)
+    adam = [t for t in trials if t.params["optimizer"] == "adam"]
+    sgd = [t for t in trials if t.params["optimizer"] == "sgd"]
+    table, notes = report.branch_importances(adam[:1] + sgd, "maximize", ["optimizer"])
+    assert set(table["branch"]) == {report.ALL_TRIALS, "optimizer=sgd"}
+    assert notes == ["no importances for optimizer=adam: fewer than 2 complete trials"]
+    # two trials with the same values: nothing varies, nothing to rank (one parameter alone is 1 by definition)
+    table, notes = report.branch_importances(sgd[:1] * 2, "maximize", None)
+    assert table.empty and notes == ["no importances for all trials: fewer than 2 parameters vary"]

@@ -38,15 +38,16 @@ def root(tmp_path):
 
 
 def test_report_writes_tables_and_plots_and_prints_the_folder_last(capsys, root):
-    code, out, err = report_cli(capsys, root, "--target", "0.9")
+    code, out, err = report_cli(capsys, root, "--target", "0.9", "--at", "best")
     assert code == 0
-    folder = root / "report"
+    folder = root / "report-val_acc-best-target_0.9"  # named after the options
     assert out.strip().splitlines()[-1] == str(folder)
     assert "skipped" in err and "half" in err and "missing summary.json" in err
     table = pd.read_csv(folder / "report.csv").set_index("group")
     assert list(table.index) == ["optimizer=adam", "optimizer=sgd"]
     assert table.loc["optimizer=adam", "mean"] == pytest.approx(0.925)
-    assert (table.loc["optimizer=sgd", "diverged"], table.loc["optimizer=sgd", "n_used"]) == (1, 2)
+    sgd = table.loc["optimizer=sgd"]
+    assert (sgd["diverged"], sgd["n"], sgd["runs"]) == (1, 2, 3)
     assert (table.loc["optimizer=adam", "target_reached"], table.loc["optimizer=sgd", "target_missed"]) == (2, 3)
     runs = pd.read_csv(folder / "runs.csv")
     assert len(runs) == 5 and {"optimizer", "optimizer.lr", "status", "best_val_acc", "seed"} <= set(runs.columns)
@@ -67,7 +68,7 @@ def test_formats_print_the_table_and_keep_the_folder_last(capsys, root, tmp_path
     elif fmt == "md":
         assert lines[0].startswith("| rank | group | optimizer |") and lines[1].startswith("|---|")
     else:
-        assert lines[0].startswith("rank,group,optimizer,n_runs")
+        assert lines[0].startswith("rank,group,optimizer,metric,at,n,runs,duplicates")
     assert not list((tmp_path / "r").glob("*.png"))
 
 
@@ -90,7 +91,7 @@ def test_sweep_report_draws_best_so_far_and_importances(capsys, tmp_path):
     code, out, err = report_cli(capsys, folder, "--by", "optimizer")
     assert code == 0, err
     for name in ("sweep_demo_best_so_far.png", "sweep_demo_importances.png", "curves_val_acc.png"):
-        assert_png(folder / "report" / name)
+        assert_png(folder / "report-by_optimizer-val_acc-final" / name)
 
 
 @pytest.mark.parametrize("args, code, fragment", [
@@ -121,7 +122,7 @@ def test_real_runs_through_the_command(optlab, compose_cfg, tmp_path):
     result = optlab("report", "outputs", "--by", "optimizer", "--target", "0.3", timeout=120)
     assert result.returncode == 0, result.stderr
     folder = tmp_path / result.stdout.strip().splitlines()[-1]
-    assert folder == tmp_path / "outputs" / "report"
+    assert folder == tmp_path / "outputs" / "report-by_optimizer-val_acc-final-target_0.3"
     table = pd.read_csv(folder / "report.csv")
     assert sorted(table["optimizer"]) == ["adam", "sgd"] and (table["completed"] == 1).all()
     assert table["mean"].between(0, 1).all() and table["rank"].tolist() == [1, 2]
@@ -137,3 +138,153 @@ def test_real_runs_through_the_command(optlab, compose_cfg, tmp_path):
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "val_acc")
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["optimizer=adam (n=1)", "optimizer=sgd (n=1)"]
+
+
+# ---------------------------------------------------------------- honest statistics, named folders
+
+def test_duplicates_are_counted_once_with_one_warning_line(capsys, tmp_path):
+    for copy in range(4):  # the same config and seed four times, as `optlab train` run four times makes
+        cfg = config("adam", seed=0)
+        cfg["trainer"]["name"] = f"again-{copy}"
+        write_run(tmp_path / "runs", f"adam-0-{copy}", cfg, [0.5, 0.9])
+    write_run(tmp_path / "runs", "sgd-0", config("sgd", 0.1, seed=0), [0.4, 0.8])
+    write_run(tmp_path / "runs", "sgd-1", config("sgd", 0.1, seed=1), [0.4, 0.7])
+    code, out, err = report_cli(capsys, tmp_path / "runs", "--no-plots", "--out", tmp_path / "r")
+    assert code == 0
+    table = pd.read_csv(tmp_path / "r" / "report.csv").set_index("group")
+    adam = table.loc["optimizer=adam"]
+    assert (adam["n"], adam["runs"], adam["duplicates"]) == (1, 4, 3) and pd.isna(adam["ci_low"])
+    assert (table.loc["optimizer=sgd", "n"], table.loc["optimizer=sgd", "duplicates"]) == (2, 0)
+    warnings = [line for line in err.splitlines() if "duplicate" in line]
+    assert warnings == ["warning: merged 3 duplicate run folder(s) (same config and seed as another; counted once, "
+                        "values averaged): optimizer=adam: 4 folders, n=1"]
+    assert "1/4" in out  # n / run folders
+
+
+def test_pooled_keys_are_named_in_the_caption_and_report_csv(capsys, root, tmp_path):
+    cfg = config("adam", seed=3)
+    cfg["trainer"]["epochs"] = 10
+    write_run(root, "adam-long", cfg, [0.5, 0.7, 0.9])
+    code, out, _ = report_cli(capsys, root, "--by", "optimizer", "--no-plots", "--out", tmp_path / "r")
+    assert code == 0
+    table = pd.read_csv(tmp_path / "r" / "report.csv", keep_default_na=False).set_index("group")
+    assert table.loc["optimizer=adam", "varies"] == "trainer.epochs" and table.loc["optimizer=sgd", "varies"] == ""
+    lines = [line.strip() for line in out.splitlines()]
+    assert "pooled runs that also differ in:" in lines and "optimizer=adam: trainer.epochs" in lines
+    assert not any(line.startswith("optimizer=sgd:") for line in lines)
+
+
+def test_table_and_report_csv_say_which_epoch(capsys, root, tmp_path):
+    code, out, _ = report_cli(capsys, root, "--no-plots", "--out", tmp_path / "final")
+    table = pd.read_csv(tmp_path / "final" / "report.csv").set_index("group")
+    assert code == 0 and "val_acc (validation, final epoch) by optimizer" in out
+    assert (table.loc["optimizer=adam", "metric"], table.loc["optimizer=adam", "at"]) == ("val_acc", "final")
+    assert table.loc["optimizer=adam", "mean"] == pytest.approx(0.925)  # last epochs 0.9, 0.95
+    code, out, _ = report_cli(capsys, root, "--no-plots", "--at", "best", "--metric", "train_loss",
+                              "--out", tmp_path / "best")
+    assert code == 0 and "train_loss (training, best epoch) by optimizer (lower is better" in out
+    assert set(pd.read_csv(tmp_path / "best" / "report.csv")["at"]) == {"best"}
+
+
+def test_at_contradicting_a_summary_number_exits_2(capsys, root):
+    code, _, err = report_cli(capsys, root, "--no-plots", "--metric", "best_val_acc", "--at", "final")
+    assert code == 2 and "use --metric val_acc --at final" in err.strip().splitlines()[-1]
+
+
+def test_test_split_column_beside_the_validation_one(capsys, root, tmp_path):
+    for name, test_acc in {"adam-0": 0.86, "adam-1": 0.90, "sgd-0": 0.70, "sgd-1": 0.74}.items():
+        path = root / name / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "test_acc": test_acc, "best_epoch": 1}))
+    code, out, _ = report_cli(capsys, root, "--no-plots", "--out", tmp_path / "r")
+    table = pd.read_csv(tmp_path / "r" / "report.csv").set_index("group")
+    assert code == 0 and table.loc["optimizer=adam", "test_mean"] == pytest.approx(0.88)
+    assert table.loc["optimizer=sgd", "test_n"] == 2 and table.loc["optimizer=sgd", "test_ci_low"] < 0.72
+    header = next(line for line in out.splitlines() if "rank" in line)
+    assert "test_acc" in header and "test_acc 95% CI" in header
+    assert "test_acc: the test split, measured once with each run's best-validation-epoch weights" in out
+
+
+def test_reports_with_other_options_get_their_own_folders(capsys, root):
+    first = report_cli(capsys, root, "--by", "optimizer", "--no-plots")
+    second = report_cli(capsys, root, "--by", "optimizer", "--at", "best", "--no-plots")
+    folders = [result[1].strip().splitlines()[-1] for result in (first, second)]
+    assert folders == [str(root / "report-by_optimizer-val_acc-final"), str(root / "report-by_optimizer-val_acc-best")]
+    assert {pd.read_csv(f"{folder}/report.csv")["at"].iloc[0] for folder in folders} == {"final", "best"}
+    assert report_cli(capsys, root, "--by", "optimizer", "--no-plots")[0] == 0  # the same options refresh their own
+
+
+def test_an_explicit_out_holding_another_report_needs_force(capsys, root, tmp_path):
+    out = tmp_path / "r"
+    assert report_cli(capsys, root, "--out", out)[0] == 0
+    assert (out / "curves_val_acc.png").exists()
+    before = (out / "report.csv").read_text()
+    code, _, err = report_cli(capsys, root, "--out", out, "--at", "best", "--no-plots")
+    assert code == 2 and (out / "report.csv").read_text() == before
+    assert f"{out} holds a report made with other options (at 'final' -> 'best')" in err
+    (out / "notes.txt").write_text("mine")
+    code, _, _ = report_cli(capsys, root, "--out", out, "--at", "best", "--no-plots", "--force")
+    assert code == 0 and pd.read_csv(out / "report.csv")["at"].iloc[0] == "best"
+    # the first report's plots went with it; files the report did not write stay
+    assert not (out / "curves_val_acc.png").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_wide_table_is_not_cut_when_piped(capsys, tmp_path):
+    long_names = [f"a-rather-long-dataset-name-number-{i}-that-makes-the-table-wide" for i in range(2)]
+    for i, name in enumerate(long_names):
+        for seed in range(2):
+            cfg = config("adam", seed=seed)
+            cfg["data"]["name"] = name
+            write_run(tmp_path / "runs", f"r{i}-{seed}", cfg, [0.5, 0.8 + 0.01 * seed])
+    code, out, _ = report_cli(capsys, tmp_path / "runs", "--target", "0.6", "--no-plots", "--out", tmp_path / "r")
+    rows = [line for line in out.splitlines() if "a-rather-long" in line]
+    assert code == 0 and len(rows) == 2 and all(name in out for name in long_names)
+    assert max(len(line) for line in out.splitlines()) > 160
+
+
+class Captured:
+    """A report folder that keeps the figures instead of writing them."""
+
+    def __init__(self):
+        self.figures = {}
+
+    def save(self, fig, name):
+        self.figures[name] = fig
+
+
+def test_plots_of_a_sweep_use_its_log_scale_and_per_branch_importances(tmp_path):
+    from runner import report, report_cli
+
+    folder = make_sweep(tmp_path, trials=8)
+    for i, lr in enumerate([1e-3, 3e-3, 1e-2, 3e-2]):  # 1.5 decades: linear by the decade rule
+        write_run(folder / "runs", f"extra{i}", config(lr=lr, seed=1), [0.5, 0.6 + 0.01 * i])
+    meta = json.loads((folder / "sweep.json").read_text())
+    meta["space"] = {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+                     "model.width": {"type": "int", "low": 8, "high": 64}}
+    (folder / "sweep.json").write_text(json.dumps(meta))
+    collection = report.load([tmp_path / "sweeps" / "demo" / "runs" / f"extra{i}" for i in range(4)])
+    collection.sweeps = [report.load_sweep(folder)]
+    metric = report.resolve_metric("val_acc", collection)
+    table = report.aggregate(collection, [], metric)
+    captured = Captured()
+    notes = report_cli.write_plots(collection, table, [], metric, ("completed",), captured)
+    assert notes == []
+    assert captured.figures["val_acc_vs_optimizer.lr.png"].axes[0].get_xscale() == "log"
+    importance = captured.figures["sweep_demo_importances.png"].axes[0]
+    assert importance.get_title() == "demo: parameter importances for val_acc"
+
+
+def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
+    from runner import report, report_cli
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i, lr in enumerate([1e-4, 1e-3, 1e-2, 1e-1]):  # the same configs and seeds on both sides, other results
+        write_run(a, f"r{i}", config("adam", lr=lr, seed=i), [0.5 + 0.1 * i])
+        write_run(b, f"r{i}", config("adam", lr=lr, seed=i), [0.4 + 0.1 * i])
+    collection = report.load([a, b])
+    metric = report.resolve_metric("val_acc", collection)
+    table = report.aggregate(collection, ["source"], metric)
+    assert table["n"].tolist() == [4, 4] and table["duplicates"].tolist() == [0, 0]
+    captured = Captured()
+    report_cli.write_plots(collection, table, ["source"], metric, ("completed",), captured)
+    legend = captured.figures["val_acc_vs_optimizer.lr.png"].axes[0].get_legend()
+    assert sorted(t.get_text() for t in legend.get_texts()) == [f"source={a} (n=4)", f"source={b} (n=4)"]
