@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runner.errors import ConfigError
@@ -57,28 +58,76 @@ def group_options(group: str, config_dir: str | None = None) -> list[str]:
 
 # ---------------------------------------------------------------- composition
 
+class UnknownKey(ConfigError):
+    """A dotted key that the chosen option of its group does not define."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> DictConfig:
     """The composed config for these Hydra overrides, validated; raises ConfigError."""
-    overrides = list(overrides)
-    _check_group_choices(overrides, config_dir)
-    cfg = _hydra_compose(overrides, config_dir)
-    reference = _hydra_compose(_group_selections(overrides), config_dir)
-    validate(cfg, reference)
+    parsed = parse_overrides(overrides)
+    _check_supported(parsed)
+    _check_group_choices(parsed, config_dir)
+    try:
+        # Hydra refuses to delete a key whose value is null, so deletions are applied here
+        cfg = _hydra_compose([o.input_line for o in parsed if not o.is_delete()], config_dir)
+        reference = _hydra_compose(_group_selections(parsed), config_dir)
+        for deletion in (o for o in parsed if o.is_delete()):
+            _delete(cfg, reference, deletion)
+        validate(cfg, reference)
+    except UnknownKey as exc:
+        raise ConfigError(_unknown_key_message(exc.key, parsed, config_dir)) from exc
     return cfg
 
 
-def _hydra_compose(overrides: list[str], config_dir: str | None) -> DictConfig:
+def parse_overrides(overrides: Sequence[str]) -> list:
+    """Hydra's Override objects: key=value, +key=value, ++key=value, ~key[=value],
+    group=option, sweeps (a=1,2, range(...), glob(...)), ${...} interpolations."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        if "=" not in text and not text.lstrip().startswith("~"):
+            raise ConfigError(f"{text}: an override must look like key=value (e.g. optimizer.lr=0.01)")
+        try:
+            parsed += parser.parse_overrides([text])
+        except HydraException as exc:
+            reason = _one_line(str(exc)).split(" See https://")[0]
+            raise ConfigError(f"{text}: not a valid override ({reason}); "
+                              f"see https://hydra.cc/docs/advanced/override_grammar/basic/") from None
+    return parsed
+
+
+def _check_supported(parsed: list) -> None:
+    for o in parsed:
+        if re.split(r"[./]", o.key_or_group)[0] == "hydra":
+            raise ConfigError(f"{o.input_line}: optlab does not use Hydra's job settings (hydra.*); runs go "
+                              f"to trainer.out_dir/runs/<timestamp>-<trainer.name>: set trainer.out_dir "
+                              f"and trainer.name instead")
+        if o.is_interval_sweep():
+            raise ConfigError(f"{o.input_line}: an interval is a search space; search it with optlab sweep")
+        if o.is_sweep_override():
+            raise ConfigError(f"{o.input_line}: several values make a sweep, which needs -m "
+                              f"(optlab train -m {o.input_line})")
+
+
+def _hydra_compose(overrides: list[str], config_dir: str | None, hydra_config: bool = False) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         with _hydra_search_path(search_dirs(config_dir)):
-            cfg = hydra_compose("config", overrides=overrides)
+            cfg = hydra_compose("config", overrides=overrides, return_hydra_config=hydra_config)
     except MissingConfigException as exc:
         raise ConfigError(_one_line(str(exc))) from exc
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(_explain_hydra_error(exc)) from exc
+        raise _explain_hydra_error(exc) from exc
     OmegaConf.set_struct(cfg, False)
     return cfg
 
@@ -105,38 +154,107 @@ def _hydra_search_path(dirs: list[Path]):
         GlobalHydra.instance().clear()
 
 
-def _parse_override(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise ConfigError(f"{text}: an override must look like key=value (e.g. optimizer.lr=0.01)")
-    return key.lstrip("+~").strip(), value.strip()
+def _group_selections(parsed: list) -> list[str]:
+    return [o.input_line for o in parsed if o.key_or_group in GROUPS]
 
 
-def _group_selections(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if _parse_override(o)[0] in GROUPS]
+def _check_group_choices(parsed: list, config_dir: str | None) -> None:
+    for o in parsed:
+        group = o.key_or_group
+        if group not in GROUPS:
+            continue
+        options = group_options(group, config_dir)
+        if o.is_delete():
+            raise ConfigError(f"{o.input_line}: every config group is required; "
+                              f"choose {group}=OPTION from: {', '.join(options)}")
+        value = o.value()
+        if isinstance(value, list) and group != "augment":
+            raise ConfigError(f"{o.input_line}: {group} takes one option (only augment takes a list); "
+                              f"choose from: {', '.join(options)}")
+        if value == []:
+            raise ConfigError(f"{o.input_line}: choose at least one option ({group}=none for none)")
+        for name in value if isinstance(value, list) else [value]:
+            if _text(name) not in options:
+                raise ConfigError(f"{group}={_text(name)}: unknown {group}; choose from: {', '.join(options)}")
 
 
-def _check_group_choices(overrides: list[str], config_dir: str | None) -> None:
-    for text in overrides:
-        key, value = _parse_override(text)
-        if key in GROUPS:
-            options = group_options(key, config_dir)
-            chosen = [v.strip() for v in value.strip("[]").split(",")] if key == "augment" else [value]
-            for name in chosen:
-                if name not in options:
-                    raise ConfigError(f"{key}={name}: unknown {key}; choose from: {', '.join(options)}")
+def _delete(cfg: DictConfig, reference: DictConfig, override) -> None:
+    """`~key` or `~key=value` (only when the key has that value), as Hydra deletes; a key whose
+    option gives it a value is required: only keys whose default is null can be deleted."""
+    key = override.key_or_group
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or leaf not in parent:
+        raise _unknown_key(key)
+    expected, current = override.value(), OmegaConf.select(cfg, key)
+    if expected is not None and current != expected:
+        raise ConfigError(f"{override.input_line}: {key} is {_text(current)}, not {_text(expected)}: nothing deleted")
+    if OmegaConf.select(reference, key) is not None:
+        raise ConfigError(f"{override.input_line}: {key} is required and cannot be deleted (only keys "
+                          f"whose default is null can be); set a value instead")
+    del parent[leaf]
 
 
-def _explain_hydra_error(exc: Exception) -> str:
+def _explain_hydra_error(exc: Exception) -> ConfigError:
     text = str(exc)
     match = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
     if match:
-        key = match.group(1)
-        group = key.split(".")[0]
-        if group in GROUPS and "." in key:
-            return f"{key}: unknown key in group '{group}'"
-        return f"{key}: unknown key; top-level groups are: {', '.join(GROUPS)}"
-    return _one_line(text)
+        return _unknown_key(match.group(1))
+    return ConfigError(_one_line(text))
+
+
+def _unknown_key(key: str) -> ConfigError:
+    group = key.split(".")[0]
+    if group in GROUPS and "." in key:
+        return UnknownKey(key, f"{key}: unknown key in group '{group}'")
+    return ConfigError(f"{key}: unknown key; top-level groups are: {', '.join(GROUPS)}")
+
+
+def _unknown_key_message(key: str, parsed: list, config_dir: str | None) -> str:
+    """Which option was chosen, which other options have the key, and the chosen one's keys."""
+    group, _, sub = key.partition(".")
+    chosen = _chosen_options(group, parsed, config_dir)
+    choice = f"{group}={chosen[0]}" if len(chosen) == 1 else f"{group}=[{','.join(chosen)}]"
+    keys = {name: option_keys(group, name, config_dir) for name in group_options(group, config_dir)}
+    parts = [f"{key}: unknown key, not a key of {choice}"]
+    having = [f"{group}={name}" for name, names in keys.items() if sub in names and name not in chosen]
+    if having:
+        parts.append(f"{_and_join(having)} {'has' if len(having) == 1 else 'have'} it")
+    valid = [k for name in chosen for k in keys.get(name, [])]
+    parts.append(f"the keys of {choice}: {', '.join(valid) or '(none)'}")
+    return "; ".join(parts)
+
+
+def _chosen_options(group: str, parsed: list, config_dir: str | None) -> list[str]:
+    for o in reversed(parsed):
+        if o.key_or_group == group:
+            value = o.value()
+            return [_text(v) for v in value] if isinstance(value, list) else [_text(value)]
+    choices = _hydra_compose([], config_dir, hydra_config=True).hydra.runtime.choices
+    return [str(choices[group])] if choices.get(group) else []
+
+
+def option_keys(group: str, name: str, config_dir: str | None = None) -> list[str]:
+    """An option's dotted keys below its group, `name` aside, in the YAML's order; a
+    `# @package augment.crop` header puts them under crop."""
+    from runner.catalogue import option_file
+
+    text = option_file(group, name, config_dir).read_text()
+    values = yaml.safe_load(text) or {}
+    header = re.search(r"^#\s*@package\s+(\S+)", text, re.MULTILINE)
+    package = header.group(1).replace("_group_", group) if header else group
+    below = package.removeprefix(group).lstrip(".")
+    prefix = f"{below}." if below else ""
+    return [f"{prefix}{key}" for key, _ in flatten(values) if key != "name"]
+
+
+def _and_join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _text(value: Any) -> str:
+    """A value as typed on the command line."""
+    return "null" if value is None else str(value)
 
 
 def _one_line(text: str) -> str:
@@ -246,13 +364,13 @@ def validate(cfg: DictConfig, reference: DictConfig | None = None) -> None:
     except Exception as exc:  # an interpolation that does not resolve
         raise ConfigError(_one_line(str(exc))) from exc
     if reference is not None:
-        _check_types(resolved, OmegaConf.to_container(reference, resolve=True), "")
+        _check_types(resolved, OmegaConf.to_container(reference, resolve=True), "", cfg)
     flat = dict(flatten(resolved))
     for key, rule in RANGE_RULES.items():
         value = flat.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not (math.isfinite(value) and rule.check(value)):
-                raise ConfigError(f"{key}={value}: must be {rule.expect}")
+                raise ConfigError(f"{_as_written(cfg, key, value)}: must be {rule.expect}")
     for key, words in NUMBER_OR_WORDS.items():
         value = flat.get(key)
         if value is not None and not _is_number(value) and value not in words:
@@ -260,7 +378,7 @@ def validate(cfg: DictConfig, reference: DictConfig | None = None) -> None:
                               f"or a number {RANGE_RULES[key].expect}")
     for key, choices in CHOICES.items():
         if key in flat and flat[key] is not None and _choice_text(flat[key]) not in choices:
-            raise ConfigError(f"{key}={flat[key]}: choose from: {', '.join(choices)}")
+            raise ConfigError(f"{_as_written(cfg, key, flat[key])}: choose from: {', '.join(choices)}")
     device = str(flat.get("trainer.device", "auto"))
     if not DEVICE_PATTERN.match(device):
         raise ConfigError(f"trainer.device={device}: choose from: auto, cpu, cuda, cuda:N")
@@ -289,29 +407,47 @@ def _type_name(value: Any) -> str:
     return "a mapping"
 
 
-def _check_types(value: Any, default: Any, key: str) -> None:
+def _check_types(value: Any, default: Any, key: str, cfg: DictConfig) -> None:
+    """`value` (resolved) against the option's `default`: the same type, and null only where
+    the default is null."""
+    if value is None:
+        if default is not None:
+            raise ConfigError(f"{_as_written(cfg, key, value)}: expected {_type_name(default)}, not null "
+                              f"(only keys whose default is null can be null)")
+        return
     if isinstance(default, dict):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}={value}: expected {_type_name(default)}")
+            raise ConfigError(f"{_as_written(cfg, key, value)}: expected {_type_name(default)}")
         for sub, sub_value in value.items():
             path = f"{key}.{sub}" if key else str(sub)
             if sub not in default:
-                group = path.split(".")[0]
-                known = ", ".join(sorted(map(str, default))) or "(none)"
-                raise ConfigError(f"{path}: unknown key in '{group}'; known keys: {known}")
-            _check_types(sub_value, default[sub], path)
+                raise _unknown_key(path)
+            _check_types(sub_value, default[sub], path, cfg)
         return
-    if default is None or value is None or key in CHOICES or key in NUMBER_OR_WORDS:  # checked in validate()
+    if default is None or key in CHOICES or key in NUMBER_OR_WORDS:  # checked in validate()
         return
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
-        list: lambda v: isinstance(v, list),
-    }.get(type(default), lambda v: True)
-    if not ok(value):
-        raise ConfigError(f"{key}={value}: expected {_type_name(default)}")
+    if not _TYPE_CHECKS.get(type(default), lambda v: True)(value):
+        raise ConfigError(f"{_as_written(cfg, key, value)}: expected {_type_name(default)}")
+
+
+_TYPE_CHECKS: dict[type, Callable[[Any], bool]] = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
+    list: lambda v: isinstance(v, list),
+}
+
+
+def _as_written(cfg: DictConfig, key: str, value: Any) -> str:
+    """`key=value` as typed; an interpolation also shows what it resolved to."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
+    if not (isinstance(parent, DictConfig) and leaf in parent and OmegaConf.is_interpolation(parent, leaf)):
+        return f"{key}={_text(value)}"
+    written = OmegaConf.to_container(parent, resolve=False)[leaf]
+    resolved = repr(value) if isinstance(value, str) else _text(value)
+    return f"{key}={written} resolves to {resolved}"
 
 
 def flatten(tree: Any, prefix: str = ""):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import TINY, optlab_executable
 
@@ -123,3 +124,53 @@ def test_flags_and_overrides_mix_in_any_order(optlab):
     result = optlab("train", "model=cnn", "--cfg", "optimizer=adam")
     assert result.returncode == 0, result.stderr
     assert "name: cnn" in result.stdout and "name: adam" in result.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["optimizer.lr=null"], "optimizer.lr=null: expected a number"),
+    (["trainer.seed=null"], "trainer.seed=null: expected an integer"),
+    (["model.depth=null"], "model.depth=null: expected an integer"),
+    (["batch.size=null"], "batch.size=null: expected an integer"),
+    (["~optimizer.lr"], "optimizer.lr is required"),
+    (["optimizer=sgd,adam"], "optimizer=sgd,adam: several values make a sweep, which needs -m"),
+    (["hydra.run.dir=x"], "hydra.run.dir=x: optlab does not use Hydra's job settings"),
+    (["hydra.job.chdir=true"], "set trainer.out_dir and trainer.name instead"),
+    (["optimizer=adam", "optimizer.momentum=0.9"],
+     "optimizer.momentum: unknown key, not a key of optimizer=adam; "
+     "optimizer=momentum, optimizer=nesterov and optimizer=rmsprop have it"),
+    (["optimizer.lr=${trainer.name}"], "optimizer.lr=${trainer.name} resolves to 'digits-mlp-sgd': expected a number"),
+    (["--cfg", "bogus"], "--cfg bogus: choose from: job, all"),
+    (["--cfg", "hydra"], "--cfg hydra: optlab has no hydra config"),
+])
+def test_hydra_grammar_mistakes_exit_2_with_one_line(optlab, tmp_path, args, fragment):
+    result = optlab("train", *TINY, "model.width=8", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("optlab: error: ") and fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("kind", ["job", "all"])
+def test_cfg_takes_hydras_job_and_all(optlab, tmp_path, kind):
+    result = optlab("train", "--cfg", kind, "optimizer=adam")
+    assert result.returncode == 0, result.stderr
+    assert "name: adam" in result.stdout and "hydra" not in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_multirun_glob_runs_every_matching_option_into_one_folder(optlab, tmp_path):
+    result = optlab("train", "-m", "optimizer=glob(ada*)", "trainer.epochs=1",
+                    "trainer.progress=false", "model.width=8")
+    assert result.returncode == 0, result.stderr
+    *runs, grid = result.stdout.strip().splitlines()
+    assert (tmp_path / grid).parent == tmp_path / "outputs" / "multirun"
+    optimizers = [yaml.safe_load((tmp_path / run / "config.yaml").read_text())["optimizer"]["name"] for run in runs]
+    assert optimizers == ["adagrad", "adam", "adamw"]
+    assert all((tmp_path / run).parent == tmp_path / grid for run in runs)
+
+
+def test_multirun_cfg_prints_the_configs_and_trains_nothing(optlab, tmp_path):
+    result = optlab("train", "-m", "optimizer=sgd,adam", "trainer.epochs=1", "--cfg")
+    assert result.returncode == 0, result.stderr
+    assert [d["optimizer"]["name"] for d in yaml.safe_load_all(result.stdout)] == ["sgd", "adam"]
+    assert not (tmp_path / "outputs").exists()

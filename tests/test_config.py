@@ -1,4 +1,7 @@
+import re
+
 import pytest
+from omegaconf import OmegaConf
 
 from runner.config import GROUPS, compose, group_options
 from runner.errors import ConfigError
@@ -55,3 +58,125 @@ def test_user_config_dir_adds_and_overrides_options(tmp_path):
     assert cfg.optimizer.lr == 0.05
     assert cfg.model.width == 7  # the user's mlp.yaml replaces the built-in one
     assert "mysgd" in group_options("optimizer", str(tmp_path))
+
+
+# ---------------------------------------------------------------- Hydra's override grammar, as typed
+
+@pytest.mark.parametrize("key, expected", [
+    ("optimizer.lr", "a number"), ("trainer.seed", "an integer"), ("model.depth", "an integer"),
+    ("batch.size", "an integer"),
+])
+def test_null_is_refused_where_the_default_is_a_value(key, expected):
+    with pytest.raises(ConfigError) as info:
+        compose([f"{key}=null"])
+    assert str(info.value).startswith(f"{key}=null: expected {expected}")
+    assert "\n" not in str(info.value)
+
+
+def nullable_keys() -> list[tuple[str, str, str]]:
+    """(group, option, dotted key) of every key whose option's YAML default is null."""
+    from runner.catalogue import options
+    from runner.config import flatten
+
+    return [(group, option.name, f"{group}.{key}") for group in GROUPS for option in options(group)
+            for key, value in flatten(option.defaults) if value is None]
+
+
+def test_every_key_whose_default_is_null_still_takes_null():
+    found = nullable_keys()
+    assert {"schedule.max_lr", "regularize.clip_norm", "regularize.clip_value", "init.gain"} <= {k for *_, k in found}
+    for group, option, key in found:
+        cfg = compose([f"{group}={option}", f"{key}=null"])
+        assert OmegaConf.select(cfg, key, default="absent") is None, key
+
+
+def test_tilde_deletes_a_key_whose_default_is_null(compose_cfg):
+    from runner.train import train
+
+    assert "clip_norm" not in compose(["~regularize.clip_norm"]).regularize
+    assert "clip_norm" not in compose(["regularize.clip_norm=1.0", "~regularize.clip_norm=1.0"]).regularize
+    result = train(compose_cfg("~regularize.clip_norm", "model.width=8", "trainer.epochs=1"))
+    assert result.status == "completed"
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("~optimizer.lr", "~optimizer.lr: optimizer.lr is required"),
+    ("~optimizer.lr=0.1", "~optimizer.lr=0.1: optimizer.lr is required"),
+    ("~init.bias.name", "~init.bias.name: init.bias.name is required"),
+    ("~optimizer.lr=0.5", "optimizer.lr is 0.1, not 0.5"),
+    ("~augment", "~augment: every config group is required; choose augment=OPTION from: crop"),
+    ("~optimizer.momentum", "optimizer.momentum: unknown key"),
+])
+def test_tilde_on_a_required_or_missing_key_names_it(override, fragment):
+    with pytest.raises(ConfigError) as info:
+        compose([override])
+    assert fragment in str(info.value)
+    assert "must look like key=value" not in str(info.value)
+
+
+def test_a_sweep_without_multirun_says_it_needs_m():
+    for override in ("optimizer=sgd,adam", "optimizer.lr=0.1,0.2", "trainer.seed=range(3)"):
+        with pytest.raises(ConfigError, match=f"{re.escape(override)}: several values make a sweep, which needs -m"):
+            compose([override])
+
+
+@pytest.mark.parametrize("override", ["hydra.run.dir=x", "hydra.job.chdir=true", "hydra/launcher=basic"])
+def test_hydra_job_settings_are_refused_naming_optlabs_own(override):
+    with pytest.raises(ConfigError) as info:
+        compose([override])
+    message = str(info.value)
+    assert message.startswith(f"{override}: optlab does not use Hydra's job settings")
+    assert "trainer.out_dir" in message and "trainer.name" in message
+
+
+def options_with_key(group: str, key: str) -> list[str]:
+    from runner.catalogue import options
+    from runner.config import flatten
+
+    return [o.name for o in options(group) if key in dict(flatten(o.defaults))]
+
+
+def test_an_unknown_key_names_the_options_that_have_it_and_the_valid_keys():
+    with pytest.raises(ConfigError) as info:
+        compose(["optimizer=adam", "optimizer.momentum=0.9"])
+    having = [f"optimizer={name}" for name in options_with_key("optimizer", "momentum")]
+    assert len(having) >= 3 and "optimizer=adam" not in having
+    assert str(info.value) == (f"optimizer.momentum: unknown key, not a key of optimizer=adam; "
+                               f"{', '.join(having[:-1])} and {having[-1]} have it; "
+                               f"the keys of optimizer=adam: lr, betas, eps, weight_decay")
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["optimizer.lrr=1"], "optimizer.lrr: unknown key, not a key of optimizer=sgd; "
+                          "the keys of optimizer=sgd: lr, weight_decay"),
+    (["+optimizer.momentum=0.9"], "not a key of optimizer=sgd; optimizer=momentum, "),
+    (["augment.flip.p=0.3"], "augment.flip.p: unknown key, not a key of augment=none; augment=flip has it"),
+    (["augment=[crop,noise]", "augment.cutout.size=3"], "not a key of augment=[crop,noise]; augment=cutout has it; "
+                                                      "the keys of augment=[crop,noise]: crop.padding, noise.std"),
+])
+def test_unknown_keys_are_explained_whichever_way_they_are_added(overrides, fragment):
+    with pytest.raises(ConfigError) as info:
+        compose(overrides)
+    assert fragment in str(info.value)
+
+
+def test_user_options_count_among_the_options_that_have_a_key(tmp_path):
+    (tmp_path / "optimizer").mkdir()
+    (tmp_path / "optimizer" / "lion.yaml").write_text("name: adamw\nlr: 0.0001\nbetas: [0.9, 0.99]\n")
+    with pytest.raises(ConfigError, match="optimizer=adam, optimizer=adamw and optimizer=lion have it"):
+        compose(["optimizer=sgd", "optimizer.betas=[0.9,0.9]"], config_dir=str(tmp_path))
+
+
+def test_an_interpolation_of_the_wrong_type_shows_what_it_resolved_to():
+    with pytest.raises(ConfigError) as info:
+        compose(["optimizer.lr=${trainer.name}"])
+    assert str(info.value) == "optimizer.lr=${trainer.name} resolves to 'digits-mlp-sgd': expected a number"
+    with pytest.raises(ConfigError, match=re.escape("optimizer.lr=${trainer.epochs} resolves to 0: must be > 0")):
+        compose(["trainer.epochs=0", "optimizer.lr=${trainer.epochs}"])
+
+
+def test_a_list_of_options_is_for_augment_only():
+    with pytest.raises(ConfigError, match=r"optimizer=\[sgd,adam\]: optimizer takes one option"):
+        compose(["optimizer=[sgd,adam]"])
+    with pytest.raises(ConfigError, match=r"augment=\[\]: choose at least one option"):
+        compose(["augment=[]"])
