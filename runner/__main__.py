@@ -1,3 +1,3 @@
-from runner.cli import main
+from runner.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

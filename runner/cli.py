@@ -11,7 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from runner.errors import ConfigError, OptlabError, print_error_line
+from runner.errors import ConfigError, OptlabError, print_error_line, storage_error
 
 class Parser(argparse.ArgumentParser):
     """argparse that raises a one-line ConfigError instead of printing usage and exiting, and
@@ -135,6 +135,12 @@ def _train_and_report(cfg, resume_dir=None) -> int:
     if cfg.trainer.progress:
         Console().print(summary_table(result.summary))
     print(result.run_dir)
+    if result.late_signal is not None:  # the run is complete: only the exit code tells of the signal
+        import signal
+
+        print_error_line(f"{signal.Signals(result.late_signal).name} arrived after training ended; "
+                         f"the run is complete (summary.json says so)")
+        return 128 + result.late_signal
     return 0
 
 
@@ -163,9 +169,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report_error(KeyboardInterrupt("interrupted"))
         return 130
-    except Exception as exc:  # a bug: one line unless OPTLAB_DEBUG=1
+    except Exception as exc:  # the machine refusing a write, else a bug: one line unless OPTLAB_DEBUG=1
+        fault = storage_error(exc)
+        if fault is not None:
+            _report_error(fault)
+            return fault.exit_code
         if _debug():
             traceback.print_exception(exc)
         print(f"optlab: unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())} "
               f"(set OPTLAB_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def console_main() -> int:
+    """The `optlab` console script: main(), then the interpreter's shutdown with Ctrl-C back
+    to plain termination, so a Ctrl-C that lands in an exit handler prints no traceback."""
+    import atexit
+    import signal
+
+    from runner import faults
+
+    code = main()
+    atexit.register(faults.hit, "cli.shutdown")  # runs first among exit handlers; a no-op unless armed
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return code

@@ -466,11 +466,17 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
+    from runner.errors import DataError
+
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        from runner.errors import DataError
         raise DataError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as exc:  # YAML syntax, a binary file, a scalar: the file is damaged
+        raise DataError(f"{path}: damaged, not a config ({_one_line(str(exc))[:200]})") from None
+    if not isinstance(cfg, DictConfig):
+        raise DataError(f"{path}: damaged, not a mapping of config groups")
     validate(cfg)
     return cfg
 

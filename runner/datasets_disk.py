@@ -16,6 +16,7 @@ import gzip
 import io
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); the file is truncated or corrupt") from exc
 
 
@@ -211,8 +212,12 @@ def load_csv(cfg: dict, seed: int) -> Pool:
         x = table[features].to_numpy(dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{path}: feature columns must be numbers ({' '.join(str(exc).split())})") from exc
-    if table[[target, *features]].isna().to_numpy().any():
-        raise DataError(f"{path}: has empty or NaN cells in the columns used")
+    missing_cells = table[[target, *features]].isna()
+    if missing_cells.to_numpy().any():
+        row = int(missing_cells.any(axis=1).to_numpy().argmax())
+        columns = [str(c) for c in missing_cells.columns[missing_cells.iloc[row].to_numpy()]]
+        raise DataError(f"{path}: line {row + 2} has no value in column(s) {', '.join(columns)} "
+                        f"(line 1 is the header; fill or drop such rows)")
     return Pool(torch.from_numpy(x), targets(table[target].to_numpy(), task, path), task)
 
 
@@ -223,7 +228,7 @@ def load_npz(cfg: dict, seed: int) -> Pool:
         with np.load(path, allow_pickle=False) as archive:
             x, y = (archive[k] for k in ("x", "y")) if {"x", "y"} <= set(archive.files) else (None, None)
             files = archive.files
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
     if x is None:
         raise DataError(f"{path}: expected arrays x and y; it holds: {', '.join(files) or '(nothing)'}")

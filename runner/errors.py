@@ -1,4 +1,6 @@
 """User-facing errors. The CLI maps each to a one-line message and an exit code."""
+import errno
+import os
 import sys
 
 
@@ -28,6 +30,42 @@ class DataError(OptlabError):
     """Missing or corrupt dataset file, or an unreadable checkpoint / run folder."""
 
     exit_code = 3
+
+
+class StorageError(OptlabError):
+    """The machine refused a write: disk full, read-only or forbidden output folder, or a
+    file standing where a folder should be. Nothing already written is lost."""
+
+    exit_code = 5
+
+
+STORAGE_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a file stands where a folder should be",
+    errno.EEXIST: "a file stands where a folder should be",
+    errno.EISDIR: "a folder stands where a file should be",
+    errno.EIO: "an input/output error from the disk",
+}
+
+
+def storage_error(exc: BaseException, path=None) -> "StorageError | None":
+    """The StorageError for an OSError the environment caused (None for anything else),
+    naming the path; SQLite's 'database or disk is full' and read-only errors count too."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in STORAGE_REASONS:
+        where = path or exc.filename or "(unknown path)"
+        return StorageError(f"{os.fspath(where)}: {STORAGE_REASONS[exc.errno]}")
+    text = str(exc).lower()
+    for phrase, reason in (("database or disk is full", errno.ENOSPC), ("readonly database", errno.EROFS),
+                           ("read-only file system", errno.EROFS)):
+        if type(exc).__name__ == "OperationalError" and phrase in text:
+            return StorageError(f"{path or 'the study database'}: {STORAGE_REASONS[reason]}")
+    return None
 
 
 class TrainingFailed(OptlabError):

@@ -30,6 +30,8 @@ def run_label(run_dir: Path) -> str:
     init = cfg.get("init", {})
     if init.get("name") == "normal":
         parts[1] = f"normal({init.get('std')})"
+    elif init.get("gain") is not None:
+        parts[1] = f"{init['name']}(gain={init['gain']})"
     return " ".join(str(p) for p in parts if p)
 
 

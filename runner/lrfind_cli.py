@@ -23,16 +23,20 @@ def run(args) -> int:
     from runner.config import compose
     from runner.errors import ConfigError
     from runner.lrfind import write_results
-    from runner.metrics import new_run_dir
+    from runner.metrics import new_run_dir, remove_if_empty
 
     if not (0 < args.lr_min < args.lr_max):
         raise ConfigError(f"--min {args.lr_min} --max {args.lr_max}: need 0 < min < max")
     if args.steps < 10:
         raise ConfigError(f"--steps {args.steps}: need at least 10 steps")
     cfg = compose(args.overrides, args.config_dir)
-    result = _run_with_progress(cfg, args)
-    out_dir = new_run_dir(Path(cfg.trainer.out_dir) / "lr_find", cfg.trainer.name)
-    write_results(result, out_dir)
+    out_dir = new_run_dir(Path(cfg.trainer.out_dir) / "lr_find", cfg.trainer.name)  # a refusal fails before training
+    try:
+        result = _run_with_progress(cfg, args)
+        write_results(result, out_dir)
+    except BaseException:
+        remove_if_empty(out_dir)
+        raise
     table = Table(title="LR range test")
     table.add_column("suggestion")
     table.add_column("lr", justify="right")
@@ -50,9 +54,10 @@ def _run_with_progress(cfg, args):
     from runner.progress import stderr_console
     from rich.progress import Progress
 
-    if not cfg.trainer.progress:
+    console = stderr_console()
+    if not cfg.trainer.progress or not console.is_terminal:  # a bar piped to a file is only noise
         return run_range_test(cfg, args.lr_min, args.lr_max, args.steps)
-    with Progress(console=stderr_console(), transient=True) as bar:
+    with Progress(console=console, transient=True) as bar:
         task = bar.add_task("lr-find", total=args.steps)
         return run_range_test(cfg, args.lr_min, args.lr_max, args.steps,
                               on_step=lambda step, total: bar.update(task, completed=step))

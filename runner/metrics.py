@@ -1,8 +1,10 @@
 """The run folder: config.yaml, metrics.csv (appended row by row), summary.json, checkpoint.pt.
 
-Nothing is left half-written: rewritten files go to a temp file then os.replace; each
-metrics row is one write to an O_APPEND file (fsynced at once, or with the next
-checkpoint for tables that ask so); readers skip a torn last line.
+Nothing is left half-written: rewritten files go to a temp file then os.replace (the temp
+file is removed when a write fails); each metrics row is one append that either lands
+whole or is cut back off (a full disk writes short); readers skip a torn last line, and
+an appender cuts one off before it appends. Writes the machine refuses (disk full,
+read-only folder) raise StorageError naming the path.
 """
 from __future__ import annotations
 
@@ -10,19 +12,30 @@ import csv
 import io
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from runner.errors import DataError
+from runner import faults
+from runner.errors import DataError, StorageError, storage_error
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "batch_size", "train_loss", "train_acc", "val_loss",
                   "val_acc", "grad_norm", "epoch_time_s", "samples_per_s"]
 
 
+def make_dirs(path: Path) -> Path:
+    """mkdir -p, with the machine's refusal as a StorageError naming the path."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, exc.filename or path) or exc from None
+    return Path(path)
+
+
 def new_run_dir(root: Path, name: str) -> Path:
     """outputs/runs/<timestamp>-<name>/, unique even when workers start in the same second."""
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for attempt in range(1000):
         suffix = f"-{attempt}" if attempt else ""
@@ -32,25 +45,145 @@ def new_run_dir(root: Path, name: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise storage_error(exc, path) or exc from None
     raise DataError(f"{root}: could not create a unique run folder")
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Undo a run folder that could not get its first file (a disk full from the start)."""
+    try:
+        for leftover in Path(folder).glob(".*.tmp"):
+            leftover.unlink()
+        Path(folder).rmdir()
+    except OSError:
+        pass
 
 
 def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in str(name))[:120]
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
+_write = os.write  # the fault tests swap in a writer that writes short
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written: a write may take only part of its buffer
+    (a filling disk does that before it raises ENOSPC)."""
+    view = memoryview(data)
+    while view:
+        view = view[_write(fd, view):]
+
+
+def temp_path(path: Path) -> Path:
+    return Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+
+
+def write_atomic(path: Path, data: bytes | str, fault_point: str = "write_atomic") -> None:
+    """Replace `path` with `data` all at once: a temp file, fsynced, renamed over it. On
+    failure the temp file is removed and the old file is untouched."""
+    path, tmp = Path(path), temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, data.encode() if isinstance(data, str) else data)
+            faults.hit(fault_point, str(path))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise storage_error(exc, path) or exc from None
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def rewrite_in_place(path: Path, text: str) -> None:
+    """Last resort on a full disk, for a small file that exists: overwrite its bytes where
+    they are (they already have their blocks), so the file still tells how things ended."""
+    with open(path, "r+b") as f:
+        f.write(text.encode())
+        f.truncate()
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Temp files a killed writer left behind (never the live ones: callers hold the folder)."""
+    stale = sorted(Path(folder).glob(".*.tmp"))
+    for path in stale:
+        _remove(path)
+    return stale
 
 
 def write_json(path: Path, obj: dict) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    write_atomic(path, json_text(obj))
+
+
+def json_text(obj: dict) -> str:
+    return json.dumps(obj, indent=2, default=_jsonable) + "\n"
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    """summary.json, atomically; when the disk is too full for a temp file, in place."""
+    try:
+        write_json(path, summary)
+    except StorageError:
+        if not Path(path).exists():
+            raise
+        rewrite_in_place(path, json_text(summary))
+
+
+def close_orphan_run(run_dir: Path) -> None:
+    """A run whose process is known to be dead (its sweep worker's heartbeat stopped): remove
+    the temp files it left and mark a `running` summary interrupted, so the folder tells
+    how it ended."""
+    if not Path(run_dir).is_dir():
+        return
+    remove_stale_temp_files(run_dir)
+    try:
+        summary = read_json(Path(run_dir) / "summary.json")
+    except DataError:
+        return
+    if summary.get("status") == "running":
+        write_summary(Path(run_dir) / "summary.json",
+                      {**summary, "status": "interrupted", "reason": "its process is gone (the sweep worker died)"})
+
+
+def process_record() -> dict:
+    """Who is writing a run: enough to tell later whether that process is still alive."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_started": process_start(os.getpid())}
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def process_alive(summary: dict) -> bool | None:
+    """Whether the process a `running` summary names is alive; None when it ran on another
+    host (or an older optlab wrote no pid), which this machine cannot tell."""
+    pid, host = summary.get("pid"), summary.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    started = summary.get("pid_started")
+    return started is None or process_start(pid) in (None, started)
 
 
 def _jsonable(value: Any) -> Any:
@@ -73,6 +206,10 @@ def read_json(path: Path) -> dict:
 class CsvAppender:
     """A CSV table that only grows, one complete row per write.
 
+    A write that fails (a full disk writes part of a row, then refuses) is cut back to the
+    last complete row and raises StorageError, so a torn row never sits inside the table;
+    opening a table whose last line is torn (a writer killed mid-row) cuts that line off.
+
     durable=False leaves the fsync to `sync()`: a row is in the OS's hands (safe from
     Ctrl-C, SIGTERM and SIGKILL) once written; only a machine crash can lose rows written
     since the last sync, and the training loop syncs with every checkpoint, which is what a
@@ -84,10 +221,12 @@ class CsvAppender:
         self.fd: int | None = None  # open only inside `with`: otherwise each write opens the file
         if not self.path.exists() or self.path.stat().st_size == 0:
             self._write_line(self.columns)
+        else:
+            cut_torn_tail(self.path)
 
     def __enter__(self) -> "CsvAppender":
         """Keep the file open for the block (a training run): a write is then one syscall
-        instead of three (open, write, close: ~100 us at the end of an epoch)."""
+        instead of three (open, write, close)."""
         self.fd = self._open()
         return self
 
@@ -96,7 +235,10 @@ class CsvAppender:
         os.close(fd)
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise storage_error(exc, self.path) or exc from None
 
     def append(self, row: dict) -> None:
         self.append_many([row])
@@ -113,9 +255,15 @@ class CsvAppender:
         csv.writer(buffer, lineterminator="\n").writerows(lines)
         fd = self.fd if self.fd is not None else self._open()
         try:
-            os.write(fd, buffer.getvalue().encode())
-            if self.durable:
-                os.fsync(fd)
+            complete = os.fstat(fd).st_size
+            try:
+                write_all(fd, buffer.getvalue().encode())
+                faults.hit("table.append", str(self.path))
+                if self.durable:
+                    os.fsync(fd)
+            except OSError as exc:
+                os.ftruncate(fd, complete)  # shrinking needs no space: the torn row goes
+                raise storage_error(exc, self.path) or exc from None
         finally:
             if fd != self.fd:
                 os.close(fd)
@@ -126,6 +274,21 @@ class CsvAppender:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def cut_torn_tail(path: Path) -> bool:
+    """Truncate a table to its last complete line; True when there was a torn one."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+        if tail.endswith(b"\n"):
+            return False
+        newline = tail.rfind(b"\n")
+        f.truncate(size - len(tail) + newline + 1 if newline >= 0 else 0)
+        return True
 
 
 def _format(value: Any) -> Any:
@@ -153,26 +316,31 @@ def read_rows(path: Path) -> list[dict]:
 
 def truncate_after_epoch(path: Path, epoch: int) -> None:
     """On resume: drop rows past the checkpoint's epoch (they are recomputed identically)."""
-    rows = read_rows(path)
+    if not Path(path).exists():
+        return
+    lines, torn = complete_lines(Path(path).read_text())
+    if not lines:
+        return
+    reader = csv.DictReader(lines)
+    rows = [row for row in reader if None not in row and None not in row.values()]
     keep = [r for r in rows if int(r["epoch"]) <= epoch]
-    if len(keep) == len(rows) and Path(path).read_text().endswith("\n"):
+    if len(keep) == len(rows) and not torn:
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()) if rows else METRIC_COLUMNS,
-                            lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=reader.fieldnames, lineterminator="\n")
     writer.writeheader()
     writer.writerows(keep)
     write_atomic(path, buffer.getvalue())
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    """Serialized in memory first, so a full disk surfaces as the OSError of our own write
+    (torch's file writer reports it as an internal assertion) and no temp file is left."""
     import torch  # imported here so that reading run folders (optlab report) never loads torch
 
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getbuffer(), fault_point="checkpoint.write")
 
 
 def load_checkpoint(path: Path) -> dict:

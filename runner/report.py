@@ -38,7 +38,7 @@ import yaml
 
 from runner.config import GROUPS, flatten
 from runner.errors import ConfigError, DataError
-from runner.metrics import complete_lines
+from runner.metrics import complete_lines, process_alive
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
 SWEEP_FILES = ("trials.csv", "sweep.json")
@@ -224,6 +224,8 @@ def load_run(folder: Path) -> tuple[dict, dict[str, list[float]], bool]:
     record = {k: v for k, v in summary.items() if k not in SUMMARY_SKIP and not isinstance(v, (dict, list))}
     if record.get("seed") is None:
         record["seed"] = config.get("trainer.seed")
+    if record.get("status") == "running" and process_alive(summary) is False:
+        record.update(status="interrupted", reason="process gone: resume with optlab train --resume")
     record.update(config)
     return record, metrics, torn
 

@@ -96,7 +96,8 @@ def run_sweep(args) -> int:
     from runner.config import compose
     from runner.sweep import check_settings, check_spec
     from runner.sweep_outputs import write_sweep_json
-    from runner.sweep_study import GRACE_S, HEARTBEAT_S, default_storage, open_storage, open_study, quiet_optuna
+    from runner.sweep_storage import default_storage, open_storage
+    from runner.sweep_study import GRACE_S, HEARTBEAT_S, open_study, quiet_optuna
 
     spec = build_spec(args)
     check_settings(spec)

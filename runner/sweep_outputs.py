@@ -5,8 +5,8 @@ started are left out): number, state (COMPLETE/PRUNED/FAIL/RUNNING), status (com
 pruned, diverged, failed; `running` while it runs; `interrupted` for a trial stopped by
 SIGTERM or by its worker's death, whose configuration was queued again), value (the
 objective, COMPLETE trials only), value_seed<k>, duration_s, param.<name> per space
-parameter, run_dirs (';'-separated run folders, as paths relative to where the sweep
-was started unless trainer.out_dir is absolute) and error. It is rewritten atomically, under a
+parameter, run_dirs (';'-separated run folders, relative to the sweep folder; a failed or
+interrupted trial's run folder is there too) and error. It is rewritten atomically, under a
 file lock so that the last writer has the newest view of the study.
 """
 from __future__ import annotations
@@ -104,8 +104,11 @@ def _yaml_item(text: str) -> str:
 def write_outputs(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
     """Rewrite trials.csv and best.yaml from the study; returns the rows."""
     with folder_lock(sweep_dir):
+        for name in ("trials.csv", "best.yaml"):  # under the lock no one else writes them: any temp file is a dead writer's
+            for stale in Path(sweep_dir).glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
         rows = trial_rows(study, spec)
-        write_atomic(Path(sweep_dir) / "trials.csv", csv_text(rows, spec))
+        write_atomic(Path(sweep_dir) / "trials.csv", csv_text(rows, spec), fault_point="sweep.trials_csv")
         best = best_trial(study, spec)
         if best is not None:
             write_atomic(Path(sweep_dir) / "best.yaml", best_yaml(best, spec))
@@ -113,7 +116,7 @@ def write_outputs(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
 
 
 def write_sweep_json(spec: SweepSpec, sweep_dir: Path, storage_url: str) -> None:
-    from runner.sweep_study import hide_password
+    from runner.sweep_storage import hide_password
 
     data = spec.to_json()
     data["storage"] = hide_password(storage_url)

@@ -1,20 +1,18 @@
-"""The Optuna side of a sweep: storage, study, sampler, pruner, the objective, the worker loop.
-
-Storage. By default the study lives in `outputs/sweeps/<study>/study.db`, an SQLite file
-opened through Optuna's RDBStorage. SQLite rather than the journal file: Optuna's
-heartbeat (which finds trials left RUNNING by a worker that died and fails them, so that
-their configuration is retried) is implemented by RDBStorage only, and SQLite's own file
-locking (with a 60 s busy timeout) is safe for several processes on one machine. The same
-code serves `--storage postgresql://...` for workers on several machines.
+"""The Optuna side of a sweep: study, sampler, pruner, the objective, the worker loop.
 
 Budget. `trials` counts *finished* trials: COMPLETE, PRUNED, and FAIL from an error in the
 trial. A trial stopped by SIGTERM, or left RUNNING by a dead worker and failed by the
-heartbeat, is not finished: its configuration is queued again. Before starting a trial a
-worker counts finished + running trials; if that reaches the budget it waits (for running
-trials to finish, or to go stale) instead of starting one, and a trial that turns out to be
-over the budget after all (two workers deciding at once) is dropped as `surplus` before
-it trains. So a rerun of the same command continues to N in total, across any number of
-processes and machines.
+heartbeat check (runner.sweep_storage), is not finished: its configuration is queued again.
+Before starting a trial a worker counts finished + running trials; if that reaches the
+budget it waits (for running trials to finish, or to go stale) instead of starting one, and
+a trial that turns out to be over the budget after all (two workers deciding at once) is
+dropped as `surplus` before it trains. So a rerun of the same command continues to N in
+total, across any number of processes and machines.
+
+The fault tests stop a worker at each stage of a trial (runner.faults): before the trial is
+created (sweep.before_ask), between its creation and its first heartbeat
+(sweep.trial_created, inside study.ask while the sampler runs), inside an epoch
+(train.step) and while a file is written.
 """
 from __future__ import annotations
 
@@ -27,8 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from runner.errors import ConfigError, Interrupted, OptlabError, Pruned, TrainingFailed
+from runner import faults
+from runner.errors import ConfigError, Interrupted, OptlabError, Pruned, StorageError, TrainingFailed
 from runner.sweep import SweepSpec, grid_space, suggest, to_overrides
+from runner.metrics import close_orphan_run
+from runner.sweep_storage import open_storage, requeue
 
 HEARTBEAT_S = 5  # seconds between heartbeats of a running trial
 GRACE_S = 20     # a RUNNING trial without a heartbeat for this long belongs to a dead worker
@@ -44,65 +45,13 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", message=".*GridSampler.*")
 
 
-# ---------------------------------------------------------------- storage and study
-
-def default_storage(sweep_dir: Path) -> str:
-    return f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"
-
-
-def hide_password(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
-
-
-def open_storage(url: str, heartbeat: int | None = None, grace: int | None = None, tries: int = 5):
-    """RDBStorage for url; with heartbeat, stale RUNNING trials fail and are re-queued.
-
-    Workers that start together on a fresh database race to create Optuna's tables; the
-    loser sees a duplicate-key error, and simply tries again (the tables exist by then)."""
-    import optuna
-    import sqlalchemy.exc
-
-    if not url.startswith(("sqlite", "postgresql", "mysql")):
-        raise ConfigError(f"--storage {hide_password(url)}: give a sqlite:///FILE or postgresql://... URL")
-    connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
-    for attempt in range(tries):
-        try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
-                grace_period=grace, heartbeat_stale_trial_callback=requeue if heartbeat else None)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
-            if attempt + 1 == tries or not _creation_race(exc):
-                raise _unreachable(url, exc) from None
-            time.sleep(0.5 * (attempt + 1))
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
-            raise _unreachable(url, exc) from None
-
-
-def _creation_race(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "duplicate" in text or "already exists" in text or "unique" in text
-
-
-def _unreachable(url: str, exc: Exception) -> ConfigError:
-    reason = " ".join(str(exc).split("\n")[0].split())[:200]
-    return ConfigError(f"--storage {hide_password(url)}: cannot open the storage ({reason})")
-
+# ---------------------------------------------------------------- study
 
 def open_study(spec: SweepSpec, storage, sampler=None, pruner=None):
     import optuna
 
     return optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
                                sampler=sampler, pruner=pruner, load_if_exists=True)
-
-
-def requeue(study, trial) -> None:
-    """Heartbeat-stale callback: run the dead trial's configuration again."""
-    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
 
 
 def make_sampler(spec: SweepSpec, seed: int | None):
@@ -245,9 +194,11 @@ class Objective:
             return self._run_seeds(trial, overrides)
         except optuna.TrialPruned:
             raise
-        except Interrupted as exc:
+        except (Interrupted, StorageError) as exc:  # not the configuration's fault: it runs again
+            stopped = "interrupted by a signal" if isinstance(exc, Interrupted) else str(exc)
             trial.set_user_attr("status", "interrupted")
-            trial.set_user_attr("error", str(exc))
+            trial.set_user_attr("error", f"{stopped}; queued again: rerun the same `optlab sweep` command to "
+                                         f"continue the sweep")
             requeue(trial.study, trial)
             raise
         except Exception as exc:  # one trial's error does not stop the sweep
@@ -264,9 +215,7 @@ class Objective:
         values, run_dirs = [], []
         for k in range(self.spec.seeds):
             check_stop()
-            status, value, run_dir = self._run_one(trial, overrides, k)
-            run_dirs.append(str(run_dir))
-            trial.set_user_attr("run_dirs", run_dirs)
+            status, value = self._run_one(trial, overrides, k, run_dirs)
             if status == "diverged":
                 trial.set_user_attr("status", "diverged")
                 return worst_value(self.spec.metric, self.spec.direction)
@@ -278,7 +227,8 @@ class Objective:
         trial.set_user_attr("status", "completed")
         return sum(values) / len(values)
 
-    def _run_one(self, trial, overrides: list[str], k: int):
+    def _run_one(self, trial, overrides: list[str], k: int, run_dirs: list[str]):
+        """Train seed k; its run folder joins the trial's run_dirs as soon as it exists."""
         from runner.config import compose
         from runner.train import train
 
@@ -286,15 +236,21 @@ class Objective:
         cfg.trainer.seed = int(cfg.trainer.seed) + k
         reporter = PruneReporter(trial, self.spec.metric, self.spec.direction, k * int(cfg.trainer.epochs))
         try:
-            result = train(cfg, run_root=self.sweep_dir / "runs", on_epoch=reporter)
+            result = train(cfg, run_root=self.sweep_dir / "runs", on_epoch=reporter,
+                           on_start=lambda run_dir: self._add_run_dir(trial, run_dirs, run_dir))
         except TrainingFailed as exc:
             if exc.result is None or exc.result.status != "diverged":
                 raise
-            return "diverged", None, exc.result.run_dir
+            return "diverged", None
         value = reporter.best if reporter.best is not None else _summary_value(result.summary, self.spec.metric)
         if value is None:
             raise TrialFailed(f"the run reported no finite {self.spec.metric}")
-        return result.status, value, result.run_dir
+        return result.status, value
+
+    def _add_run_dir(self, trial, run_dirs: list[str], run_dir: Path) -> None:
+        """Recorded relative to the sweep folder, so the sweep folder can move as a whole."""
+        run_dirs.append(os.path.relpath(os.path.abspath(run_dir), os.path.abspath(self.sweep_dir)))
+        trial.set_user_attr("run_dirs", run_dirs)
 
     def _fixed(self, number: int, k: int) -> list[str]:
         fixed = [f"trainer.name=trial{number:04d}-seed{k}", "trainer.progress=false"]
@@ -324,17 +280,23 @@ class Worker:
 
     def run(self) -> None:
         quiet_optuna()
-        storage = open_storage(self.storage_url, self.heartbeat, self.grace)
+        storage = open_storage(self.storage_url, self.heartbeat, self.grace, on_stale=self.on_stale_trial)
         seed = None if self.spec.seed is None else self.spec.seed + self.placement.worker
         study = open_study(self.spec, storage, make_sampler(self.spec, seed), make_pruner(self.spec))
         objective = Objective(self.spec, self.sweep_dir, self.placement)
+        warm_up(self.spec)
         started = self.clock()
         while self._should_continue(study, started):
+            faults.hit("sweep.before_ask")
             study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
             if self.after_trial is not None:
                 self.after_trial()
 
     def _should_continue(self, study, started: float) -> bool:
+        """Whether to start another trial. While the budget is taken by running trials it
+        waits; each of those either shows life (a heartbeat within the grace period) or is
+        failed by the stale check, so no wait outlives a dead worker's trial by more than
+        the grace period."""
         import optuna
 
         while True:
@@ -350,6 +312,23 @@ class Worker:
             if count.finished + count.running < self.spec.trials:
                 return True
             self.sleep(min(1.0, float(self.heartbeat)))  # the rest are running elsewhere: wait
+
+
+    def on_stale_trial(self, study, trial) -> None:
+        """A dead worker's trial: run its configuration again, and close the run folders it
+        left (temp files removed, a `running` summary marked interrupted)."""
+        requeue(study, trial)
+        for run in trial.user_attrs.get("run_dirs", []):
+            close_orphan_run(self.sweep_dir / run)
+
+
+def warm_up(spec: SweepSpec) -> None:
+    """Import the training stack and compose the base config once before the first trial,
+    so that a worker's start-up is not counted in its first trial's duration."""
+    from runner.config import compose
+    import runner.train  # noqa: F401
+
+    compose(spec.base, spec.config_dir)
 
 
 _received: list[int] = []

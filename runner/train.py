@@ -12,9 +12,11 @@ after the current step; its checkpoint records that step, and a resume continues
 from __future__ import annotations
 
 import math
+import os
 import platform
 import random
 import signal
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -33,10 +35,12 @@ from runner.augment import build_pipeline
 from runner.config import as_plain, to_yaml
 from runner.data import Dataset, DeviceBatches, StreamingBatches, keep_data_on_device, load_dataset
 from runner.diagnostics import Diagnostics
-from runner.errors import ConfigError, Interrupted, Pruned, TrainingFailed
+from runner import faults
+from runner.errors import ConfigError, DataError, Interrupted, OptlabError, Pruned, StorageError, TrainingFailed, storage_error
 from runner.init import InitContext, initialize
-from runner.metrics import (METRIC_COLUMNS, CsvAppender, load_checkpoint, new_run_dir, read_json,
-                            save_checkpoint, truncate_after_epoch, write_atomic, write_json)
+from runner.metrics import (METRIC_COLUMNS, CsvAppender, load_checkpoint, new_run_dir, process_record, read_json,
+                            remove_if_empty, remove_stale_temp_files, save_checkpoint, truncate_after_epoch,
+                            write_atomic, write_summary)
 from runner.models import build_model
 from runner.optim import build_optimizer, clear_gradients, direct_step, is_full_batch, set_lr
 
@@ -48,6 +52,7 @@ class RunResult:
     run_dir: Path
     status: str
     summary: dict = field(default_factory=dict)
+    late_signal: int | None = None  # SIGINT/SIGTERM received after training was over
 
 
 # ---------------------------------------------------------------- set-up helpers
@@ -136,11 +141,21 @@ def restore_rng_states(states: dict, generators: dict[str, torch.Generator]) -> 
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class SignalFlag(list):
+    """The signals received while a run was in charge of them; `consumed` once the run
+    stopped because of one."""
+
+    consumed = False
+
+
 @contextmanager
 def stop_on_signals():
     """SIGINT/SIGTERM set a flag the loop checks after each step, so the run ends cleanly
-    at a step boundary with everything up to the last epoch on disk."""
-    received: list[int] = []
+    at a step boundary with everything up to the last epoch on disk. The flag stays set up
+    until the summary is written. A signal that came too late to stop the run (training was
+    over) is passed on to the handler the caller had installed (a sweep worker's), or else
+    left in the flag for the caller to act on (RunResult.late_signal)."""
+    received = SignalFlag()
 
     def handler(signum, frame):
         received.append(signum)
@@ -156,6 +171,9 @@ def stop_on_signals():
     finally:
         for sig, previous in installed.items():
             signal.signal(sig, previous)
+        late = received[0] if received and not received.consumed else None
+        if late in installed and callable(installed[late]) and installed[late] is not signal.default_int_handler:
+            signal.raise_signal(late)
 
 
 class RunFolderWriter:
@@ -301,10 +319,78 @@ def versions() -> dict:
     return {"optlab": runner.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
+# ---------------------------------------------------------------- the run folder
+
+def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> Path:
+    """A new run folder with config.yaml, the metrics header and a `running` summary; a
+    machine that refuses any of them (a full disk) leaves no folder behind."""
+    run_dir = new_run_dir(root, name)
+    summary["run_dir"] = str(run_dir)
+    try:
+        write_atomic(run_dir / "config.yaml", config_yaml)
+        CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)
+        write_summary(run_dir / "summary.json", summary)
+    except StorageError:
+        for written in ("config.yaml", "metrics.csv", "summary.json"):
+            (run_dir / written).unlink(missing_ok=True)
+        remove_if_empty(run_dir)
+        raise
+    return run_dir
+
+
+def check_not_running_elsewhere(run_dir: Path, previous: dict) -> None:
+    """Two processes training one run folder would interleave their rows."""
+    from runner.metrics import process_alive
+
+    if previous.get("status") != "running" or previous.get("pid") == os.getpid():
+        return
+    alive = process_alive(previous)
+    if alive:
+        raise ConfigError(f"{run_dir}: still being trained by process {previous['pid']} on this machine; "
+                          f"stop it (Ctrl-C or kill -TERM {previous['pid']}) before resuming")
+    if alive is False:
+        print(f"optlab: {run_dir} was interrupted (process gone); resuming it", file=sys.stderr)
+
+
+def checkpoint_to_resume(run_dir: Path) -> dict | None:
+    """The checkpoint a resume continues from, after clearing temp files a killed writer
+    left; None when the run was stopped before its first checkpoint: it then starts over in
+    its folder, which gives exactly the run it would have been (same config, same seed)."""
+    for stale in remove_stale_temp_files(run_dir):
+        print(f"optlab: removed {stale.name}, left by a writer that was stopped", file=sys.stderr)
+    path = run_dir / "checkpoint.pt"
+    if not path.exists():
+        print(f"optlab: {run_dir} has no checkpoint yet: starting it over from epoch 0", file=sys.stderr)
+        return None
+    return load_checkpoint(path)
+
+
+def restore_checkpoint(ckpt: dict, path: Path, model, optimizer, scaler, generators: dict) -> None:
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt.get("scaler", scaler.state_dict()))
+        restore_rng_states(ckpt["rng"], generators)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"{path}: does not match the run's config.yaml ({type(exc).__name__}: {detail})") from None
+
+
+def drop_rows_after(run_dir: Path, epoch: int, fresh: bool) -> None:
+    """Rows past the checkpoint are recomputed by the resume: drop them so none counts twice
+    (layers.csv too; all of it when the run starts over, its first record included)."""
+    truncate_after_epoch(run_dir / "metrics.csv", epoch)
+    if (run_dir / "layers.csv").exists():
+        truncate_after_epoch(run_dir / "layers.csv", -2 if fresh else epoch)
+
+
 # ---------------------------------------------------------------- the run
 
 def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: Path | None = None,
-          on_epoch: EpochHook | None = None, console=None) -> RunResult:
+          on_epoch: EpochHook | None = None, on_start: Callable[[Path], None] | None = None,
+          console=None) -> RunResult:
+    """Train one run in a new run folder under run_root (or continue resume_dir). on_start
+    gets the run folder once it exists; on_epoch every epoch's row (a sweep's pruner)."""
     c = as_plain(cfg)
     t = c["trainer"]
     device = resolve_device(str(t["device"]))
@@ -341,28 +427,32 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     # 2) the run folder (new, or the one being resumed)
     state = {"epoch": -1, "step": 0, "best_val_acc": None, "schedule": {}, "wall_time_s": 0.0}
     mid_epoch: dict | None = None  # set when resuming a run stopped inside an epoch
+    summary = {"status": "running", "seed": seed, "device": str(device), "epochs": epochs,
+               **versions(), **process_record()}
+    fresh = True  # a new run, or one restarted from its start (no checkpoint was written)
     if resume_dir is not None:
         run_dir = Path(resume_dir)
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt.get("scaler", scaler.state_dict()))
-        restore_rng_states(ckpt["rng"], generators)
-        state.update({k: ckpt[k] for k in state if k in ckpt})
-        mid_epoch = ckpt.get("mid_epoch")
-        truncate_after_epoch(run_dir / "metrics.csv", state["epoch"])
+        previous = _previous_summary(run_dir)
+        check_not_running_elsewhere(run_dir, previous)
+        ckpt = checkpoint_to_resume(run_dir)
+        if ckpt is not None:
+            restore_checkpoint(ckpt, run_dir / "checkpoint.pt", model, optimizer, scaler, generators)
+            state.update({k: ckpt[k] for k in state if k in ckpt})
+            mid_epoch, fresh = ckpt.get("mid_epoch"), False
+        drop_rows_after(run_dir, state["epoch"], fresh)
+        summary["run_dir"] = str(run_dir)
+        write_summary(run_dir / "summary.json", {**previous, **summary})
     else:
-        run_dir = new_run_dir(Path(run_root or Path(t["out_dir"]) / "runs"), t["name"])
-        write_atomic(run_dir / "config.yaml", to_yaml(cfg) if isinstance(cfg, DictConfig) else _yaml(c))
+        run_dir = start_run_folder(Path(run_root or Path(t["out_dir"]) / "runs"), t["name"],
+                                   to_yaml(cfg) if isinstance(cfg, DictConfig) else _yaml(c), summary)
     table = CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)  # synced with each checkpoint
-    summary = {"status": "running", "run_dir": str(run_dir), "seed": seed, "device": str(device),
-               "epochs": epochs, **versions()}
-    write_json(run_dir / "summary.json", {**_previous_summary(run_dir), **summary})
+    if on_start is not None:
+        on_start(run_dir)
 
     from runner.progress import TrainProgress  # rich is only needed when showing progress
     progress = TrainProgress(enabled=bool(t["progress"]), total_epochs=epochs, console=console)
     diagnostics = Diagnostics(run_dir, int(c["diagnostics"]["every"]), bool(t["diagnostics"]))
-    if resume_dir is None:
+    if fresh:
         diagnostics.record_initial(model, loss, data.x_train[:int(c["diagnostics"]["batch_size"])],
                                    data.y_train[:int(c["diagnostics"]["batch_size"])])
     # parameters and buffers are updated in place, so these references stay current and a
@@ -382,135 +472,154 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
                 "mid_epoch": cpu_snapshot(position)}
     checkpoint = Checkpointer(run_dir / "checkpoint.pt", float(t.get("checkpoint_every_s", 0)), table)
 
-    with table, stop_on_signals() as signals, progress, RunFolderWriter() as writer:
+    with stop_on_signals() as signals:
         try:
-            for epoch in range(state["epoch"] + 1, epochs):
-                # 3) the epoch's batch size and the number of steps it makes
-                n_train = len(batches)
-                batch_size = n_train if full_batch else batching.batch_size_at(c["batch"], epoch, n_train)
-                steps = batches.num_batches(batch_size)
-                progress.start_epoch(epoch, steps)
-                resumed, mid_epoch = mid_epoch, None  # an epoch a signal stopped goes on where it stopped:
-                if resumed is not None:                 # the same batch order, the batches done skipped
-                    batches.generator.set_state(resumed["data_rng"])
-                data_rng = batches.generator.get_state()
-                done, elapsed, lr = (resumed["batches_done"], resumed["elapsed_s"], resumed["lr"]) if resumed else (0, 0.0, lr0)
-                epoch_start = time.perf_counter() - elapsed
-                loss_sum, correct, grad_norms = epoch_sums(resumed, device)
-                lr_set = None  # the lr in the optimizer's param groups, once this loop has set it
-                record_at = diagnostics.recorded_step(epoch, steps)
-                at_epoch_end = False
-                model.train()
-                for i, (xb, yb) in enumerate(batches.epoch(batch_size, skip=done), start=done):
-                    # 4) the lr for this step: schedule(progress) * plateau scale (schedules that
-                    # are flat within an epoch are evaluated at its first step only)
-                    if lr_each_step or i == done:
-                        tt, unit = schedule.progress(c["schedule"], epoch, i, steps)
-                        lr = schedule.learning_rate(c["schedule"], lr0, tt, epochs, unit)
-                        lr *= state["schedule"].get("scale", 1.0)
-                        if lr != lr_set:
-                            set_lr(optimizer, lr)
-                            lr_set = lr
-                    # 5) augment, forward (hooked on the step diagnostics records), loss, backward
-                    if augment.active:
-                        xb, yb = augment(xb, yb, generators["augment"])
-                    probe = diagnostics.start(model) if i == record_at else None
-                    with autocast():
-                        out = model(xb)
-                        batch_loss = loss(out, yb)
-                    objective = batch_loss + penalty(model, reg) if penalized else batch_loss
-                    clear_gradients(params)
-                    if scaled:  # fp16: scale the loss so small gradients survive, unscale before clipping
-                        scaler.scale(objective).backward()
-                        scaler.unscale_(optimizer)
-                    else:
-                        objective.backward()
-                    # 6) clip, step
-                    if clipping or i % log_every == 0:  # the norm is sampled, or needed to clip
-                        norm = clip_gradients(params, reg)
-                        if norm is not None:
-                            grad_norms.append(norm)
-                    if probe is None:
-                        take_step()
-                    else:  # reads the gradients, steps, and measures the update it made
-                        probe.step(take_step)
-                    # 7) accumulate on device; read (and check for divergence) every log_every steps
-                    # (an epoch shorter than that is checked once, at its end)
-                    loss_sum += batch_loss.detach() * len(xb)
-                    if data.task == "classification":
-                        correct += count_correct(out, yb)
-                    state["step"] += 1
-                    if (i + 1) % log_every == 0 and not math.isfinite(batch_loss.item()):
-                        raise _Diverged(epoch, batch_loss.item())
-                    if progress.enabled:
-                        progress.advance_batch()
-                    if signals:
-                        stopped_at = epoch_position(epoch, i + 1, data_rng, loss_sum, correct, grad_norms,
-                                                    time.perf_counter() - epoch_start, lr)
-                        raise Interrupted(signals[0])
-                # 8) end of epoch: train metrics, validation, the row, the checkpoint
-                diagnostics.finish_step(epoch, state["step"])
-                train_loss = loss_sum.item() / n_train
-                if not math.isfinite(train_loss):
-                    raise _Diverged(epoch, train_loss)
-                val_loss, val_acc = evaluate(model, data.x_val, data.y_val, loss, data.task,
-                                             int(t["eval_batch_size"]), autocast)
-                epoch_time = time.perf_counter() - epoch_start
-                row = {
-                    "epoch": epoch, "step": state["step"], "lr": lr, "batch_size": batch_size,
-                    "train_loss": train_loss,
-                    "train_acc": correct.item() / n_train if data.task == "classification" else None,
-                    "val_loss": val_loss, "val_acc": val_acc,
-                    "grad_norm": torch.stack(grad_norms).mean().item() if grad_norms else float("nan"),
-                    "epoch_time_s": epoch_time, "samples_per_s": n_train / max(epoch_time, 1e-9),
-                }
-                table.append(row)
-                if not math.isfinite(val_loss):
-                    raise _Diverged(epoch, val_loss)
-                if data.task == "classification" and (state["best_val_acc"] is None or val_acc > state["best_val_acc"]):
-                    state["best_val_acc"] = val_acc
-                state["schedule"] = schedule.after_epoch(c["schedule"], state["schedule"], val_loss)
-                state["epoch"] = epoch
-                state["wall_time_s"] = time.perf_counter() - started
-                at_epoch_end = True
-                if checkpoint.due():
-                    checkpoint.write(writer, (epoch, state["step"]), snapshot)
-                progress.end_epoch(row)
-                if on_epoch is not None:
-                    on_epoch(epoch, row)
-                if signals:
-                    raise Interrupted(signals[0])
-        except _Diverged as exc:
-            status, reason = "diverged", str(exc)
-            failure = TrainingFailed(f"diverged: {exc}; rows so far are in {run_dir}/metrics.csv")
-        except Interrupted as exc:
-            status, reason, failure = "interrupted", str(exc), exc
-        except Pruned as exc:
-            status, reason = "pruned", str(exc) or "pruned by the sweep's pruner"
-        except torch.cuda.OutOfMemoryError as exc:
-            status, reason = "failed", f"out of memory: {exc}".splitlines()[0]
-            failure = TrainingFailed(reason)
-        except ConfigError as exc:  # found only once a batch is seen (e.g. flip on tabular data)
-            status, reason, failure = "failed", str(exc), exc
-        finally:
-            # the state to resume from: an epoch's end, or the exact step where a signal
-            # stopped the run; after other failures inside an epoch, the last checkpoint stays
-            if at_epoch_end:
-                checkpoint.write(writer, (state["epoch"], state["step"]), snapshot)
-            elif stopped_at is not None:
-                state["wall_time_s"] = time.perf_counter() - started
-                checkpoint.write(writer, (stopped_at["epoch"], state["step"]), lambda: snapshot(stopped_at))
+            with table, progress, RunFolderWriter() as writer:
+                try:
+                    for epoch in range(state["epoch"] + 1, epochs):
+                        # 3) the epoch's batch size and the number of steps it makes
+                        n_train = len(batches)
+                        batch_size = n_train if full_batch else batching.batch_size_at(c["batch"], epoch, n_train)
+                        steps = batches.num_batches(batch_size)
+                        progress.start_epoch(epoch, steps)
+                        resumed, mid_epoch = mid_epoch, None  # an epoch a signal stopped goes on where it stopped:
+                        if resumed is not None:                 # the same batch order, the batches done skipped
+                            batches.generator.set_state(resumed["data_rng"])
+                        data_rng = batches.generator.get_state()
+                        done, elapsed, lr = (resumed["batches_done"], resumed["elapsed_s"], resumed["lr"]) if resumed else (0, 0.0, lr0)
+                        epoch_start = time.perf_counter() - elapsed
+                        loss_sum, correct, grad_norms = epoch_sums(resumed, device)
+                        lr_set = None  # the lr in the optimizer's param groups, once this loop has set it
+                        record_at = diagnostics.recorded_step(epoch, steps)
+                        at_epoch_end = False
+                        model.train()
+                        for i, (xb, yb) in enumerate(batches.epoch(batch_size, skip=done), start=done):
+                            # 4) the lr for this step: schedule(progress) * plateau scale (schedules that
+                            # are flat within an epoch are evaluated at its first step only)
+                            if lr_each_step or i == done:
+                                tt, unit = schedule.progress(c["schedule"], epoch, i, steps)
+                                lr = schedule.learning_rate(c["schedule"], lr0, tt, epochs, unit)
+                                lr *= state["schedule"].get("scale", 1.0)
+                                if lr != lr_set:
+                                    set_lr(optimizer, lr)
+                                    lr_set = lr
+                            # 5) augment, forward (hooked on the step diagnostics records), loss, backward
+                            if augment.active:
+                                xb, yb = augment(xb, yb, generators["augment"])
+                            probe = diagnostics.start(model) if i == record_at else None
+                            with autocast():
+                                out = model(xb)
+                                batch_loss = loss(out, yb)
+                            objective = batch_loss + penalty(model, reg) if penalized else batch_loss
+                            clear_gradients(params)
+                            if scaled:  # fp16: scale the loss so small gradients survive, unscale before clipping
+                                scaler.scale(objective).backward()
+                                scaler.unscale_(optimizer)
+                            else:
+                                objective.backward()
+                            # 6) clip, step
+                            if clipping or i % log_every == 0:  # the norm is sampled, or needed to clip
+                                norm = clip_gradients(params, reg)
+                                if norm is not None:
+                                    grad_norms.append(norm)
+                            if probe is None:
+                                take_step()
+                            else:  # reads the gradients, steps, and measures the update it made
+                                probe.step(take_step)
+                            # 7) accumulate on device; read (and check for divergence) every log_every steps
+                            # (an epoch shorter than that is checked once, at its end)
+                            loss_sum += batch_loss.detach() * len(xb)
+                            if data.task == "classification":
+                                correct += count_correct(out, yb)
+                            state["step"] += 1
+                            if (i + 1) % log_every == 0 and not math.isfinite(batch_loss.item()):
+                                raise _Diverged(epoch, batch_loss.item())
+                            if progress.enabled:
+                                progress.advance_batch()
+                            faults.hit("train.step")
+                            if signals:
+                                stopped_at = epoch_position(epoch, i + 1, data_rng, loss_sum, correct, grad_norms,
+                                                            time.perf_counter() - epoch_start, lr)
+                                signals.consumed = True
+                                raise Interrupted(signals[0])
+                        # 8) end of epoch: train metrics, validation, the row, the checkpoint
+                        diagnostics.finish_step(epoch, state["step"])
+                        train_loss = loss_sum.item() / n_train
+                        if not math.isfinite(train_loss):
+                            raise _Diverged(epoch, train_loss)
+                        val_loss, val_acc = evaluate(model, data.x_val, data.y_val, loss, data.task,
+                                                     int(t["eval_batch_size"]), autocast)
+                        epoch_time = time.perf_counter() - epoch_start
+                        row = {
+                            "epoch": epoch, "step": state["step"], "lr": lr, "batch_size": batch_size,
+                            "train_loss": train_loss,
+                            "train_acc": correct.item() / n_train if data.task == "classification" else None,
+                            "val_loss": val_loss, "val_acc": val_acc,
+                            "grad_norm": torch.stack(grad_norms).mean().item() if grad_norms else float("nan"),
+                            "epoch_time_s": epoch_time, "samples_per_s": n_train / max(epoch_time, 1e-9),
+                        }
+                        table.append(row)
+                        faults.hit("train.epoch_end")
+                        if not math.isfinite(val_loss):
+                            raise _Diverged(epoch, val_loss)
+                        if data.task == "classification" and (state["best_val_acc"] is None or val_acc > state["best_val_acc"]):
+                            state["best_val_acc"] = val_acc
+                        state["schedule"] = schedule.after_epoch(c["schedule"], state["schedule"], val_loss)
+                        state["epoch"] = epoch
+                        state["wall_time_s"] = time.perf_counter() - started
+                        at_epoch_end = True
+                        if checkpoint.due():
+                            checkpoint.write(writer, (epoch, state["step"]), snapshot)
+                        progress.end_epoch(row)
+                        if on_epoch is not None:
+                            on_epoch(epoch, row)
+                        if signals:
+                            signals.consumed = True
+                            raise Interrupted(signals[0])
+                except _Diverged as exc:
+                    status, reason = "diverged", str(exc)
+                    failure = TrainingFailed(f"diverged: {exc}; rows so far are in {run_dir}/metrics.csv")
+                except Interrupted as exc:
+                    status, reason, failure = "interrupted", str(exc), exc
+                except Pruned as exc:
+                    status, reason = "pruned", str(exc) or "pruned by the sweep's pruner"
+                except torch.cuda.OutOfMemoryError as exc:
+                    status, reason = "failed", f"out of memory: {exc}".splitlines()[0]
+                    failure = TrainingFailed(reason)
+                except ConfigError as exc:  # found only once a batch is seen (e.g. flip on tabular data)
+                    status, reason, failure = "failed", str(exc), exc
+                except Exception as exc:  # the machine refusing a write, or a bug: the summary says which
+                    failure = storage_error(exc) or exc
+                    status, reason = "failed", (str(failure) if failure is not exc
+                                                else f"unexpected error: {type(exc).__name__}: {exc}")
+                finally:
+                    # the state to resume from: an epoch's end, or the exact step where a signal
+                    # stopped the run; after other failures inside an epoch, the last checkpoint stays
+                    if at_epoch_end:
+                        checkpoint.write(writer, (state["epoch"], state["step"]), snapshot)
+                    elif stopped_at is not None:
+                        state["wall_time_s"] = time.perf_counter() - started
+                        checkpoint.write(writer, (stopped_at["epoch"], state["step"]), lambda: snapshot(stopped_at))
+        except (StorageError, OSError) as exc:  # a checkpoint the writer thread could not write
+            failure = storage_error(exc)
+            if failure is None:
+                raise
+            status, reason = "failed", str(failure)
+        faults.hit("train.after_loop")
 
-    # 9) the summary: what happened and the numbers a report needs
-    all_rows = _all_rows(run_dir)
-    if not all_rows and status == "completed":  # epochs=0: report the untrained model
-        vl, va = evaluate(model, data.x_val, data.y_val, loss, data.task, int(t["eval_batch_size"]), autocast)
-        all_rows = [{"val_loss": vl, "val_acc": va}]
-    summary.update(summarize(all_rows, status, reason, state, time.perf_counter() - started))
-    write_json(run_dir / "summary.json", summary)
-    result = RunResult(run_dir, status, summary)
-    if failure is not None:
+        # 9) the summary: what happened and the numbers a report needs
+        all_rows = _all_rows(run_dir)
+        if not all_rows and status == "completed":  # epochs=0: report the untrained model
+            vl, va = evaluate(model, data.x_val, data.y_val, loss, data.task, int(t["eval_batch_size"]), autocast)
+            all_rows, reason = [{"val_loss": vl, "val_acc": va}], "no training epochs"
+        summary.update(summarize(all_rows, status, reason, state, time.perf_counter() - started))
+        write_summary(run_dir / "summary.json", summary)
+    late = signals[0] if signals and not signals.consumed else None
+    result = RunResult(run_dir, status, summary, late_signal=late)
+    if isinstance(failure, OptlabError):
         raise failure.with_result(result)
+    if failure is not None:
+        raise failure
     return result
 
 
@@ -541,8 +650,11 @@ def _all_rows(run_dir: Path) -> list[dict]:
 
 
 def _previous_summary(run_dir: Path) -> dict:
-    path = run_dir / "summary.json"
-    return read_json(path) if path.exists() else {}
+    """The summary a resume takes over (it is rewritten whole: a damaged one is replaced)."""
+    try:
+        return read_json(run_dir / "summary.json")
+    except DataError:
+        return {}
 
 
 def summarize(rows: list[dict], status: str, reason: str | None, state: dict, wall: float) -> dict:

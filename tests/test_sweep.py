@@ -14,8 +14,8 @@ from runner.cli import main
 from runner.errors import Pruned
 from runner.sweep import (check_spec, load_spec, parse_space, read_trials_csv, refine_space, spec_from_dict,
                           suggest, to_overrides)
-from runner.sweep_study import (Objective, PruneReporter, Worker, default_storage, open_storage, open_study,
-                                trial_status)
+from runner.sweep_storage import default_storage, open_storage
+from runner.sweep_study import Objective, PruneReporter, Worker, open_study, trial_status
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -143,7 +143,7 @@ def test_sweep_records_a_diverged_trial_as_worst_and_goes_on(tmp_path, capsys):
     assert rows["1000000000.0"]["status"] == "diverged" and float(rows["1000000000.0"]["value"]) == 0.0
     good = rows["0.5"]
     assert good["state"] == "COMPLETE" and float(good["value"]) > 0.3
-    summary = json.loads((Path(good["run_dirs"]) / "summary.json").read_text())
+    summary = json.loads((folder / good["run_dirs"] / "summary.json").read_text())
     assert summary["status"] == "completed" and float(good["value_seed0"]) == pytest.approx(summary["best_val_acc"])
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert "optimizer.lr=0.5" in best and "optimizer=sgd" in best
@@ -224,7 +224,7 @@ def test_pruned_trial_stops_keeps_its_rows_and_says_pruned(tmp_path):
     study.optimize(Objective(spec, sweep_folder(tmp_path, "unit")), n_trials=1)
     trial = study.trials[0]
     assert trial.state.name == "PRUNED" and trial_status(trial) == "pruned"
-    run_dir = Path(trial.user_attrs["run_dirs"][0])
+    run_dir = sweep_folder(tmp_path, "unit") / trial.user_attrs["run_dirs"][0]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "pruned"
     assert len((run_dir / "metrics.csv").read_text().splitlines()) == 2  # header + the one epoch it ran
 

@@ -1,5 +1,7 @@
-"""Sweeps through the real CLI in subprocesses: parallel workers, signals and resume, and
-two processes sharing one study in PostgreSQL (OPTLAB_TEST_POSTGRES_URL, set by .ci/run)."""
+"""Sweeps through the real CLI in subprocesses: parallel workers, signals and resume, a kill -9
+at every stage of a trial, and two processes sharing one study, in SQLite and in PostgreSQL
+(OPTLAB_TEST_POSTGRES_URL, set by .ci/run). Whatever stops a sweep, rerunning the same
+command ends with exactly N finished trials and none left RUNNING."""
 from __future__ import annotations
 
 import csv
@@ -15,7 +17,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import optlab_executable
+from faultkit import optlab_command as optlab_executable
 
 pytestmark = pytest.mark.slow
 
@@ -65,13 +67,14 @@ def states(folder: Path) -> list[str]:
         return [state for (state,) in db.execute("SELECT state FROM trials ORDER BY number")]
 
 
-def check_finished_runs(rows: list[dict], cwd: Path) -> None:
+def check_finished_runs(rows: list[dict], folder: Path) -> None:
+    """Every finished trial's runs, found from the sweep folder (run_dirs are relative to it)."""
     for r in rows:
         if r["status"] in FINISHED:
             for run in r["run_dirs"].split(";"):
-                summary = json.loads((cwd / run / "summary.json").read_text())
+                summary = json.loads((folder / run / "summary.json").read_text())
                 assert summary["status"] in ("completed", "pruned")
-                assert (cwd / run / "metrics.csv").is_file() and (cwd / run / "config.yaml").is_file()
+                assert (folder / run / "metrics.csv").is_file() and (folder / run / "config.yaml").is_file()
 
 
 def test_two_workers_are_processes_with_the_cores_split_between_them(tmp_path):
@@ -118,7 +121,7 @@ def test_sigterm_and_sigkill_then_rerun_end_with_exactly_n_trials(tmp_path):
     assert sum(r["status"] in FINISHED for r in rows) == n
     interrupted = [int(r["number"]) for r in rows if r["status"] == "interrupted"]
     assert len(interrupted) >= 1  # at least the SIGKILLed one; its configuration ran again:
-    check_finished_runs(rows, tmp_path)
+    check_finished_runs(rows, folder)
     retried = [t.user_attrs["retry_of"] for t in load(folder).trials if "retry_of" in t.user_attrs]
     assert sorted(retried) == interrupted
 
@@ -139,15 +142,25 @@ def fresh_postgres():
         db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.mark.skipif(not os.environ.get("OPTLAB_TEST_POSTGRES_URL"),
-                    reason="OPTLAB_TEST_POSTGRES_URL is unset (eval \"$(bash .ci/postgres.sh)\" starts a server)")
-def test_two_processes_share_one_postgres_study_and_stop_at_n_in_total(tmp_path, fresh_postgres):
-    url, study, n = fresh_postgres, "shared", 4
-    machines = [tmp_path / "a", tmp_path / "b"]  # two working folders, as on two machines
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_storage(request, tmp_path):
+    """Where two processes share one study: the SQLite file of one sweep folder that both
+    work in, or a fresh PostgreSQL database (OPTLAB_TEST_POSTGRES_URL, set by .ci/run) that
+    two folders share, as two machines would."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}", [tmp_path, tmp_path]
+    if not os.environ.get("OPTLAB_TEST_POSTGRES_URL"):
+        pytest.skip("OPTLAB_TEST_POSTGRES_URL is unset (eval \"$(bash .ci/postgres.sh)\" starts a server)")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    return request.getfixturevalue("fresh_postgres"), [tmp_path / "a", tmp_path / "b"]
+
+
+def test_two_processes_share_one_study_and_stop_at_n_in_total(shared_storage):
+    url, folders = shared_storage
+    study, n = "shared", 6  # enough work that the second process starts before the first is done
     procs = []
-    for folder in machines:
-        folder.mkdir()
-        command = [*optlab_executable(), "sweep", str(write_sweep(folder, trials=n)), "--storage", url,
+    for folder in folders:
+        command = [*optlab_executable(), "sweep", str(write_sweep(folder, trials=n, epochs=2)), "--storage", url,
                    "--study", study]
         procs.append(subprocess.Popen(command, cwd=folder, env=env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
@@ -157,6 +170,71 @@ def test_two_processes_share_one_postgres_study_and_stop_at_n_in_total(tmp_path,
     trials = optuna.load_study(study_name=study, storage=url).trials
     assert sum(t.state.name == "COMPLETE" for t in trials) == n
     assert len({t.user_attrs["worker_pid"] for t in trials if t.state.name == "COMPLETE"}) == 2
-    for folder in machines:
+    for folder in folders:
         rows = rows_of(folder / "outputs" / "sweeps" / study)
         assert sum(r["status"] == "completed" for r in rows) == n
+
+
+def test_a_kill_between_ask_and_the_first_heartbeat_does_not_hang_a_rerun(shared_storage):
+    """The trial is RUNNING with no heartbeat row, which Optuna's own stale check skips."""
+    url, (folder, _) = shared_storage
+    command = sweep_command(write_sweep(folder, trials=2), "--storage", url, "--study", "orphan")
+    killed = subprocess.run(command, cwd=folder, env=env(OPTLAB_FAULT="sweep.trial_created=kill"),
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    study = optuna.load_study(study_name="orphan", storage=url)
+    assert [t.state.name for t in study.trials] == ["RUNNING"]
+    rerun = subprocess.run(command, cwd=folder, env=env(), capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    states = [t.state.name for t in optuna.load_study(study_name="orphan", storage=url).trials]
+    assert states.count("COMPLETE") == 2 and "RUNNING" not in states
+
+
+def sweep_command(path: Path, *extra: str) -> list[str]:
+    return [*optlab_executable(), "sweep", str(path), "--heartbeat", "1", "--grace", "3", *extra]
+
+
+@pytest.mark.parametrize("fault", [
+    "sweep.before_ask@2=kill",      # between two trials
+    "sweep.trial_created@2=kill",   # inside ask: the trial exists, its first heartbeat does not
+    "train.step@30=kill",           # inside the second epoch of the first trial
+    "checkpoint.write@2=kill",      # while a run's checkpoint is being written
+    "sweep.trials_csv@3=kill",      # while trials.csv is being rewritten
+])
+def test_a_kill_at_any_stage_of_a_trial_then_a_rerun_ends_with_exactly_n(tmp_path, fault):
+    n = 3
+    command = sweep_command(write_sweep(tmp_path, trials=n, epochs=2))
+    folder = tmp_path / "outputs" / "sweeps" / "tiny"
+    killed = subprocess.run(command, cwd=tmp_path, env=env(OPTLAB_FAULT=fault), capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rerun = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [t.state.name for t in load(folder).trials].count("RUNNING") == 0
+    rows = rows_of(folder)
+    assert sum(r["status"] in FINISHED for r in rows) == n
+    check_finished_runs(rows, folder)
+    assert not list(folder.rglob(".*.tmp"))
+
+
+def test_an_interrupted_trial_says_how_to_continue_and_keeps_its_run_folder(tmp_path):
+    command = sweep_command(write_sweep(tmp_path, trials=2, epochs=3))
+    stopped = subprocess.run(command, cwd=tmp_path, env=env(OPTLAB_FAULT="train.step@30=sigterm"),
+                             capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 143, stopped.stderr
+    row = next(r for r in rows_of(tmp_path / "outputs" / "sweeps" / "tiny") if r["status"] == "interrupted")
+    assert "rerun the same `optlab sweep` command" in row["error"] and "--resume" not in row["error"]
+    run = tmp_path / "outputs" / "sweeps" / "tiny" / row["run_dirs"]
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_a_failed_trial_keeps_its_run_folder_in_trials_csv(tmp_path):
+    path = write_sweep(tmp_path, trials=1)
+    body = yaml.safe_load(path.read_text())
+    body["base"] += ["data=moons", "augment=flip"]  # flips need images: found at the first batch, inside the run
+    path.write_text(yaml.safe_dump(body))
+    result = subprocess.run(sweep_command(path), cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    row = rows_of(tmp_path / "outputs" / "sweeps" / "tiny")[0]
+    assert row["status"] == "failed" and row["run_dirs"], (result.stderr, row)
+    run = tmp_path / "outputs" / "sweeps" / "tiny" / row["run_dirs"]
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"

@@ -1,0 +1,108 @@
+"""What the fault tests share: real optlab processes with a fault armed at an exact moment
+(runner.faults), real tmpfs mounts for full and read-only disks, and metric comparisons."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TIMING = ("epoch_time_s", "samples_per_s")
+SMALL_RUN = ["data=digits", "model=mlp", "model.depth=1", "model.width=16", "optimizer=momentum",
+             "trainer.epochs=3", "trainer.progress=false"]
+
+
+def optlab_command() -> list[str]:
+    script = Path(sys.executable).with_name("optlab")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runner"]
+
+
+def child_env(fault: str | None = None, **extra: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+    env.pop("OPTLAB_DEBUG", None)
+    env.pop("OPTLAB_FAULT", None)
+    if fault:
+        env["OPTLAB_FAULT"] = fault
+    return env
+
+
+def optlab(*args: str, cwd: Path, fault: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run optlab to its end; with `fault`, that fault happens at exactly its point."""
+    return subprocess.run([*optlab_command(), *args], cwd=cwd, env=child_env(fault), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start(*args: str, cwd: Path, fault: str | None = None) -> subprocess.Popen:
+    return subprocess.Popen([*optlab_command(), *args], cwd=cwd, env=child_env(fault), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def only_run(root: Path) -> Path:
+    runs = sorted((root / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def metric_rows(run: Path) -> list[dict]:
+    """metrics.csv without the timing columns (the same run on a CPU gives the same rest)."""
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def assert_complete_rows(table: Path) -> None:
+    """Every line ends with a newline and has the header's number of fields."""
+    text = table.read_text()
+    assert text.endswith("\n"), "torn last line"
+    rows = list(csv.reader(text.splitlines()))
+    assert all(len(r) == len(rows[0]) for r in rows), [len(r) for r in rows]
+
+
+def temp_files(root: Path) -> list[Path]:
+    return sorted(root.rglob(".*.tmp"))
+
+
+def one_error_line(stderr: str, *words: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.startswith("optlab: error:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+class Tmpfs:
+    """Real tmpfs mounts under tmp_path (needs root): a disk that fills, a read-only disk."""
+
+    def __init__(self, root: Path):
+        self.root, self.mounts = root, []
+
+    def mount(self, size_kb: int, name: str = "disk") -> Path:
+        path = self.root / name
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the full/read-only disk tests need root")
+        self.mounts.append(path)
+        return path
+
+    def remount(self, path: Path, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True)
+
+    def unmount_all(self) -> None:
+        for path in reversed(self.mounts):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    disks = Tmpfs(tmp_path)
+    yield disks
+    disks.unmount_all()
