@@ -61,7 +61,8 @@ def _subcommand_registrars():
     """Sub-commands that live in their own modules: each has register(subparsers), which
     adds its parser and sets `handler` (args -> exit code) with set_defaults."""
     found = []
-    for module_name in ("runner.sweep_cli", "runner.report_cli", "runner.lrfind_cli", "runner.list_cli"):
+    for module_name in ("runner.sweep_cli", "runner.rerun_cli", "runner.report_cli", "runner.lrfind_cli",
+                        "runner.list_cli"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -169,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report_error(KeyboardInterrupt("interrupted"))
         return 130
+    except BrokenPipeError:  # `optlab list | head`: the reader left; say nothing, as `yes | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # the machine refusing a write, else a bug: one line unless OPTLAB_DEBUG=1
         fault = storage_error(exc)
         if fault is not None:

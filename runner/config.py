@@ -21,6 +21,30 @@ GROUPS = ("data", "model", "init", "norm", "activation", "optimizer", "schedule"
           "batch", "augment", "regularize", "trainer", "diagnostics")
 
 
+# Keys that name, place, time or watch a run without changing what it learns: never grouping
+# keys, and two runs that differ only in them (and not in the seed) are duplicates.
+# - name, out_dir, progress, checkpoint_every_s: where and how often things are written.
+# - log_every: how often the loss is read (divergence is caught a few steps later or at the
+#   epoch's end, the weights are the same) and the grad_norm column's sampling.
+# - eval_batch_size: the validation pass's batching (sums in another order, nothing learned).
+# - diagnostics (and the diagnostics.* group): a probe that takes the same step
+#   (test_diagnostics checks the metrics are identical).
+# - device, data_on_device, compile, channels_last: where and with which kernels the same
+#   arithmetic runs; the same seed gives the same run to float rounding (README), so a rerun
+#   on a GPU is a duplicate of the CPU run, not a new sample. --by trainer.device still
+#   separates them (for wall_time_s).
+# Not bookkeeping: precision (bf16/fp16 change the training itself), and every other key.
+BOOKKEEPING_KEYS = ("trainer.name", "trainer.out_dir", "trainer.progress", "trainer.checkpoint_every_s",
+                    "trainer.log_every", "trainer.eval_batch_size", "trainer.diagnostics",
+                    "trainer.device", "trainer.data_on_device", "trainer.compile", "trainer.channels_last")
+BOOKKEEPING_PREFIXES = ("diagnostics.",)
+
+
+def is_bookkeeping(key: str) -> bool:
+    """A dotted config key that does not change what a run learns (see above)."""
+    return key in BOOKKEEPING_KEYS or key.startswith(BOOKKEEPING_PREFIXES)
+
+
 def builtin_config_dir() -> Path:
     """conf/ ships inside the wheel as runner/conf; a source checkout has it beside runner/."""
     here = Path(__file__).resolve().parent

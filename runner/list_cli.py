@@ -8,27 +8,32 @@ def register(subparsers) -> None:
                                           "with a one-line description and, for one group, its keys.")
     p.add_argument("group", nargs="?", help="only this group, with each option's keys and defaults")
     p.add_argument("--config-dir", metavar="DIR", help="include the options of this extra config folder")
+    p.add_argument("--format", choices=("table", "csv"), default="table",
+                   help="a rich table (the terminal's width; uncut when piped) or CSV for scripts")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from runner.catalogue import GROUPS, flat_defaults, options
 
     groups = [args.group] if args.group else list(GROUPS)
+    header = ["group", "option", "description"] + (["keys (defaults)"] if args.group else [])
+    rows = [[group, option.name, option.description] + ([" ".join(flat_defaults(option.defaults))] if args.group else [])
+            for group in groups for option in options(group, args.config_dir)]
+    if args.format == "csv":
+        import csv
+        import sys
+
+        csv.writer(sys.stdout, lineterminator="\n").writerows([header, *rows])
+        return 0
+    from rich.table import Table
+
+    from runner.progress import print_table
+
     table = Table(title="optlab config options" if not args.group else f"{args.group} options")
-    table.add_column("group")
-    table.add_column("option", style="bold")
-    table.add_column("description")
-    if args.group:
-        table.add_column("keys (defaults)")
-    for group in groups:
-        for option in options(group, args.config_dir):
-            row = [group, option.name, option.description]
-            if args.group:
-                row.append(" ".join(flat_defaults(option.defaults)))
-            table.add_row(*row)
-    Console(width=200 if not Console().is_terminal else None).print(table)
+    for name in header:
+        table.add_column(name, style="bold" if name == "option" else None)
+    for row in rows:
+        table.add_row(*row)
+    print_table(table)
     return 0

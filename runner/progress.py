@@ -8,8 +8,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 
+PIPE_WIDTH = 100_000  # piped or redirected: no width to fit, so tables keep their natural width
+
+
 def stderr_console() -> Console:
     return Console(file=sys.stderr)
+
+
+def print_table(renderable, file=None) -> None:
+    """To a real terminal at its width; to a file or pipe uncut (rich would otherwise squeeze
+    a table into 80 columns, folding cells into `compl…`)."""
+    console = Console(file=file)
+    (console if console.is_terminal else Console(file=file, width=PIPE_WIDTH)).print(renderable)
 
 
 class TrainProgress:

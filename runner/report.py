@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from runner.config import GROUPS, flatten
+from runner.config import GROUPS, flatten, is_bookkeeping
 from runner.errors import ConfigError, DataError
 from runner.metrics import complete_lines, process_alive
 
@@ -44,23 +44,6 @@ RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
 SWEEP_FILES = ("trials.csv", "sweep.json")
 STATUSES = ("completed", "diverged", "pruned", "failed", "interrupted", "running")
 SEED_KEY = "trainer.seed"  # replicates differ in it: never a grouping key, always part of a run's identity
-# Keys that name, place, time or watch a run without changing what it learns: never grouping
-# keys, and two runs that differ only in them (and not in the seed) are duplicates.
-# - name, out_dir, progress, checkpoint_every_s: where and how often things are written.
-# - log_every: how often the loss is read (divergence is caught a few steps later or at the
-#   epoch's end, the weights are the same) and the grad_norm column's sampling.
-# - eval_batch_size: the validation pass's batching (sums in another order, nothing learned).
-# - diagnostics (and the diagnostics.* group): a probe that takes the same step
-#   (test_diagnostics checks the metrics are identical).
-# - device, data_on_device, compile, channels_last: where and with which kernels the same
-#   arithmetic runs; the same seed gives the same run to float rounding (README), so a rerun
-#   on a GPU is a duplicate of the CPU run, not a new sample. --by trainer.device still
-#   separates them (for wall_time_s).
-# Not bookkeeping: precision (bf16/fp16 change the training itself), and every other key.
-BOOKKEEPING_KEYS = ("trainer.name", "trainer.out_dir", "trainer.progress", "trainer.checkpoint_every_s",
-                    "trainer.log_every", "trainer.eval_batch_size", "trainer.diagnostics",
-                    "trainer.device", "trainer.data_on_device", "trainer.compile", "trainer.channels_last")
-BOOKKEEPING_PREFIXES = ("diagnostics.",)
 SUMMARY_SKIP = ("run_dir",)
 ALL = "all"  # the one group's label when there are no grouping keys
 
@@ -537,10 +520,6 @@ def differing_keys(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
     keys = [k for k in config_keys if k in runs and k != SEED_KEY and not is_bookkeeping(k) and _distinct(runs[k]) > 1]
     groups = [k for k in keys if k in GROUPS]
     return [k for k in keys if not any(k.startswith(f"{g}.") and _follows(runs, g, k) for g in groups)]
-
-
-def is_bookkeeping(key: str) -> bool:
-    return key in BOOKKEEPING_KEYS or key.startswith(BOOKKEEPING_PREFIXES)
 
 
 def pooled_keys(runs: pd.DataFrame, config_keys: list[str], keys: list[str]) -> pd.Series:

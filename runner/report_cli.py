@@ -261,16 +261,10 @@ def _keys(by: str | None, collection) -> list[str]:
 
 # ---------------------------------------------------------------- terminal
 
-PIPE_WIDTH = 100_000  # piped or redirected: no width to fit, so tables keep their natural width
-
-
 def _print(renderable) -> None:
-    """To a real terminal at its width; to a file or pipe uncut (rich would otherwise squeeze
-    the table into 80 columns, folding cells)."""
-    from rich.console import Console
+    from runner.progress import print_table
 
-    console = Console()
-    (console if console.is_terminal else Console(width=PIPE_WIDTH)).print(renderable)
+    print_table(renderable)
 
 
 def show_table(table: pd.DataFrame, keys: list[str], metric, fmt: str, folder: ReportFolder) -> None:

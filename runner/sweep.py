@@ -111,9 +111,11 @@ class SweepSpec:
     config_dir: str | None = None
     source: str | None = None
     refined_from: str | None = None
+    source_text: str | None = None  # the sweep file as written (kept on the study)
 
     def to_json(self) -> dict:
         data = asdict(self)
+        data.pop("source_text")
         data["space"] = {p.name: p.raw() for p in self.space}
         return data
 
@@ -150,14 +152,17 @@ def find_sweep_file(name: str) -> Path:
 def load_spec(path: Path, changes: dict | None = None) -> SweepSpec:
     """The sweep file, with command-line `changes` (None values ignored) applied over it."""
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_text(encoding="utf-8")
+        raw = yaml.safe_load(text) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file; a sweep file is YAML (see sweeps/*.yaml)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a sweep file is a mapping (metric, sampler, space, ...)")
     raw = {"study": Path(path).stem, **raw}
     raw.update({k: v for k, v in (changes or {}).items() if v is not None})
-    return spec_from_dict(raw, source=str(path))
+    return replace(spec_from_dict(raw, source=str(path)), source_text=text)
 
 
 def spec_from_dict(raw: dict, source: str | None = None) -> SweepSpec:
@@ -419,6 +424,12 @@ def refine_space(spec: SweepSpec, rows: list[dict], top: int) -> list[Param]:
     if not best:
         raise ConfigError("--refine: the sweep has no completed trial to refine around")
     return [_refine_param(p, [_cell(p, r.get(f"param.{p.name}", "")) for r in best]) for p in spec.space]
+
+
+def config_of_row(space: list[Param], row: dict) -> dict:
+    """The assignment a trials.csv row records (parameters its trial did not sample left out)."""
+    values = {p.name: _cell(p, row.get(f"param.{p.name}", "")) for p in space}
+    return {name: value for name, value in values.items() if value is not _MISSING}
 
 
 def top_rows(rows: list[dict], direction: str, top: int) -> list[dict]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from runner.errors import ConfigError, Interrupted, print_error_line
@@ -27,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("file", nargs="?", help="sweep file (a path, or a name in the built-in sweeps/ folder)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides added to the sweep's base, e.g. trainer.epochs=5")
     p.add_argument("--trials", type=int, help="finished trials in total (the budget)")
+    p.add_argument("--extend", type=int, metavar="N",
+                   help="continue the study, unchanged, to N more trials than its last budget")
     p.add_argument("--jobs", type=int, help="worker processes (default 1 on CPU, one per GPU with GPUs)")
     p.add_argument("--per-gpu", type=int, dest="per_gpu", help="workers per GPU when --jobs is not given")
     p.add_argument("--sampler", help="random | grid | tpe | gp | cmaes | qmc")
@@ -60,8 +63,7 @@ def build_spec(args) -> SweepSpec:
         raise ConfigError("optlab sweep: give a sweep file (e.g. sweeps/lr_wd.yaml) or --refine SWEEP_FOLDER")
     else:
         spec = load_spec(find_sweep_file(args.file), changes)
-    spec.base = merge_overrides(spec.base, overrides)
-    return spec
+    return replace(spec, base=merge_overrides(spec.base, overrides))
 
 
 def refined_spec(folder: Path, top: int, changes: dict) -> SweepSpec:
@@ -75,13 +77,9 @@ def refined_spec(folder: Path, top: int, changes: dict) -> SweepSpec:
         raise ConfigError(f"--refine {folder}: not a sweep folder (no readable sweep.json)") from None
     old = {k: v for k, v in old.items() if k not in ("storage", "refined_from", "source")}
     spec = spec_from_dict(old, source=str(folder / "sweep.json"))
-    spec.space = refine_space(spec, read_trials_csv(folder / "trials.csv"), top)
-    spec.study = f"{spec.study}-refined"
-    spec.refined_from = str(folder)
-    for key, value in changes.items():
-        if value is not None:
-            setattr(spec, key, value)
-    return spec
+    spec = replace(spec, space=refine_space(spec, read_trials_csv(folder / "trials.csv"), top),
+                   study=f"{spec.study}-refined", refined_from=str(folder))
+    return replace(spec, **{key: value for key, value in changes.items() if value is not None})
 
 
 def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
@@ -94,40 +92,30 @@ def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
 
 def run_sweep(args) -> int:
     from runner.config import compose
+    from runner.metrics import make_dirs
     from runner.sweep import check_settings, check_spec
     from runner.sweep_outputs import write_sweep_json
     from runner.sweep_storage import default_storage, open_storage
-    from runner.sweep_study import GRACE_S, HEARTBEAT_S, open_study, quiet_optuna
+    from runner.sweep_study import GRACE_S, HEARTBEAT_S, claim_study, open_study, quiet_optuna, settle_budget
 
+    if args.extend is not None and args.extend < 1:
+        raise ConfigError(f"--extend {args.extend}: must be >= 1 (trials to add)")
     spec = build_spec(args)
     check_settings(spec)
     check_spec(spec)
     base_cfg = compose(spec.base, spec.config_dir)
-    sweep_dir = Path(str(base_cfg.trainer.out_dir)) / "sweeps" / spec.study
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    sweep_dir = make_dirs(Path(str(base_cfg.trainer.out_dir)) / "sweeps" / spec.study)
     url = args.storage or spec.storage or default_storage(sweep_dir)
     quiet_optuna()
     study = open_study(spec, open_storage(url))
-    check_same_study(spec, sweep_dir)
+    claim_study(study, spec, base_cfg, str(sweep_dir))
+    spec = settle_budget(study, spec, args.extend)
     write_sweep_json(spec, sweep_dir, url)
     heartbeat, grace = args.heartbeat or HEARTBEAT_S, args.grace or GRACE_S
     if heartbeat < 1 or grace < 1:
         raise ConfigError("--heartbeat and --grace: must be >= 1 second")
     code = run_workers(spec, sweep_dir, url, study, str(base_cfg.trainer.device), heartbeat, grace)
     return finish(spec, sweep_dir, study, code)
-
-
-def check_same_study(spec: SweepSpec, sweep_dir: Path) -> None:
-    """A rerun continues the study: it must search the same thing."""
-    path = sweep_dir / "sweep.json"
-    if not path.exists():
-        return
-    old = json.loads(path.read_text())
-    new = json.loads(json.dumps(spec.to_json()))
-    for key in ("metric", "direction", "seeds", "space"):
-        if old.get(key) != new.get(key):
-            raise ConfigError(f"study '{spec.study}' in {sweep_dir} has a different {key}; "
-                              f"continue it unchanged or start a new one with --study NAME")
 
 
 def run_workers(spec, sweep_dir, url, study, device, heartbeat, grace) -> int:
@@ -149,12 +137,11 @@ def run_workers(spec, sweep_dir, url, study, device, heartbeat, grace) -> int:
 
 
 def finish(spec, sweep_dir: Path, study, code: int) -> int:
-    from rich.console import Console
-
+    from runner.progress import print_table
     from runner.sweep_outputs import best_trial, write_outputs
 
     rows = write_outputs(study, spec, sweep_dir)
-    Console().print(final_table(spec, rows))
+    print_table(final_table(spec, rows))
     if code == 0 and best_trial(study, spec) is None:
         print_error_line("no trial completed (all failed, diverged or were pruned); see trials.csv")
         code = 4

@@ -16,6 +16,7 @@ created (sweep.before_ask), between its creation and its first heartbeat
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -52,6 +53,59 @@ def open_study(spec: SweepSpec, storage, sampler=None, pruner=None):
 
     return optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
                                sampler=sampler, pruner=pruner, load_if_exists=True)
+
+
+# ---------------------------------------------------------------- what a study is
+
+FINGERPRINT_ATTR, BUDGET_ATTR, SWEEP_ATTR = "optlab.fingerprint", "optlab.trials", "optlab.sweep"
+
+
+def fingerprint(spec: SweepSpec, base_cfg) -> dict:
+    """What defines a study's trials, as flat key -> JSON text: the composed base config
+    (keys that do not change what a run learns aside), the space, the metric and direction,
+    the seeds, sampler and pruner. The budget, workers, timeout and storage are not in it."""
+    from runner.config import as_plain, flatten, is_bookkeeping
+
+    settings = {"metric": spec.metric, "direction": spec.direction, "seeds": spec.seeds, "sampler": spec.sampler,
+                "pruner": spec.pruner, "grid_points": spec.grid_points,
+                "space": {p.name: p.raw() for p in spec.space}}
+    config = {k: v for k, v in flatten(as_plain(base_cfg)) if not is_bookkeeping(k)}
+    flat = {**dict(flatten(settings)), **{f"base {k}": v for k, v in config.items()}}
+    return {k: json.dumps(v, sort_keys=True) for k, v in flat.items()}
+
+
+def claim_study(study, spec: SweepSpec, base_cfg, where: str) -> None:
+    """A new study takes this sweep's fingerprint; an existing one must have the same, so a
+    rerun (or another machine's worker) never mixes trials of other settings into it."""
+    new = fingerprint(spec, base_cfg)
+    old = study.user_attrs.get(FINGERPRINT_ATTR)
+    if old is None:
+        study.set_user_attr(FINGERPRINT_ATTR, new)
+        study.set_user_attr(SWEEP_ATTR, spec.source_text or json.dumps(spec.to_json(), indent=2))
+        study.set_metric_names([spec.metric])
+        return
+    changed = [f"{k} {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}"
+               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if changed:
+        shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise ConfigError(f"study '{spec.study}' ({where}) was created with other settings: {shown}. "
+                          f"Start a new study with --study NEW_NAME, or rerun with its settings "
+                          f"(--extend N adds N trials to it)")
+
+
+def settle_budget(study, spec: SweepSpec, extend: int | None) -> SweepSpec:
+    """The budget this run works to: the command's, or with --extend N the study's last
+    budget plus N. Recorded on the study for the next --extend."""
+    from dataclasses import replace
+
+    trials = spec.trials
+    if extend is not None:
+        recorded = study.user_attrs.get(BUDGET_ATTR)
+        if recorded is None:
+            raise ConfigError(f"--extend {extend}: study '{spec.study}' has no budget to extend yet; run it first")
+        trials = int(recorded) + extend
+    study.set_user_attr(BUDGET_ATTR, trials)
+    return replace(spec, trials=trials)
 
 
 def make_sampler(spec: SweepSpec, seed: int | None):

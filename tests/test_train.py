@@ -153,6 +153,14 @@ def test_zero_epochs_reports_the_initial_model(compose_cfg):
     result = train(compose_cfg("trainer.epochs=0"))
     assert result.summary["epochs_done"] == 0
     assert 0.0 <= result.summary["final_val_acc"] <= 0.5
+    assert result.summary["status"] == "completed" and result.summary["reason"] == "no training epochs"
+
+
+def test_depth_zero_is_a_linear_model(compose_cfg):
+    from runner.models import build_model
+
+    model = build_model(dict(compose_cfg("model=mlp", "model.depth=0")), (1, 8, 8), 10)
+    assert [type(m).__name__ for m in model.modules() if len(list(m.parameters(recurse=False)))] == ["Linear"]
 
 
 def test_resume_with_the_other_data_placement_continues_the_same_run(compose_cfg):
