@@ -43,10 +43,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from runner.config import as_plain, compose
-from runner.data import load_dataset
-from runner.optim import clear_gradients, direct_step
-from runner.train import build_network, resolve_device, seed_everything, train
+from runner.config.compose import as_plain, compose
+from runner.data.split import load_dataset
+from runner.optim.optimizers import clear_gradients, direct_step
+from runner.training.build import build_network, resolve_device, seed_everything
+from runner.training.loop import train
 
 PLAIN_LOOPS = {"plain": False, "plain+trims": True}  # name -> with optlab's step trims
 INTERLEAVED_EPOCHS = {"mlp-digits": 150, "cnn-shapes": 16}

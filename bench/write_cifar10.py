@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.datasets_generated import load_shapes
+from runner.data.generated import load_shapes
 
 
 def batch_rows(n: int, seed: int) -> tuple[np.ndarray, list[int]]:

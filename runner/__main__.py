@@ -1,3 +1,3 @@
-from runner.cli import console_main
+from runner.cli.app import console_main
 
 raise SystemExit(console_main())

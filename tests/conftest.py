@@ -31,7 +31,7 @@ def run_optlab(*args: str, cwd: Path, env: dict | None = None, timeout: float = 
 @pytest.fixture
 def compose_cfg(tmp_path):
     """compose_cfg(*overrides) -> a validated config: 2 epochs, quiet, writing under tmp_path."""
-    from runner.config import compose
+    from runner.config.compose import compose
 
     def make(*overrides: str):
         return compose([*TINY, f"trainer.out_dir={tmp_path / 'outputs'}", *overrides])

@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import runner.train
-from runner.augment import AUGMENTATIONS, _beta_sample, build_pipeline
-from runner.config import compose, group_options
+import runner.training.loop as loop
+from runner.data.augment import AUGMENTATIONS, _beta_sample, build_pipeline
+from runner.config.compose import compose, group_options
 from runner.errors import ConfigError
-from runner.train import train
+from runner.training.loop import train
 
 DEFAULTS = {"flip": {"p": 0.5}, "crop": {"padding": 2}, "translate": {"max_shift": 1}, "noise": {"std": 0.1},
             "cutout": {"size": 3}, "mixup": {"alpha": 0.2}, "none": {}}
@@ -163,7 +163,7 @@ def test_a_list_composes_in_the_order_given():
 
 def test_only_training_batches_are_augmented(monkeypatch, compose_cfg):
     seen = []
-    real_build = runner.train.build_pipeline
+    real_build = loop.build_pipeline
 
     def counting_build(*args, **kwargs):
         pipeline = real_build(*args, **kwargs)
@@ -174,9 +174,9 @@ def test_only_training_batches_are_augmented(monkeypatch, compose_cfg):
         apply.active = pipeline.active
         return apply
 
-    monkeypatch.setattr(runner.train, "build_pipeline", counting_build)
+    monkeypatch.setattr(loop, "build_pipeline", counting_build)
     result = train(compose_cfg("augment=noise", "trainer.epochs=1", "model=logistic"))
-    from runner.data import load_dataset
+    from runner.data.split import load_dataset
     n_train = len(load_dataset({"name": "digits"}, 0.2, seed=0).x_train)
     assert sum(seen) == n_train and result.status == "completed"
 

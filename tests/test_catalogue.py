@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from runner.catalogue import options
-from runner.config import GROUPS, group_options
-from runner.train import train
+from runner.config.catalogue import options
+from runner.config.compose import GROUPS, group_options
+from runner.training.loop import train
 
 # Options that need files on disk are covered by tests/test_datasets_disk.py.
 FROM_DISK = {"mnist", "fashion_mnist", "cifar10", "cifar100", "csv", "npz"}

@@ -3,7 +3,7 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from runner.config import GROUPS, compose, group_options
+from runner.config.compose import GROUPS, compose, group_options
 from runner.errors import ConfigError
 
 
@@ -75,8 +75,8 @@ def test_null_is_refused_where_the_default_is_a_value(key, expected):
 
 def nullable_keys() -> list[tuple[str, str, str]]:
     """(group, option, dotted key) of every key whose option's YAML default is null."""
-    from runner.catalogue import options
-    from runner.config import flatten
+    from runner.config.catalogue import options
+    from runner.config.compose import flatten
 
     return [(group, option.name, f"{group}.{key}") for group in GROUPS for option in options(group)
             for key, value in flatten(option.defaults) if value is None]
@@ -91,7 +91,7 @@ def test_every_key_whose_default_is_null_still_takes_null():
 
 
 def test_tilde_deletes_a_key_whose_default_is_null(compose_cfg):
-    from runner.train import train
+    from runner.training.loop import train
 
     assert "clip_norm" not in compose(["~regularize.clip_norm"]).regularize
     assert "clip_norm" not in compose(["regularize.clip_norm=1.0", "~regularize.clip_norm=1.0"]).regularize
@@ -130,8 +130,8 @@ def test_hydra_job_settings_are_refused_naming_optlabs_own(override):
 
 
 def options_with_key(group: str, key: str) -> list[str]:
-    from runner.catalogue import options
-    from runner.config import flatten
+    from runner.config.catalogue import options
+    from runner.config.compose import flatten
 
     return [o.name for o in options(group) if key in dict(flatten(o.defaults))]
 

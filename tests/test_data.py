@@ -1,6 +1,8 @@
 import torch
 
-from runner.data import DeviceBatches, Pool, load_dataset, split_indices, standardization_stats
+from runner.data.loaders import DeviceBatches
+from runner.data._base import Pool
+from runner.data.split import load_dataset, split_indices, standardization_stats
 
 
 def test_validation_split_is_held_out_stratified_and_seeded():

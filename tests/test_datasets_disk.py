@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from runner.data import load_dataset
+from runner.data.split import load_dataset
 from runner.errors import ConfigError, DataError
 
 N = 20  # images per file; labels i % 4 so a 0.2 validation split keeps one per class

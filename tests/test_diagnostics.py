@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner.diagnostics import LAYER_COLUMNS, LayerProbe
-from runner.models import Block
-from runner.train import train
+from runner.training.diagnostics import LAYER_COLUMNS, LayerProbe
+from runner.nn.models import Block
+from runner.training.loop import train
 
 
 def initial_layers(compose_cfg, *overrides):
@@ -94,7 +94,7 @@ def test_diagnostics_do_not_change_the_training(compose_cfg):
 
 
 def test_report_layers_plots_signal_against_depth(compose_cfg, optlab, tmp_path):
-    from runner.layer_plots import load_layers, plot_signal_vs_depth
+    from runner.report.layer_plots import load_layers, plot_signal_vs_depth
 
     for init in ("init=normal", "init=xavier_uniform"):
         train(compose_cfg(*DEEP_TANH, "model.depth=6", init, "trainer.diagnostics=true", "trainer.epochs=1"))

@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner.config import as_plain, builtin_config_dir
+from runner.config.compose import as_plain, builtin_config_dir
 from runner.errors import ConfigError
-from runner.init import activation_gain
-from runner.layers import ACTIVATIONS, NORMS, make_activation, make_norm
-from runner.models import build_model, make_block
+from runner.nn.init import activation_gain
+from runner.nn.layers import ACTIVATIONS, NORMS, make_activation, make_norm
+from runner.nn.models import build_model, make_block
 
 
 def norm_cfg(name: str, **keys) -> dict:

@@ -6,9 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from runner.data import DeviceBatches, StreamingBatches, data_fits, keep_data_on_device, load_dataset
+from runner.data.loaders import DeviceBatches, StreamingBatches, data_fits, keep_data_on_device
+from runner.data.split import load_dataset
 from runner.errors import ConfigError
-from runner.train import RunFolderWriter, prepare_model, train
+from runner.training.checkpoint import RunFolderWriter
+from runner.training.build import prepare_model
+from runner.training.loop import train
 
 SHAPES = ["data=shapes", "data.n_samples=200", "model=cnn", "model.channels=4", "model.depth=2"]
 
@@ -80,8 +83,8 @@ def test_prepare_model_converts_layout_and_compiles_in_place():
 
 
 def test_checkpointer_snapshots_only_when_a_write_is_due_and_never_twice(monkeypatch, tmp_path):
-    import runner.train as rt
-    from runner.metrics import CsvAppender
+    import runner.training.checkpoint as rt
+    from runner.runs.files import CsvAppender
 
     written, taken = [], []
     monkeypatch.setattr(rt, "save_checkpoint", lambda path, state: written.append(state["epoch"]))
@@ -115,7 +118,7 @@ def test_run_folder_writer_reraises_a_failed_write():
 
 
 def test_checkpoint_snapshot_does_not_follow_later_training(compose_cfg, tmp_path):
-    from runner.metrics import load_checkpoint
+    from runner.runs.folder import load_checkpoint
 
     run = train(compose_cfg("trainer.checkpoint_every_s=0"), run_root=tmp_path).run_dir
     ckpt = load_checkpoint(run / "checkpoint.pt")

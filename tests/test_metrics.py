@@ -2,7 +2,8 @@ import os
 
 import torch
 
-from runner.metrics import CsvAppender, read_rows, save_checkpoint, load_checkpoint, truncate_after_epoch, write_atomic
+from runner.runs.files import CsvAppender, read_rows, truncate_after_epoch, write_atomic
+from runner.runs.folder import save_checkpoint, load_checkpoint
 
 
 def test_rows_are_appended_and_a_torn_last_line_is_skipped(tmp_path):

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner.config import as_plain, builtin_config_dir
-from runner.data import load_dataset
+from runner.config.compose import as_plain, builtin_config_dir
+from runner.data.split import load_dataset
 from runner.errors import ConfigError
-from runner.models import Block, Network, ResidualUnit, build_model
+from runner.nn.models import Block, Network, ResidualUnit, build_model
 
 
 def cfg_for(model: dict, norm: str = "none", activation: str = "relu", dropout=None) -> dict:

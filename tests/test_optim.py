@@ -7,10 +7,10 @@ import torch
 from omegaconf import OmegaConf
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from runner.config import builtin_config_dir, compose, group_options
+from runner.config.compose import builtin_config_dir, compose, group_options
 from runner.errors import ConfigError
-from runner.optim import OPTIMIZERS, build_optimizer, clear_gradients, direct_step, is_full_batch
-from runner.train import train
+from runner.optim.optimizers import OPTIMIZERS, build_optimizer, clear_gradients, direct_step, is_full_batch
+from runner.training.loop import train
 
 W0 = torch.tensor([1.0, -2.0, 0.5])
 GRADS = [torch.tensor([0.5, -1.0, 0.25]), torch.tensor([0.2, 0.3, -0.4])]

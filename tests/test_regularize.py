@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runner.config import as_plain, compose, group_options
-from runner.models import build_model
-from runner.optim import build_optimizer
-from runner.train import clip_gradients, loss_fn, penalty, train
+from runner.config.compose import as_plain, compose, group_options
+from runner.nn.models import build_model
+from runner.optim.optimizers import build_optimizer
+from runner.optim.regularize import clip_gradients, loss_fn, penalty
+from runner.training.loop import train
 
 
 def small_net(bias=True) -> torch.nn.Module:

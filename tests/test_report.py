@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from runner import report
+from runner.config.compose import is_bookkeeping
 from runner.errors import ConfigError
 
 T_975_DF1, T_975_DF2 = 12.706204736, 4.302652730  # Student's t, two-sided 95%, from a t table
@@ -166,18 +167,13 @@ def test_malformed_and_half_written_folders_are_skipped_with_reasons(runs_root):
     assert collection.curves[collection.curves["run_dir"] == str(torn)]["epoch"].tolist() == [0, 1]
 
 
-def test_t_quantile_fallback_agrees_with_tables():
-    assert report._t_quantile_bisect(0.975, 1) == pytest.approx(T_975_DF1, rel=1e-6)
-    assert report._t_quantile_bisect(0.975, 2) == pytest.approx(T_975_DF2, rel=1e-6)
-    assert report._t_quantile_bisect(0.975, 1e6) == pytest.approx(1.959964, rel=1e-5)
-    assert report._t_cdf(0.0, 3.3) == pytest.approx(0.5)
-    # df = 1 is the Cauchy distribution: CDF(x) = 1/2 + atan(x)/pi
-    assert report._t_cdf(2.0, 1) == pytest.approx(0.5 + math.atan(2.0) / math.pi, rel=1e-9)
+def test_t_quantiles_agree_with_tables_and_the_cauchy_closed_form():
+    assert report.t_quantile(0.975, 1) == pytest.approx(T_975_DF1, rel=1e-6)
     assert report.t_quantile(0.975, 2) == pytest.approx(T_975_DF2, rel=1e-6)
+    assert report.t_quantile(0.975, 1e6) == pytest.approx(1.959964, rel=1e-5)
+    # df = 1 is the Cauchy distribution: P(T > x) = 1/2 - atan(x)/pi
     assert report.t_sf(2.0, 1) == pytest.approx(0.5 - math.atan(2.0) / math.pi, rel=1e-9)
-    # fractional df (Welch): the fallback and the library agree
-    assert 1 - report._t_cdf(1.3, 32 / 19) == pytest.approx(report.t_sf(1.3, 32 / 19), rel=1e-9)
-    assert report._t_quantile_bisect(0.975, 32 / 19) == pytest.approx(report.t_quantile(0.975, 32 / 19), rel=1e-7)
+    assert report.t_sf(0.0, 32 / 19) == pytest.approx(0.5)  # fractional df (Welch)
 
 
 def test_welch_difference_and_interval():
@@ -373,7 +369,7 @@ def test_a_key_that_changes_training_makes_a_replicate_not_a_duplicate(tmp_path)
     ("diagnostics.every", True), ("trainer.precision", False), ("trainer.seed", False), ("trainer.epochs", False),
     ("optimizer.lr", False)])
 def test_bookkeeping_keys_do_not_change_what_is_learned(key, bookkeeping):
-    assert report.is_bookkeeping(key) == bookkeeping
+    assert is_bookkeeping(key) == bookkeeping
 
 
 def test_pooling_by_a_key_lists_the_other_keys_that_vary(runs_root):

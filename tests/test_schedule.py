@@ -4,11 +4,11 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-import runner.train
-from runner.config import builtin_config_dir, group_options
+import runner.training.loop as loop
+from runner.config.compose import builtin_config_dir, group_options
 from runner.errors import ConfigError
-from runner.schedule import SCHEDULES, after_epoch, learning_rate, progress
-from runner.train import train
+from runner.optim.schedules import SCHEDULES, after_epoch, learning_rate, progress
+from runner.training.loop import train
 
 LR0 = 0.2
 
@@ -118,14 +118,14 @@ def test_non_integer_milestones_are_a_config_error():
 def lrs_per_step(monkeypatch, compose_cfg, *overrides) -> list[float]:
     """Train on moons (800 samples, batch 200: 4 steps per epoch); the lr each step uses."""
     seen = []
-    real_build = runner.train.build_optimizer
+    real_build = loop.build_optimizer
 
     def build_and_watch(params, cfg):
         optimizer = real_build(params, cfg)
         optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
         return optimizer
 
-    monkeypatch.setattr(runner.train, "build_optimizer", build_and_watch)
+    monkeypatch.setattr(loop, "build_optimizer", build_and_watch)
     train(compose_cfg("data=moons", "batch.size=200", "optimizer.lr=0.1", *overrides))
     return seen
 
@@ -151,7 +151,7 @@ def test_every_schedule_option_trains_one_tiny_epoch(compose_cfg, option):
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES.names()))
 def test_schedules_the_loop_evaluates_once_per_epoch_are_flat_within_epochs(name):
-    from runner.schedule import changes_within_epoch
+    from runner.optim.schedules import changes_within_epoch
 
     steps = 7
     for cfg in (option_cfg(name), option_cfg(name, warmup_epochs=2), option_cfg(name, interval="epoch")):

@@ -10,12 +10,14 @@ import optuna
 import pytest
 import yaml
 
-from runner.cli import main
+from runner.cli.app import main
 from runner.errors import Pruned
-from runner.sweep import (check_spec, load_spec, parse_space, read_trials_csv, refine_space, spec_from_dict,
-                          suggest, to_overrides)
-from runner.sweep_storage import default_storage, open_storage
-from runner.sweep_study import Objective, PruneReporter, Worker, open_study, trial_status
+from runner.sweep.space import check_spec, read_trials_csv, refine_space, suggest, to_overrides
+from runner.sweep.spec import load_spec, parse_space, spec_from_dict
+from runner.sweep.storage import default_storage, open_storage
+from runner.sweep.objective import Objective, PruneReporter
+from runner.sweep.workers import Worker
+from runner.sweep.study import open_study, trial_status
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -41,7 +43,7 @@ def write_sweep(tmp_path: Path, **fields) -> Path:
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.stem for p in SWEEP_FILES])
 def test_every_sweep_file_composes_with_a_sample_of_its_space(path):
-    from runner.config import compose
+    from runner.config.compose import compose
 
     spec = load_spec(path)
     check_spec(spec)
@@ -263,7 +265,7 @@ def test_refine_cli_starts_a_narrowed_study(tmp_path, capsys, monkeypatch):
 
 
 def test_workers_split_cores_on_cpu_and_go_round_robin_over_gpus():
-    from runner.sweep_workers import plan
+    from runner.sweep.workers import plan
 
     cpu = plan(2, per_gpu=1, gpus=0, cores=2)
     assert [(p.worker, p.threads, p.device) for p in cpu] == [(0, 1, None), (1, 1, None)]
@@ -276,7 +278,7 @@ def test_workers_split_cores_on_cpu_and_go_round_robin_over_gpus():
 @pytest.mark.parametrize("sampler", ["random", "grid", "tpe", "gp", "qmc", "cmaes"])
 @pytest.mark.parametrize("pruner", ["none", "median", "successive_halving", "hyperband"])
 def test_every_sampler_and_pruner_drives_a_conditional_space(sampler, pruner):
-    from runner.sweep_study import make_pruner, make_sampler
+    from runner.sweep.study import make_pruner, make_sampler
 
     spec = spec_from_dict({"study": "s", "sampler": sampler, "pruner": pruner, "trials": 6, "space": {
         "optimizer": ["momentum", "adam"],
@@ -293,3 +295,25 @@ def test_every_sampler_and_pruner_drives_a_conditional_space(sampler, pruner):
 
     study.optimize(objective, n_trials=6)
     assert len(study.trials) == 6 and all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+@pytest.mark.parametrize("race", ["(sqlite3.OperationalError) table studies already exists",
+                                  "(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint"])
+def test_workers_racing_to_create_the_tables_retry_instead_of_failing(tmp_path, monkeypatch, race):
+    """Two processes opening one fresh database both create Optuna's tables; the loser's error
+    (SQLite and PostgreSQL word it differently) means the tables exist now: it tries again."""
+    import sqlalchemy.exc
+
+    from runner.sweep import storage
+
+    real_init, calls = optuna.storages.RDBStorage.__init__, []
+
+    def lose_the_race_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception(race))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", lose_the_race_once)
+    monkeypatch.setattr(storage.time, "sleep", lambda s: None)
+    assert open_storage(default_storage(tmp_path)) is not None and len(calls) == 2

@@ -10,8 +10,8 @@ import optuna
 import pytest
 import yaml
 
-from runner.cli import main
-from test_sweep import TINY_BASE, write_sweep
+from runner.cli.app import main
+from test_sweep import write_sweep
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,7 @@ def test_a_binary_or_non_utf8_sweep_file_exits_2_in_one_line(tmp_path, capsys, c
 
 def test_a_workers_start_up_is_not_counted_in_its_first_trial(tmp_path, monkeypatch):
     """The first trial starts only once the worker has imported and composed what it needs."""
-    import runner.sweep_study as study_module
+    import runner.sweep.workers as study_module
 
     ready = {}
     real_warm_up = study_module.warm_up

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from runner.errors import Pruned, TrainingFailed
-from runner.metrics import METRIC_COLUMNS, load_checkpoint, read_json
-from runner.train import train
+from runner.runs.folder import METRIC_COLUMNS, load_checkpoint
+from runner.runs.files import read_json
+from runner.training.loop import train
 
 
 def rows(run_dir):
@@ -33,7 +34,7 @@ def test_run_folder_holds_config_metrics_summary_checkpoint(compose_cfg):
 
 
 def test_steps_and_batch_size_follow_the_plan(compose_cfg):
-    from runner.data import load_dataset
+    from runner.data.split import load_dataset
 
     n_train = len(load_dataset({"name": "digits"}, 0.2, seed=0).x_train)
     table = rows(train(compose_cfg("batch.size=100", "trainer.epochs=2")).run_dir)
@@ -101,7 +102,7 @@ def test_resume_continues_to_the_same_result(compose_cfg, tmp_path):
 def test_a_signal_inside_an_epoch_resumes_at_that_step_with_identical_metrics(compose_cfg, monkeypatch, on_device):
     import signal
 
-    import runner.train as rt
+    import runner.training.loop as rt
     from runner.errors import Interrupted
 
     overrides = ("trainer.epochs=3", "model.dropout=0.2", "trainer.log_every=1", f"trainer.data_on_device={on_device}")
@@ -141,7 +142,7 @@ def test_bad_milestones_fail_before_a_run_folder_exists(compose_cfg, tmp_path, o
 
 def test_regression_task_trains_with_mse(compose_cfg):
     pytest.importorskip("runner.data")
-    from runner.data import DATASETS
+    from runner.data._base import DATASETS
     if "linreg" not in DATASETS:
         pytest.skip("linreg dataset not registered")
     result = train(compose_cfg("data=linreg", "model=linear", "optimizer.lr=0.01"))
@@ -157,7 +158,7 @@ def test_zero_epochs_reports_the_initial_model(compose_cfg):
 
 
 def test_depth_zero_is_a_linear_model(compose_cfg):
-    from runner.models import build_model
+    from runner.nn.models import build_model
 
     model = build_model(dict(compose_cfg("model=mlp", "model.depth=0")), (1, 8, 8), 10)
     assert [type(m).__name__ for m in model.modules() if len(list(m.parameters(recurse=False)))] == ["Linear"]

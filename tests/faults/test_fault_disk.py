@@ -10,7 +10,7 @@ import pytest
 
 from faultkit import (SMALL_RUN, assert_complete_rows, metric_rows, one_error_line, only_run, optlab, summary,
                       temp_files, tmpfs)  # noqa: F401  (tmpfs is a fixture)
-from runner import metrics
+from runner.runs import files as metrics
 from runner.errors import StorageError
 
 pytestmark = pytest.mark.slow  # real processes

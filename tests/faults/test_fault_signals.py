@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from runner.cli import main
+from runner.cli.app import main
 from faultkit import SMALL_RUN, metric_rows, one_error_line, only_run, optlab, start, summary, temp_files
 
 pytestmark = pytest.mark.slow  # real processes
@@ -69,7 +69,7 @@ def test_killed_before_its_first_checkpoint_the_run_starts_over_and_completes(tm
 
 def test_a_run_whose_process_is_gone_is_shown_as_interrupted_and_resumes(tmp_path, capsys):
     from runner import report
-    from runner.metrics import process_alive
+    from runner.runs.folder import process_alive
 
     optlab("train", *SMALL_RUN, "trainer.out_dir=out", cwd=tmp_path, fault="train.epoch_end=kill")
     run = only_run(tmp_path / "out")

@@ -1,0 +1,94 @@
+"""The `optlab` command: sub-commands, argument parsing, and error -> exit code mapping.
+
+Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 bad data or checkpoint,
+4 training failed (diverged, out of memory), 5 the machine refused a write (disk full,
+read-only), 130 SIGINT, 143 SIGTERM. Each sub-command's module has register(subparsers),
+which adds its parser and sets `handler` (args -> exit code).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from runner.cli import listing, lrfind, report, rerun, sweep, train
+from runner.cli.display import debug, report_error
+from runner.errors import ConfigError, OptlabError, storage_error
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line ConfigError instead of printing usage and exiting, and
+    lets a sub-command's flags and Hydra overrides come in any order
+    (`optlab train model=cnn --cfg optimizer=adam`)."""
+
+    _mixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        # intermixed parsing calls parse_known_args itself, and cannot handle sub-commands
+        if self._mixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+    def error(self, message: str):
+        raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> Parser:
+    from runner import __version__
+
+    parser = Parser(prog="optlab", description="A command-line lab for studying how neural networks train.")
+    parser.add_argument("--version", action="version", version=f"optlab {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
+
+    for command in (train, sweep, rerun, report, lrfind, listing):
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return args.handler(args)
+    except OptlabError as exc:
+        report_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        report_error(KeyboardInterrupt("interrupted"))
+        return 130
+    except BrokenPipeError:  # `optlab list | head`: the reader left; say nothing, as `yes | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # the machine refusing a write, else a bug: one line unless OPTLAB_DEBUG=1
+        fault = storage_error(exc)
+        if fault is not None:
+            report_error(fault)
+            return fault.exit_code
+        if debug():
+            traceback.print_exception(exc)
+        print(f"optlab: unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              f"(set OPTLAB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def console_main() -> int:
+    """The `optlab` console script: main(), then the interpreter's shutdown with Ctrl-C back
+    to plain termination, so a Ctrl-C that lands in an exit handler prints no traceback."""
+    import atexit
+    import signal
+
+    from runner import faults
+
+    code = main()
+    atexit.register(faults.hit, "cli.shutdown")  # runs first among exit handlers; a no-op unless armed
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return code

@@ -1,0 +1,101 @@
+"""`optlab rerun SWEEP_DIR [--top K] [--seeds N]`: the best K configurations of a sweep, each
+trained again with N fresh seeds (seeds the sweep never used), then the seed-aggregated table.
+
+A sweep's best value is the maximum of many noisy ones, so it is biased upwards; fresh seeds
+give an honest estimate of the chosen configurations (DeepOBS: rerun the best setting with
+10 seeds). The runs go to SWEEP_DIR/rerun/; a second call reuses the runs that completed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from runner.errors import ConfigError, TrainingFailed, print_error_line
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("rerun", help="rerun a sweep's best configurations with fresh seeds, then report",
+                              description="Train the best --top configurations of a finished sweep again, each "
+                                          "with --seeds seeds the sweep did not use, into SWEEP_DIR/rerun/, and "
+                                          "print the seed-aggregated table (as optlab report).")
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep folder (outputs/sweeps/<study>)")
+    p.add_argument("--top", type=int, default=1, help="configurations to rerun, best first (default 1)")
+    p.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration (default 5)")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from runner.config.compose import compose
+    from runner.runs.files import make_dirs
+
+    if args.top < 1 or args.seeds < 1:
+        raise ConfigError(f"--top {args.top} --seeds {args.seeds}: both must be >= 1")
+    sweep_dir = Path(args.sweep_dir)
+    spec, rows = read_sweep(sweep_dir)
+    configurations = best_configurations(spec, rows, args.top)
+    first_fresh = int(compose(spec.base, spec.config_dir).trainer.seed) + spec.seeds
+    seeds = range(first_fresh, first_fresh + args.seeds)
+    rerun_dir = make_dirs(sweep_dir / "rerun")
+    for number, overrides in configurations:
+        for seed in seeds:
+            train_once(spec, number, overrides, seed, rerun_dir)
+    return report(rerun_dir, spec)
+
+
+def read_sweep(sweep_dir: Path):
+    from runner.sweep.space import read_trials_csv
+    from runner.sweep.spec import spec_from_dict
+
+    try:
+        meta = json.loads((sweep_dir / "sweep.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{sweep_dir}: not a sweep folder (no readable sweep.json)") from None
+    meta = {k: v for k, v in meta.items() if k not in ("storage", "source")}
+    return spec_from_dict(meta, source=str(sweep_dir / "sweep.json")), read_trials_csv(sweep_dir / "trials.csv")
+
+
+def best_configurations(spec, rows: list[dict], top: int) -> list[tuple[int, list[str]]]:
+    """(trial number, overrides) of the best completed trials, best first."""
+    from runner.sweep.space import config_of_row, to_overrides, top_rows
+
+    best = top_rows(rows, spec.direction, top)
+    if not best:
+        raise ConfigError("optlab rerun: the sweep has no completed trial yet")
+    return [(int(r["number"]), spec.base + to_overrides(spec.space, config_of_row(spec.space, r))) for r in best]
+
+
+def train_once(spec, number: int, overrides: list[str], seed: int, rerun_dir: Path) -> None:
+    """One fresh-seed run, unless a completed one for this trial and seed is there already."""
+    from runner.config.compose import compose
+    from runner.training.loop import train
+
+    name = f"trial{number:04d}-seed{seed}"
+    if any(_completed(run) for run in rerun_dir.glob(f"*-{name}")):
+        print(f"rerun: {name} done already", file=sys.stderr)
+        return
+    print(f"rerun: trial {number}, seed {seed}: {' '.join(overrides)}", file=sys.stderr)
+    cfg = compose([*overrides, f"trainer.seed={seed}", f"trainer.name={name}"], spec.config_dir)
+    try:
+        run_dir = train(cfg, run_root=rerun_dir).run_dir
+    except TrainingFailed as exc:  # a diverged seed is a result: the table counts it
+        if exc.result is None:
+            raise
+        print_error_line(str(exc))
+        run_dir = exc.result.run_dir
+    print(run_dir)
+
+
+def _completed(run: Path) -> bool:
+    try:
+        return json.loads((run / "summary.json").read_text()).get("status") == "completed"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def report(rerun_dir: Path, spec) -> int:
+    """The seed-aggregated table of the reruns, as `optlab report` shows it."""
+    from runner.cli.app import build_parser
+
+    args = build_parser().parse_args(["report", str(rerun_dir), "--metric", spec.metric, "--no-plots"])
+    return args.handler(args)

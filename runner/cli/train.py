@@ -1,0 +1,95 @@
+"""`optlab train`: one run, a resume, or a grid of runs with -m."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from runner.cli.display import report_error
+from runner.errors import ConfigError, OptlabError, print_error_line
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="run one training run (Hydra overrides: group=option key=value)",
+                           description="Run one training run. Example: optlab train model=mlp optimizer=adam optimizer.lr=3e-4")
+    train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=cnn optimizer.lr=0.01")
+    train.add_argument("--cfg", action="store_true",
+                       help="print the composed config and exit (Hydra's `--cfg job` and `--cfg all` too; "
+                            "with -m, every combination's)")
+    train.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
+    train.add_argument("--config-dir", metavar="DIR", help="extra config folder whose groups extend/override the built-in ones")
+    train.add_argument("-m", "--multirun", action="store_true", help="run every combination of comma-separated values")
+    train.set_defaults(handler=run_train)
+
+
+def run_train(args) -> int:
+    from rich.console import Console
+
+    from runner.config.compose import compose, load_run_config, to_yaml
+
+    show_config = _cfg_requested(args)
+    if args.resume:
+        if args.overrides:
+            raise ConfigError("--resume takes no overrides: the run continues with its saved config.yaml")
+        from runner.runs.files import read_json
+        run_dir = Path(args.resume)
+        cfg = load_run_config(run_dir)
+        previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+        if previous.get("status") == "completed":
+            print(f"{run_dir}: already completed", file=sys.stderr)
+            print(run_dir)
+            return 0
+        return _train_and_report(cfg, resume_dir=run_dir)
+    if args.multirun:
+        from runner.sweep.multirun import run_grid, show_grid
+        return (show_grid if show_config else run_grid)(args.overrides, args.config_dir)
+    cfg = compose(args.overrides, args.config_dir)
+    if show_config:
+        Console().print(to_yaml(cfg), markup=False, highlight=False, end="")
+        return 0
+    return _train_and_report(cfg)
+
+
+CFG_KINDS = ("job", "all")  # Hydra's --cfg values; optlab has no hydra config, so both print the same
+
+
+def _cfg_requested(args) -> bool:
+    """Whether --cfg was given. Hydra spells it `--cfg job|all|hydra`; here --cfg takes no
+    value (one would swallow the override after a bare --cfg), so the word, if any, arrives
+    as the first override without '='."""
+    if not args.cfg:
+        return False
+    words = [o for o in args.overrides if "=" not in o and not o.lstrip().startswith("~")]
+    if words:
+        if words[0] == "hydra":
+            raise ConfigError("--cfg hydra: optlab has no hydra config (it does not use Hydra's job settings; "
+                              "trainer.out_dir and trainer.name place runs); --cfg job or --cfg all print the config")
+        if words[0] not in CFG_KINDS:
+            raise ConfigError(f"--cfg {words[0]}: choose from: {', '.join(CFG_KINDS)} (or --cfg alone)")
+        args.overrides.remove(words[0])
+    return True
+
+
+def _train_and_report(cfg, resume_dir=None) -> int:
+    from rich.console import Console
+
+    from runner.cli.display import summary_table
+    from runner.training.loop import train
+
+    try:
+        result = train(cfg, resume_dir=resume_dir)
+    except OptlabError as exc:
+        if exc.result is not None:  # the run folder exists: its path stays the last stdout line
+            report_error(exc)
+            print(exc.result.run_dir)
+            return exc.exit_code
+        raise
+    if cfg.trainer.progress:
+        Console().print(summary_table(result.summary))
+    print(result.run_dir)
+    if result.late_signal is not None:  # the run is complete: only the exit code tells of the signal
+        import signal
+
+        print_error_line(f"{signal.Signals(result.late_signal).name} arrived after training ended; "
+                         f"the run is complete (summary.json says so)")
+        return 128 + result.late_signal
+    return 0

@@ -1,0 +1,85 @@
+"""Datasets that ship with optlab's dependencies or are drawn from the seed: digits, moons,
+spirals, linreg, blobs."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runner.data._base import DATASETS, Pool
+from runner.errors import DataError
+
+
+def sklearn_data_file(name: str) -> Path:
+    """A data file shipped inside scikit-learn, found without importing it (which takes seconds)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DataError("scikit-learn is not installed: it ships the digits data offline (pip install scikit-learn)")
+    path = Path(spec.origin).parent / "datasets" / "data" / name
+    if not path.is_file():
+        raise DataError(f"{path}: missing from the scikit-learn installation")
+    return path
+
+
+@DATASETS.register("digits")
+def load_digits(cfg: dict, seed: int) -> Pool:
+    table = np.loadtxt(sklearn_data_file("digits.csv.gz"), delimiter=",", dtype=np.float32)
+    x = torch.from_numpy(table[:, :-1].reshape(-1, 1, 8, 8).copy())  # (N, 1, 8, 8), values 0..16
+    return Pool(x, torch.from_numpy(table[:, -1].astype(np.int64)))
+
+
+@DATASETS.register("moons")
+def load_moons(cfg: dict, seed: int) -> Pool:
+    """Two interleaving half circles with Gaussian noise (as scikit-learn's make_moons)."""
+    n, noise = int(cfg.get("n_samples", 1000)), float(cfg.get("noise", 0.2))
+    rng = np.random.default_rng(seed)
+    n_out = n // 2
+    n_in = n - n_out
+    outer = np.linspace(0, math.pi, n_out)
+    inner = np.linspace(0, math.pi, n_in)
+    x = np.concatenate([np.stack([np.cos(outer), np.sin(outer)], 1),
+                        np.stack([1 - np.cos(inner), 1 - np.sin(inner) - 0.5], 1)])
+    x += rng.normal(0.0, noise, x.shape)
+    y = np.concatenate([np.zeros(n_out, np.int64), np.ones(n_in, np.int64)])
+    return Pool(torch.tensor(x, dtype=torch.float32), torch.from_numpy(y))
+
+
+@DATASETS.register("spirals")
+def load_spirals(cfg: dict, seed: int) -> Pool:
+    n, classes, noise = int(cfg.get("n_samples", 1500)), int(cfg.get("classes", 3)), float(cfg.get("noise", 0.2))
+    rng = np.random.default_rng(seed)
+    per_class = n // classes
+    xs, ys = [], []
+    for k in range(classes):
+        radius = np.linspace(0.05, 1.0, per_class)
+        angle = np.linspace(0, 4.0, per_class) + 2 * math.pi * k / classes + rng.normal(0, noise, per_class)
+        xs.append(np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1))
+        ys.append(np.full(per_class, k))
+    return Pool(torch.tensor(np.concatenate(xs), dtype=torch.float32),
+                torch.tensor(np.concatenate(ys), dtype=torch.int64))
+
+
+@DATASETS.register("linreg")
+def load_linreg(cfg: dict, seed: int) -> Pool:
+    """Least squares: y = X w* + noise with X ~ N(0, I) and w* ~ N(0, I), drawn from the seed."""
+    n, d, noise = int(cfg.get("n_samples", 1000)), int(cfg.get("n_features", 20)), float(cfg.get("noise", 0.1))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    w_star = rng.normal(size=d)
+    y = x @ w_star + rng.normal(0.0, noise, n)
+    return Pool(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), task="regression")
+
+
+@DATASETS.register("blobs")
+def load_blobs(cfg: dict, seed: int) -> Pool:
+    """Isotropic Gaussian clusters, one per class, centers drawn uniformly in [-box, box]^d."""
+    n, d, classes = int(cfg.get("n_samples", 1000)), int(cfg.get("n_features", 2)), int(cfg.get("classes", 3))
+    std, box = float(cfg.get("cluster_std", 1.0)), float(cfg.get("box", 5.0))
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-box, box, size=(classes, d))
+    y = np.arange(n) % classes
+    x = centers[y] + rng.normal(0.0, std, size=(n, d))
+    return Pool(torch.tensor(x, dtype=torch.float32), torch.from_numpy(y.astype(np.int64)))

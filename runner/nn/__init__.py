@@ -1,0 +1,1 @@
+"""The network: models, their layers (normalization and activation), and initialization."""

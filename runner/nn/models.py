@@ -1,0 +1,147 @@
+"""Models with pluggable normalization, activation, dropout and init (via runner.init).
+
+Every model is a `Network(features, head)`: `features` is built from `Block`s (linear/conv
+-> norm -> activation -> dropout, or with norm after the activation when
+norm.position=post) and `head` is the output linear layer, so initializers and
+diagnostics treat all models alike.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from runner.errors import ConfigError
+from runner.nn.layers import norm_and_activation, reparametrize
+from runner.registry import Registry
+
+
+class Block(nn.Sequential):
+    """One layer of the network as the lectures draw it: affine map, norm, nonlinearity."""
+
+
+def make_block(affine: nn.Module, features: int, spatial: bool, cfg: dict, dropout: float) -> Block:
+    parts = [reparametrize(affine, cfg["norm"]), *norm_and_activation(cfg, features, spatial)]
+    if dropout > 0:
+        parts.append(nn.Dropout2d(dropout) if spatial else nn.Dropout(dropout))
+    return Block(*parts)
+
+
+class Network(nn.Module):
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+ModelBuilder = Callable[[dict, tuple, int], Network]  # (config, input shape, output dim)
+MODELS: Registry[ModelBuilder] = Registry("model")
+
+
+def dropout_rate(cfg: dict) -> float:
+    override = (cfg.get("regularize") or {}).get("dropout")
+    return float(override if override is not None else cfg["model"].get("dropout", 0.0))
+
+
+def require_images(cfg: dict, input_shape: tuple) -> None:
+    if len(input_shape) != 3:
+        raise ConfigError(f"model={cfg['model']['name']} needs image data (C, H, W); "
+                          f"data={cfg['data']['name']} has shape {tuple(input_shape)}")
+
+
+# ---------------------------------------------------------------- affine models
+
+@MODELS.register("logistic", "linear")
+def build_affine(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
+    """One affine map of the flattened input: softmax regression on classification data,
+    least-squares regression on regression data (the loss follows the data's task)."""
+    return Network(nn.Flatten(), nn.Linear(math.prod(input_shape), out_dim))
+
+
+# ---------------------------------------------------------------- MLP and CNN
+
+@MODELS.register("mlp")
+def build_mlp(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
+    m = cfg["model"]
+    width, depth = int(m["width"]), int(m["depth"])
+    layers: list[nn.Module] = [nn.Flatten()]
+    features = math.prod(input_shape)
+    for _ in range(depth):
+        layers.append(make_block(nn.Linear(features, width), width, False, cfg, dropout_rate(cfg)))
+        features = width
+    return Network(nn.Sequential(*layers), nn.Linear(features, out_dim))
+
+
+@MODELS.register("cnn")
+def build_cnn(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
+    m = cfg["model"]
+    require_images(cfg, input_shape)
+    channels, size = input_shape[0], input_shape[1]
+    width = int(m["channels"])
+    layers: list[nn.Module] = []
+    for i in range(int(m["depth"])):
+        if i > 0 and size >= 2:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        layers.append(make_block(nn.Conv2d(channels, width, 3, padding=1), width, True, cfg, 0.0))
+        channels, width = width, width * 2
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if dropout_rate(cfg) > 0:
+        layers.append(nn.Dropout(dropout_rate(cfg)))
+    return Network(nn.Sequential(*layers), nn.Linear(channels, out_dim))
+
+
+# ---------------------------------------------------------------- pre-activation ResNet
+
+class ResidualUnit(nn.Module):
+    """He et al. 2016 (identity mappings): x + conv(Block(norm_act(x))).
+
+    The Block is the first conv with its norm and activation; the second conv's output is
+    added to the shortcut, and the next unit's norm_act comes after the sum. When the unit
+    changes width or resolution the shortcut is a 1x1 conv of the pre-activated input.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, cfg: dict, dropout: float):
+        super().__init__()
+        self.pre = nn.Sequential(*norm_and_activation(cfg, in_channels, True))
+        first = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.block = make_block(first, out_channels, True, cfg, dropout)
+        self.conv = reparametrize(nn.Conv2d(out_channels, out_channels, 3, padding=1), cfg["norm"])
+        projects = stride != 1 or in_channels != out_channels
+        self.shortcut = (reparametrize(nn.Conv2d(in_channels, out_channels, 1, stride=stride), cfg["norm"])
+                         if projects else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pre(x)
+        skip = x if self.shortcut is None else self.shortcut(h)
+        return skip + self.conv(self.block(h))
+
+
+@MODELS.register("resnet")
+def build_resnet(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
+    """Three stages of `blocks` residual units at width w, 2w, 4w; stages 2 and 3 halve the
+    resolution (32x32 -> 16x16 -> 8x8); blocks=3, width=16 is ResNet-20."""
+    m = cfg["model"]
+    require_images(cfg, input_shape)
+    width, blocks = int(m["width"]), int(m["blocks"])
+    stem = reparametrize(nn.Conv2d(input_shape[0], width, 3, padding=1), cfg["norm"])
+    layers: list[nn.Module] = [stem]
+    channels = width
+    for stage in range(3):
+        out_channels = width * 2 ** stage
+        for unit in range(blocks):
+            stride = 2 if stage > 0 and unit == 0 else 1
+            layers.append(ResidualUnit(channels, out_channels, stride, cfg, dropout_rate(cfg)))
+            channels = out_channels
+    # pre-activation units end on a bare conv: normalize and activate once before pooling
+    layers += [*norm_and_activation(cfg, channels, True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Network(nn.Sequential(*layers), nn.Linear(channels, out_dim))
+
+
+def build_model(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
+    return MODELS.get(cfg["model"]["name"])(cfg, input_shape, out_dim)

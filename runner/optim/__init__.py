@@ -1,0 +1,1 @@
+"""How the weights move: update rules, learning-rate schedules, batch-size plans, regularization."""

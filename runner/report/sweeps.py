@@ -1,0 +1,144 @@
+"""What a report reads from sweeps: best-so-far, parameter importances per branch, log scales."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from runner.errors import DataError
+from runner.report.load import Sweep
+
+
+def best_so_far(trials: pd.DataFrame, maximize: bool) -> pd.DataFrame:
+    """Completed trials in order with their value and the best value up to each."""
+    if trials.empty or not {"number", "value"} <= set(trials.columns):
+        return pd.DataFrame(columns=["number", "value", "best"])
+    done = trials if "state" not in trials else trials[trials["state"] == "COMPLETE"]
+    done = done[pd.to_numeric(done["value"], errors="coerce").notna()].sort_values("number")
+    out = pd.DataFrame({"number": done["number"].astype(int), "value": done["value"].astype(float)})
+    out["best"] = out["value"].cummax() if maximize else out["value"].cummin()
+    return out.reset_index(drop=True)
+
+
+def sweep_direction(sweep: Sweep, default: bool) -> bool:
+    direction = str(sweep.meta.get("direction", "")).lower()
+    return direction.startswith("max") if direction else default
+
+
+ALL_TRIALS = "all trials"
+
+
+def param_importances(sweep: Sweep) -> tuple[pd.DataFrame | None, list[str]]:
+    """Optuna's parameter importances for the sweep's study, per branch of a conditional space
+    (see branch_importances), or (None, why not)."""
+    storage_url = sweep.meta.get("storage")
+    if not storage_url:
+        return None, [f"{sweep.study}: no storage in sweep.json, importances skipped"]
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = open_storage(str(storage_url), sweep.path)
+        study = optuna.load_study(study_name=sweep.study, storage=storage)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(complete) < 2:
+            return None, [f"{sweep.study}: {len(complete)} complete trial(s), importances need 2 or more"]
+        table, notes = branch_importances(complete, study.direction, conditioning_params(sweep.meta))
+    except Exception as exc:  # any storage or evaluator failure costs the plot, not the report
+        return None, [f"{sweep.study}: importances skipped ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"]
+    return (table if not table.empty else None), [f"{sweep.study}: {note}" for note in notes]
+
+
+def conditioning_params(meta: dict) -> list[str] | None:
+    """The space's parameters that others depend on (named in a `when`), or None when
+    sweep.json records no space."""
+    space = meta.get("space")
+    if not isinstance(space, dict):
+        return None
+    named = (name for spec in space.values() if isinstance(spec, dict) for name in (spec.get("when") or {}))
+    return list(dict.fromkeys(named))
+
+
+def branch_importances(trials: list, direction, conditioning: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """fANOVA importances (seeded: a rerun draws the same plot) as rows (branch, param,
+    importance, trials), each branch summing to 1. One branch, 'all trials', ranks the
+    parameters every trial has (the conditioning choice among them). A conditional parameter
+    exists only in its branch's trials, so it is ranked only there, against the parameters
+    those trials share: one row set per value of the conditioning parameters
+    (optimizer=adam, ...). Pooling them instead credits one branch's parameter with the
+    variance between branches. Without a recorded space, conditional parameters are left out.
+    A branch needs 2 complete trials and 2 varying parameters (one alone is 1 by definition)."""
+    branches = {ALL_TRIALS: (trials, _shared_params(trials))}
+    notes = []
+    if conditioning is None:
+        left_out = sorted({p for t in trials for p in t.params} - set(_set_in_all(trials)))
+        if left_out:
+            notes.append(f"left out {', '.join(left_out)}: set in some trials only, and sweep.json "
+                         "has no space saying which parameter they depend on")
+    else:
+        by_choice: dict[str, list] = {}
+        for trial in trials:
+            label = ", ".join(f"{c}={trial.params[c]}" for c in conditioning if c in trial.params)
+            by_choice.setdefault(label, []).append(trial)
+        for label, members in by_choice.items() if len(by_choice) > 1 else ():
+            branches[label] = (members, [p for p in _shared_params(members) if p not in conditioning])
+    too_few = [label for label, (members, _) in branches.items() if len(members) < 2]
+    one_param = [label for label, (members, params) in branches.items() if len(members) >= 2 and len(params) < 2]
+    notes += [f"no importances for {', '.join(labels)}: {why}" for labels, why in
+              ((too_few, "fewer than 2 complete trials"), (one_param, "fewer than 2 parameters vary")) if labels]
+    parts = [_importance_rows(label, members, direction, params) for label, (members, params) in branches.items()
+             if label not in too_few + one_param]
+    columns = ["branch", "param", "importance", "trials"]
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), notes
+
+
+def _set_in_all(trials: list) -> list[str]:
+    return [p for p in trials[0].params if all(p in t.params for t in trials)]
+
+
+def _shared_params(trials: list) -> list[str]:
+    """Parameters set in every one of these trials that take two or more values."""
+    return [p for p in _set_in_all(trials) if len({repr(t.params[p]) for t in trials}) > 1]
+
+
+def _importance_rows(branch: str, trials: list, direction, params: list[str]) -> pd.DataFrame:
+    import optuna
+
+    study = optuna.create_study(direction=direction)  # in memory: just this branch's trials
+    study.add_trials(trials)
+    with warnings.catch_warnings():  # "some regimes have < 2 trials": small sweeps always do
+        warnings.simplefilter("ignore")
+        values = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=params)
+    return pd.DataFrame({"branch": branch, "param": list(values), "importance": [float(v) for v in values.values()],
+                         "trials": len(trials)})
+
+
+def log_scaled(sweeps: list[Sweep], key: str) -> bool | None:
+    """Whether the sweeps sampled config key `key` on a log scale (sweep.json's space), or
+    None when no sweep samples it as a number (or they disagree)."""
+    flags = {bool(spec.get("log", False)) for sweep in sweeps for name, spec in (sweep.meta.get("space") or {}).items()
+             if isinstance(spec, dict) and spec.get("key", name) == key and spec.get("type") in ("float", "int")}
+    return flags.pop() if len(flags) == 1 else None
+
+
+def open_storage(url: str, folder: Path):
+    """An Optuna storage for this URL: an RDB URL (a relative sqlite path is also looked for
+    in the sweep folder) or a journal file path. Never creates a missing file."""
+    if url.startswith("sqlite:///"):
+        path = _existing(Path(url[len("sqlite:///"):]), folder)
+        return f"sqlite:///{path}"
+    if "://" in url:
+        return url
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(_existing(Path(url), folder))))
+
+
+def _existing(path: Path, folder: Path) -> Path:
+    for candidate in (path, folder / path, folder / path.name):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"storage file {path} not found (also looked in {folder})")

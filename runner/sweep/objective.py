@@ -1,0 +1,148 @@
+"""One trial: sample, compose base + sample per seed, train each seed's run, report to the pruner."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.errors import Interrupted, OptlabError, Pruned, StorageError, TrainingFailed
+from runner.sweep.signals import check_stop
+from runner.sweep.space import suggest, to_overrides
+from runner.sweep.spec import SweepSpec
+from runner.sweep.storage import requeue
+from runner.sweep.study import ahead_of
+
+
+class TrialFailed(Exception):
+    """An error inside one trial: recorded on the trial (FAIL), the sweep goes on."""
+
+
+class _Surplus(Exception):
+    """Another worker already started the last trial of the budget."""
+
+
+def worst_value(metric: str, direction: str) -> float:
+    """What a diverged trial reports: the worst possible value, so the sampler steers away."""
+    if metric.endswith("acc"):
+        return 0.0 if direction == "maximize" else 1.0
+    return -math.inf if direction == "maximize" else math.inf
+
+
+@dataclass
+class Placement:
+    """Where this worker's trials run."""
+
+    worker: int = 0
+    threads: int = 1
+    device: str | None = None  # e.g. cuda:1; None: the config's own trainer.device
+
+
+class PruneReporter:
+    """train()'s on_epoch hook: report the metric (step = seed * epochs + epoch), prune."""
+
+    def __init__(self, trial, metric: str, direction: str, offset: int):
+        self.trial, self.metric, self.offset = trial, metric, offset
+        self.pick = max if direction == "maximize" else min
+        self.best: float | None = None
+
+    def __call__(self, epoch: int, row: dict) -> None:
+        check_stop()
+        value = float(row[self.metric])
+        if not math.isfinite(value):
+            return
+        self.best = value if self.best is None else self.pick(self.best, value)
+        self.trial.report(value, self.offset + epoch)
+        if self.trial.should_prune():
+            raise Pruned(f"pruned after epoch {epoch}: {self.metric}={value:.4g}")
+
+
+@dataclass
+class Objective:
+    """Runs one trial: sample, compose base + sample per seed, train each seed's run."""
+
+    spec: SweepSpec
+    sweep_dir: Path
+    placement: Placement = field(default_factory=Placement)
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        if ahead_of(trial.study, trial.number) >= self.spec.trials:
+            trial.set_user_attr("status", "surplus")
+            raise _Surplus()
+        assignment = suggest(trial, self.spec.space)
+        overrides = to_overrides(self.spec.space, assignment)
+        for key, value in {"status": "running", "overrides": overrides, "worker_pid": os.getpid(),
+                           "threads": self.placement.threads}.items():
+            trial.set_user_attr(key, value)
+        try:
+            return self._run_seeds(trial, overrides)
+        except optuna.TrialPruned:
+            raise
+        except (Interrupted, StorageError) as exc:  # not the configuration's fault: it runs again
+            stopped = "interrupted by a signal" if isinstance(exc, Interrupted) else str(exc)
+            trial.set_user_attr("status", "interrupted")
+            trial.set_user_attr("error", f"{stopped}; queued again: rerun the same `optlab sweep` command to "
+                                         f"continue the sweep")
+            requeue(trial.study, trial)
+            raise
+        except Exception as exc:  # one trial's error does not stop the sweep
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            if isinstance(exc, OptlabError):
+                message = " ".join(str(exc).split())[:500]
+            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("error", message)
+            raise TrialFailed(message) from exc
+
+    def _run_seeds(self, trial, overrides: list[str]) -> float:
+        import optuna
+
+        values, run_dirs = [], []
+        for k in range(self.spec.seeds):
+            check_stop()
+            status, value = self._run_one(trial, overrides, k, run_dirs)
+            if status == "diverged":
+                trial.set_user_attr("status", "diverged")
+                return worst_value(self.spec.metric, self.spec.direction)
+            values.append(value)
+            trial.set_user_attr("seed_values", values)
+            if status == "pruned":
+                trial.set_user_attr("status", "pruned")
+                raise optuna.TrialPruned()
+        trial.set_user_attr("status", "completed")
+        return sum(values) / len(values)
+
+    def _run_one(self, trial, overrides: list[str], k: int, run_dirs: list[str]):
+        """Train seed k; its run folder joins the trial's run_dirs as soon as it exists."""
+        from runner.config.compose import compose
+        from runner.training.loop import train
+
+        cfg = compose([*self.spec.base, *overrides, *self._fixed(trial.number, k)], self.spec.config_dir)
+        cfg.trainer.seed = int(cfg.trainer.seed) + k
+        reporter = PruneReporter(trial, self.spec.metric, self.spec.direction, k * int(cfg.trainer.epochs))
+        try:
+            result = train(cfg, run_root=self.sweep_dir / "runs", on_epoch=reporter,
+                           on_start=lambda run_dir: self._add_run_dir(trial, run_dirs, run_dir))
+        except TrainingFailed as exc:
+            if exc.result is None or exc.result.status != "diverged":
+                raise
+            return "diverged", None
+        value = reporter.best if reporter.best is not None else _summary_value(result.summary, self.spec.metric)
+        if value is None:
+            raise TrialFailed(f"the run reported no finite {self.spec.metric}")
+        return result.status, value
+
+    def _add_run_dir(self, trial, run_dirs: list[str], run_dir: Path) -> None:
+        """Recorded relative to the sweep folder, so the sweep folder can move as a whole."""
+        run_dirs.append(os.path.relpath(os.path.abspath(run_dir), os.path.abspath(self.sweep_dir)))
+        trial.set_user_attr("run_dirs", run_dirs)
+
+    def _fixed(self, number: int, k: int) -> list[str]:
+        fixed = [f"trainer.name=trial{number:04d}-seed{k}", "trainer.progress=false"]
+        return fixed + ([f"trainer.device={self.placement.device}"] if self.placement.device else [])
+
+
+def _summary_value(summary: dict, metric: str) -> float | None:
+    value = summary.get(f"final_{metric}")
+    return value if isinstance(value, float) and math.isfinite(value) else None

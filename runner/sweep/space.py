@@ -1,0 +1,193 @@
+"""Sampling the space, composing probe samples to check it, and coarse-to-fine refinement."""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConfigError
+from runner.sweep.spec import Param, SweepSpec
+
+
+def is_active(param: Param, assignment: dict) -> bool:
+    return all(name in assignment and assignment[name] in values for name, values in param.when)
+
+
+def suggest(trial, space: list[Param]) -> dict:
+    """Sample the space for this Optuna trial (conditions are followed): name -> value."""
+    assignment: dict[str, Any] = {}
+    for p in space:
+        if not is_active(p, assignment):
+            continue
+        if p.kind == "categorical":
+            assignment[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        elif p.kind == "int":
+            assignment[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+        else:
+            assignment[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+    return assignment
+
+
+def to_overrides(space: list[Param], assignment: dict) -> list[str]:
+    """Hydra overrides for sampled values (space order; inactive parameters left out)."""
+    return [f"{p.key}={format_value(assignment[p.name])}" for p in space if p.name in assignment]
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def grid_space(spec: SweepSpec) -> dict[str, list]:
+    return {p.name: p.values_for_grid(spec.grid_points) for p in spec.space}
+
+
+def check_spec(spec: SweepSpec) -> None:
+    """Compose base + probe samples so that bad keys, values out of range and impossible
+    conditions fail now with one line (see probe_assignments)."""
+    from runner.config.compose import compose
+
+    _check_group_choices(spec)
+    for assignment in probe_assignments(spec.space, _deep_groups(spec)):
+        overrides = spec.base + to_overrides(spec.space, assignment)
+        try:
+            compose(overrides, spec.config_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"sweep {spec.study}: {exc} (composing {' '.join(overrides)})") from None
+
+
+def _check_group_choices(spec: SweepSpec) -> None:
+    from runner.config.compose import GROUPS, group_options
+
+    for p in spec.space:
+        if p.kind == "categorical" and p.key in GROUPS:
+            options = group_options(p.key, spec.config_dir)
+            for choice in p.choices:
+                if str(choice) not in options:
+                    raise ConfigError(f"space '{p.name}': {p.key}={choice}: unknown {p.key}; "
+                                      f"choose from: {', '.join(options)}")
+
+
+def _deep_groups(spec: SweepSpec) -> set[str]:
+    """Config groups whose every option must be composed: those the base or the space
+    also sets keys inside (e.g. optimizer.momentum beside optimizer: [...])."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in spec.base] + [p.key for p in spec.space]
+    return {k.split(".")[0] for k in keys if "." in k}
+
+
+def probe_assignments(space: list[Param], deep: set[str] = frozenset()) -> list[dict]:
+    """Assignments to compose, conditions satisfied, deduplicated: every choice of a
+    categorical parameter (its first only for a group nothing else reaches into), and each
+    numeric parameter at its low (others low) and at its high (others high)."""
+    wanted = []
+    for target in space:
+        if target.kind == "categorical":
+            choices = target.choices if ("." in target.key or target.key in deep) else target.choices[:1]
+            wanted += [(target, c, "low") for c in choices]
+        else:
+            wanted += [(target, target.low, "low"), (target, target.high, "high")]
+    probes, seen = [], set()
+    for target, value, fill in wanted:
+        assignment = _probe(space, target, value, fill)
+        marker = tuple(sorted((k, repr(v)) for k, v in assignment.items()))
+        if marker not in seen:
+            seen.add(marker)
+            probes.append(assignment)
+    return probes
+
+
+def _probe(space: list[Param], target: Param, value: Any, fill: str) -> dict:
+    needed = _requirements(space, target)
+    needed[target.name] = (value,)
+    assignment: dict[str, Any] = {}
+    for p in space:
+        if not is_active(p, assignment):
+            continue
+        ends = p.extremes()
+        allowed = ends[:1] if fill == "low" or p.kind == "categorical" else ends[-1:]
+        if p.name in needed:
+            pool = ends if p.kind == "categorical" else list(needed[p.name])
+            allowed = [v for v in pool if v in needed[p.name] and (p.kind == "categorical" or p.low <= v <= p.high)]
+        if not allowed:
+            raise ConfigError(f"space '{p.name}': none of {list(needed[p.name])} is a possible value")
+        assignment[p.name] = allowed[0]
+    if target.name not in assignment:
+        raise ConfigError(f"space '{target.name}': its `when` condition can never hold")
+    return assignment
+
+
+def _requirements(space: list[Param], target: Param) -> dict[str, tuple]:
+    by_name = {p.name: p for p in space}
+    needed: dict[str, tuple] = {}
+    pending = list(target.when)
+    while pending:
+        name, values = pending.pop()
+        needed[name] = tuple(v for v in values if v in needed[name]) if name in needed else values
+        pending.extend(by_name[name].when)
+    return needed
+
+
+def refine_space(spec: SweepSpec, rows: list[dict], top: int) -> list[Param]:
+    """Narrow numeric ranges around the top trials (log space for log parameters) and keep
+    only the categorical choices they used. rows: trials.csv rows (strings)."""
+    best = top_rows(rows, spec.direction, top)
+    if not best:
+        raise ConfigError("--refine: the sweep has no completed trial to refine around")
+    return [_refine_param(p, [_cell(p, r.get(f"param.{p.name}", "")) for r in best]) for p in spec.space]
+
+
+def config_of_row(space: list[Param], row: dict) -> dict:
+    """The assignment a trials.csv row records (parameters its trial did not sample left out)."""
+    values = {p.name: _cell(p, row.get(f"param.{p.name}", "")) for p in space}
+    return {name: value for name, value in values.items() if value is not _MISSING}
+
+
+def top_rows(rows: list[dict], direction: str, top: int) -> list[dict]:
+    done = [r for r in rows if r.get("state") == "COMPLETE" and r.get("status") == "completed" and r.get("value")]
+    done.sort(key=lambda r: float(r["value"]), reverse=direction == "maximize")
+    return done[:top]
+
+
+def _cell(p: Param, text: str) -> Any:
+    if text == "":
+        return _MISSING
+    if p.kind == "categorical":
+        return next((c for c in p.choices if format_value(c) == text or str(c) == text), _MISSING)
+    return int(float(text)) if p.kind == "int" else float(text)
+
+
+_MISSING = object()
+
+
+def _refine_param(p: Param, values: list) -> Param:
+    values = [v for v in values if v is not _MISSING]
+    if not values:
+        return p
+    if p.kind == "categorical":
+        return replace(p, choices=tuple(c for c in p.choices if c in values))
+    to, back = (math.log, math.exp) if p.log else (float, float)
+    lo, hi = to(min(values)), to(max(values))
+    full = to(p.high) - to(p.low)
+    pad = max(0.5 * (hi - lo), 0.1 * full)
+    low, high = max(back(lo - pad), p.low), min(back(hi + pad), p.high)
+    if p.kind == "int":
+        low, high = int(math.floor(low)), int(math.ceil(high))
+    else:
+        low, high = float(f"{low:.4g}"), float(f"{high:.4g}")
+        low, high = max(low, p.low), min(high, p.high)
+    return replace(p, low=low, high=high, grid=())
+
+
+def read_trials_csv(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing; --refine needs a sweep folder with trials.csv") from None

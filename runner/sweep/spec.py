@@ -1,0 +1,274 @@
+"""Sweep files -> a SweepSpec: the search space, the settings, validated once."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import ConfigError
+
+SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "qmc")
+
+
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+
+
+METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
+
+
+PARAM_TYPES = ("float", "int", "categorical")
+
+
+PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "key", "when", "grid"}
+
+
+SPEC_KEYS = {"metric", "direction", "sampler", "pruner", "trials", "timeout", "seeds", "base",
+             "space", "seed", "grid_points", "study", "storage", "jobs", "per_gpu"}
+
+
+GRID_POINTS = 4
+
+
+@dataclass(frozen=True)
+class Param:
+    """One dimension of the space: sampled under `name`, written to config key `key`."""
+
+    name: str
+    kind: str  # float | int | categorical
+    key: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+    when: tuple = ()  # ((param name, (allowed values...)), ...)
+    grid: tuple = ()
+
+    def values_for_grid(self, points: int) -> list:
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.grid:
+            return list(self.grid)
+        if self.kind == "int" and self.step is None and self.high - self.low + 1 <= points:
+            return list(range(int(self.low), int(self.high) + 1))
+        return spread(self.low, self.high, points, self.log, self.kind == "int")
+
+    def extremes(self) -> list:
+        return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
+
+    def raw(self) -> dict:
+        """The YAML form (what sweep.json records and --refine reads back)."""
+        out: dict[str, Any] = {"type": self.kind}
+        if self.key != self.name:
+            out["key"] = self.key
+        if self.kind == "categorical":
+            out["choices"] = list(self.choices)
+        else:
+            out.update(low=self.low, high=self.high)
+            if self.log:
+                out["log"] = True
+            if self.step is not None:
+                out["step"] = self.step
+            if self.grid:
+                out["grid"] = list(self.grid)
+        if self.when:
+            out["when"] = {name: list(values) for name, values in self.when}
+        return out
+
+
+@dataclass
+class SweepSpec:
+    study: str
+    metric: str = "val_acc"
+    direction: str = "maximize"
+    sampler: str = "tpe"
+    pruner: str = "none"
+    trials: int = 20
+    timeout: float | None = None
+    seeds: int = 1
+    base: list[str] = field(default_factory=list)
+    space: list[Param] = field(default_factory=list)
+    seed: int | None = None  # the sampler's seed; None: a fresh one per process
+    grid_points: int = GRID_POINTS
+    storage: str | None = None
+    jobs: int | None = None
+    per_gpu: int = 1
+    config_dir: str | None = None
+    source: str | None = None
+    refined_from: str | None = None
+    source_text: str | None = None  # the sweep file as written (kept on the study)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("source_text")
+        data["space"] = {p.name: p.raw() for p in self.space}
+        return data
+
+
+def spread(low: float, high: float, points: int, log: bool, integer: bool) -> list:
+    """`points` values from low to high, evenly spaced (in log space when log)."""
+    if points <= 1 or low == high:
+        return [low]
+    a, b = (math.log(low), math.log(high)) if log else (low, high)
+    values = [a + (b - a) * i / (points - 1) for i in range(points)]
+    values = [math.exp(v) for v in values] if log else values
+    values = [round(v) for v in values] if integer else [float(f"{v:.4g}") for v in values]
+    return sorted(set(values))
+
+
+def find_sweep_file(name: str) -> Path:
+    """A path, else a file of that name in the built-in sweeps/ folder (with or without
+    .yaml), so `sweeps/lr_wd.yaml`, `lr_wd.yaml` and `lr_wd` work from any directory."""
+    from runner.config.compose import builtin_sweeps_dir
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    builtin = builtin_sweeps_dir()
+    for candidate in (builtin / path.name, builtin / f"{path.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in builtin.glob("*.yaml")))
+    raise ConfigError(f"{name}: no such sweep file; built-in sweeps: {known}")
+
+
+def load_spec(path: Path, changes: dict | None = None) -> SweepSpec:
+    """The sweep file, with command-line `changes` (None values ignored) applied over it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        raw = yaml.safe_load(text) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file; a sweep file is YAML (see sweeps/*.yaml)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a sweep file is a mapping (metric, sampler, space, ...)")
+    raw = {"study": Path(path).stem, **raw}
+    raw.update({k: v for k, v in (changes or {}).items() if v is not None})
+    return replace(spec_from_dict(raw, source=str(path)), source_text=text)
+
+
+def spec_from_dict(raw: dict, source: str | None = None) -> SweepSpec:
+    unknown = set(raw) - SPEC_KEYS - {"config_dir", "source", "refined_from"}
+    if unknown:
+        raise ConfigError(f"sweep file {source}: unknown key '{sorted(unknown)[0]}'; "
+                          f"known keys: {', '.join(sorted(SPEC_KEYS))}")
+    metric = str(raw.get("metric", "val_acc"))
+    if metric not in METRICS:
+        raise ConfigError(f"metric '{metric}': choose from: {', '.join(METRICS)}")
+    spec = SweepSpec(
+        study=str(raw["study"]), metric=metric,
+        direction=str(raw.get("direction", METRICS[metric])),
+        sampler=str(raw.get("sampler", "tpe")), pruner=str(raw.get("pruner", "none")),
+        trials=_int(raw.get("trials", 20), "trials", 1),
+        timeout=None if raw.get("timeout") is None else float(raw["timeout"]),
+        seeds=_int(raw.get("seeds", 1), "seeds", 1),
+        base=[str(o) for o in (raw.get("base") or [])],
+        space=parse_space(raw.get("space") or {}),
+        seed=None if raw.get("seed") is None else _int(raw["seed"], "seed", 0),
+        grid_points=_int(raw.get("grid_points", GRID_POINTS), "grid_points", 1),
+        storage=raw.get("storage"), jobs=None if raw.get("jobs") is None else _int(raw["jobs"], "jobs", 1),
+        per_gpu=_int(raw.get("per_gpu", 1), "per_gpu", 1),
+        config_dir=raw.get("config_dir"), source=raw.get("source", source),
+        refined_from=raw.get("refined_from"),
+    )
+    check_settings(spec)
+    return spec
+
+
+def _int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value}: must be an integer >= {minimum}")
+    return value
+
+
+def check_settings(spec: SweepSpec) -> None:
+    if spec.direction not in ("maximize", "minimize"):
+        raise ConfigError(f"direction '{spec.direction}': choose from: maximize, minimize")
+    if spec.sampler not in SAMPLERS:
+        raise ConfigError(f"sampler '{spec.sampler}': unknown; choose from: {', '.join(SAMPLERS)}")
+    if spec.pruner not in PRUNERS:
+        raise ConfigError(f"pruner '{spec.pruner}': unknown; choose from: {', '.join(PRUNERS)}")
+    if spec.timeout is not None and spec.timeout <= 0:
+        raise ConfigError(f"timeout={spec.timeout}: must be > 0 seconds")
+    if not spec.space:
+        raise ConfigError("the sweep's space is empty: add at least one parameter under `space:`")
+
+
+def parse_space(raw: dict) -> list[Param]:
+    if not isinstance(raw, dict):
+        raise ConfigError("space: a mapping of parameter name -> {type, low, high, ...} or a list of choices")
+    space: list[Param] = []
+    for name, body in raw.items():
+        space.append(parse_param(str(name), body, [p.name for p in space]))
+    return space
+
+
+def parse_param(name: str, body: Any, earlier: list[str]) -> Param:
+    if isinstance(body, list):
+        body = {"type": "categorical", "choices": body}
+    if not isinstance(body, dict):
+        raise ConfigError(f"space '{name}': give {{type: float|int|categorical, ...}} or a list of choices")
+    where = f"space '{name}'"
+    unknown = set(body) - PARAM_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown field '{sorted(unknown)[0]}'; known: {', '.join(sorted(PARAM_KEYS))}")
+    kind = str(body.get("type", "categorical" if "choices" in body else "float"))
+    if kind not in PARAM_TYPES:
+        raise ConfigError(f"{where}: unknown type '{kind}'; choose from: {', '.join(PARAM_TYPES)}")
+    when = _parse_when(where, body.get("when"), earlier)
+    key = str(body.get("key", name))
+    if kind == "categorical":
+        return Param(name, kind, key, choices=_choices(where, body.get("choices")), when=when)
+    return _numeric(where, name, kind, key, body, when)
+
+
+def _choices(where: str, choices: Any) -> tuple:
+    if not isinstance(choices, list) or not choices:
+        raise ConfigError(f"{where}: choices must be a non-empty list")
+    for c in choices:
+        if not (c is None or isinstance(c, (bool, int, float, str))):
+            raise ConfigError(f"{where}: choice {c!r} must be a number, string, boolean or null")
+    return tuple(choices)
+
+
+def _numeric(where: str, name: str, kind: str, key: str, body: dict, when: tuple) -> Param:
+    if "low" not in body or "high" not in body:
+        raise ConfigError(f"{where}: a {kind} parameter needs low and high")
+    number = int if kind == "int" else float
+    try:
+        low, high = number(body["low"]), number(body["high"])
+        step = None if body.get("step") is None else number(body["step"])
+        grid = tuple(number(v) for v in body.get("grid") or ())
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: low, high, step and grid must be {kind} numbers") from None
+    log = bool(body.get("log", False))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError(f"{where}: low and high must be finite")
+    if low > high:
+        raise ConfigError(f"{where}: low ({low}) > high ({high})")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log-scale parameter needs low > 0 (got low={low})")
+    if log and step is not None:
+        raise ConfigError(f"{where}: log and step cannot be combined")
+    if step is not None and step <= 0:
+        raise ConfigError(f"{where}: step must be > 0 (got {step})")
+    if any(not low <= v <= high for v in grid):
+        raise ConfigError(f"{where}: grid values must lie in [low, high]")
+    return Param(name, kind, key, low=low, high=high, log=log, step=step, when=when, grid=grid)
+
+
+def _parse_when(where: str, when: Any, earlier: list[str]) -> tuple:
+    if when is None:
+        return ()
+    if not isinstance(when, dict) or not when:
+        raise ConfigError(f"{where}: when must map earlier parameters to values, e.g. {{optimizer: momentum}}")
+    out = []
+    for name, values in when.items():
+        if name not in earlier:
+            raise ConfigError(f"{where}: when refers to '{name}', which is not an earlier parameter of the space")
+        out.append((str(name), tuple(values) if isinstance(values, list) else (values,)))
+    return tuple(out)

@@ -1,0 +1,134 @@
+"""Where a sweep's study lives: the one storage opener, and the stale-trial check.
+
+By default the study lives in `outputs/sweeps/<study>/study.db`, an SQLite file opened through
+Optuna's RDBStorage. SQLite rather than the journal file: Optuna's heartbeat (which finds
+trials left RUNNING by a worker that died and fails them, so that their configuration is
+retried) is implemented by RDBStorage only, and SQLite's own file locking (with a 60 s busy
+timeout) is safe for several processes on one machine. The same code serves
+`--storage postgresql://...` for workers on several machines.
+
+Optuna's stale check skips a RUNNING trial that has no heartbeat row yet: a worker killed
+between creating a trial (`study.ask()`, where the sampler runs) and its first heartbeat
+leaves one behind, and every later worker would wait for it forever. HeartbeatStorage also
+fails such a trial once it has stayed without a heartbeat for the grace period, timed by
+this process's own clock from when it first saw the trial (no clock is compared across
+machines).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from runner import faults
+from runner.errors import ConfigError
+
+
+def default_storage(sweep_dir: Path) -> str:
+    return f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"
+
+
+def hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def open_storage(url: str, heartbeat: int | None = None, grace: int | None = None, tries: int = 5,
+                 clock: Callable[[], float] = time.monotonic, on_stale: Callable | None = None):
+    """The study's storage for url; with heartbeat, stale RUNNING trials fail and go to
+    on_stale(study, trial) (default: requeue).
+
+    Workers that start together on a fresh database race to create Optuna's tables; the
+    loser sees a duplicate-key error, and simply tries again (the tables exist by then)."""
+    import sqlalchemy.exc
+
+    if not url.startswith(("sqlite", "postgresql", "mysql")):
+        raise ConfigError(f"--storage {hide_password(url)}: give a sqlite:///FILE or postgresql://... URL")
+    connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
+    for attempt in range(tries):
+        try:
+            return heartbeat_storage_class()(
+                url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
+                grace_period=grace, heartbeat_stale_trial_callback=(on_stale or requeue) if heartbeat else None,
+                clock=clock)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+            # PostgreSQL reports the race as a duplicate key, SQLite as "table ... already exists"
+            if attempt + 1 == tries or not _creation_race(exc):
+                raise _unreachable(url, exc) from None
+            time.sleep(0.5 * (attempt + 1))
+
+
+def _creation_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "duplicate" in text or "already exists" in text or "unique" in text
+
+
+def _unreachable(url: str, exc: Exception) -> ConfigError:
+    from runner.errors import storage_error
+
+    fault = storage_error(exc, hide_password(url))
+    if fault is not None:
+        return fault
+    reason = " ".join(str(exc).split("\n")[0].split())[:200]
+    return ConfigError(f"--storage {hide_password(url)}: cannot open the storage ({reason})")
+
+
+def requeue(study, trial) -> None:
+    """Heartbeat-stale callback: run the dead trial's configuration again. A trial that died
+    before sampling anything has no configuration to repeat: the next ask samples afresh."""
+    if trial.params:
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+
+
+_storage_class = None
+
+
+def heartbeat_storage_class():
+    """RDBStorage with the stale check described at the top (defined on first use: optuna
+    and sqlalchemy take a second to import, which `optlab train` does not pay)."""
+    global _storage_class
+    if _storage_class is not None:
+        return _storage_class
+    import optuna
+
+    class HeartbeatStorage(optuna.storages.RDBStorage):
+        def __init__(self, *args, clock: Callable[[], float] = time.monotonic, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.clock = clock
+            self.silent_since: dict[int, float] = {}
+
+        def _create_new_trial(self, study_id, template_trial=None):  # what study.ask calls, through Optuna's cache
+            trial = super()._create_new_trial(study_id, template_trial)
+            faults.hit("sweep.trial_created")
+            return trial
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            return super()._get_stale_trial_ids(study_id) + self._silent_past_grace(study_id)
+
+        def _silent_past_grace(self, study_id: int) -> list[int]:
+            now = self.clock()
+            silent = self.running_without_heartbeat(study_id)
+            self.silent_since = {t: self.silent_since.get(t, now) for t in silent}
+            grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
+            return [t for t, since in self.silent_since.items() if now - since > grace]
+
+        def running_without_heartbeat(self, study_id: int) -> list[int]:
+            from optuna.storages._rdb import models
+            from optuna.storages._rdb.storage import _create_scoped_session
+            from optuna.trial import TrialState
+
+            trial, beat = models.TrialModel, models.TrialHeartbeatModel
+            with _create_scoped_session(self.scoped_session) as session:
+                rows = (session.query(trial.trial_id)
+                        .outerjoin(beat, beat.trial_id == trial.trial_id)
+                        .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING,
+                                beat.trial_id.is_(None))
+                        .all())
+            return [trial_id for (trial_id,) in rows]
+
+    _storage_class = HeartbeatStorage
+    return _storage_class

@@ -1,0 +1,231 @@
+"""Parallel sweep workers: where each one runs, and real processes to run them.
+
+On CPU the cores are split among the workers (`cores // jobs` torch threads each), so two
+workers on two cores do not oversubscribe. With GPUs each worker is pinned to one
+(trainer.device=cuda:<i % gpus>, round-robin), `per_gpu` workers per GPU by default.
+Workers are started with multiprocessing's spawn (a fresh interpreter each: no forked
+torch or CUDA state), die with their parent (PR_SET_PDEATHSIG on Linux), and turn SIGTERM
+into a clean stop of their current trial (at the next step or epoch), which is queued again for the next run.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from runner import faults
+from runner.errors import ConfigError, Interrupted, OptlabError
+from runner.runs.folder import close_orphan_run
+from runner.sweep.objective import Objective, Placement, TrialFailed, _Surplus
+from runner.sweep.signals import check_stop, restore_signals, stop_on_signals
+from runner.sweep.spec import SweepSpec
+from runner.sweep.storage import open_storage, requeue
+from runner.sweep.study import (
+    GRACE_S,
+    HEARTBEAT_S,
+    make_pruner,
+    make_sampler,
+    open_study,
+    quiet_optuna,
+    tally,
+)
+
+
+@dataclass
+class Worker:
+    """Runs trials until the study holds `trials` finished ones (or the timeout passes)."""
+
+    spec: SweepSpec
+    sweep_dir: Path
+    storage_url: str
+    placement: Placement = field(default_factory=Placement)
+    heartbeat: int = HEARTBEAT_S
+    grace: int = GRACE_S
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    after_trial: Callable[[], None] | None = None
+
+    def run(self) -> None:
+        quiet_optuna()
+        storage = open_storage(self.storage_url, self.heartbeat, self.grace, on_stale=self.on_stale_trial)
+        seed = None if self.spec.seed is None else self.spec.seed + self.placement.worker
+        study = open_study(self.spec, storage, make_sampler(self.spec, seed), make_pruner(self.spec))
+        objective = Objective(self.spec, self.sweep_dir, self.placement)
+        warm_up(self.spec)
+        started = self.clock()
+        while self._should_continue(study, started):
+            faults.hit("sweep.before_ask")
+            study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
+            if self.after_trial is not None:
+                self.after_trial()
+
+    def _should_continue(self, study, started: float) -> bool:
+        """Whether to start another trial. While the budget is taken by running trials it
+        waits; each of those either shows life (a heartbeat within the grace period) or is
+        failed by the stale check, so no wait outlives a dead worker's trial by more than
+        the grace period."""
+        import optuna
+
+        while True:
+            check_stop()
+            if self.spec.timeout is not None and self.clock() - started >= self.spec.timeout:
+                return False
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+                return False
+            optuna.storages.fail_stale_trials(study)
+            count = tally(study)
+            if count.finished >= self.spec.trials:
+                return False
+            if count.finished + count.running < self.spec.trials:
+                return True
+            self.sleep(min(1.0, float(self.heartbeat)))  # the rest are running elsewhere: wait
+
+
+    def on_stale_trial(self, study, trial) -> None:
+        """A dead worker's trial: run its configuration again, and close the run folders it
+        left (temp files removed, a `running` summary marked interrupted)."""
+        requeue(study, trial)
+        for run in trial.user_attrs.get("run_dirs", []):
+            close_orphan_run(self.sweep_dir / run)
+
+
+def warm_up(spec: SweepSpec) -> None:
+    """Import the training stack and compose the base config once before the first trial,
+    so that a worker's start-up is not counted in its first trial's duration."""
+    from runner.config.compose import compose
+
+    compose(spec.base, spec.config_dir)
+
+
+def available_cores() -> int:
+    """Cores this process may use, capped by OMP_NUM_THREADS when the user set it."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores
+
+
+def visible_gpus(device: str) -> int:
+    """GPUs to spread workers over: none when the config names cpu or one fixed cuda:N."""
+    if device not in ("auto", "cuda"):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def plan(jobs: int | None, per_gpu: int, gpus: int, cores: int) -> list[Placement]:
+    """One Placement per worker: threads on CPU, a GPU (round-robin) when there are GPUs."""
+    if jobs is None:
+        jobs = gpus * per_gpu if gpus else 1
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: must be >= 1")
+    threads = max(1, cores // jobs)
+    return [Placement(worker=i, threads=threads, device=f"cuda:{i % gpus}" if gpus else None)
+            for i in range(jobs)]
+
+
+@dataclass
+class WorkerArgs:
+    spec: SweepSpec
+    sweep_dir: Path
+    storage_url: str
+    placement: Placement
+    heartbeat: int
+    grace: int
+
+
+def run_in_process(args: WorkerArgs, after_trial: Callable[[], None] | None = None) -> None:
+    """One worker in this process (--jobs 1): SIGTERM stops it like a spawned one."""
+    _use_threads(args.placement.threads)
+    previous = stop_on_signals()
+    try:
+        _worker(args, after_trial).run()
+    finally:
+        restore_signals(previous)
+
+
+def _worker(args: WorkerArgs, after_trial=None) -> Worker:
+    return Worker(args.spec, args.sweep_dir, args.storage_url, args.placement, heartbeat=args.heartbeat,
+                  grace=args.grace, after_trial=after_trial)
+
+
+def _use_threads(threads: int) -> None:
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def worker_main(args: WorkerArgs) -> None:
+    """Entry point of a spawned worker process; its exit code says how it ended."""
+    _die_with_parent()
+    stop_on_signals()
+    try:
+        _use_threads(args.placement.threads)
+        _worker(args).run()
+    except Interrupted as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OptlabError as exc:
+        print(f"optlab: worker {args.placement.worker}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGKILL when the sweep process dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(137)
+    except (OSError, AttributeError):
+        pass
+
+
+class WorkerPool:
+    """N spawned worker processes; SIGINT/SIGTERM to the sweep is passed on to each."""
+
+    def __init__(self, args: list[WorkerArgs]):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.processes = [context.Process(target=worker_main, args=(a,), name=f"optlab-sweep-{a.placement.worker}")
+                          for a in args]
+        self.signal: int | None = None
+
+    def run(self, tick: Callable[[], None], every: float = 1.0) -> int:
+        """Start the workers, call tick() every `every` seconds until all exit; exit code."""
+        previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for p in self.processes:
+                p.start()
+            while any(p.is_alive() for p in self.processes):
+                tick()
+                for p in self.processes:
+                    p.join(timeout=every / len(self.processes))
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return self._exit_code()
+
+    def _forward(self, signum, frame) -> None:
+        self.signal = signum
+        for p in self.processes:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+
+    def _exit_code(self) -> int:
+        if self.signal is not None:
+            return 128 + self.signal
+        codes = [p.exitcode for p in self.processes if p.exitcode]
+        return 0 if not codes else (codes[0] if codes[0] > 0 else 128 - codes[0])

@@ -1,0 +1,137 @@
+"""The learning-rate range test (Smith 2017; popularised by fast.ai).
+
+Train from the configured init while the lr grows exponentially from `lr_min` to `lr_max`
+over `steps` steps; record the loss, smoothed by a bias-corrected exponential moving
+average; stop once the smoothed loss exceeds `blowup` times its minimum (or is NaN).
+Two suggestions are read off the curve: the lr of steepest descent of the smoothed loss
+(per unit of log lr) and the lr at the minimum smoothed loss divided by 10. The suggested
+lr is the smaller of the two: both sit where the loss still falls fast and safely before
+the blow-up.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runner.config.compose import as_plain
+from runner.data.augment import build_pipeline
+from runner.data.loaders import DeviceBatches
+from runner.data.split import load_dataset
+from runner.optim import batching
+from runner.optim.optimizers import build_optimizer, set_lr
+from runner.optim.regularize import loss_fn
+from runner.training.build import (
+    build_network,
+    make_generator,
+    resolve_device,
+    seed_everything,
+)
+
+
+@dataclass
+class RangeTest:
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    steepest_lr: float
+    min_loss_lr: float
+
+    @property
+    def suggested_lr(self) -> float:
+        return min(self.steepest_lr, self.min_loss_lr / 10)
+
+
+def lr_at(step: int, steps: int, lr_min: float, lr_max: float) -> float:
+    return lr_min * (lr_max / lr_min) ** (step / max(steps - 1, 1))
+
+
+def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int = 200,
+                   beta: float = 0.98, blowup: float = 4.0, on_step=None) -> RangeTest:
+    c = as_plain(cfg)
+    t = c["trainer"]
+    device, seed = resolve_device(str(t["device"])), int(t["seed"])
+    seed_everything(seed)
+    data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
+    model = build_network(c, data, device).train()
+    optimizer = build_optimizer(model.parameters(), c["optimizer"])
+    loss = loss_fn(data, c)
+    augment = build_pipeline(c["augment"], data.num_classes)
+    generator = make_generator(device, seed + 1)
+    batches = DeviceBatches(data.x_train, data.y_train, generator)
+    batch_size = batching.batch_size_at(c["batch"], 0, len(batches))
+
+    lrs, losses, smoothed = [], [], []
+    average, best = 0.0, math.inf
+    step = 0
+    while step < steps:
+        for xb, yb in batches.epoch(batch_size):
+            lr = lr_at(step, steps, lr_min, lr_max)
+            set_lr(optimizer, lr)
+            xb, yb = augment(xb, yb, generator)
+            value = loss(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            raw = value.item()
+            average = beta * average + (1 - beta) * raw
+            current = average / (1 - beta ** (step + 1))
+            lrs.append(lr), losses.append(raw), smoothed.append(current)
+            step += 1
+            if on_step is not None:
+                on_step(step, steps)
+            if not math.isfinite(current) or current > blowup * best or step >= steps:
+                return _suggest(lrs, losses, smoothed)
+            best = min(best, current)
+    return _suggest(lrs, losses, smoothed)
+
+
+def _suggest(lrs: list[float], losses: list[float], smoothed: list[float]) -> RangeTest:
+    finite = [i for i, v in enumerate(smoothed) if math.isfinite(v)]
+    if len(finite) < 3:
+        from runner.errors import TrainingFailed
+        raise TrainingFailed(f"lr-find: the loss blew up within {len(lrs)} steps; lower --min")
+    curve = np.array([smoothed[i] for i in finite])
+    log_lr = np.log10([lrs[i] for i in finite])
+    skip = max(1, len(curve) // 10)  # the first steps are dominated by the moving average's warm-up
+    slope = np.gradient(curve, log_lr)
+    steepest = skip + int(np.argmin(slope[skip:])) if len(curve) > skip + 1 else int(np.argmin(slope))
+    lowest = int(np.argmin(curve))
+    return RangeTest(lrs, losses, smoothed, steepest_lr=float(10 ** log_lr[steepest]),
+                     min_loss_lr=float(10 ** log_lr[lowest]))
+
+
+def write_results(result: RangeTest, out_dir: Path) -> list[Path]:
+    from runner.runs.files import CsvAppender
+
+    table = CsvAppender(out_dir / "lr_find.csv", ["step", "lr", "loss", "smoothed_loss"])
+    for i, (lr, raw, smooth) in enumerate(zip(result.lrs, result.losses, result.smoothed)):
+        table.append({"step": i, "lr": lr, "loss": raw, "smoothed_loss": smooth})
+    figure = plot(result)
+    figure.savefig(out_dir / "lr_find.png", dpi=120, bbox_inches="tight")
+    return [out_dir / "lr_find.csv", out_dir / "lr_find.png"]
+
+
+def plot(result: RangeTest):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(result.lrs, result.losses, color="0.75", linewidth=0.8, label="loss")
+    ax.plot(result.lrs, result.smoothed, color="C0", label="smoothed loss")
+    for lr, label, color in ((result.steepest_lr, "steepest descent", "C2"),
+                             (result.min_loss_lr / 10, "min loss / 10", "C1")):
+        ax.axvline(lr, color=color, linestyle="--", label=f"{label}: {lr:.2g}")
+    ax.set_xscale("log")
+    finite = [v for v in (*result.smoothed, *result.losses) if math.isfinite(v)]
+    if finite:  # from the lowest loss seen to a little above the start: the blow-up is cut off
+        low = min(finite)
+        ax.set_ylim(low * 0.9 if low > 0 else low, result.smoothed[0] * 1.5 + 1e-12)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"LR range test (suggested lr {result.suggested_lr:.2g})")
+    ax.legend()
+    return fig
