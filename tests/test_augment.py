@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import runner.training.loop as loop
-from runner.data.augment import AUGMENTATIONS, _beta_sample, build_pipeline
 from runner.config.compose import compose, group_options
+from runner.data.augment import AUGMENTATIONS, _beta_sample, build_pipeline
 from runner.errors import ConfigError
 from runner.training.loop import train
 

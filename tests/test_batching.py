@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from runner.optim.batching import BATCH_PLANS, batch_size_at, lr_scale
 from runner.config.compose import group_options
 from runner.errors import ConfigError
+from runner.optim.batching import BATCH_PLANS, batch_size_at, lr_scale
 from runner.training.loop import train
 
 N_TRAIN = 800  # moons: 1000 samples, 20% held out

@@ -1,7 +1,7 @@
 import torch
 
-from runner.data.loaders import DeviceBatches
 from runner.data._base import Pool
+from runner.data.loaders import DeviceBatches
 from runner.data.split import load_dataset, split_indices, standardization_stats
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner.training.diagnostics import LAYER_COLUMNS, LayerProbe
 from runner.nn.models import Block
+from runner.training.diagnostics import LAYER_COLUMNS, LayerProbe
 from runner.training.loop import train
 
 

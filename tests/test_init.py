@@ -7,7 +7,15 @@ import torch.nn as nn
 
 from runner.config.compose import as_plain, builtin_config_dir
 from runner.errors import ConfigError
-from runner.nn.init import BIAS_INITS, WEIGHT_INITS, InitContext, fans, init_layers, initialize, output_variance
+from runner.nn.init import (
+    BIAS_INITS,
+    WEIGHT_INITS,
+    InitContext,
+    fans,
+    init_layers,
+    initialize,
+    output_variance,
+)
 from runner.nn.models import build_model
 
 BIG = (300, 500)  # 150k samples: sample std within ~0.5% of the true one

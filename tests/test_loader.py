@@ -6,11 +6,16 @@ import pandas as pd
 import pytest
 import torch
 
-from runner.data.loaders import DeviceBatches, StreamingBatches, data_fits, keep_data_on_device
+from runner.data.loaders import (
+    DeviceBatches,
+    StreamingBatches,
+    data_fits,
+    keep_data_on_device,
+)
 from runner.data.split import load_dataset
 from runner.errors import ConfigError
-from runner.training.checkpoint import RunFolderWriter
 from runner.training.build import prepare_model
+from runner.training.checkpoint import RunFolderWriter
 from runner.training.loop import train
 
 SHAPES = ["data=shapes", "data.n_samples=200", "model=cnn", "model.channels=4", "model.depth=2"]

@@ -9,7 +9,13 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from runner.config.compose import builtin_config_dir, compose, group_options
 from runner.errors import ConfigError
-from runner.optim.optimizers import OPTIMIZERS, build_optimizer, clear_gradients, direct_step, is_full_batch
+from runner.optim.optimizers import (
+    OPTIMIZERS,
+    build_optimizer,
+    clear_gradients,
+    direct_step,
+    is_full_batch,
+)
 from runner.training.loop import train
 
 W0 = torch.tensor([1.0, -2.0, 0.5])

@@ -85,7 +85,10 @@ def curves_table():
 
 
 def every_report_figure():
-    from runner.report.layer_plots import plot_health_over_training, plot_signal_vs_depth
+    from runner.report.layer_plots import (
+        plot_health_over_training,
+        plot_signal_vs_depth,
+    )
 
     runs = pd.DataFrame({"optimizer.lr": [1e-3, 3e-3, 1e-2, 3e-2], "v": [0.5, 0.9, 0.8, 0.6], "optimizer": ["sgd"] * 4})
     layers = pd.DataFrame({"epoch": [-1, -1, 0, 0], "layer": [0, 1, 0, 1], "act_std": [1.0, 0.5, 1.0, 0.4],

@@ -1,6 +1,5 @@
 """Explicit regularization against its math: L1/L2 penalties, clipping, label smoothing, dropout."""
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -99,7 +98,7 @@ def test_label_smoothing_loss_formula():
     eps, k = 0.1, 4
     logits = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 0.3, 3.0]])
     y = torch.tensor([0, 2])
-    loss = loss_fn(SimpleNamespace(task="classification"), {"regularize": {"label_smoothing": eps}})
+    loss = loss_fn("classification", {"regularize": {"label_smoothing": eps}})
     log_p = logits.log_softmax(1)
     # target q = (1 - eps) * one_hot + eps / k; loss = -sum q log p, averaged over the batch
     by_hand = -((1 - eps) * log_p[torch.arange(2), y] + eps / k * log_p.sum(1)).mean()

@@ -7,9 +7,9 @@ import math
 
 import pandas as pd
 import pytest
+from test_report import config, make_sweep, write_run
 
 from runner.cli.app import main
-from test_report import config, make_sweep, write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -131,8 +131,8 @@ def test_real_runs_through_the_command(optlab, compose_cfg, tmp_path):
     for name in ("curves_val_acc.png", "curves_train_loss.png"):
         assert_png(folder / name)
     # the same figures, inspected as objects
-    from runner.report import plots
     from runner import report
+    from runner.report import plots
 
     collection = report.load([tmp_path / "outputs"])
     fig = plots.learning_curves(report.group_curves(collection, ["optimizer"], "val_acc"), "val_acc")

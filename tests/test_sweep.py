@@ -12,12 +12,18 @@ import yaml
 
 from runner.cli.app import main
 from runner.errors import Pruned
-from runner.sweep.space import check_spec, read_trials_csv, refine_space, suggest, to_overrides
+from runner.sweep.objective import Objective, PruneReporter
+from runner.sweep.space import (
+    check_spec,
+    read_trials_csv,
+    refine_space,
+    suggest,
+    to_overrides,
+)
 from runner.sweep.spec import load_spec, parse_space, spec_from_dict
 from runner.sweep.storage import default_storage, open_storage
-from runner.sweep.objective import Objective, PruneReporter
-from runner.sweep.workers import Worker
 from runner.sweep.study import open_study, trial_status
+from runner.sweep.workers import Worker
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))

@@ -9,9 +9,9 @@ import os
 import optuna
 import pytest
 import yaml
+from test_sweep import write_sweep
 
 from runner.cli.app import main
-from test_sweep import write_sweep
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from runner.errors import Pruned, TrainingFailed
-from runner.runs.folder import METRIC_COLUMNS, load_checkpoint
 from runner.runs.files import read_json
+from runner.runs.folder import METRIC_COLUMNS, load_checkpoint
 from runner.training.loop import train
 
 

@@ -6,12 +6,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from runner.data._base import Dataset
 
-
-def loss_fn(data: Dataset, c: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss, always computed in float32 (outputs of a bf16/fp16 forward are cast first)."""
-    if data.task == "regression":
+def loss_fn(task: str, c: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The data's loss (cross-entropy, or MSE for regression), always computed in float32
+    (outputs of a bf16/fp16 forward are cast first)."""
+    if task == "regression":
         return lambda out, y: F.mse_loss(_fp32(out).squeeze(-1) if y.dim() == 1 else _fp32(out), y)
     smoothing = float(c["regularize"].get("label_smoothing", 0.0) or 0.0)
     return lambda out, y: F.cross_entropy(_fp32(out), y, label_smoothing=smoothing)

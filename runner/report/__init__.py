@@ -1,11 +1,39 @@
 """Reports: run and sweep folders -> seed-aggregated tables, statistics and plots."""
-from runner.report.groups import (ALL, Metric, aggregate, check_keys, compare, differing_keys, epochs_to_target,
-                                  group_curves, group_labels, merge_duplicates, numeric_keys, pooled_keys,
-                                  replicate_ids, resolve_metric)
-from runner.report.load import STATUSES, Collection, Skipped, Sweep, load, load_run, load_sweep
+from runner.report.groups import (
+                                  ALL,
+                                  Metric,
+                                  aggregate,
+                                  check_keys,
+                                  compare,
+                                  differing_keys,
+                                  epochs_to_target,
+                                  group_curves,
+                                  group_labels,
+                                  merge_duplicates,
+                                  numeric_keys,
+                                  pooled_keys,
+                                  replicate_ids,
+                                  resolve_metric,
+)
+from runner.report.load import (
+                                  STATUSES,
+                                  Collection,
+                                  Skipped,
+                                  Sweep,
+                                  load,
+                                  load_run,
+                                  load_sweep,
+)
 from runner.report.stats import describe, t_quantile, t_sf, welch
-from runner.report.sweeps import (ALL_TRIALS, best_so_far, branch_importances, conditioning_params, log_scaled,
-                                  param_importances, sweep_direction)
+from runner.report.sweeps import (
+                                  ALL_TRIALS,
+                                  best_so_far,
+                                  branch_importances,
+                                  conditioning_params,
+                                  log_scaled,
+                                  param_importances,
+                                  sweep_direction,
+)
 
 __all__ = ["ALL", "ALL_TRIALS", "Collection", "Metric", "STATUSES", "Skipped", "Sweep", "aggregate", "best_so_far", "branch_importances",
            "check_keys", "compare", "conditioning_params", "describe", "differing_keys", "epochs_to_target",

@@ -57,7 +57,7 @@ def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int =
     data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
     model = build_network(c, data, device).train()
     optimizer = build_optimizer(model.parameters(), c["optimizer"])
-    loss = loss_fn(data, c)
+    loss = loss_fn(data.task, c)
     augment = build_pipeline(c["augment"], data.num_classes)
     generator = make_generator(device, seed + 1)
     batches = DeviceBatches(data.x_train, data.y_train, generator)

@@ -1,6 +1,8 @@
 """Rich progress bars for a run (epoch and batch), on stderr."""
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -11,8 +13,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from runner.cli.display import stderr_console
-
 
 class TrainProgress:
     """Epoch and batch bars on stderr, so stdout keeps only tables and the run folder's path."""
@@ -22,7 +22,7 @@ class TrainProgress:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console or stderr_console(), transient=False, disable=not enabled,
+            console=console or Console(file=sys.stderr), transient=False, disable=not enabled,
         )
         self.epochs = self.progress.add_task("epochs", total=total_epochs, info="") if enabled else None
         self.batches = None

@@ -8,7 +8,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 from faultkit import SMALL_RUN, one_error_line, only_run, optlab, summary, temp_files
 
 pytestmark = pytest.mark.slow  # real processes

@@ -7,11 +7,19 @@ import errno
 import os
 
 import pytest
+from faultkit import (
+    SMALL_RUN,
+    assert_complete_rows,
+    metric_rows,
+    one_error_line,
+    only_run,
+    optlab,
+    summary,
+    temp_files,  # noqa: F401  (tmpfs is a fixture)
+    )
 
-from faultkit import (SMALL_RUN, assert_complete_rows, metric_rows, one_error_line, only_run, optlab, summary,
-                      temp_files, tmpfs)  # noqa: F401  (tmpfs is a fixture)
-from runner.runs import files as metrics
 from runner.errors import StorageError
+from runner.runs import files as metrics
 
 pytestmark = pytest.mark.slow  # real processes
 

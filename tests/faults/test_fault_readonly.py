@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.slow  # real processes
 import yaml
-
 from faultkit import SMALL_RUN, one_error_line, optlab, tmpfs  # noqa: F401  (tmpfs is a fixture)
 
 pytestmark = pytest.mark.slow  # real processes

@@ -8,9 +8,18 @@ import signal
 import time
 
 import pytest
+from faultkit import (
+    SMALL_RUN,
+    metric_rows,
+    one_error_line,
+    only_run,
+    optlab,
+    start,
+    summary,
+    temp_files,
+)
 
 from runner.cli.app import main
-from faultkit import SMALL_RUN, metric_rows, one_error_line, only_run, optlab, start, summary, temp_files
 
 pytestmark = pytest.mark.slow  # real processes
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-
 from faultkit import optlab_command as optlab_executable
 
 pytestmark = pytest.mark.slow
