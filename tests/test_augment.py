@@ -5,14 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import runner.training.loop as loop
+import runner.training.build as loop
 from runner.config.compose import compose, group_options
 from runner.data.augment import AUGMENTATIONS, _beta_sample, build_pipeline
 from runner.errors import ConfigError
 from runner.training.loop import train
 
-DEFAULTS = {"flip": {"p": 0.5}, "crop": {"padding": 2}, "translate": {"max_shift": 1}, "noise": {"std": 0.1},
-            "cutout": {"size": 3}, "mixup": {"alpha": 0.2}, "none": {}}
 
 
 def images(n=64, c=2, h=8, w=8, seed=0) -> torch.Tensor:
@@ -25,7 +23,7 @@ def labels(n=64, classes=10) -> torch.Tensor:
 
 
 def augment(name: str, x, y=None, seed=0, num_classes=10, **params):
-    pipeline = build_pipeline({name: {**DEFAULTS[name], **params}}, num_classes=num_classes)
+    pipeline = build_pipeline({name: AUGMENTATIONS.get(name).defaults(**params)}, num_classes=num_classes)
     return pipeline(x, labels(len(x)) if y is None else y, torch.Generator().manual_seed(seed))
 
 
@@ -135,7 +133,7 @@ def test_mixup_lam_follows_beta_alpha_alpha():
     assert draws.var().item() == pytest.approx(1 / (4 * (2 * 0.2 + 1)), rel=0.1)
 
 
-@pytest.mark.parametrize("name", sorted(DEFAULTS))
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
 def test_randomness_comes_only_from_the_generator(name):
     x = images()
     torch_state = torch.get_rng_state()
@@ -157,7 +155,7 @@ def test_a_list_composes_in_the_order_given():
     x = images()
     out = build_pipeline(cfg.augment)(x, labels(), torch.Generator().manual_seed(3))[0]
     g = torch.Generator().manual_seed(3)
-    by_hand = AUGMENTATIONS.get("crop")(x, labels(), {"padding": 2}, g)[0].flip(-1)
+    by_hand = AUGMENTATIONS.get("crop").apply(x, labels(), {"padding": 2}, g)[0].flip(-1)
     assert torch.equal(out, by_hand)
 
 

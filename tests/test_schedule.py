@@ -4,7 +4,7 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-import runner.training.loop as loop
+import runner.training.build as loop
 from runner.config.compose import builtin_config_dir, group_options
 from runner.errors import ConfigError
 from runner.optim.schedules import SCHEDULES, after_epoch, learning_rate, progress

@@ -4,16 +4,19 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
-from runner.errors import DataError, StorageError, storage_error
+from runner.errors import ConfigError, DataError, StorageError, storage_error
 from runner.runs.files import (
+    CsvAppender,
     json_text,
     make_dirs,
     read_json,
     remove_stale_temp_files,
     rewrite_in_place,
+    truncate_after_epoch,
     write_atomic,
     write_json,
 )
@@ -128,3 +131,61 @@ def load_checkpoint(path: Path) -> dict:
         raise DataError(f"{path}: no checkpoint to resume from") from None
     except Exception as exc:
         raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> Path:
+    """A new run folder with config.yaml, the metrics header and a `running` summary; a
+    machine that refuses any of them (a full disk) leaves no folder behind."""
+    run_dir = new_run_dir(root, name)
+    summary["run_dir"] = str(run_dir)
+    try:
+        write_atomic(run_dir / "config.yaml", config_yaml)
+        CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)
+        write_summary(run_dir / "summary.json", summary)
+    except StorageError:
+        for written in ("config.yaml", "metrics.csv", "summary.json"):
+            (run_dir / written).unlink(missing_ok=True)
+        remove_if_empty(run_dir)
+        raise
+    return run_dir
+
+
+def check_not_running_elsewhere(run_dir: Path, previous: dict) -> None:
+    """Two processes training one run folder would interleave their rows."""
+    if previous.get("status") != "running" or previous.get("pid") == os.getpid():
+        return
+    alive = process_alive(previous)
+    if alive:
+        raise ConfigError(f"{run_dir}: still being trained by process {previous['pid']} on this machine; "
+                          f"stop it (Ctrl-C or kill -TERM {previous['pid']}) before resuming")
+    if alive is False:
+        print(f"optlab: {run_dir} was interrupted (process gone); resuming it", file=sys.stderr)
+
+
+def checkpoint_to_resume(run_dir: Path) -> dict | None:
+    """The checkpoint a resume continues from, after clearing temp files a killed writer
+    left; None when the run was stopped before its first checkpoint: it then starts over in
+    its folder, which gives exactly the run it would have been (same config, same seed)."""
+    for stale in remove_stale_temp_files(run_dir):
+        print(f"optlab: removed {stale.name}, left by a writer that was stopped", file=sys.stderr)
+    path = run_dir / "checkpoint.pt"
+    if not path.exists():
+        print(f"optlab: {run_dir} has no checkpoint yet: starting it over from epoch 0", file=sys.stderr)
+        return None
+    return load_checkpoint(path)
+
+
+def drop_rows_after(run_dir: Path, epoch: int, fresh: bool) -> None:
+    """Rows past the checkpoint are recomputed by the resume: drop them so none counts twice
+    (layers.csv too; all of it when the run starts over, its first record included)."""
+    truncate_after_epoch(run_dir / "metrics.csv", epoch)
+    if (run_dir / "layers.csv").exists():
+        truncate_after_epoch(run_dir / "layers.csv", -2 if fresh else epoch)
+
+
+def previous_summary(run_dir: Path) -> dict:
+    """The summary a resume takes over (it is rewritten whole: a damaged one is replaced)."""
+    try:
+        return read_json(run_dir / "summary.json")
+    except DataError:
+        return {}

@@ -1,19 +1,28 @@
 """Everything a run trains with, built from its config: device, seed, data and its placement,
-model, optimizer, loss, autocast and scaler, augmentation and batches."""
+model, optimizer, loss, autocast and scaler, augmentation and batches, and the checks that
+need them (a bad lr plan fails here, before a run folder exists). train, lr-find and the
+benchmarks all start from build(cfg)."""
 from __future__ import annotations
 
 import random
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
 
+from runner.config.compose import as_plain
 from runner.data._base import Dataset
-from runner.data.loaders import DeviceBatches, StreamingBatches
+from runner.data.augment import build_pipeline
+from runner.data.loaders import DeviceBatches, StreamingBatches, keep_data_on_device
+from runner.data.split import load_dataset
 from runner.errors import ConfigError
 from runner.nn.init import InitContext, initialize
 from runner.nn.models import build_model
+from runner.optim import batching, schedules
+from runner.optim.optimizers import build_optimizer, direct_step, is_full_batch
+from runner.optim.regularize import loss_fn
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,9 +78,9 @@ def make_batches(data: Dataset, device: torch.device, on_device: bool, seed: int
 
 def prepare_model(model: torch.nn.Module, t: dict) -> torch.nn.Module:
     """trainer.channels_last and trainer.compile, in place: state_dict keys stay the same."""
-    if t.get("channels_last", False):
+    if t["channels_last"]:
         model.to(memory_format=torch.channels_last)
-    if t.get("compile", False):
+    if t["compile"]:
         model.compile()
     return model
 
@@ -82,3 +91,64 @@ def make_autocast(device: torch.device, precision: str):
         return lambda: no_autocast
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class Parts:
+    """One run's components, built in the order config -> data -> model -> optimizer ->
+    schedule and batch plan, with the seed set first so that every random draw is the run's."""
+
+    cfg: dict  # the plain, resolved config
+    device: torch.device
+    seed: int
+    data: Dataset
+    batches: DeviceBatches | StreamingBatches
+    model: torch.nn.Module
+    params: list[torch.nn.Parameter]  # the ones that train
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    take_step: Callable[[], object]
+    autocast: Callable
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    augment: Callable
+    generators: dict[str, torch.Generator]  # data order, augmentation (restored on resume)
+    lr0: float  # optimizer.lr times the batch plan's lr scale
+    epochs: int
+    full_batch: bool
+
+    def batch_size(self, epoch: int) -> int:
+        return len(self.batches) if self.full_batch else batching.batch_size_at(self.cfg["batch"], epoch, len(self.batches))
+
+
+def build(cfg) -> Parts:
+    c = as_plain(cfg)
+    t = c["trainer"]
+    device, seed = resolve_device(str(t["device"])), int(t["seed"])
+    seed_everything(seed)
+    data = load_dataset(c["data"], float(t["val_fraction"]), seed)
+    on_device = keep_data_on_device(t["data_on_device"], data, device)
+    data = place_data(data, device, on_device, bool(t["channels_last"]))
+    model = prepare_model(build_network(c, data, device), t)
+    optimizer = build_optimizer(model.parameters(), c["optimizer"])
+    augment = build_pipeline(c["augment"], data.num_classes)
+    scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
+    take_step = (lambda: (scaler.step(optimizer), scaler.update())) if scaler.is_enabled() else direct_step(optimizer)
+    batches = make_batches(data, device, on_device, seed + 1)
+    parts = Parts(c, device, seed, data, batches, model, [p for p in model.parameters() if p.requires_grad],
+                  optimizer, scaler, take_step, make_autocast(device, str(t["precision"])), loss_fn(data.task, c),
+                  augment, {"data": batches.generator, "augment": make_generator(device, seed + 2)},
+                  float(c["optimizer"]["lr"]) * batching.lr_scale(c["batch"]), int(t["epochs"]),
+                  is_full_batch(c["optimizer"]))
+    check_plan(parts)
+    return parts
+
+
+def check_plan(parts: Parts) -> None:
+    """Settings read only once training is under way (milestones, a batch plan with a
+    full-batch optimizer) fail now, as a ConfigError naming the key."""
+    c = parts.cfg
+    if parts.full_batch and c["batch"]["name"] != "fixed":
+        raise ConfigError(f"optimizer={c['optimizer']['name']} steps on the whole training split; "
+                          f"batch={c['batch']['name']} does not apply (leave batch=fixed)")
+    schedules.check(c["schedule"], parts.lr0, parts.epochs)
+    parts.batch_size(0)

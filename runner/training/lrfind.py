@@ -16,19 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.config.compose import as_plain
-from runner.data.augment import build_pipeline
-from runner.data.loaders import DeviceBatches
-from runner.data.split import load_dataset
-from runner.optim import batching
-from runner.optim.optimizers import build_optimizer, set_lr
-from runner.optim.regularize import loss_fn
-from runner.training.build import (
-    build_network,
-    make_generator,
-    resolve_device,
-    seed_everything,
-)
+from runner.optim.optimizers import set_lr
+from runner.training.build import build
 
 
 @dataclass
@@ -50,18 +39,9 @@ def lr_at(step: int, steps: int, lr_min: float, lr_max: float) -> float:
 
 def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int = 200,
                    beta: float = 0.98, blowup: float = 4.0, on_step=None) -> RangeTest:
-    c = as_plain(cfg)
-    t = c["trainer"]
-    device, seed = resolve_device(str(t["device"])), int(t["seed"])
-    seed_everything(seed)
-    data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
-    model = build_network(c, data, device).train()
-    optimizer = build_optimizer(model.parameters(), c["optimizer"])
-    loss = loss_fn(data.task, c)
-    augment = build_pipeline(c["augment"], data.num_classes)
-    generator = make_generator(device, seed + 1)
-    batches = DeviceBatches(data.x_train, data.y_train, generator)
-    batch_size = batching.batch_size_at(c["batch"], 0, len(batches))
+    parts = build(cfg)
+    model, optimizer, loss, batches = parts.model.train(), parts.optimizer, parts.loss, parts.batches
+    batch_size = parts.batch_size(0)
 
     lrs, losses, smoothed = [], [], []
     average, best = 0.0, math.inf
@@ -70,7 +50,8 @@ def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int =
         for xb, yb in batches.epoch(batch_size):
             lr = lr_at(step, steps, lr_min, lr_max)
             set_lr(optimizer, lr)
-            xb, yb = augment(xb, yb, generator)
+            if parts.augment.active:
+                xb, yb = parts.augment(xb, yb, parts.generators["augment"])
             value = loss(model(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             value.backward()

@@ -99,10 +99,3 @@ class Tmpfs:
     def unmount_all(self) -> None:
         for path in reversed(self.mounts):
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    disks = Tmpfs(tmp_path)
-    yield disks
-    disks.unmount_all()

@@ -83,7 +83,7 @@ def test_damaged_data_of_every_format_exits_3_in_one_line(tmp_path, case):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
-    done = optlab("train", *SMALL_RUN, "trainer.epochs=1", f"trainer.out_dir={root}", cwd=root,
+    optlab("train", *SMALL_RUN, "trainer.epochs=1", f"trainer.out_dir={root}", cwd=root,
                   fault="train.after_loop=kill")  # killed after its checkpoint: resumable
     return only_run(root)
 

@@ -15,7 +15,7 @@ from faultkit import (
     only_run,
     optlab,
     summary,
-    temp_files,  # noqa: F401  (tmpfs is a fixture)
+    temp_files,
     )
 
 from runner.errors import StorageError
@@ -94,7 +94,7 @@ def test_a_run_that_outgrows_its_disk_fails_in_one_line_then_resumes_to_the_same
     tmpfs.remount(disk, "size=8m")  # space is freed
     resumed = optlab("train", "--resume", str(run), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    alone = optlab("train", *BIG_CHECKPOINT, f"trainer.out_dir={tmp_path / 'alone'}", cwd=tmp_path)
+    optlab("train", *BIG_CHECKPOINT, f"trainer.out_dir={tmp_path / 'alone'}", cwd=tmp_path)
     assert metric_rows(run) == metric_rows(only_run(tmp_path / "alone"))
     assert summary(run)["status"] == "completed"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import yaml
-from faultkit import SMALL_RUN, one_error_line, optlab, tmpfs  # noqa: F401  (tmpfs is a fixture)
+from faultkit import SMALL_RUN, one_error_line, optlab
 
 pytestmark = pytest.mark.slow  # real processes
 

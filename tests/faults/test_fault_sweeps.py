@@ -66,6 +66,17 @@ def states(folder: Path) -> list[str]:
         return [state for (state,) in db.execute("SELECT state FROM trials ORDER BY number")]
 
 
+def running_with_a_configuration(folder: Path) -> int:
+    """RUNNING trials that have sampled their parameters (a trial killed before that has no
+    configuration to queue again)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{folder / 'study.db'}?mode=ro", uri=True, timeout=10) as db:
+        query = ("SELECT COUNT(DISTINCT t.trial_id) FROM trials t JOIN trial_params p ON p.trial_id = t.trial_id "
+                 "WHERE t.state = 'RUNNING'")
+        return db.execute(query).fetchone()[0]
+
+
 def check_finished_runs(rows: list[dict], folder: Path) -> None:
     """Every finished trial's runs, found from the sweep folder (run_dirs are relative to it)."""
     for r in rows:
@@ -107,7 +118,7 @@ def test_sigterm_and_sigkill_then_rerun_end_with_exactly_n_trials(tmp_path):
     assert first.wait(timeout=120) == 143
 
     second = start()  # SIGKILL of the whole process group: a RUNNING trial is left behind
-    wait_for(lambda: states(folder).count("COMPLETE") >= 2 and "RUNNING" in states(folder))
+    wait_for(lambda: states(folder).count("COMPLETE") >= 2 and running_with_a_configuration(folder))
     os.killpg(second.pid, signal.SIGKILL)
     second.wait(timeout=60)
     assert "RUNNING" in states(folder)
@@ -123,6 +134,28 @@ def test_sigterm_and_sigkill_then_rerun_end_with_exactly_n_trials(tmp_path):
     check_finished_runs(rows, folder)
     retried = [t.user_attrs["retry_of"] for t in load(folder).trials if "retry_of" in t.user_attrs]
     assert sorted(retried) == interrupted
+
+
+def test_sigterm_to_a_pool_is_passed_on_to_each_worker_then_a_rerun_ends_with_n(tmp_path):
+    """Only the sweep process gets the signal (its own session); it passes it on to the spawned
+    workers, whose trials stop at a step and are queued again; the sweep exits 143."""
+    n = 2
+    path = write_sweep(tmp_path, trials=n, epochs=40)
+    folder = tmp_path / "outputs" / "sweeps" / "tiny"
+    pool = subprocess.Popen([*optlab_executable(), "sweep", str(path), "--jobs", "2"], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: states(folder).count("RUNNING") == 2)
+    pool.send_signal(signal.SIGTERM)
+    out, err = pool.communicate(timeout=120)
+    assert pool.returncode == 143, err
+    assert "rerun the same command to continue it" in err and out.strip().splitlines()[-1] == "outputs/sweeps/tiny"
+    assert "RUNNING" not in states(folder)
+    interrupted = [r for r in rows_of(folder) if r["status"] == "interrupted"]
+    assert interrupted and all("rerun the same `optlab sweep` command" in r["error"] for r in interrupted)
+    rerun = subprocess.run([*optlab_executable(), "sweep", str(path)], cwd=tmp_path, env=env(), capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sum(r["status"] in FINISHED for r in rows_of(folder)) == n
 
 
 @pytest.fixture
