@@ -6,6 +6,7 @@ from pathlib import Path
 
 from runner.cli.display import report_error
 from runner.errors import ConfigError, OptlabError, print_error_line
+from runner.runs.status import Status
 
 
 def register(subparsers) -> None:
@@ -34,7 +35,7 @@ def run_train(args) -> int:
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir)
         previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-        if previous.get("status") == "completed":
+        if previous.get("status") == Status.COMPLETED:
             print(f"{run_dir}: already completed", file=sys.stderr)
             print(run_dir)
             return 0

@@ -20,6 +20,7 @@ from runner.runs.files import (
     write_atomic,
     write_json,
 )
+from runner.runs.status import Status
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "batch_size", "train_loss", "train_acc", "val_loss",
                   "val_acc", "grad_norm", "epoch_time_s", "samples_per_s"]
@@ -77,9 +78,9 @@ def close_orphan_run(run_dir: Path) -> None:
         summary = read_json(Path(run_dir) / "summary.json")
     except DataError:
         return
-    if summary.get("status") == "running":
+    if summary.get("status") == Status.RUNNING:
         write_summary(Path(run_dir) / "summary.json",
-                      {**summary, "status": "interrupted", "reason": "its process is gone (the sweep worker died)"})
+                      {**summary, "status": Status.INTERRUPTED, "reason": "its process is gone (the sweep worker died)"})
 
 
 def process_record() -> dict:
@@ -152,7 +153,7 @@ def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> 
 
 def check_not_running_elsewhere(run_dir: Path, previous: dict) -> None:
     """Two processes training one run folder would interleave their rows."""
-    if previous.get("status") != "running" or previous.get("pid") == os.getpid():
+    if previous.get("status") != Status.RUNNING or previous.get("pid") == os.getpid():
         return
     alive = process_alive(previous)
     if alive:

@@ -25,13 +25,30 @@ from omegaconf import DictConfig, OmegaConf
 import runner
 from runner import faults
 from runner.config.compose import to_yaml
-from runner.errors import ConfigError, Interrupted, OptlabError, Pruned, StorageError, TrainingFailed, storage_error
+from runner.errors import (
+    ConfigError,
+    Interrupted,
+    OptlabError,
+    Pruned,
+    StorageError,
+    TrainingFailed,
+    storage_error,
+)
 from runner.optim import schedules
 from runner.optim.optimizers import clear_gradients, set_lr
 from runner.optim.regularize import clip_gradients, penalty
 from runner.runs.files import CsvAppender, read_rows
-from runner.runs.folder import (METRIC_COLUMNS, check_not_running_elsewhere, checkpoint_to_resume, drop_rows_after,
-                                previous_summary, process_record, start_run_folder, write_summary)
+from runner.runs.folder import (
+    METRIC_COLUMNS,
+    check_not_running_elsewhere,
+    checkpoint_to_resume,
+    drop_rows_after,
+    previous_summary,
+    process_record,
+    start_run_folder,
+    write_summary,
+)
+from runner.runs.status import Status
 from runner.training.build import Parts, build
 from runner.training.checkpoint import Checkpointer, RunFolderWriter
 from runner.training.diagnostics import Diagnostics
@@ -45,14 +62,14 @@ EpochHook = Callable[[int, dict], None]  # (epoch, metrics row); may raise Prune
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str
+    status: Status
     summary: dict = field(default_factory=dict)
     late_signal: int | None = None  # SIGINT/SIGTERM received after training was over
 
 
 @dataclass
 class Outcome:
-    status: str = "completed"
+    status: Status = Status.COMPLETED
     reason: str | None = None
     failure: BaseException | None = None
 
@@ -107,7 +124,7 @@ class Run:
         """A new run folder, or the one being resumed with its state restored (a run stopped
         before its first checkpoint starts over in its folder)."""
         t = parts.cfg["trainer"]
-        summary = {"status": "running", "seed": parts.seed, "device": str(parts.device), "epochs": parts.epochs,
+        summary = {"status": Status.RUNNING, "seed": parts.seed, "device": str(parts.device), "epochs": parts.epochs,
                    **versions(), **process_record()}
         if resume_dir is None:
             config_yaml = to_yaml(cfg) if isinstance(cfg, DictConfig) else OmegaConf.to_yaml(parts.cfg)
@@ -148,7 +165,7 @@ class Run:
         except (StorageError, OSError) as exc:  # a checkpoint the writer thread could not write
             if storage_error(exc) is None:
                 raise
-            outcome = Outcome("failed", str(storage_error(exc)), storage_error(exc))
+            outcome = Outcome(Status.FAILED, str(storage_error(exc)), storage_error(exc))
         return outcome
 
     def train_epoch(self, epoch: int, signals) -> dict:
@@ -259,25 +276,25 @@ class Run:
     def outcome_of(self, exc: BaseException) -> Outcome:
         """How an exception out of the epochs ends the run (status, reason, what to raise)."""
         if isinstance(exc, _Diverged):
-            return Outcome("diverged", str(exc), TrainingFailed(f"diverged: {exc}; rows so far are in {self.dir}/metrics.csv"))
+            return Outcome(Status.DIVERGED, str(exc), TrainingFailed(f"diverged: {exc}; rows so far are in {self.dir}/metrics.csv"))
         if isinstance(exc, Interrupted):
-            return Outcome("interrupted", str(exc), exc)
+            return Outcome(Status.INTERRUPTED, str(exc), exc)
         if isinstance(exc, Pruned):
-            return Outcome("pruned", str(exc) or "pruned by the sweep's pruner")
+            return Outcome(Status.PRUNED, str(exc) or "pruned by the sweep's pruner")
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             reason = f"out of memory: {exc}".splitlines()[0]
-            return Outcome("failed", reason, TrainingFailed(reason))
+            return Outcome(Status.FAILED, reason, TrainingFailed(reason))
         if isinstance(exc, ConfigError):  # found only once a batch is seen (e.g. flip on tabular data)
-            return Outcome("failed", str(exc), exc)
+            return Outcome(Status.FAILED, str(exc), exc)
         fault = storage_error(exc)  # the machine refusing a write, or a bug: the summary says which
         if fault is not None:
-            return Outcome("failed", str(fault), fault)
-        return Outcome("failed", f"unexpected error: {type(exc).__name__}: {exc}", exc)
+            return Outcome(Status.FAILED, str(fault), fault)
+        return Outcome(Status.FAILED, f"unexpected error: {type(exc).__name__}: {exc}", exc)
 
     def write_summary(self, outcome: Outcome) -> dict:
         """summary.json: what happened and the numbers a report needs (epochs=0: the untrained model's)."""
         p, rows = self.parts, _all_rows(self.dir)
-        if not rows and outcome.status == "completed":
+        if not rows and outcome.status == Status.COMPLETED:
             val_loss, val_acc = evaluate(p.model, p.data.x_val, p.data.y_val, p.loss, p.data.task,
                                          int(p.cfg["trainer"]["eval_batch_size"]), p.autocast)
             rows, outcome.reason = [{"val_loss": val_loss, "val_acc": val_acc}], "no training epochs"
@@ -320,7 +337,7 @@ def _all_rows(run_dir: Path) -> list[dict]:
     return [{k: float(v) if v != "" else float("nan") for k, v in r.items()} for r in read_rows(path)] if path.exists() else []
 
 
-def summarize(rows: list[dict], status: str, reason: str | None, state: RunState, wall: float) -> dict:
+def summarize(rows: list[dict], status: Status, reason: str | None, state: RunState, wall: float) -> dict:
     accs = [r["val_acc"] for r in rows if isinstance(r.get("val_acc"), float) and math.isfinite(r["val_acc"])]
     last = rows[-1] if rows else {}
     return {
