@@ -43,10 +43,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from runner.config.compose import as_plain, compose
-from runner.data.split import load_dataset
+from runner.config.compose import compose
 from runner.optim.optimizers import clear_gradients, direct_step
-from runner.training.build import build_network, resolve_device, seed_everything
+from runner.training.build import build
 from runner.training.loop import train
 
 PLAIN_LOOPS = {"plain": False, "plain+trims": True}  # name -> with optlab's step trims
@@ -92,13 +91,10 @@ def validate(model, x, y, batch_size: int) -> float:
 
 
 def same_start(cfg):
-    """(config, device, seed, data on the device, model) exactly as optlab's run starts them."""
-    c = as_plain(cfg)
-    t = c["trainer"]
-    device, seed = resolve_device(str(t["device"])), int(t["seed"])
-    seed_everything(seed)
-    data = load_dataset(c["data"], float(t["val_fraction"]), seed).to(device)
-    return c, device, seed, data, build_network(c, data, device)
+    """(config, device, seed, data on the device, model) exactly as optlab's run starts them:
+    optlab's own build(), whose optimizer and loss the plain loops leave aside."""
+    parts = build(cfg)
+    return parts.cfg, parts.device, parts.seed, parts.data, parts.model
 
 
 def plain_epochs(cfg, direct: bool = False):
@@ -264,8 +260,7 @@ def samples_per_s(times: list[float], n_train: int) -> float:
 
 def bench_case(name: str, repeats: int, device: str, out_dir: Path, with_lightning: bool) -> dict:
     cfg = compose([*CASES[name], "trainer.progress=false", f"trainer.device={device}", f"trainer.out_dir={out_dir}"])
-    c = as_plain(cfg)
-    n_train = len(load_dataset(c["data"], float(c["trainer"]["val_fraction"]), int(c["trainer"]["seed"])).x_train)
+    n_train = len(build(cfg).batches)
     run = {"optlab": lambda: optlab_run(cfg, out_dir / name), "plain": lambda: plain_run(cfg),
            "plain+trims": lambda: plain_run(cfg, direct=True)}
     if with_lightning:

@@ -181,8 +181,10 @@ class Run:
         penalized = bool(reg["l1"] or reg["l2"])
         clipping = bool(reg.get("clip_norm") or reg.get("clip_value"))  # nullable: `~key` may delete them
         log_every, record_at = int(t["log_every"]), self.diagnostics.recorded_step(epoch, steps)
+        model, loss, params, scaled = p.model, p.loss, p.params, p.scaler.is_enabled()  # per-step names, bound once
+        classify = p.data.task == "classification"
         self.progress.start_epoch(epoch, steps)
-        p.model.train()
+        model.train()
         for i, (xb, yb) in enumerate(p.batches.epoch(batch_size, skip=done), start=done):
             # 1) the lr: schedule(progress) * plateau scale (schedules flat within an epoch
             # are evaluated at its first step only)
@@ -196,21 +198,21 @@ class Run:
             # 2) augment; 3) forward (hooked on the step diagnostics records) and loss
             if p.augment.active:
                 xb, yb = p.augment(xb, yb, p.generators["augment"])
-            probe = self.diagnostics.start(p.model) if i == record_at else None
+            probe = self.diagnostics.start(model) if i == record_at else None
             with p.autocast():
-                out = p.model(xb)
-                batch_loss = p.loss(out, yb)
-            objective = batch_loss + penalty(p.model, reg) if penalized else batch_loss
+                out = model(xb)
+                batch_loss = loss(out, yb)
+            objective = batch_loss + penalty(model, reg) if penalized else batch_loss
             # 4) backward (fp16: the loss scaled so small gradients survive, unscaled before clipping)
-            clear_gradients(p.params)
-            if p.scaler.is_enabled():
+            clear_gradients(params)
+            if scaled:
                 p.scaler.scale(objective).backward()
                 p.scaler.unscale_(p.optimizer)
             else:
                 objective.backward()
             # 5) clip (the norm is sampled every log_every steps, or needed to clip); 6) step
             if clipping or i % log_every == 0:
-                norm = clip_gradients(p.params, reg)
+                norm = clip_gradients(params, reg)
                 if norm is not None:
                     tally.grad_norms.append(norm)
             if probe is None:
@@ -219,7 +221,7 @@ class Run:
                 probe.step(p.take_step)
             # 7) tally on the device; read the loss (divergence) every log_every steps only
             tally.loss_sum += batch_loss.detach() * len(xb)
-            if p.data.task == "classification":
+            if classify:
                 tally.correct += count_correct(out, yb)
             state.step += 1
             if (i + 1) % log_every == 0 and not math.isfinite(batch_loss.item()):
