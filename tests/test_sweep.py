@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
+import signal
 from pathlib import Path
 
 import optuna
@@ -11,16 +13,12 @@ import pytest
 import yaml
 
 from runner.cli.app import main
-from runner.errors import Pruned
+from runner.errors import DataError, Interrupted, Pruned
+from runner.sweep.build import build_spec
 from runner.sweep.objective import Objective, PruneReporter
-from runner.sweep.space import (
-    check_spec,
-    read_trials_csv,
-    refine_space,
-    suggest,
-    to_overrides,
-)
-from runner.sweep.spec import load_spec, parse_space, spec_from_dict
+from runner.sweep.outputs import assignment_of_row, best_rows, read_trial_rows
+from runner.sweep.space import refine_space, suggest, to_overrides
+from runner.sweep.spec import parse_space, read_sweep_file, spec_from_dict
 from runner.sweep.storage import default_storage, open_storage
 from runner.sweep.study import open_study, trial_status
 from runner.sweep.workers import Worker
@@ -51,11 +49,10 @@ def write_sweep(tmp_path: Path, **fields) -> Path:
 def test_every_sweep_file_composes_with_a_sample_of_its_space(path):
     from runner.config.compose import compose
 
-    spec = load_spec(path)
-    check_spec(spec)
+    spec = build_spec(str(path))  # validated: base + probe samples of the space composed
     study = optuna.create_study(direction=spec.direction, sampler=optuna.samplers.RandomSampler(seed=1))
     overrides = to_overrides(spec.space, suggest(study.ask(), spec.space))
-    cfg = compose(spec.base + overrides)
+    cfg = compose([*spec.base, *overrides])
     assert cfg.data.name == "digits"
 
 
@@ -90,7 +87,7 @@ def test_unreachable_storage_exits_2(tmp_path, capsys):
 # ---------------------------------------------------------------- sampling
 
 def test_conditional_parameters_follow_their_condition():
-    spec = load_spec(REPO / "sweeps" / "optimizers.yaml")
+    spec = spec_from_dict(read_sweep_file(REPO / "sweeps" / "optimizers.yaml")[0])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(30):
@@ -122,7 +119,8 @@ def test_refine_narrows_in_log_space_around_the_top_trials():
              (0.1, 1e-4, "layer")]]
     rows.append({"state": "COMPLETE", "status": "diverged", "value": "0.99", "param.optimizer.lr": "1.0",
                  "param.norm": "layer"})
-    lr, norm = refine_space(spec, rows, top=3)
+    best = [assignment_of_row(spec.space, r) for r in best_rows(rows, spec.direction, 3)]
+    lr, norm = refine_space(spec.space, best)
     assert 1e-4 < lr.low <= 0.01 and 0.03 <= lr.high < 1.0
     assert math.log(lr.high / lr.low) < 0.5 * math.log(1.0 / 1e-4)
     assert norm.choices == ("none", "batch")
@@ -263,7 +261,7 @@ def test_refine_cli_starts_a_narrowed_study(tmp_path, capsys, monkeypatch):
     assert main(["sweep", "--refine", str(sweep_folder(tmp_path)), "--top", "2", "--trials", "1"]) == 0
     refined = sweep_folder(tmp_path, "tiny-refined")
     meta = json.loads((refined / "sweep.json").read_text())
-    lrs = [float(r["param.optimizer.lr"]) for r in read_trials_csv(sweep_folder(tmp_path) / "trials.csv")]
+    lrs = [float(r["param.optimizer.lr"]) for r in read_trial_rows(sweep_folder(tmp_path))]
     lr = meta["space"]["optimizer.lr"]
     assert 0.01 <= lr["low"] <= lr["high"] <= 0.5 and (lr["low"], lr["high"]) != (0.01, 0.5)
     assert meta["refined_from"] == str(sweep_folder(tmp_path))
@@ -323,3 +321,177 @@ def test_workers_racing_to_create_the_tables_retry_instead_of_failing(tmp_path, 
     monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", lose_the_race_once)
     monkeypatch.setattr(storage.time, "sleep", lambda s: None)
     assert open_storage(default_storage(tmp_path)) is not None and len(calls) == 2
+
+
+# ---------------------------------------------------------------- one spec, one run, one owner of each file
+
+def test_the_spec_is_frozen_and_its_sequences_are_tuples(tmp_path):
+    spec = tiny_spec(tmp_path, trials=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.trials = 3
+    assert isinstance(spec.base, tuple) and isinstance(spec.space, tuple)
+
+
+def test_the_spec_is_validated_once_per_sweep_start(tmp_path, monkeypatch):
+    """Settings checked and probes composed once, for a sweep file and for --refine (which
+    also reads the old sweep's spec)."""
+    from runner.sweep import build, space, spec
+
+    calls = {"settings": 0, "probes": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    settings = counted("settings", spec.check_settings)
+    monkeypatch.setattr(spec, "check_settings", settings)
+    monkeypatch.setattr(build, "check_settings", settings)
+    monkeypatch.setattr(space, "probe_assignments", counted("probes", space.probe_assignments))
+    path = write_sweep(tmp_path, trials=2, seed=0)
+    assert main(["sweep", str(path)]) == 0
+    assert calls == {"settings": 1, "probes": 1}
+    assert main(["sweep", "--refine", str(sweep_folder(tmp_path)), "--top", "2", "--trials", "1"]) == 0
+    assert calls == {"settings": 2, "probes": 2}
+
+
+def test_refine_changes_are_validated_like_a_files(tmp_path, capsys):
+    path = write_sweep(tmp_path, trials=1)
+    assert main(["sweep", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "--refine", str(sweep_folder(tmp_path)), "--seeds", "0"]) == 2
+    assert "seeds=0: must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_trials_csv_is_kept_current_by_the_sweep_not_by_its_view(tmp_path, monkeypatch):
+    """The view is handed the rows after they are on disk; it is a stand-in that writes nothing."""
+    import runner.cli.sweep as cli_sweep
+
+    shown = []
+
+    class View:
+        def __init__(self, spec):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def show(self, rows):
+            shown.append(([(r["number"], r["status"]) for r in rows],
+                          [(int(r["number"]), r["status"]) for r in read_rows(sweep_folder(tmp_path))]))
+
+    monkeypatch.setattr(cli_sweep, "SweepView", View)
+    assert main(["sweep", str(write_sweep(tmp_path, trials=2))]) == 0
+    assert len(shown) == 3  # at the start and after each trial
+    assert all(handed == on_disk for handed, on_disk in shown)
+    assert shown[-1][0] == [(0, "completed"), (1, "completed")]
+
+
+def test_the_live_view_writes_nothing(tmp_path, monkeypatch):
+    from runner.cli.sweep import SweepView
+    from runner.runs import files
+    from runner.sweep import outputs
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the view wrote a file")
+
+    monkeypatch.setattr(outputs, "write_outputs", refuse)
+    monkeypatch.setattr(files, "write_atomic", refuse)
+    monkeypatch.chdir(tmp_path)
+    row = {"number": 0, "state": "COMPLETE", "status": "completed", "value": 0.9, "value_seed0": 0.9,
+           "duration_s": 1.0, "param.optimizer.lr": "0.1", "run_dirs": "", "error": ""}
+    with SweepView(tiny_spec(tmp_path, trials=2)) as view:
+        view.show([row])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trials_csv_reads_back_what_was_written_for_refine_rerun_and_report(tmp_path):
+    from runner import report
+    from runner.sweep.outputs import (
+        read_trials_table,
+        trial_of_run_folder,
+        write_outputs,
+    )
+
+    spec = spec_from_dict({"study": "s", "seeds": 2, "space": {
+        "optimizer": ["momentum", "adam"],
+        "optimizer.momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "momentum"}},
+        "model.depth": {"type": "int", "low": 1, "high": 4}}})
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+    for number in range(4):
+        trial = study.ask()
+        suggest(trial, spec.space)
+        trial.set_user_attr("status", "completed")
+        trial.set_user_attr("seed_values", [0.5 + number / 10, 0.6])
+        trial.set_user_attr("run_dirs", [f"runs/t{number}-seed0", f"runs/t{number}-seed1"])
+        study.tell(trial, 0.55 + number / 20)
+    write_outputs(study, spec, tmp_path)
+
+    rows = read_trial_rows(tmp_path)
+    assert [assignment_of_row(spec.space, r) for r in rows] == [t.params for t in study.trials]
+    assert [int(r["number"]) for r in best_rows(rows, spec.direction, 2)] == [3, 2]
+    table = report.load_sweep(tmp_path).trials
+    assert table.equals(read_trials_table(tmp_path)) and table["value"].tolist() == [t.value for t in study.trials]
+    assert trial_of_run_folder(table) == {f"t{n}-seed{k}": float(n) for n in range(4) for k in range(2)}
+
+
+def test_a_malformed_trials_csv_is_a_data_error_for_report(tmp_path):
+    from runner import report
+
+    (tmp_path / "trials.csv").write_bytes(b"number,value\n\xff\xfe\x00broken")
+    with pytest.raises(DataError, match="trials.csv is malformed"):
+        report.load_sweep(tmp_path)
+
+
+def test_reading_a_study_for_a_report_never_creates_a_database_file(tmp_path):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    missing = tmp_path / "nowhere.db"
+    with pytest.raises(DataError, match="not found"):
+        open_storage(f"sqlite:///{missing}", existing_in=folder)
+    from runner import report
+
+    sweep = report.Sweep(folder, "demo", {"storage": f"sqlite:///{missing}"}, report.load_sweep(folder).trials)
+    importances, notes = report.param_importances(sweep)
+    assert importances is None and "not found" in notes[0]
+    assert not missing.exists() and list(folder.iterdir()) == []
+
+
+def test_a_moved_sweep_folder_still_finds_its_sqlite_study_for_a_report(tmp_path):
+    from test_report import make_sweep
+
+    from runner import report
+
+    folder = make_sweep(tmp_path / "before", storage_kind="sqlite")
+    moved = folder.rename(tmp_path / "moved")  # sweep.json still names the old absolute path
+    importances, notes = report.param_importances(report.load_sweep(moved))
+    assert notes == [] and set(importances["param"]) == {"optimizer.lr", "model.width"}
+    assert not (folder / "study.db").exists()
+
+
+def test_one_signal_contract_records_forwards_and_restores():
+    from runner.sweep.signals import check_stop, stop_handlers, stop_signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    forwarded = []
+    with stop_handlers(forward=forwarded.append):
+        check_stop()  # nothing recorded yet
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+        assert forwarded == [signal.SIGTERM, signal.SIGINT] and stop_signal() == signal.SIGTERM
+        with pytest.raises(Interrupted) as stopped:
+            check_stop()
+        assert stopped.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("flags, expected", [(["--extend", "0"], "--extend 0: must be >= 1"),
+                                             (["--heartbeat", "-1"], "--heartbeat and --grace: must be >= 1")])
+def test_bad_run_options_exit_2_before_anything_is_created(tmp_path, capsys, flags, expected):
+    assert main(["sweep", str(write_sweep(tmp_path)), *flags]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "outputs").exists()

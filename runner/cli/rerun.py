@@ -44,25 +44,22 @@ def run(args) -> int:
 
 
 def read_sweep(sweep_dir: Path):
-    from runner.sweep.space import read_trials_csv
-    from runner.sweep.spec import spec_from_dict
+    from runner.sweep.build import recorded_spec
+    from runner.sweep.outputs import read_trial_rows
 
-    try:
-        meta = json.loads((sweep_dir / "sweep.json").read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{sweep_dir}: not a sweep folder (no readable sweep.json)") from None
-    meta = {k: v for k, v in meta.items() if k not in ("storage", "source")}
-    return spec_from_dict(meta, source=str(sweep_dir / "sweep.json")), read_trials_csv(sweep_dir / "trials.csv")
+    return recorded_spec(sweep_dir), read_trial_rows(sweep_dir)
 
 
 def best_configurations(spec, rows: list[dict], top: int) -> list[tuple[int, list[str]]]:
     """(trial number, overrides) of the best completed trials, best first."""
-    from runner.sweep.space import config_of_row, to_overrides, top_rows
+    from runner.sweep.outputs import assignment_of_row, best_rows
+    from runner.sweep.space import to_overrides
 
-    best = top_rows(rows, spec.direction, top)
+    best = best_rows(rows, spec.direction, top)
     if not best:
         raise ConfigError("optlab rerun: the sweep has no completed trial yet")
-    return [(int(r["number"]), spec.base + to_overrides(spec.space, config_of_row(spec.space, r))) for r in best]
+    return [(int(r["number"]), [*spec.base, *to_overrides(spec.space, assignment_of_row(spec.space, r))])
+            for r in best]
 
 
 def train_once(spec, number: int, overrides: list[str], seed: int, rerun_dir: Path) -> None:

@@ -1,21 +1,21 @@
-"""`optlab sweep`: arguments, the sweep folder, the live view and the final table.
+"""`optlab sweep`: arguments, the live view, the final table and the last line.
 
     optlab sweep FILE [overrides] [--trials N] [--jobs N] [--sampler S] [--pruner P]
                  [--storage URL] [--study NAME] [--timeout S] [--refine DIR [--top K]]
 
-The live view (stderr) shows progress over the budget, the best so far and the top trials;
-on a terminal it redraws in place, elsewhere it prints a line per finished trial. stdout
-gets the final table and, as its last line, the sweep folder.
+runner.sweep builds the spec (build.py) and runs the sweep (run.py), writing trials.csv as it
+goes; this module only shows the rows it is handed. The live view (stderr) shows progress
+over the budget, the best so far and the top trials; on a terminal it redraws in place,
+elsewhere it prints a line per finished trial. stdout gets the final table and, as its last
+line, the sweep folder.
 """
 from __future__ import annotations
 
-import json
 import sys
-import threading
-from dataclasses import replace
 from pathlib import Path
 
-from runner.errors import ConfigError, Interrupted, print_error_line
+from runner.errors import print_error_line
+from runner.sweep.outputs import param_column
 from runner.sweep.spec import SweepSpec
 
 TOP_LIVE, TOP_FINAL = 5, 10
@@ -47,118 +47,38 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run_sweep)
 
 
-# ---------------------------------------------------------------- building the spec
-
-def build_spec(args) -> SweepSpec:
-    from runner.sweep.spec import find_sweep_file, load_spec
-
-    changes = {k: getattr(args, k) for k in ("trials", "sampler", "pruner", "study", "timeout", "seeds",
-                                            "seed", "jobs", "per_gpu", "config_dir")}
-    overrides = list(args.overrides)
-    if args.refine:
-        if args.file:
-            overrides.insert(0, args.file)
-        spec = refined_spec(Path(args.refine), args.top, changes)
-    elif not args.file:
-        raise ConfigError("optlab sweep: give a sweep file (e.g. sweeps/lr_wd.yaml) or --refine SWEEP_FOLDER")
-    else:
-        spec = load_spec(find_sweep_file(args.file), changes)
-    return replace(spec, base=merge_overrides(spec.base, overrides))
-
-
-def refined_spec(folder: Path, top: int, changes: dict) -> SweepSpec:
-    from runner.sweep.space import read_trials_csv, refine_space
-    from runner.sweep.spec import spec_from_dict
-
-    if top < 1:
-        raise ConfigError(f"--top {top}: must be >= 1")
-    try:
-        old = json.loads((folder / "sweep.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        raise ConfigError(f"--refine {folder}: not a sweep folder (no readable sweep.json)") from None
-    old = {k: v for k, v in old.items() if k not in ("storage", "refined_from", "source")}
-    spec = spec_from_dict(old, source=str(folder / "sweep.json"))
-    spec = replace(spec, space=refine_space(spec, read_trials_csv(folder / "trials.csv"), top),
-                   study=f"{spec.study}-refined", refined_from=str(folder))
-    return replace(spec, **{key: value for key, value in changes.items() if value is not None})
-
-
-def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
-    """base, with entries for the same key replaced by those in extra."""
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in extra}
-    return [o for o in base if o.split("=", 1)[0].lstrip("+~") not in keys] + extra
-
-
 # ---------------------------------------------------------------- the command
 
+SPEC_CHANGES = ("trials", "sampler", "pruner", "study", "timeout", "seeds", "seed", "jobs", "per_gpu", "config_dir")
+
+
 def run_sweep(args) -> int:
-    from runner.config.compose import compose
-    from runner.runs.files import make_dirs
-    from runner.sweep.outputs import write_sweep_json
-    from runner.sweep.space import check_spec
-    from runner.sweep.spec import check_settings
-    from runner.sweep.storage import default_storage, open_storage
-    from runner.sweep.study import (
-        GRACE_S,
-        HEARTBEAT_S,
-        claim_study,
-        open_study,
-        quiet_optuna,
-        settle_budget,
-    )
+    from runner.sweep.build import build_spec
+    from runner.sweep.run import RunOptions, run_workers, start_sweep
+    from runner.sweep.study import GRACE_S, HEARTBEAT_S
 
-    if args.extend is not None and args.extend < 1:
-        raise ConfigError(f"--extend {args.extend}: must be >= 1 (trials to add)")
-    spec = build_spec(args)
-    check_settings(spec)
-    check_spec(spec)
-    base_cfg = compose(spec.base, spec.config_dir)
-    sweep_dir = make_dirs(Path(str(base_cfg.trainer.out_dir)) / "sweeps" / spec.study)
-    url = args.storage or spec.storage or default_storage(sweep_dir)
-    quiet_optuna()
-    study = open_study(spec, open_storage(url))
-    claim_study(study, spec, base_cfg, str(sweep_dir))
-    spec = settle_budget(study, spec, args.extend)
-    write_sweep_json(spec, sweep_dir, url)
-    heartbeat, grace = args.heartbeat or HEARTBEAT_S, args.grace or GRACE_S
-    if heartbeat < 1 or grace < 1:
-        raise ConfigError("--heartbeat and --grace: must be >= 1 second")
-    code = run_workers(spec, sweep_dir, url, study, str(base_cfg.trainer.device), heartbeat, grace)
-    return finish(spec, sweep_dir, study, code)
+    options = RunOptions(storage=args.storage, extend=args.extend, heartbeat=args.heartbeat or HEARTBEAT_S,
+                         grace=args.grace or GRACE_S)
+    overrides = list(args.overrides)
+    if args.refine and args.file:  # with --refine, the first positional is an override
+        overrides.insert(0, args.file)
+    spec = build_spec(None if args.refine else args.file, refine=args.refine or None, top=args.top,
+                      changes={k: getattr(args, k) for k in SPEC_CHANGES}, overrides=overrides)
+    sweep = start_sweep(spec, options)
+    with SweepView(sweep.spec) as view:
+        outcome = run_workers(sweep, options, on_rows=view.show)
+    if outcome.stopped is not None:
+        print_error_line(str(outcome.stopped))
+    return finish(sweep.spec, sweep.sweep_dir, outcome)
 
 
-def run_workers(spec, sweep_dir, url, study, device, heartbeat, grace) -> int:
-    from runner.sweep.workers import (
-        WorkerArgs,
-        WorkerPool,
-        available_cores,
-        plan,
-        run_in_process,
-        visible_gpus,
-    )
-
-    placements = plan(spec.jobs, spec.per_gpu, visible_gpus(device), available_cores())
-    jobs = [WorkerArgs(spec, sweep_dir, url, p, heartbeat, grace) for p in placements]
-    view = SweepView(spec, study, sweep_dir)
-    with view:
-        if len(jobs) == 1:
-            try:
-                run_in_process(jobs[0], after_trial=view.refresh)
-            except Interrupted as exc:
-                view.refresh()
-                print_error_line(str(exc))
-                return exc.exit_code
-            return 0
-        return WorkerPool(jobs).run(tick=view.refresh)
-
-
-def finish(spec, sweep_dir: Path, study, code: int) -> int:
+def finish(spec: SweepSpec, sweep_dir: Path, outcome) -> int:
+    """The final table, what to do next, and the sweep folder as stdout's last line."""
     from runner.cli.display import print_table
-    from runner.sweep.outputs import best_trial, write_outputs
 
-    rows = write_outputs(study, spec, sweep_dir)
-    print_table(final_table(spec, rows))
-    if code == 0 and best_trial(study, spec) is None:
+    print_table(final_table(spec, outcome.rows))
+    code = outcome.code
+    if code == 0 and outcome.best is None:
         print_error_line("no trial completed (all failed, diverged or were pruned); see trials.csv")
         code = 4
     elif code in (130, 143):
@@ -182,7 +102,7 @@ def trials_table(spec: SweepSpec, rows: list[dict], top: int, title: str):
         table.add_column(name, justify="right" if name not in ("status",) else "left")
     for r in ranked(rows, spec)[:top]:
         table.add_row(str(r["number"]), r["status"], f"{r['value']:.4f}",
-                      *(short(r[f"param.{p.name}"]) for p in spec.space), f"{r['duration_s'] or 0:.1f}")
+                      *(short(r[param_column(p.name)]) for p in spec.space), f"{r['duration_s'] or 0:.1f}")
     return table
 
 
@@ -206,17 +126,15 @@ def final_table(spec: SweepSpec, rows: list[dict]):
 
 
 class SweepView:
-    """Rewrites trials.csv when the study changes and shows it on stderr."""
+    """Shows the rows it is handed on stderr; it reads nothing else and writes no file."""
 
-    def __init__(self, spec: SweepSpec, study, sweep_dir: Path):
+    def __init__(self, spec: SweepSpec):
         from runner.cli.display import stderr_console
 
-        self.spec, self.study, self.sweep_dir = spec, study, sweep_dir
+        self.spec = spec
         self.console = stderr_console()
         self.live = None
         self.seen: dict[int, str] = {}
-        self.last_rows: list[dict] | None = None
-        self.lock = threading.Lock()
 
     def __enter__(self):
         if self.console.is_terminal:
@@ -224,7 +142,6 @@ class SweepView:
 
             self.live = Live(console=self.console, refresh_per_second=2, transient=False)
             self.live.__enter__()
-        self.refresh()
         return self
 
     def __exit__(self, *exc):
@@ -232,18 +149,11 @@ class SweepView:
             self.live.__exit__(*exc)
         return False
 
-    def refresh(self) -> None:
-        from runner.sweep.outputs import trial_rows, write_outputs
-
-        with self.lock:
-            rows = trial_rows(self.study, self.spec)
-            if rows != self.last_rows:
-                rows = write_outputs(self.study, self.spec, self.sweep_dir)
-                self.last_rows = rows
-            if self.live is not None:
-                self.live.update(self.render(rows))
-            else:
-                self.log_new(rows)
+    def show(self, rows: list[dict]) -> None:
+        if self.live is not None:
+            self.live.update(self.render(rows))
+        else:
+            self.log_new(rows)
 
     def render(self, rows: list[dict]):
         from rich.console import Group
@@ -267,7 +177,8 @@ class SweepView:
                 continue
             self.seen[r["number"]] = r["status"]
             value = f" {self.spec.metric}={r['value']:.4f}" if r["value"] is not None else ""
-            params = " ".join(f"{p.name}={r[f'param.{p.name}']}" for p in self.spec.space if r[f"param.{p.name}"])
+            params = " ".join(f"{p.name}={r[param_column(p.name)]}" for p in self.spec.space
+                              if r[param_column(p.name)])
             error = f" ({r['error']})" if r["error"] else ""
             print(f"trial {r['number']} {r['status']}{value} {params}{error}  [{self.best_text(rows)}]",
                   file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ from runner.config.compose import GROUPS, flatten
 from runner.errors import DataError
 from runner.runs.files import complete_lines
 from runner.runs.folder import process_alive
+from runner.sweep.outputs import read_trials_table, trial_of_run_folder
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
 
@@ -232,13 +233,7 @@ def load_sweep(folder: Path) -> Sweep:
             meta = json.loads((folder / "sweep.json").read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"sweep.json is not valid JSON ({exc})") from None
-    trials = pd.DataFrame()
-    if (folder / "trials.csv").exists():
-        try:
-            trials = pd.read_csv(folder / "trials.csv")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise DataError(f"trials.csv is malformed ({' '.join(str(exc).split())})") from None
-    return Sweep(folder, str(meta.get("study") or folder.name), meta, trials)
+    return Sweep(folder, str(meta.get("study") or folder.name), meta, read_trials_table(folder))
 
 
 def _tag_sweep_runs(runs: pd.DataFrame, sweeps: list[Sweep]) -> None:
@@ -250,16 +245,4 @@ def _tag_sweep_runs(runs: pd.DataFrame, sweeps: list[Sweep]) -> None:
         root = os.path.realpath(sweep.path) + os.sep
         inside = real.str.startswith(root)
         runs.loc[inside, "sweep"] = sweep.study
-        trial_of = _trial_by_folder_name(sweep.trials)
-        runs.loc[inside, "trial"] = runs.loc[inside, "run"].map(trial_of)
-
-
-def _trial_by_folder_name(trials: pd.DataFrame) -> dict[str, float]:
-    if trials.empty or not {"number", "run_dirs"} <= set(trials.columns):
-        return {}
-    found = {}
-    for number, run_dirs in zip(trials["number"], trials["run_dirs"].fillna("")):
-        for run_dir in str(run_dirs).split(";"):
-            if run_dir.strip():
-                found[Path(run_dir.strip()).name] = float(number)
-    return found
+        runs.loc[inside, "trial"] = runs.loc[inside, "run"].map(trial_of_run_folder(sweep.trials))

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pandas as pd
 
-from runner.errors import DataError
 from runner.report.load import Sweep
+from runner.sweep.storage import open_storage
 
 
 def best_so_far(trials: pd.DataFrame, maximize: bool) -> pd.DataFrame:
@@ -39,7 +38,7 @@ def param_importances(sweep: Sweep) -> tuple[pd.DataFrame | None, list[str]]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = open_storage(str(storage_url), sweep.path)
+        storage = open_storage(str(storage_url), existing_in=sweep.path)  # read-only: never creates a file
         study = optuna.load_study(study_name=sweep.study, storage=storage)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(complete) < 2:
@@ -121,24 +120,3 @@ def log_scaled(sweeps: list[Sweep], key: str) -> bool | None:
     flags = {bool(spec.get("log", False)) for sweep in sweeps for name, spec in (sweep.meta.get("space") or {}).items()
              if isinstance(spec, dict) and spec.get("key", name) == key and spec.get("type") in ("float", "int")}
     return flags.pop() if len(flags) == 1 else None
-
-
-def open_storage(url: str, folder: Path):
-    """An Optuna storage for this URL: an RDB URL (a relative sqlite path is also looked for
-    in the sweep folder) or a journal file path. Never creates a missing file."""
-    if url.startswith("sqlite:///"):
-        path = _existing(Path(url[len("sqlite:///"):]), folder)
-        return f"sqlite:///{path}"
-    if "://" in url:
-        return url
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(str(_existing(Path(url), folder))))
-
-
-def _existing(path: Path, folder: Path) -> Path:
-    for candidate in (path, folder / path, folder / path.name):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"storage file {path} not found (also looked in {folder})")

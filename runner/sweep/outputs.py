@@ -1,4 +1,6 @@
 """What a sweep leaves in outputs/sweeps/<study>/: trials.csv, best.yaml and sweep.json.
+This module is trials.csv's one owner: its columns, its writer, and the readers that refine,
+rerun and report use.
 
 trials.csv has one row per trial (trials dropped as `surplus` and queued retries that never
 started are left out): number, state (COMPLETE/PRUNED/FAIL/RUNNING), status (completed,
@@ -17,16 +19,27 @@ import io
 import json
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from runner.errors import ConfigError, DataError
 from runner.runs.files import write_atomic
 from runner.sweep.space import format_value
-from runner.sweep.spec import SweepSpec
+from runner.sweep.spec import Param, SweepSpec
 from runner.sweep.study import trial_status
+
+TRIALS_CSV = "trials.csv"
+
+
+RUN_DIRS_SEPARATOR = ";"
+
+
+def param_column(name: str) -> str:
+    return f"param.{name}"
 
 
 def columns(spec: SweepSpec) -> list[str]:
     return (["number", "state", "status", "value"] + [f"value_seed{k}" for k in range(spec.seeds)]
-            + ["duration_s"] + [f"param.{p.name}" for p in spec.space] + ["run_dirs", "error"])
+            + ["duration_s"] + [param_column(p.name) for p in spec.space] + ["run_dirs", "error"])
 
 
 def trial_rows(study, spec: SweepSpec) -> list[dict]:
@@ -46,8 +59,9 @@ def _row(t, status: str, spec: SweepSpec) -> dict:
            "value": t.value if t.state.name == "COMPLETE" else None,
            **{f"value_seed{k}": seeds[k] if k < len(seeds) else None for k in range(spec.seeds)},
            "duration_s": None if duration is None else round(duration, 3),
-           **{f"param.{p.name}": format_value(t.params[p.name]) if p.name in t.params else None for p in spec.space},
-           "run_dirs": ";".join(t.user_attrs.get("run_dirs", [])), "error": _error(t, status)}
+           **{param_column(p.name): format_value(t.params[p.name]) if p.name in t.params else None
+              for p in spec.space},
+           "run_dirs": RUN_DIRS_SEPARATOR.join(t.user_attrs.get("run_dirs", [])), "error": _error(t, status)}
     return row
 
 
@@ -85,7 +99,7 @@ def best_trial(study, spec: SweepSpec):
 
 
 def best_yaml(trial, spec: SweepSpec) -> str:
-    overrides = spec.base + list(trial.user_attrs.get("overrides", []))
+    overrides = [*spec.base, *trial.user_attrs.get("overrides", [])]
     lines = [f"# best of sweep {spec.study}: {spec.metric}={trial.value:.6g} (trial {trial.number}); "
              f"a list of overrides for optlab train"]
     return "\n".join(lines + [f"- {_yaml_item(o)}" for o in overrides]) + "\n"
@@ -105,11 +119,11 @@ def _yaml_item(text: str) -> str:
 def write_outputs(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
     """Rewrite trials.csv and best.yaml from the study; returns the rows."""
     with folder_lock(sweep_dir):
-        for name in ("trials.csv", "best.yaml"):  # under the lock no one else writes them: any temp file is a dead writer's
+        for name in (TRIALS_CSV, "best.yaml"):  # under the lock no one else writes them: any temp file is a dead writer's
             for stale in Path(sweep_dir).glob(f".{name}.*.tmp"):
                 stale.unlink(missing_ok=True)
         rows = trial_rows(study, spec)
-        write_atomic(Path(sweep_dir) / "trials.csv", csv_text(rows, spec), fault_point="sweep.trials_csv")
+        write_atomic(Path(sweep_dir) / TRIALS_CSV, csv_text(rows, spec), fault_point="sweep.trials_csv")
         best = best_trial(study, spec)
         if best is not None:
             write_atomic(Path(sweep_dir) / "best.yaml", best_yaml(best, spec))
@@ -124,3 +138,75 @@ def write_sweep_json(spec: SweepSpec, sweep_dir: Path, storage_url: str) -> None
     order = ["study", "storage", "metric", "direction", "sampler", "pruner", "trials", "seeds", "space", "base"]
     ordered = {k: data[k] for k in order} | {k: v for k, v in data.items() if k not in order}
     write_atomic(Path(sweep_dir) / "sweep.json", json.dumps(ordered, indent=2) + "\n")
+
+
+def read_sweep_json(sweep_dir: Path) -> dict:
+    """What sweep.json records of the sweep's definition (where it ran and the file it came
+    from left out), for a spec made from it again."""
+    try:
+        meta = json.loads((Path(sweep_dir) / "sweep.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{sweep_dir}: not a sweep folder (no readable sweep.json)") from None
+    return {k: v for k, v in meta.items() if k not in ("storage", "source")}
+
+
+# ---------------------------------------------------------------- reading trials.csv
+
+def read_trial_rows(sweep_dir: Path) -> list[dict]:
+    """trials.csv as written: one dict of strings per trial (for refine and rerun)."""
+    path = Path(sweep_dir) / TRIALS_CSV
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing; --refine needs a sweep folder with trials.csv") from None
+
+
+def read_trials_table(sweep_dir: Path):
+    """trials.csv as a pandas table with numeric columns typed (for report); empty when the
+    sweep has not written one."""
+    import pandas as pd
+
+    path = Path(sweep_dir) / TRIALS_CSV
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"trials.csv is malformed ({' '.join(str(exc).split())})") from None
+
+
+def best_rows(rows: list[dict], direction: str, top: int) -> list[dict]:
+    """The `top` completed trials' rows, best first."""
+    done = [r for r in rows if r.get("state") == "COMPLETE" and r.get("status") == "completed" and r.get("value")]
+    done.sort(key=lambda r: float(r["value"]), reverse=direction == "maximize")
+    return done[:top]
+
+
+def assignment_of_row(space: tuple[Param, ...], row: dict) -> dict:
+    """The values a trials.csv row records (parameters its trial did not sample left out)."""
+    values = {p.name: _cell(p, row.get(param_column(p.name), "")) for p in space}
+    return {name: value for name, value in values.items() if value is not _MISSING}
+
+
+_MISSING = object()
+
+
+def _cell(p: Param, text: str) -> Any:
+    if text == "":
+        return _MISSING
+    if p.kind == "categorical":
+        return next((c for c in p.choices if format_value(c) == text or str(c) == text), _MISSING)
+    return int(float(text)) if p.kind == "int" else float(text)
+
+
+def trial_of_run_folder(table) -> dict[str, float]:
+    """Run folder name -> its trial's number, from read_trials_table's table."""
+    if table.empty or not {"number", "run_dirs"} <= set(table.columns):
+        return {}
+    found = {}
+    for number, run_dirs in zip(table["number"], table["run_dirs"].fillna("")):
+        for run_dir in str(run_dirs).split(RUN_DIRS_SEPARATOR):
+            if run_dir.strip():
+                found[Path(run_dir.strip()).name] = float(number)
+    return found

@@ -1,28 +1,57 @@
-"""The sweep's one signal handler: SIGINT/SIGTERM set a flag checked at safe points."""
+"""The sweep's one signal contract, for the in-process worker, spawned workers and the pool.
+
+While installed, SIGINT/SIGTERM are recorded (and, for the pool, passed on to its workers),
+never raised from the handler: raising there could land inside Hydra or Optuna, which would
+record it as an ordinary trial error. Code acts on a recorded signal at safe points:
+check_stop() (before a trial, before each run, after each epoch) raises Interrupted, and
+stop_signal() says which signal came first. During training, train() handles the signals
+itself (runner.training.signals) and passes a late one on to this handler.
+"""
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
+from contextlib import contextmanager
 
 from runner.errors import Interrupted
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 _received: list[int] = []
 
 
-def stop_on_signals() -> dict:
-    """SIGINT/SIGTERM set a flag that the worker checks at safe points (before a trial, before
-    each run, after each epoch); during training train() handles them itself. Raising from
-    the handler instead could land inside Hydra or Optuna, which would record it as an
-    ordinary trial error. Returns the previous handlers (for restore_signals)."""
+def install_stop_handlers(forward: Callable[[int], None] | None = None) -> dict:
+    """Record SIGINT/SIGTERM from now on (forgetting earlier ones), and call forward(signum)
+    for each; returns the previous handlers, for restore_handlers."""
     _received.clear()
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, lambda signum, frame: _received.append(signum))
-    return previous
+
+    def handler(signum, frame):
+        _received.append(signum)
+        if forward is not None:
+            forward(signum)
+
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
 
 
-def restore_signals(previous: dict) -> None:
+def restore_handlers(previous: dict) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+@contextmanager
+def stop_handlers(forward: Callable[[int], None] | None = None):
+    """install_stop_handlers for the duration of the block."""
+    previous = install_stop_handlers(forward)
+    try:
+        yield
+    finally:
+        restore_handlers(previous)
+
+
+def stop_signal() -> int | None:
+    """The first signal recorded since the handlers were installed, if any."""
+    return _received[0] if _received else None
 
 
 def check_stop() -> None:

@@ -1,10 +1,8 @@
 """Sampling the space, composing probe samples to check it, and coarse-to-fine refinement."""
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
@@ -15,7 +13,7 @@ def is_active(param: Param, assignment: dict) -> bool:
     return all(name in assignment and assignment[name] in values for name, values in param.when)
 
 
-def suggest(trial, space: list[Param]) -> dict:
+def suggest(trial, space: tuple[Param, ...]) -> dict:
     """Sample the space for this Optuna trial (conditions are followed): name -> value."""
     assignment: dict[str, Any] = {}
     for p in space:
@@ -30,7 +28,7 @@ def suggest(trial, space: list[Param]) -> dict:
     return assignment
 
 
-def to_overrides(space: list[Param], assignment: dict) -> list[str]:
+def to_overrides(space: tuple[Param, ...], assignment: dict) -> list[str]:
     """Hydra overrides for sampled values (space order; inactive parameters left out)."""
     return [f"{p.key}={format_value(assignment[p.name])}" for p in space if p.name in assignment]
 
@@ -49,14 +47,14 @@ def grid_space(spec: SweepSpec) -> dict[str, list]:
     return {p.name: p.values_for_grid(spec.grid_points) for p in spec.space}
 
 
-def check_spec(spec: SweepSpec) -> None:
+def check_probes(spec: SweepSpec) -> None:
     """Compose base + probe samples so that bad keys, values out of range and impossible
     conditions fail now with one line (see probe_assignments)."""
     from runner.config.compose import compose
 
     _check_group_choices(spec)
     for assignment in probe_assignments(spec.space, _deep_groups(spec)):
-        overrides = spec.base + to_overrides(spec.space, assignment)
+        overrides = [*spec.base, *to_overrides(spec.space, assignment)]
         try:
             compose(overrides, spec.config_dir)
         except ConfigError as exc:
@@ -82,7 +80,7 @@ def _deep_groups(spec: SweepSpec) -> set[str]:
     return {k.split(".")[0] for k in keys if "." in k}
 
 
-def probe_assignments(space: list[Param], deep: set[str] = frozenset()) -> list[dict]:
+def probe_assignments(space: tuple[Param, ...], deep: set[str] = frozenset()) -> list[dict]:
     """Assignments to compose, conditions satisfied, deduplicated: every choice of a
     categorical parameter (its first only for a group nothing else reaches into), and each
     numeric parameter at its low (others low) and at its high (others high)."""
@@ -103,7 +101,7 @@ def probe_assignments(space: list[Param], deep: set[str] = frozenset()) -> list[
     return probes
 
 
-def _probe(space: list[Param], target: Param, value: Any, fill: str) -> dict:
+def _probe(space: tuple[Param, ...], target: Param, value: Any, fill: str) -> dict:
     needed = _requirements(space, target)
     needed[target.name] = (value,)
     assignment: dict[str, Any] = {}
@@ -123,7 +121,7 @@ def _probe(space: list[Param], target: Param, value: Any, fill: str) -> dict:
     return assignment
 
 
-def _requirements(space: list[Param], target: Param) -> dict[str, tuple]:
+def _requirements(space: tuple[Param, ...], target: Param) -> dict[str, tuple]:
     by_name = {p.name: p for p in space}
     needed: dict[str, tuple] = {}
     pending = list(target.when)
@@ -134,40 +132,13 @@ def _requirements(space: list[Param], target: Param) -> dict[str, tuple]:
     return needed
 
 
-def refine_space(spec: SweepSpec, rows: list[dict], top: int) -> list[Param]:
-    """Narrow numeric ranges around the top trials (log space for log parameters) and keep
-    only the categorical choices they used. rows: trials.csv rows (strings)."""
-    best = top_rows(rows, spec.direction, top)
-    if not best:
-        raise ConfigError("--refine: the sweep has no completed trial to refine around")
-    return [_refine_param(p, [_cell(p, r.get(f"param.{p.name}", "")) for r in best]) for p in spec.space]
-
-
-def config_of_row(space: list[Param], row: dict) -> dict:
-    """The assignment a trials.csv row records (parameters its trial did not sample left out)."""
-    values = {p.name: _cell(p, row.get(f"param.{p.name}", "")) for p in space}
-    return {name: value for name, value in values.items() if value is not _MISSING}
-
-
-def top_rows(rows: list[dict], direction: str, top: int) -> list[dict]:
-    done = [r for r in rows if r.get("state") == "COMPLETE" and r.get("status") == "completed" and r.get("value")]
-    done.sort(key=lambda r: float(r["value"]), reverse=direction == "maximize")
-    return done[:top]
-
-
-def _cell(p: Param, text: str) -> Any:
-    if text == "":
-        return _MISSING
-    if p.kind == "categorical":
-        return next((c for c in p.choices if format_value(c) == text or str(c) == text), _MISSING)
-    return int(float(text)) if p.kind == "int" else float(text)
-
-
-_MISSING = object()
+def refine_space(space: tuple[Param, ...], best: list[dict]) -> tuple[Param, ...]:
+    """Narrow numeric ranges around the best trials' assignments (log space for log
+    parameters) and keep only the categorical choices they used."""
+    return tuple(_refine_param(p, [a[p.name] for a in best if p.name in a]) for p in space)
 
 
 def _refine_param(p: Param, values: list) -> Param:
-    values = [v for v in values if v is not _MISSING]
     if not values:
         return p
     if p.kind == "categorical":
@@ -183,11 +154,3 @@ def _refine_param(p: Param, values: list) -> Param:
         low, high = float(f"{low:.4g}"), float(f"{high:.4g}")
         low, high = max(low, p.low), min(high, p.high)
     return replace(p, low=low, high=high, grid=())
-
-
-def read_trials_csv(path: Path) -> list[dict]:
-    try:
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing; --refine needs a sweep folder with trials.csv") from None

@@ -1,8 +1,12 @@
-"""Sweep files -> a SweepSpec: the search space, the settings, validated once."""
+"""Sweep files -> a SweepSpec: the search space and the settings, parsed into a frozen spec.
+
+spec_from_dict parses (types, ranges of the space's parameters); check_settings checks the
+settings' choices. build.py is the one place that makes the spec a sweep starts with (and
+validates it, once); nothing edits a spec afterwards."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +83,11 @@ class Param:
         return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepSpec:
+    """A sweep's definition. Frozen, its sequences tuples: build.build_spec makes and checks
+    it once, and a copy with another budget is made by study.settle_budget only."""
+
     study: str
     metric: str = "val_acc"
     direction: str = "maximize"
@@ -89,8 +96,8 @@ class SweepSpec:
     trials: int = 20
     timeout: float | None = None
     seeds: int = 1
-    base: list[str] = field(default_factory=list)
-    space: list[Param] = field(default_factory=list)
+    base: tuple[str, ...] = ()
+    space: tuple[Param, ...] = ()
     seed: int | None = None  # the sampler's seed; None: a fresh one per process
     grid_points: int = GRID_POINTS
     storage: str | None = None
@@ -104,6 +111,7 @@ class SweepSpec:
     def to_json(self) -> dict:
         data = asdict(self)
         data.pop("source_text")
+        data["base"] = list(self.base)
         data["space"] = {p.name: p.raw() for p in self.space}
         return data
 
@@ -135,8 +143,9 @@ def find_sweep_file(name: str) -> Path:
     raise ConfigError(f"{name}: no such sweep file; built-in sweeps: {known}")
 
 
-def load_spec(path: Path, changes: dict | None = None) -> SweepSpec:
-    """The sweep file, with command-line `changes` (None values ignored) applied over it."""
+def read_sweep_file(path: Path) -> tuple[dict, str]:
+    """The sweep file's mapping (its study named after the file unless it says otherwise)
+    and its text as written."""
     try:
         text = Path(path).read_text(encoding="utf-8")
         raw = yaml.safe_load(text) or {}
@@ -146,12 +155,12 @@ def load_spec(path: Path, changes: dict | None = None) -> SweepSpec:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a sweep file is a mapping (metric, sampler, space, ...)")
-    raw = {"study": Path(path).stem, **raw}
-    raw.update({k: v for k, v in (changes or {}).items() if v is not None})
-    return replace(spec_from_dict(raw, source=str(path)), source_text=text)
+    return {"study": Path(path).stem, **raw}, text
 
 
-def spec_from_dict(raw: dict, source: str | None = None) -> SweepSpec:
+def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None = None) -> SweepSpec:
+    """Parse a sweep's mapping: types, bounds and the space. The settings' choices (sampler,
+    pruner, ...) are checked by check_settings."""
     unknown = set(raw) - SPEC_KEYS - {"config_dir", "source", "refined_from"}
     if unknown:
         raise ConfigError(f"sweep file {source}: unknown key '{sorted(unknown)[0]}'; "
@@ -159,24 +168,26 @@ def spec_from_dict(raw: dict, source: str | None = None) -> SweepSpec:
     metric = str(raw.get("metric", "val_acc"))
     if metric not in METRICS:
         raise ConfigError(f"metric '{metric}': choose from: {', '.join(METRICS)}")
-    spec = SweepSpec(
+    return SweepSpec(
         study=str(raw["study"]), metric=metric,
         direction=str(raw.get("direction", METRICS[metric])),
         sampler=str(raw.get("sampler", "tpe")), pruner=str(raw.get("pruner", "none")),
         trials=_int(raw.get("trials", 20), "trials", 1),
         timeout=None if raw.get("timeout") is None else float(raw["timeout"]),
         seeds=_int(raw.get("seeds", 1), "seeds", 1),
-        base=[str(o) for o in (raw.get("base") or [])],
+        base=base_overrides(raw.get("base")),
         space=parse_space(raw.get("space") or {}),
         seed=None if raw.get("seed") is None else _int(raw["seed"], "seed", 0),
         grid_points=_int(raw.get("grid_points", GRID_POINTS), "grid_points", 1),
         storage=raw.get("storage"), jobs=None if raw.get("jobs") is None else _int(raw["jobs"], "jobs", 1),
         per_gpu=_int(raw.get("per_gpu", 1), "per_gpu", 1),
         config_dir=raw.get("config_dir"), source=raw.get("source", source),
-        refined_from=raw.get("refined_from"),
+        refined_from=raw.get("refined_from"), source_text=source_text,
     )
-    check_settings(spec)
-    return spec
+
+
+def base_overrides(raw_base: Any) -> tuple[str, ...]:
+    return tuple(str(o) for o in (raw_base or []))
 
 
 def _int(value: Any, name: str, minimum: int) -> int:
@@ -186,6 +197,7 @@ def _int(value: Any, name: str, minimum: int) -> int:
 
 
 def check_settings(spec: SweepSpec) -> None:
+    """The settings' choices; build.validate runs this and the space's probes once per start."""
     if spec.direction not in ("maximize", "minimize"):
         raise ConfigError(f"direction '{spec.direction}': choose from: maximize, minimize")
     if spec.sampler not in SAMPLERS:
@@ -198,13 +210,13 @@ def check_settings(spec: SweepSpec) -> None:
         raise ConfigError("the sweep's space is empty: add at least one parameter under `space:`")
 
 
-def parse_space(raw: dict) -> list[Param]:
+def parse_space(raw: dict) -> tuple[Param, ...]:
     if not isinstance(raw, dict):
         raise ConfigError("space: a mapping of parameter name -> {type, low, high, ...} or a list of choices")
     space: list[Param] = []
     for name, body in raw.items():
         space.append(parse_param(str(name), body, [p.name for p in space]))
-    return space
+    return tuple(space)
 
 
 def parse_param(name: str, body: Any, earlier: list[str]) -> Param:

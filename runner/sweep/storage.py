@@ -1,4 +1,5 @@
-"""Where a sweep's study lives: the one storage opener, and the stale-trial check.
+"""Where a sweep's study lives: the one storage opener (for workers, and read-only for
+reports), and the stale-trial check.
 
 By default the study lives in `outputs/sweeps/<study>/study.db`, an SQLite file opened through
 Optuna's RDBStorage. SQLite rather than the journal file: Optuna's heartbeat (which finds
@@ -13,15 +14,19 @@ leaves one behind, and every later worker would wait for it forever. HeartbeatSt
 fails such a trial once it has stayed without a heartbeat for the grace period, timed by
 this process's own clock from when it first saw the trial (no clock is compared across
 machines).
+
+Reading (`optlab report`) opens with `existing_in=SWEEP_FOLDER`: nothing is created, so the
+SQLite file (or the Optuna journal file a path names) must exist; it is also looked for in
+the sweep folder, so a moved sweep folder still finds its study.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from runner import faults
-from runner.errors import ConfigError
+from runner.errors import ConfigError, DataError
 
 
 def default_storage(sweep_dir: Path) -> str:
@@ -37,29 +42,62 @@ def hide_password(url: str) -> str:
         return url.split("@")[-1]
 
 
-def open_storage(url: str, heartbeat: int | None = None, grace: int | None = None, tries: int = 5,
-                 clock: Callable[[], float] = time.monotonic, on_stale: Callable | None = None):
-    """The study's storage for url; with heartbeat, stale RUNNING trials fail and go to
-    on_stale(study, trial) (default: requeue).
+def open_storage(url: str, *, existing_in: Path | None = None, heartbeat: int | None = None,
+                 grace: int | None = None, tries: int = 5, clock: Callable[[], float] = time.monotonic,
+                 on_stale: Callable | None = None):
+    """The study's storage for url. With heartbeat, stale RUNNING trials fail and go to
+    on_stale(study, trial) (default: requeue). With existing_in, read-only use: nothing is
+    created (see the top of this module)."""
+    if existing_in is not None:
+        url = _existing_location(url, Path(existing_in))
+        if "://" not in url:
+            return _journal_storage(url)
+    if not url.startswith(("sqlite", "postgresql", "mysql")):
+        raise ConfigError(f"--storage {hide_password(url)}: give a sqlite:///FILE or postgresql://... URL")
+    make = heartbeat_storage_class()
+    stale = (on_stale or requeue) if heartbeat else None
+    return _retrying_creation_race(url, tries, lambda connect: make(
+        url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat, grace_period=grace,
+        heartbeat_stale_trial_callback=stale, clock=clock))
 
-    Workers that start together on a fresh database race to create Optuna's tables; the
+
+def _retrying_creation_race(url: str, tries: int, make: Callable):
+    """Workers that start together on a fresh database race to create Optuna's tables; the
     loser sees a duplicate-key error, and simply tries again (the tables exist by then)."""
     import sqlalchemy.exc
 
-    if not url.startswith(("sqlite", "postgresql", "mysql")):
-        raise ConfigError(f"--storage {hide_password(url)}: give a sqlite:///FILE or postgresql://... URL")
     connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
     for attempt in range(tries):
         try:
-            return heartbeat_storage_class()(
-                url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
-                grace_period=grace, heartbeat_stale_trial_callback=(on_stale or requeue) if heartbeat else None,
-                clock=clock)
+            return make(connect)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
             # PostgreSQL reports the race as a duplicate key, SQLite as "table ... already exists"
             if attempt + 1 == tries or not _creation_race(exc):
                 raise _unreachable(url, exc) from None
             time.sleep(0.5 * (attempt + 1))
+
+
+def _existing_location(url: str, folder: Path) -> str:
+    """url with its SQLite file found (else DataError); a server URL as is; a journal file's path."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///{_existing_file(Path(url[len('sqlite:///'):]), folder)}"
+    if "://" in url:
+        return url
+    return str(_existing_file(Path(url), folder))
+
+
+def _existing_file(path: Path, folder: Path) -> Path:
+    for candidate in (path, folder / path, folder / path.name):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"storage file {path} not found (also looked in {folder})")
+
+
+def _journal_storage(path: str):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(path))
 
 
 def _creation_race(exc: Exception) -> bool:
@@ -117,18 +155,22 @@ def heartbeat_storage_class():
             return [t for t, since in self.silent_since.items() if now - since > grace]
 
         def running_without_heartbeat(self, study_id: int) -> list[int]:
-            from optuna.storages._rdb import models
-            from optuna.storages._rdb.storage import _create_scoped_session
-            from optuna.trial import TrialState
-
-            trial, beat = models.TrialModel, models.TrialHeartbeatModel
-            with _create_scoped_session(self.scoped_session) as session:
-                rows = (session.query(trial.trial_id)
-                        .outerjoin(beat, beat.trial_id == trial.trial_id)
-                        .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING,
-                                beat.trial_id.is_(None))
-                        .all())
-            return [trial_id for (trial_id,) in rows]
+            return _running_without_heartbeat(self.scoped_session, study_id)
 
     _storage_class = HeartbeatStorage
     return _storage_class
+
+
+def _running_without_heartbeat(scoped_session, study_id: int) -> list[int]:
+    """Ids of the study's RUNNING trials that have no heartbeat row."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from optuna.trial import TrialState
+
+    trial, beat = models.TrialModel, models.TrialHeartbeatModel
+    with _create_scoped_session(scoped_session) as session:
+        rows = (session.query(trial.trial_id)
+                .outerjoin(beat, beat.trial_id == trial.trial_id)
+                .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING, beat.trial_id.is_(None))
+                .all())
+    return [trial_id for (trial_id,) in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runner.errors import ConfigError
 from runner.sweep.space import grid_space
@@ -71,10 +71,9 @@ def claim_study(study, spec: SweepSpec, base_cfg, where: str) -> None:
 
 
 def settle_budget(study, spec: SweepSpec, extend: int | None) -> SweepSpec:
-    """The budget this run works to: the command's, or with --extend N the study's last
-    budget plus N. Recorded on the study for the next --extend."""
-    from dataclasses import replace
-
+    """The spec this run works with: its budget the command's, or with --extend N the study's
+    last budget plus N (the one place a spec gets another budget). Recorded on the study for
+    the next --extend."""
     trials = spec.trials
     if extend is not None:
         recorded = study.user_attrs.get(BUDGET_ATTR)

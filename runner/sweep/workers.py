@@ -6,6 +6,8 @@ workers on two cores do not oversubscribe. With GPUs each worker is pinned to on
 Workers are started with multiprocessing's spawn (a fresh interpreter each: no forked
 torch or CUDA state), die with their parent (PR_SET_PDEATHSIG on Linux), and turn SIGTERM
 into a clean stop of their current trial (at the next step or epoch), which is queued again for the next run.
+Every worker, in this process or spawned, and the pool that passes the sweep's signals on to
+its workers, follow signals.py's one contract.
 """
 from __future__ import annotations
 
@@ -13,15 +15,20 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from runner import faults
 from runner.errors import ConfigError, Interrupted, OptlabError
 from runner.runs.folder import close_orphan_run
 from runner.sweep.objective import Objective, Placement, TrialFailed, _Surplus
-from runner.sweep.signals import check_stop, restore_signals, stop_on_signals
+from runner.sweep.signals import (
+    check_stop,
+    install_stop_handlers,
+    stop_handlers,
+    stop_signal,
+)
 from runner.sweep.spec import SweepSpec
 from runner.sweep.storage import open_storage, requeue
 from runner.sweep.study import (
@@ -51,7 +58,8 @@ class Worker:
 
     def run(self) -> None:
         quiet_optuna()
-        storage = open_storage(self.storage_url, self.heartbeat, self.grace, on_stale=self.on_stale_trial)
+        storage = open_storage(self.storage_url, heartbeat=self.heartbeat, grace=self.grace,
+                               on_stale=self.on_stale_trial)
         seed = None if self.spec.seed is None else self.spec.seed + self.placement.worker
         study = open_study(self.spec, storage, make_sampler(self.spec, seed), make_pruner(self.spec))
         objective = Objective(self.spec, self.sweep_dir, self.placement)
@@ -83,7 +91,6 @@ class Worker:
             if count.finished + count.running < self.spec.trials:
                 return True
             self.sleep(min(1.0, float(self.heartbeat)))  # the rest are running elsewhere: wait
-
 
     def on_stale_trial(self, study, trial) -> None:
         """A dead worker's trial: run its configuration again, and close the run folders it
@@ -144,11 +151,8 @@ class WorkerArgs:
 def run_in_process(args: WorkerArgs, after_trial: Callable[[], None] | None = None) -> None:
     """One worker in this process (--jobs 1): SIGTERM stops it like a spawned one."""
     _use_threads(args.placement.threads)
-    previous = stop_on_signals()
-    try:
+    with stop_handlers():
         _worker(args, after_trial).run()
-    finally:
-        restore_signals(previous)
 
 
 def _worker(args: WorkerArgs, after_trial=None) -> Worker:
@@ -166,7 +170,7 @@ def _use_threads(threads: int) -> None:
 def worker_main(args: WorkerArgs) -> None:
     """Entry point of a spawned worker process; its exit code says how it ended."""
     _die_with_parent()
-    stop_on_signals()
+    install_stop_handlers()  # for the life of the process: a signal while it exits is no traceback
     try:
         _use_threads(args.placement.threads)
         _worker(args).run()
@@ -205,21 +209,17 @@ class WorkerPool:
 
     def run(self, tick: Callable[[], None], every: float = 1.0) -> int:
         """Start the workers, call tick() every `every` seconds until all exit; exit code."""
-        previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with stop_handlers(forward=self._forward):
             for p in self.processes:
                 p.start()
             while any(p.is_alive() for p in self.processes):
                 tick()
                 for p in self.processes:
                     p.join(timeout=every / len(self.processes))
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            self.signal = stop_signal()
         return self._exit_code()
 
-    def _forward(self, signum, frame) -> None:
-        self.signal = signum
+    def _forward(self, signum: int) -> None:
         for p in self.processes:
             if p.is_alive() and p.pid:
                 os.kill(p.pid, signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
