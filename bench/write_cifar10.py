@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.data._base import DATASETS
 from runner.data.generated import load_shapes
 
 
 def batch_rows(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
-    pool = load_shapes({"n_samples": n, "size": 32}, seed)
+    pool = load_shapes(DATASETS.get("shapes").defaults(n_samples=n, size=32), seed)
     pixels = np.clip(pool.x.numpy() * 255, 0, 255).round().astype(np.uint8)
     return pixels.reshape(n, 3 * 32 * 32), pool.y.tolist()
 

@@ -12,7 +12,6 @@ from runner.errors import ConfigError
 from runner.training.loop import train
 
 
-
 def images(n=64, c=2, h=8, w=8, seed=0) -> torch.Tensor:
     """Values in [1, 2): every pixel is distinct from the zero fill."""
     return 1 + torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed))

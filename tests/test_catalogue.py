@@ -5,21 +5,39 @@ import pytest
 
 from runner.config.catalogue import options
 from runner.config.compose import GROUPS, group_options
+from runner.config.specs import every_spec
 from runner.training.loop import train
 
-# Options that need files on disk are covered by tests/test_datasets_disk.py.
-FROM_DISK = {"mnist", "fashion_mnist", "cifar10", "cifar100", "csv", "npz"}
-# What each option needs beside it to make sense (image models on images, regression pairs).
-COMPANIONS = {
-    ("model", "resnet"): ["data=shapes", "data.n_samples=64", "model.blocks=1", "model.width=4"],
-    ("model", "cnn"): ["model.channels=4", "model.depth=2"],
-    ("model", "linear"): ["data=linreg"],
-    ("data", "linreg"): ["model=linear"],
-    ("data", "shapes"): ["data.n_samples=64", "model=cnn", "model.channels=4", "model.depth=2"],
-    ("norm", "instance"): ["model=cnn", "model.channels=4", "model.depth=2"],
-    ("norm", "group"): ["model=cnn", "model.channels=4", "model.depth=2", "norm.groups=2"],
-}
 SMOKED_ELSEWHERE = {"optimizer", "schedule", "batch", "augment"}  # each test file trains every option
+# Small sizes for speed, wherever the chosen model or data takes the key (8 divides norm.groups' default).
+SMALL = {"model": {"width": 8, "channels": 8, "depth": 2, "blocks": 1}, "data": {"n_samples": 200}}
+DEFAULTS = {"data": "digits", "model": "mlp"}  # conf/config.yaml's
+
+
+def spec_of(group: str, name: str):
+    specs = every_spec(group)
+    return specs[0] if len(specs) == 1 else next(s for s in specs if s.name == name)
+
+
+def first(group: str, **flags) -> str:
+    """The first option of the group whose spec has these flags."""
+    return next(s.name for s in every_spec(group) if all(getattr(s, f) == v for f, v in flags.items()))
+
+
+def companions(group: str, name: str) -> list[str]:
+    """What an option needs beside it, read from its spec's flags (a norm of feature maps needs
+    a conv model, an image model image data, a regression model regression data), then small
+    sizes for whatever model and data that makes."""
+    spec, chosen = spec_of(group, name), {**DEFAULTS, group: name}
+    if getattr(spec, "needs_feature_maps", False):
+        chosen["model"] = first("model", needs_images=True)
+    if group == "model" and spec.regression:
+        chosen["data"] = first("data", regression=True, from_disk=False)
+    if spec_of("model", chosen["model"]).needs_images and not spec_of("data", chosen["data"]).images:
+        chosen["data"] = first("data", images=True, from_disk=False)
+    needs = [f"{g}={n}" for g, n in chosen.items() if g != group and n != DEFAULTS[g]]
+    return needs + [f"{g}.{key}={value}" for g in SMALL for key, value in SMALL[g].items()
+                    if key in spec_of(g, chosen[g]).key_names()]
 
 
 def cases():
@@ -27,8 +45,16 @@ def cases():
         if group in SMOKED_ELSEWHERE:
             continue
         for option in group_options(group):
-            if not (group == "data" and option in FROM_DISK):
+            # options that read files are covered by tests/test_datasets_disk.py
+            if not (group == "data" and spec_of(group, option).from_disk):
                 yield group, option
+
+
+def test_companions_follow_the_spec_flags():
+    assert companions("norm", "instance")[0] == "model=cnn"
+    assert companions("model", "linear")[0] == "data=linreg"
+    assert companions("model", "resnet") == ["model.width=8", "model.blocks=1"]  # digits are images already
+    assert companions("norm", "batch") == ["model.width=8", "model.depth=2"]
 
 
 def test_every_option_is_listed_with_a_description():
@@ -56,7 +82,7 @@ def test_init_descriptions_say_whether_a_rule_takes_a_gain_and_its_default():
 
 @pytest.mark.parametrize("group, option", list(cases()))
 def test_every_option_trains_one_tiny_epoch(compose_cfg, group, option):
-    result = train(compose_cfg(f"{group}={option}", "trainer.epochs=1", *COMPANIONS.get((group, option), [])))
+    result = train(compose_cfg(f"{group}={option}", "trainer.epochs=1", *companions(group, option)))
     assert result.status == "completed"
     assert math.isfinite(result.summary["final_train_loss"])
 

@@ -51,7 +51,7 @@ def test_unknown_group_option_lists_valid_choices():
 
 def test_user_config_dir_adds_and_overrides_options(tmp_path):
     (tmp_path / "optimizer").mkdir()
-    (tmp_path / "optimizer" / "mysgd.yaml").write_text("name: sgd\nlr: 0.05\nmomentum: 0.0\nnesterov: false\nweight_decay: 0.0\n")
+    (tmp_path / "optimizer" / "mysgd.yaml").write_text("name: sgd\nlr: 0.05\nweight_decay: 0.0\n")
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "mlp.yaml").write_text("name: mlp\ndepth: 1\nwidth: 7\ndropout: 0.0\n")
     cfg = compose(["optimizer=mysgd"], config_dir=str(tmp_path))
@@ -163,7 +163,7 @@ def test_unknown_keys_are_explained_whichever_way_they_are_added(overrides, frag
 def test_user_options_count_among_the_options_that_have_a_key(tmp_path):
     (tmp_path / "optimizer").mkdir()
     (tmp_path / "optimizer" / "lion.yaml").write_text("name: adamw\nlr: 0.0001\nbetas: [0.9, 0.99]\n")
-    with pytest.raises(ConfigError, match="optimizer=adam, optimizer=adamw and optimizer=lion have it"):
+    with pytest.raises(ConfigError, match="; optimizer=adam, .*optimizer=adamw and optimizer=lion have it;"):
         compose(["optimizer=sgd", "optimizer.betas=[0.9,0.9]"], config_dir=str(tmp_path))
 
 

@@ -22,7 +22,7 @@ def test_standardization_uses_training_statistics_only():
     assert abs(data.x_train.mean().item()) < 1e-5
     assert abs(data.x_train.std().item() - 1) < 1e-3
     assert abs(data.x_val.mean().item()) > 1e-4  # val is shifted by the *training* mean, not its own
-    raw = load_dataset({"name": "digits", "standardize": False}, 0.2, seed=0)
+    raw = load_dataset({"name": "digits"}, 0.2, seed=0, standardize=False)
     assert torch.allclose((raw.x_val - data.mean) / data.std, data.x_val)
 
 

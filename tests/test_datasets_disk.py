@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from runner.data._base import DATASETS
 from runner.data.split import load_dataset
 from runner.errors import ConfigError, DataError
 
@@ -45,7 +46,9 @@ def write_mnist(folder: Path, gz: bool) -> None:
 
 
 def raw_split(cfg: dict):
-    return load_dataset({**cfg, "standardize": False}, 0.2, seed=0)
+    """The dataset `cfg["name"]` with cfg's values over its spec's defaults, not standardized."""
+    values = {key: value for key, value in cfg.items() if key != "name"}
+    return load_dataset(DATASETS.get(cfg["name"]).defaults(**values), 0.2, seed=0, standardize=False)
 
 
 @pytest.mark.parametrize("name,subfolder,gz", [
@@ -112,8 +115,8 @@ def test_cifar100_fine_or_coarse_labels(tmp_path, mode, classes):
     write_pickle(tmp_path / "cifar-100-python" / "train", {
         b"data": cifar_rows(0, n), b"fine_labels": [r % 10 for r in range(n)],
         b"coarse_labels": [r % 2 for r in range(n)]})
-    data = load_dataset({"name": "cifar100", "root": str(tmp_path), "label_mode": mode, "standardize": False},
-                        0.5, seed=0)
+    data = load_dataset({"name": "cifar100", "root": str(tmp_path), "label_mode": mode}, 0.5, seed=0,
+                        standardize=False)
     assert data.num_classes == classes and data.input_shape == (3, 32, 32)
     source = torch.round(torch.cat([data.x_train, data.x_val])[:, 0, 0, 0] * 255).long()
     assert sorted(source.tolist()) == list(range(n))

@@ -16,6 +16,7 @@ from runner.nn.init import (
     initialize,
     output_variance,
 )
+from runner.nn.layers import ACTIVATIONS, NORMS
 from runner.nn.models import build_model
 
 BIG = (300, 500)  # 150k samples: sample std within ~0.5% of the true one
@@ -28,7 +29,8 @@ def drawn(rule: str, shape=BIG, act_gain: float = 1.0, **cfg) -> torch.Tensor:
     """A weight drawn by `rule` with init keys cfg, handed the gain act_gain."""
     torch.manual_seed(0)
     weight = torch.empty(shape)
-    WEIGHT_INITS.get(rule)(weight, {"name": rule, **cfg}, act_gain)
+    spec = WEIGHT_INITS.get(rule)
+    spec.draw(weight, spec.defaults(**cfg), act_gain)
     return weight
 
 
@@ -188,7 +190,7 @@ def test_unknown_weight_rule_lists_the_known_ones():
 
 def mlp_cfg(init: dict, activation: str = "relu", depth: int = 2, width: int = 8, norm: str = "none") -> dict:
     return {"model": {"name": "mlp", "depth": depth, "width": width, "dropout": 0.0},
-            "norm": {"name": norm, "position": "pre"}, "activation": {"name": activation},
+            "norm": NORMS.get(norm).defaults(), "activation": ACTIVATIONS.get(activation).defaults(),
             "init": init, "data": {"name": "test"}, "regularize": {}}
 
 

@@ -13,7 +13,7 @@ from runner.nn.models import build_model, make_block
 
 
 def norm_cfg(name: str, **keys) -> dict:
-    return {"name": name, "eps": 1e-5, "position": "pre", **keys}
+    return NORMS.get(name).defaults(**keys)
 
 
 def block_cfg(norm: dict, activation: str = "relu") -> dict:

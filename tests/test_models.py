@@ -8,11 +8,12 @@ import torch.nn as nn
 from runner.config.compose import as_plain, builtin_config_dir
 from runner.data.split import load_dataset
 from runner.errors import ConfigError
+from runner.nn.layers import NORMS
 from runner.nn.models import Block, Network, ResidualUnit, build_model
 
 
 def cfg_for(model: dict, norm: str = "none", activation: str = "relu", dropout=None) -> dict:
-    return {"model": model, "norm": {"name": norm, "eps": 1e-5, "momentum": 0.1, "position": "pre"},
+    return {"model": model, "norm": NORMS.get(norm).defaults(),
             "activation": {"name": activation}, "data": {"name": "test"}, "regularize": {"dropout": dropout}}
 
 
@@ -92,7 +93,7 @@ def test_residual_unit_is_identity_plus_its_branch():
 
 def test_resnet_blocks_follow_norm_position():
     model = build_model(cfg_for(RESNET, "batch"), (3, 8, 8), 10)
-    model_post = build_model({**cfg_for(RESNET), "norm": {"name": "batch", "position": "post"}}, (3, 8, 8), 10)
+    model_post = build_model({**cfg_for(RESNET), "norm": NORMS.get("batch").defaults(position="post")}, (3, 8, 8), 10)
     assert isinstance(blocks(model)[0][1], nn.BatchNorm2d)
     assert isinstance(blocks(model_post)[0][1], nn.ReLU) and isinstance(blocks(model_post)[0][2], nn.BatchNorm2d)
 

@@ -4,10 +4,9 @@ import math
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from runner.config.compose import builtin_config_dir, compose, group_options
+from runner.config.compose import compose, group_options
 from runner.errors import ConfigError
 from runner.optim.optimizers import (
     OPTIMIZERS,
@@ -23,9 +22,9 @@ GRADS = [torch.tensor([0.5, -1.0, 0.25]), torch.tensor([0.2, 0.3, -0.4])]
 
 
 def option_cfg(name: str, **overrides) -> dict:
-    """The option's YAML defaults with some values replaced, as the loop receives them."""
-    cfg = OmegaConf.to_container(OmegaConf.load(builtin_config_dir() / "optimizer" / f"{name}.yaml"))
-    return {**cfg, **overrides}
+    """The option's defaults (its spec's, which its YAML declares) with some values replaced,
+    as the loop receives them."""
+    return OPTIMIZERS.get(name).defaults(**overrides)
 
 
 def apply_grads(cfg: dict, grads=GRADS) -> torch.Tensor:

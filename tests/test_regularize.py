@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from runner.config.compose import as_plain, compose, group_options
 from runner.nn.models import build_model
 from runner.optim.optimizers import build_optimizer
-from runner.optim.regularize import clip_gradients, loss_fn, penalty
+from runner.optim.regularize import REGULARIZE, clip_gradients, loss_fn, penalty
 from runner.training.loop import train
 
 
@@ -26,23 +26,23 @@ def penalty_grads(net, reg: dict) -> list[torch.Tensor]:
 def test_l2_penalty_value_and_gradient_l2_times_w_on_weights_only():
     net = small_net()
     weights = [net[0].weight, net[1].weight]
-    value = penalty(net, {"l2": 0.1, "l1": 0.0})
+    value = penalty(net, REGULARIZE.defaults(l2=0.1, l1=0.0))
     assert value.item() == pytest.approx(0.5 * 0.1 * sum((w ** 2).sum().item() for w in weights))
-    grads = penalty_grads(net, {"l2": 0.1})
+    grads = penalty_grads(net, REGULARIZE.defaults(l2=0.1))
     assert torch.allclose(grads[0], 0.1 * net[0].weight) and torch.allclose(grads[2], 0.1 * net[1].weight)
     assert grads[1] is None and grads[3] is None  # biases are not penalized
 
 
 def test_l1_penalty_adds_l1_times_sign_of_w():
     net = small_net()
-    grads = penalty_grads(net, {"l1": 0.01})
+    grads = penalty_grads(net, REGULARIZE.defaults(l1=0.01))
     assert torch.allclose(grads[0], 0.01 * net[0].weight.sign())
-    assert penalty(net, {"l1": 0.01}).item() == pytest.approx(
+    assert penalty(net, REGULARIZE.defaults(l1=0.01)).item() == pytest.approx(
         0.01 * (net[0].weight.abs().sum() + net[1].weight.abs().sum()).item())
 
 
 def test_no_penalty_when_both_are_zero():
-    assert penalty(small_net(), {"l1": 0.0, "l2": 0.0}) == 0.0
+    assert penalty(small_net(), REGULARIZE.defaults()) == 0.0
 
 
 def test_l2_penalty_step_equals_coupled_sgd_weight_decay():
@@ -51,7 +51,7 @@ def test_l2_penalty_step_equals_coupled_sgd_weight_decay():
     def one_step(weight_decay: float, l2: float) -> list[torch.Tensor]:
         net = small_net(bias=False)
         opt = build_optimizer(net.parameters(), {"name": "sgd", "lr": 0.5, "weight_decay": weight_decay})
-        (F.cross_entropy(net(x), y) + penalty(net, {"l2": l2})).backward()
+        (F.cross_entropy(net(x), y) + penalty(net, REGULARIZE.defaults(l2=l2))).backward()
         opt.step()
         return [p.detach() for p in net.parameters()]
 

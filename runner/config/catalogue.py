@@ -1,14 +1,24 @@
-"""The catalogue of config options: every group's options with their one-line description
-(the first comment line of the option's YAML) and their keys with defaults."""
+"""The catalogue of config options: every group's options (built-in and --config-dir files)
+with their one-line description and their keys with defaults.
+
+An option file's description is its leading comment when it has one (a user's file may say
+what it is for), else the description of the spec the file names; the built-in files have
+none, so `optlab list` shows the specs' own words.
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from runner.config.compose import GROUPS, group_options, search_dirs
+from runner.config.compose import GROUPS, group_options, option_file
+from runner.config.specs import option_specs
 from runner.errors import ConfigError
+from runner.registry import Spec
+
+__all__ = ["GROUPS", "Option", "flat_defaults", "option_keys", "options"]
 
 
 @dataclass(frozen=True)
@@ -16,19 +26,11 @@ class Option:
     group: str
     name: str
     description: str
-    defaults: dict
+    defaults: dict  # the file's values, `name` aside
 
 
-def option_file(group: str, name: str, config_dir: str | None = None) -> Path:
-    for root in search_dirs(config_dir):
-        path = root / group / f"{name}.yaml"
-        if path.is_file():
-            return path
-    raise ConfigError(f"{group}={name}: unknown {group}; choose from: {', '.join(group_options(group, config_dir))}")
-
-
-def describe(path: Path) -> str:
-    """The YAML's leading comment block, joined into one line."""
+def leading_comment(path: Path) -> str:
+    """The YAML's leading comment block (its `# @package` line aside), joined into one line."""
     lines = []
     for line in path.read_text().splitlines():
         text = line.strip()
@@ -39,6 +41,35 @@ def describe(path: Path) -> str:
     return " ".join(lines)
 
 
+def file_values(group: str, path: Path) -> dict:
+    """The file's values as they sit under the group: a `# @package augment.crop` header puts
+    them under crop."""
+    text = path.read_text()
+    values = yaml.safe_load(text) or {}
+    header = re.search(r"^#\s*@package\s+(\S+)", text, re.MULTILINE)
+    package = header.group(1).replace("_group_", group) if header else group
+    for part in reversed(package.removeprefix(group).lstrip(".").split(".")):
+        if part:
+            values = {part: values}
+    return values
+
+
+def file_specs(group: str, path: Path) -> list[tuple[str, Spec]]:
+    """(entry, spec) of the options an option file configures: the spec its `name:` names."""
+    try:
+        return option_specs(group, file_values(group, path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def option_keys(group: str, name: str, config_dir: str | None = None) -> list[str]:
+    """The dotted keys below the group that an option takes, in its spec's order (an augment
+    entry's under the entry: crop.padding)."""
+    path = option_file(group, name, config_dir)
+    return [f"{entry}.{key}" if entry else key
+            for entry, spec in file_specs(group, path) for key in spec.key_names()]
+
+
 def options(group: str, config_dir: str | None = None) -> list[Option]:
     if group not in GROUPS:
         raise ConfigError(f"{group}: unknown group; choose from: {', '.join(GROUPS)}")
@@ -47,7 +78,8 @@ def options(group: str, config_dir: str | None = None) -> list[Option]:
         path = option_file(group, name, config_dir)
         values = yaml.safe_load(path.read_text()) or {}
         values.pop("name", None)
-        found.append(Option(group, name, describe(path), values))
+        description = leading_comment(path) or " ".join(spec.description for _, spec in file_specs(group, path))
+        found.append(Option(group, name, description, values))
     return found
 
 

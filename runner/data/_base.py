@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from runner.registry import Registry
+from runner.registry import NON_NEGATIVE, Key, Registry, Spec, at_least
 
 
 @dataclass
@@ -44,4 +44,28 @@ class Dataset:
         return Dataset(**{**vars(self), **moved})
 
 
-DATASETS: Registry[Callable[[dict, int], Pool]] = Registry("data")
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec(Spec):
+    load: Callable[[dict, int], Pool]  # (data cfg, seed) -> the pool before the split
+    images: bool = False  # inputs are (C, H, W) images
+    regression: bool = False  # real-valued targets (a `task` key lets the data say either)
+    from_disk: bool = False  # reads files from data.root or data.path; nothing is generated
+
+
+DATASETS: Registry[DatasetSpec] = Registry("data")
+
+
+def n_samples_key(default: int) -> Key:
+    return Key("n_samples", default, at_least(2))
+
+
+def noise_key(default: float) -> Key:
+    return Key("noise", default, NON_NEGATIVE)
+
+
+def classes_key(default: int) -> Key:
+    return Key("classes", default, at_least(1))
+
+
+ROOT = Key("root", "data")  # the folder with the files, relative to the working directory
+TASK = Key("task", "classification", choices=("classification", "regression"))

@@ -8,57 +8,59 @@ which cross-entropy accepts.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from runner.errors import ConfigError
-from runner.registry import Registry
+from runner.registry import NON_NEGATIVE, POSITIVE, UNIT, Key, Registry, Spec, at_least
 
 Augmentation = Callable[[torch.Tensor, torch.Tensor, dict, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-AUGMENTATIONS: Registry[Augmentation] = Registry("augment")
 
 
-@AUGMENTATIONS.register("none")
+@dataclass(frozen=True, kw_only=True)
+class AugmentSpec(Spec):
+    """One entry of the augment mapping, named by its key there (augment.flip.p), not by `name:`."""
+
+    apply: Augmentation
+    needs_images: bool = False  # (N, C, H, W) batches
+    named: ClassVar[bool] = False
+
+
+AUGMENTATIONS: Registry[AugmentSpec] = Registry("augment")
+
+
 def _none(x, y, cfg, g):
     return x, y
 
 
-@AUGMENTATIONS.register("flip")
 def flip(x, y, cfg, g):
     """Mirror each image left-right with probability p."""
-    _require_images(x, "flip")
     chosen = torch.rand(len(x), generator=g, device=x.device) < float(cfg["p"])
     return torch.where(chosen[:, None, None, None], x.flip(-1), x), y
 
 
-@AUGMENTATIONS.register("crop")
 def crop(x, y, cfg, g):
     """Zero-pad by `padding` on every side, then take a random window of the original size."""
-    _require_images(x, "crop")
     pad = int(cfg["padding"])
     return _random_shift(x, pad, g), y
 
 
-@AUGMENTATIONS.register("translate")
 def translate(x, y, cfg, g):
     """Shift each image by whole pixels, independently up to max_shift in each direction, zero fill."""
-    _require_images(x, "translate")
     return _random_shift(x, int(cfg["max_shift"]), g), y
 
 
-@AUGMENTATIONS.register("noise")
 def noise(x, y, cfg, g):
     """Add N(0, std^2) noise to every input value (works on any input shape)."""
     return x + float(cfg["std"]) * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype), y
 
 
-@AUGMENTATIONS.register("cutout")
 def cutout(x, y, cfg, g):
     """DeVries & Taylor 2017: zero a size x size square, placed uniformly inside each image."""
-    _require_images(x, "cutout")
     n, _, height, width = x.shape
     size = int(cfg["size"])
     if size > min(height, width):
@@ -73,7 +75,6 @@ def cutout(x, y, cfg, g):
     return x.masked_fill(square, 0.0), y
 
 
-@AUGMENTATIONS.register("mixup")
 def mixup(x, y, cfg, g):
     """Zhang et al. 2018: one lam ~ Beta(alpha, alpha) per batch; x and the (one-hot) targets
     become lam * own + (1 - lam) * those of a random partner in the batch."""
@@ -92,12 +93,38 @@ def build_pipeline(augment_cfg: dict, num_classes: int | None = None) -> Callabl
              for name, params in augment_cfg.items() if name != "none"]
 
     def apply(x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
-        for fn, params in steps:
-            x, y = fn(x, y, params, g)
+        for spec, params in steps:
+            if spec.needs_images:
+                _require_images(x, spec.name)
+            x, y = spec.apply(x, y, params, g)
         return x, y
 
     apply.active = bool(steps)
     return apply
+
+
+AUGMENTATIONS.add(AugmentSpec(name="none", apply=_none, description="No augmentation."))
+AUGMENTATIONS.add(AugmentSpec(
+    name="flip", apply=flip, needs_images=True, keys=(Key("p", 0.5, UNIT),),
+    description="Mirror each training image left-right with probability p."))
+AUGMENTATIONS.add(AugmentSpec(
+    name="crop", apply=crop, needs_images=True, keys=(Key("padding", 2, NON_NEGATIVE),),
+    description="Random crop: zero-pad each training image by `padding` pixels, then cut a window of the "
+                "original size."))
+AUGMENTATIONS.add(AugmentSpec(
+    name="translate", apply=translate, needs_images=True, keys=(Key("max_shift", 1, NON_NEGATIVE),),
+    description="Shift each training image by a random whole number of pixels, up to max_shift each way, zero fill."))
+AUGMENTATIONS.add(AugmentSpec(
+    name="noise", apply=noise, keys=(Key("std", 0.1, NON_NEGATIVE),),
+    description="Add Gaussian noise N(0, std^2) to every (standardized) input value of the training batches."))
+AUGMENTATIONS.add(AugmentSpec(
+    name="cutout", apply=cutout, needs_images=True, keys=(Key("size", 3, at_least(1)),),
+    description="Cutout (DeVries & Taylor 2017): zero a size x size square at a random place inside each "
+                "training image."))
+AUGMENTATIONS.add(AugmentSpec(
+    name="mixup", apply=mixup, keys=(Key("alpha", 0.2, POSITIVE),),
+    description="Mixup (Zhang et al. 2018): blend each training example and its one-hot label with a random "
+                "partner's, lam ~ Beta(alpha, alpha) per batch; the targets become soft labels."))
 
 
 # ---------------------------------------------------------------- helpers

@@ -9,8 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runner.data._base import DATASETS, Pool
+from runner.data._base import (
+    DATASETS,
+    DatasetSpec,
+    Pool,
+    classes_key,
+    n_samples_key,
+    noise_key,
+)
 from runner.errors import DataError
+from runner.registry import POSITIVE, Key, at_least
 
 
 def sklearn_data_file(name: str) -> Path:
@@ -24,17 +32,15 @@ def sklearn_data_file(name: str) -> Path:
     return path
 
 
-@DATASETS.register("digits")
 def load_digits(cfg: dict, seed: int) -> Pool:
     table = np.loadtxt(sklearn_data_file("digits.csv.gz"), delimiter=",", dtype=np.float32)
     x = torch.from_numpy(table[:, :-1].reshape(-1, 1, 8, 8).copy())  # (N, 1, 8, 8), values 0..16
     return Pool(x, torch.from_numpy(table[:, -1].astype(np.int64)))
 
 
-@DATASETS.register("moons")
 def load_moons(cfg: dict, seed: int) -> Pool:
     """Two interleaving half circles with Gaussian noise (as scikit-learn's make_moons)."""
-    n, noise = int(cfg.get("n_samples", 1000)), float(cfg.get("noise", 0.2))
+    n, noise = int(cfg["n_samples"]), float(cfg["noise"])
     rng = np.random.default_rng(seed)
     n_out = n // 2
     n_in = n - n_out
@@ -47,9 +53,8 @@ def load_moons(cfg: dict, seed: int) -> Pool:
     return Pool(torch.tensor(x, dtype=torch.float32), torch.from_numpy(y))
 
 
-@DATASETS.register("spirals")
 def load_spirals(cfg: dict, seed: int) -> Pool:
-    n, classes, noise = int(cfg.get("n_samples", 1500)), int(cfg.get("classes", 3)), float(cfg.get("noise", 0.2))
+    n, classes, noise = int(cfg["n_samples"]), int(cfg["classes"]), float(cfg["noise"])
     rng = np.random.default_rng(seed)
     per_class = n // classes
     xs, ys = [], []
@@ -62,10 +67,9 @@ def load_spirals(cfg: dict, seed: int) -> Pool:
                 torch.tensor(np.concatenate(ys), dtype=torch.int64))
 
 
-@DATASETS.register("linreg")
 def load_linreg(cfg: dict, seed: int) -> Pool:
     """Least squares: y = X w* + noise with X ~ N(0, I) and w* ~ N(0, I), drawn from the seed."""
-    n, d, noise = int(cfg.get("n_samples", 1000)), int(cfg.get("n_features", 20)), float(cfg.get("noise", 0.1))
+    n, d, noise = int(cfg["n_samples"]), int(cfg["n_features"]), float(cfg["noise"])
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d))
     w_star = rng.normal(size=d)
@@ -73,13 +77,36 @@ def load_linreg(cfg: dict, seed: int) -> Pool:
     return Pool(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), task="regression")
 
 
-@DATASETS.register("blobs")
 def load_blobs(cfg: dict, seed: int) -> Pool:
     """Isotropic Gaussian clusters, one per class, centers drawn uniformly in [-box, box]^d."""
-    n, d, classes = int(cfg.get("n_samples", 1000)), int(cfg.get("n_features", 2)), int(cfg.get("classes", 3))
-    std, box = float(cfg.get("cluster_std", 1.0)), float(cfg.get("box", 5.0))
+    n, d, classes = int(cfg["n_samples"]), int(cfg["n_features"]), int(cfg["classes"])
+    std, box = float(cfg["cluster_std"]), float(cfg["box"])
     rng = np.random.default_rng(seed)
     centers = rng.uniform(-box, box, size=(classes, d))
     y = np.arange(n) % classes
     x = centers[y] + rng.normal(0.0, std, size=(n, d))
     return Pool(torch.tensor(x, dtype=torch.float32), torch.from_numpy(y.astype(np.int64)))
+
+
+def n_features_key(default: int) -> Key:
+    return Key("n_features", default, at_least(1))
+
+
+DATASETS.add(DatasetSpec(
+    name="digits", load=load_digits, images=True,
+    description="scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), shipped offline."))
+DATASETS.add(DatasetSpec(
+    name="moons", load=load_moons, keys=(n_samples_key(1000), noise_key(0.2)),
+    description="Two interleaving half circles with Gaussian noise (like scikit-learn's make_moons)."))
+DATASETS.add(DatasetSpec(
+    name="spirals", load=load_spirals, keys=(n_samples_key(1500), classes_key(3), noise_key(0.2)),
+    description="Interleaved 2-D spirals, one arm per class: not linearly separable."))
+DATASETS.add(DatasetSpec(
+    name="linreg", load=load_linreg, regression=True,
+    keys=(n_samples_key(1000), n_features_key(20), noise_key(0.1)),
+    description="A generated least-squares problem: y = X w* + noise, X ~ N(0, I), w* ~ N(0, I); reports MSE."))
+DATASETS.add(DatasetSpec(
+    name="blobs", load=load_blobs,
+    keys=(n_samples_key(1000), n_features_key(2), classes_key(3), Key("cluster_std", 1.0, POSITIVE),
+          Key("box", 5.0)),
+    description="Isotropic Gaussian clusters, one per class (like scikit-learn's make_blobs)."))

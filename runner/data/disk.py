@@ -22,17 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runner.data._base import DATASETS, Pool
+from runner.data._base import DATASETS, ROOT, TASK, DatasetSpec, Pool
 from runner.errors import ConfigError, DataError
-
-TASKS = ("classification", "regression")
+from runner.registry import Key
 
 
 # ---------------------------------------------------------------- finding files
 
 def data_root(cfg: dict) -> Path:
     """data.root, relative to the working directory, with ~ expanded."""
-    return Path(str(cfg.get("root") or "data")).expanduser()
+    return Path(str(cfg["root"])).expanduser()
 
 
 def find_file(folders: list[Path], names: list[str], dataset: str) -> Path:
@@ -92,12 +91,10 @@ def load_idx_pair(cfg: dict, dataset: str, subfolders: list[str]) -> Pool:
     return Pool(x, torch.from_numpy(labels.astype(np.int64)))
 
 
-@DATASETS.register("mnist")
 def load_mnist(cfg: dict, seed: int) -> Pool:
     return load_idx_pair(cfg, "mnist", ["mnist", "MNIST/raw"])
 
 
-@DATASETS.register("fashion_mnist")
 def load_fashion_mnist(cfg: dict, seed: int) -> Pool:
     return load_idx_pair(cfg, "fashion_mnist", ["fashion_mnist", "FashionMNIST/raw"])
 
@@ -140,7 +137,6 @@ def cifar_pool(parts: list[tuple[np.ndarray, np.ndarray]]) -> Pool:
     return Pool(torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels))
 
 
-@DATASETS.register("cifar10")
 def load_cifar10(cfg: dict, seed: int) -> Pool:
     root = data_root(cfg)
     folders = [root / "cifar-10-batches-py", root]
@@ -148,11 +144,8 @@ def load_cifar10(cfg: dict, seed: int) -> Pool:
     return cifar_pool([read_cifar_batch(p, b"labels") for p in paths])
 
 
-@DATASETS.register("cifar100")
 def load_cifar100(cfg: dict, seed: int) -> Pool:
-    mode = str(cfg.get("label_mode", "fine"))
-    if mode not in ("fine", "coarse"):
-        raise ConfigError(f"data.label_mode={mode}: choose from: fine, coarse")
+    mode = str(cfg["label_mode"])
     root = data_root(cfg)
     path = find_file([root / "cifar-100-python", root], ["train"], "cifar100")
     return cifar_pool([read_cifar_batch(path, f"{mode}_labels".encode())])
@@ -167,13 +160,6 @@ def table_path(cfg: dict, dataset: str) -> Path:
     if not path.is_file():
         raise DataError(f"data={dataset}: {path} not found (data.path is relative to {Path.cwd()})")
     return path
-
-
-def table_task(cfg: dict) -> str:
-    task = str(cfg.get("task", "classification"))
-    if task not in TASKS:
-        raise ConfigError(f"data.task={task}: choose from: {', '.join(TASKS)}")
-    return task
 
 
 def class_indices(labels: np.ndarray) -> torch.Tensor:
@@ -191,11 +177,10 @@ def targets(labels: np.ndarray, task: str, source: Path) -> torch.Tensor:
         raise DataError(f"{source}: regression targets must be numbers ({exc})") from exc
 
 
-@DATASETS.register("csv")
 def load_csv(cfg: dict, seed: int) -> Pool:
     import pandas as pd
 
-    path, task = table_path(cfg, "csv"), table_task(cfg)
+    path, task = table_path(cfg, "csv"), str(cfg["task"])
     try:
         table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
@@ -221,9 +206,8 @@ def load_csv(cfg: dict, seed: int) -> Pool:
     return Pool(torch.from_numpy(x), targets(table[target].to_numpy(), task, path), task)
 
 
-@DATASETS.register("npz")
 def load_npz(cfg: dict, seed: int) -> Pool:
-    path, task = table_path(cfg, "npz"), table_task(cfg)
+    path, task = table_path(cfg, "npz"), str(cfg["task"])
     try:
         with np.load(path, allow_pickle=False) as archive:
             x, y = (archive[k] for k in ("x", "y")) if {"x", "y"} <= set(archive.files) else (None, None)
@@ -246,3 +230,33 @@ def npz_features(x: np.ndarray, path: Path) -> torch.Tensor:
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{path}: x holds {x.dtype}, not numbers")
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+IDX_FILES = "train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]"
+PATH = Key("path", None, kind=str)  # relative to the working directory
+
+DATASETS.add(DatasetSpec(
+    name="mnist", load=load_mnist, images=True, from_disk=True, keys=(ROOT,),
+    description=f"MNIST handwritten digits (60,000 28x28 grey images, 10 classes) from the IDX files you have: "
+                f"{IDX_FILES} in ROOT, ROOT/mnist or ROOT/MNIST/raw."))
+DATASETS.add(DatasetSpec(
+    name="fashion_mnist", load=load_fashion_mnist, images=True, from_disk=True, keys=(ROOT,),
+    description=f"Fashion-MNIST (60,000 28x28 grey images of clothes, 10 classes) from the IDX files you have: "
+                f"{IDX_FILES} in ROOT, ROOT/fashion_mnist or ROOT/FashionMNIST/raw."))
+DATASETS.add(DatasetSpec(
+    name="cifar10", load=load_cifar10, images=True, from_disk=True, keys=(ROOT,),
+    description="CIFAR-10 (50,000 32x32 colour images, 10 classes) from the python pickle batches "
+                "data_batch_1..5 in ROOT/cifar-10-batches-py or ROOT."))
+DATASETS.add(DatasetSpec(
+    name="cifar100", load=load_cifar100, images=True, from_disk=True,
+    keys=(ROOT, Key("label_mode", "fine", choices=("fine", "coarse"))),
+    description="CIFAR-100 (50,000 32x32 colour images) from the python pickle `train` in "
+                "ROOT/cifar-100-python or ROOT."))
+DATASETS.add(DatasetSpec(
+    name="csv", load=load_csv, from_disk=True,
+    keys=(PATH, Key("target", None, kind=str), Key("features", None, kind=list), TASK),
+    description="Your own table: one row per sample with a header row; numeric feature columns. "
+                "optlab train data=csv data.path=table.csv data.target=label"))
+DATASETS.add(DatasetSpec(
+    name="npz", load=load_npz, from_disk=True, keys=(PATH, TASK),
+    description="Your own arrays: a .npz file holding x (N, D), (N, H, W) or (N, C, H, W) and y (N,)."))

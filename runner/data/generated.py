@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from runner.data._base import DATASETS, Pool
-from runner.errors import ConfigError
+from runner.data._base import DATASETS, DatasetSpec, Pool, n_samples_key, noise_key
+from runner.registry import Check, Key, at_least
 
 
 def shape_masks(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> list[np.ndarray]:
@@ -24,16 +24,11 @@ def shape_masks(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> list[np.ndarra
 SHAPE_CLASSES = 5
 
 
-@DATASETS.register("shapes")
 def load_shapes(cfg: dict, seed: int) -> Pool:
     """size x size RGB images of one shape (its class) at a random place, size and colour,
     on a random background colour with Gaussian pixel noise."""
-    n, classes = int(cfg.get("n_samples", 5000)), int(cfg.get("classes", SHAPE_CLASSES))
-    size, noise = int(cfg.get("size", 32)), float(cfg.get("noise", 0.1))
-    if not 2 <= classes <= SHAPE_CLASSES:
-        raise ConfigError(f"data.classes={classes}: shapes has 2 to {SHAPE_CLASSES} classes")
-    if size < 8:
-        raise ConfigError(f"data.size={size}: must be >= 8")
+    n, classes = int(cfg["n_samples"]), int(cfg["classes"])
+    size, noise = int(cfg["size"]), float(cfg["noise"])
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % classes
     rng.shuffle(labels)
@@ -45,3 +40,11 @@ def load_shapes(cfg: dict, seed: int) -> Pool:
     background, colour = rng.uniform(0, 1, (n, 3, 1, 1)), rng.uniform(0, 1, (n, 3, 1, 1))
     images = np.where(mask[:, None], colour, background) + rng.normal(0, noise, (n, 3, size, size))
     return Pool(torch.from_numpy(images.astype(np.float32)), torch.from_numpy(labels.astype(np.int64)))
+
+
+DATASETS.add(DatasetSpec(
+    name="shapes", load=load_shapes, images=True,
+    keys=(n_samples_key(5000), Key("classes", SHAPE_CLASSES, Check(lambda v: 2 <= v <= SHAPE_CLASSES, "in [2, 5]")),
+          Key("size", 32, at_least(8)), noise_key(0.1)),
+    description="Generated 32x32 colour images of shapes (disc, square, diamond, cross, ring) at random places, "
+                "sizes and colours on noisy backgrounds; the class is the shape. Needs no files."))

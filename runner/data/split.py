@@ -7,11 +7,12 @@ from runner.data._base import DATASETS, Dataset, Pool
 from runner.errors import ConfigError
 
 
-def load_dataset(data_cfg: dict, val_fraction: float, seed: int) -> Dataset:
-    pool = DATASETS.get(data_cfg["name"])(data_cfg, seed)
+def load_dataset(data_cfg: dict, val_fraction: float, seed: int, standardize: bool = True) -> Dataset:
+    """The data option's pool split by the seed; standardize=False keeps the raw values (tests)."""
+    pool = DATASETS.get(data_cfg["name"]).load(data_cfg, seed)
     train_idx, val_idx = split_indices(pool, val_fraction, seed)
     x_train, x_val = pool.x[train_idx], pool.x[val_idx]
-    if data_cfg.get("standardize", True):
+    if standardize:
         mean, std = standardization_stats(x_train)
     else:
         mean, std = torch.zeros(()), torch.ones(())

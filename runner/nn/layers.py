@@ -7,30 +7,45 @@ from typing import Callable
 import torch.nn as nn
 
 from runner.errors import ConfigError
-from runner.registry import Registry
+from runner.registry import NON_NEGATIVE, POSITIVE, UNIT, Key, Registry, Spec, at_least
 
 # ---------------------------------------------------------------- activations
 
-@dataclass(frozen=True)
-class Activation:
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationSpec(Spec):
     make: Callable[[dict], nn.Module]
     gain_name: str  # for torch.nn.init.calculate_gain
+    gain_param_key: str | None = None  # the key calculate_gain takes as its param (leaky_relu's slope)
 
     def gain_param(self, cfg: dict) -> float | None:
-        return cfg.get("slope") if self.gain_name == "leaky_relu" else None
+        return float(cfg[self.gain_param_key]) if self.gain_param_key else None
 
 
-ACTIVATIONS: Registry[Activation] = Registry("activation")
-ACTIVATIONS.register("identity")(Activation(lambda c: nn.Identity(), "linear"))
-ACTIVATIONS.register("sigmoid")(Activation(lambda c: nn.Sigmoid(), "sigmoid"))
-ACTIVATIONS.register("tanh")(Activation(lambda c: nn.Tanh(), "tanh"))
-ACTIVATIONS.register("relu")(Activation(lambda c: nn.ReLU(), "relu"))
-ACTIVATIONS.register("leaky_relu")(Activation(
-    lambda c: nn.LeakyReLU(float(c.get("slope", 0.01))), "leaky_relu"))
+ACTIVATIONS: Registry[ActivationSpec] = Registry("activation")
+ACTIVATIONS.add(ActivationSpec(
+    name="identity", make=lambda c: nn.Identity(), gain_name="linear",
+    description="No nonlinearity: the network is a product of linear maps (a deep linear network)."))
+ACTIVATIONS.add(ActivationSpec(
+    name="sigmoid", make=lambda c: nn.Sigmoid(), gain_name="sigmoid",
+    description="The sigmoid nonlinearity: 1 / (1 + exp(-x))."))
+ACTIVATIONS.add(ActivationSpec(
+    name="tanh", make=lambda c: nn.Tanh(), gain_name="tanh", description="The tanh nonlinearity."))
+ACTIVATIONS.add(ActivationSpec(
+    name="relu", make=lambda c: nn.ReLU(), gain_name="relu", description="The relu nonlinearity: max(0, x)."))
+ACTIVATIONS.add(ActivationSpec(
+    name="leaky_relu", make=lambda c: nn.LeakyReLU(float(c["slope"])), gain_name="leaky_relu", gain_param_key="slope",
+    description="Leaky relu: x for x > 0, slope * x otherwise (init gain sqrt(2 / (1 + slope^2))).",
+    keys=(Key("slope", 0.01, NON_NEGATIVE),)))
 # calculate_gain knows neither elu nor gelu; both are relu-like for positive inputs and
 # near zero for negative ones, so they take relu's gain sqrt(2).
-ACTIVATIONS.register("elu")(Activation(lambda c: nn.ELU(float(c.get("alpha", 1.0))), "relu"))
-ACTIVATIONS.register("gelu")(Activation(lambda c: nn.GELU(), "relu"))
+ACTIVATIONS.add(ActivationSpec(
+    name="elu", make=lambda c: nn.ELU(float(c["alpha"])), gain_name="relu",
+    description="ELU (Clevert et al. 2016): x for x > 0, alpha * (exp(x) - 1) otherwise; init gain sqrt(2) as relu.",
+    keys=(Key("alpha", 1.0, POSITIVE),)))
+ACTIVATIONS.add(ActivationSpec(
+    name="gelu", make=lambda c: nn.GELU(), gain_name="relu",
+    description="GELU (Hendrycks & Gimpel 2016): x * Phi(x), Phi the standard normal CDF; init gain sqrt(2) as relu."))
 
 
 def make_activation(cfg: dict) -> nn.Module:
@@ -39,36 +54,35 @@ def make_activation(cfg: dict) -> nn.Module:
 
 # ---------------------------------------------------------------- normalization
 
-@dataclass(frozen=True)
-class Norm:
+
+@dataclass(frozen=True, kw_only=True)
+class NormSpec(Spec):
     """`layer(features, spatial, cfg)` builds the norm layer placed after a linear/conv layer
     (spatial=True for conv feature maps); None means no layer (e.g. weight normalization,
     which reparametrizes the linear/conv layer itself instead)."""
 
     layer: Callable[[int, bool, dict], nn.Module] | None
     reparametrize: Callable[[nn.Module, dict], nn.Module] | None = None
-
-
-def _eps(cfg: dict) -> float:
-    return float(cfg.get("eps", 1e-5))
+    needs_feature_maps: bool = False  # only after conv layers (model=cnn or resnet)
 
 
 def _batch_norm(features: int, spatial: bool, cfg: dict) -> nn.Module:
     kind = nn.BatchNorm2d if spatial else nn.BatchNorm1d
-    return kind(features, eps=_eps(cfg), momentum=float(cfg.get("momentum", 0.1)))
+    return kind(features, eps=float(cfg["eps"]), momentum=float(cfg["momentum"]))
 
 
 def _layer_norm(features: int, spatial: bool, cfg: dict) -> nn.Module:
     # over all of (C, H, W) per sample for conv maps: GroupNorm with one group is exactly that
-    return nn.GroupNorm(1, features, eps=_eps(cfg)) if spatial else nn.LayerNorm(features, eps=_eps(cfg))
+    eps = float(cfg["eps"])
+    return nn.GroupNorm(1, features, eps=eps) if spatial else nn.LayerNorm(features, eps=eps)
 
 
 def _group_norm(features: int, spatial: bool, cfg: dict) -> nn.Module:
-    groups = int(cfg.get("groups", 8))
+    groups = int(cfg["groups"])
     if features % groups:
         raise ConfigError(f"norm.groups={groups}: must divide the number of channels of every normalized "
                           f"layer, and one layer has {features}; pick a divisor of {features}")
-    return nn.GroupNorm(groups, features, eps=_eps(cfg))
+    return nn.GroupNorm(groups, features, eps=float(cfg["eps"]))
 
 
 def _instance_norm(features: int, spatial: bool, cfg: dict) -> nn.Module:
@@ -76,7 +90,7 @@ def _instance_norm(features: int, spatial: bool, cfg: dict) -> nn.Module:
         # one feature per channel has no spatial extent to normalize over: the output would be all zeros
         raise ConfigError("norm=instance normalizes each channel over its pixels, so it needs conv feature "
                           "maps (model=cnn or model=resnet); for fully connected layers use norm=layer")
-    return nn.InstanceNorm2d(features, eps=_eps(cfg), affine=bool(cfg.get("affine", True)))
+    return nn.InstanceNorm2d(features, eps=float(cfg["eps"]), affine=bool(cfg["affine"]))
 
 
 def _weight_norm(module: nn.Module, cfg: dict) -> nn.Module:
@@ -86,13 +100,33 @@ def _weight_norm(module: nn.Module, cfg: dict) -> nn.Module:
     return weight_norm(module, name="weight", dim=0)
 
 
-NORMS: Registry[Norm] = Registry("norm")
-NORMS.register("none")(Norm(None))
-NORMS.register("batch")(Norm(_batch_norm))
-NORMS.register("layer")(Norm(_layer_norm))
-NORMS.register("group")(Norm(_group_norm))
-NORMS.register("instance")(Norm(_instance_norm))
-NORMS.register("weight")(Norm(None, reparametrize=_weight_norm))
+EPS = Key("eps", 1.0e-5, POSITIVE)
+POSITION = Key("position", "pre", choices=("pre", "post"))  # before or after the activation
+
+NORMS: Registry[NormSpec] = Registry("norm")
+NORMS.add(NormSpec(name="none", layer=None, description="No normalization layers.", keys=(POSITION,)))
+NORMS.add(NormSpec(
+    name="batch", layer=_batch_norm,
+    description="Batch normalization (Ioffe & Szegedy 2015): batch statistics in training, running statistics in eval.",
+    keys=(Key("momentum", 0.1, UNIT), EPS, POSITION)))
+NORMS.add(NormSpec(
+    name="layer", layer=_layer_norm,
+    description="Layer normalization: per-sample statistics over the features (and channels x pixels in CNNs).",
+    keys=(EPS, POSITION)))
+NORMS.add(NormSpec(
+    name="group", layer=_group_norm,
+    description="Group normalization (Wu & He 2018): per-sample statistics over each group of channels (and pixels).",
+    keys=(Key("groups", 8, at_least(1)), EPS, POSITION)))
+NORMS.add(NormSpec(
+    name="instance", layer=_instance_norm, needs_feature_maps=True,
+    description="Instance normalization: per-sample, per-channel statistics over the pixels; needs conv feature maps. "
+                "Note: each normalized map has mean 0 (before the affine shift), so a global average pool right "
+                "after it (model=cnn with position=post) sees only the learned shift: the pixels' information is lost.",
+    keys=(Key("affine", True), EPS, POSITION)))
+NORMS.add(NormSpec(
+    name="weight", layer=None, reparametrize=_weight_norm,
+    description="Weight normalization (Salimans & Kingma 2016): each layer's weight = g * v / ||v|| per output unit.",
+    keys=(POSITION,)))
 
 
 def make_norm(cfg: dict, features: int, spatial: bool) -> nn.Module | None:
@@ -111,4 +145,4 @@ def norm_and_activation(cfg: dict, features: int, spatial: bool) -> list[nn.Modu
     act = make_activation(cfg["activation"])
     if norm is None:
         return [act]
-    return [act, norm] if cfg["norm"].get("position", "pre") == "post" else [norm, act]
+    return [act, norm] if cfg["norm"]["position"] == "post" else [norm, act]

@@ -8,6 +8,7 @@ diagnostics treat all models alike.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -15,7 +16,7 @@ import torch.nn as nn
 
 from runner.errors import ConfigError
 from runner.nn.layers import norm_and_activation, reparametrize
-from runner.registry import Registry
+from runner.registry import HALF_OPEN_UNIT, NON_NEGATIVE, Key, Registry, Spec, at_least
 
 
 class Block(nn.Sequential):
@@ -40,12 +41,22 @@ class Network(nn.Module):
 
 
 ModelBuilder = Callable[[dict, tuple, int], Network]  # (config, input shape, output dim)
-MODELS: Registry[ModelBuilder] = Registry("model")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec(Spec):
+    build: ModelBuilder
+    needs_images: bool = False  # (C, H, W) inputs: conv layers
+    regression: bool = False  # meant for regression data (the loss follows the data's task)
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
 
 
 def dropout_rate(cfg: dict) -> float:
-    override = (cfg.get("regularize") or {}).get("dropout")
-    return float(override if override is not None else cfg["model"].get("dropout", 0.0))
+    """regularize.dropout when set (not null, not deleted), else model.dropout."""
+    override = cfg["regularize"].get("dropout")
+    return float(override if override is not None else cfg["model"]["dropout"])
 
 
 def require_images(cfg: dict, input_shape: tuple) -> None:
@@ -56,7 +67,6 @@ def require_images(cfg: dict, input_shape: tuple) -> None:
 
 # ---------------------------------------------------------------- affine models
 
-@MODELS.register("logistic", "linear")
 def build_affine(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     """One affine map of the flattened input: softmax regression on classification data,
     least-squares regression on regression data (the loss follows the data's task)."""
@@ -65,7 +75,6 @@ def build_affine(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
 
 # ---------------------------------------------------------------- MLP and CNN
 
-@MODELS.register("mlp")
 def build_mlp(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     m = cfg["model"]
     width, depth = int(m["width"]), int(m["depth"])
@@ -77,10 +86,8 @@ def build_mlp(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     return Network(nn.Sequential(*layers), nn.Linear(features, out_dim))
 
 
-@MODELS.register("cnn")
 def build_cnn(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     m = cfg["model"]
-    require_images(cfg, input_shape)
     channels, size = input_shape[0], input_shape[1]
     width = int(m["channels"])
     layers: list[nn.Module] = []
@@ -122,12 +129,10 @@ class ResidualUnit(nn.Module):
         return skip + self.conv(self.block(h))
 
 
-@MODELS.register("resnet")
 def build_resnet(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     """Three stages of `blocks` residual units at width w, 2w, 4w; stages 2 and 3 halve the
     resolution (32x32 -> 16x16 -> 8x8); blocks=3, width=16 is ResNet-20."""
     m = cfg["model"]
-    require_images(cfg, input_shape)
     width, blocks = int(m["width"]), int(m["blocks"])
     stem = reparametrize(nn.Conv2d(input_shape[0], width, 3, padding=1), cfg["norm"])
     layers: list[nn.Module] = [stem]
@@ -143,5 +148,34 @@ def build_resnet(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     return Network(nn.Sequential(*layers), nn.Linear(channels, out_dim))
 
 
+DROPOUT = Key("dropout", 0.0, HALF_OPEN_UNIT)
+
+MODELS.add(ModelSpec(
+    name="logistic", build=build_affine,
+    description="A linear classifier on the flattened input (softmax regression)."))
+MODELS.add(ModelSpec(
+    name="linear", build=build_affine, regression=True,
+    description="Linear regression: one affine map of the flattened input, trained with MSE (use data=linreg)."))
+MODELS.add(ModelSpec(
+    name="mlp", build=build_mlp,
+    description="Fully connected net: `depth` hidden layers of `width` units (Linear -> norm -> activation -> dropout).",
+    keys=(Key("depth", 2, NON_NEGATIVE), Key("width", 128, at_least(1)), DROPOUT)))
+MODELS.add(ModelSpec(
+    name="cnn", build=build_cnn, needs_images=True,
+    description="Small conv net: `depth` blocks of 3x3 conv -> norm -> activation (channels double, 2x2 max-pool "
+                "after each block but the first), then global average pooling and a linear classifier.",
+    keys=(Key("channels", 32, at_least(1)), Key("depth", 3, NON_NEGATIVE), DROPOUT)))
+MODELS.add(ModelSpec(
+    name="resnet", build=build_resnet, needs_images=True,
+    description="Small pre-activation ResNet (He et al. 2016) for 32x32 images; blocks=3, width=16 is ResNet-20. "
+                "A 3x3 conv stem, then 3 stages of `blocks` residual units (norm -> activation -> conv, twice) at "
+                "width w, 2w, 4w, the resolution halved at stages 2 and 3; norm -> activation, global average pool, "
+                "linear head.",
+    keys=(Key("blocks", 3, at_least(1)), Key("width", 16, at_least(1)), DROPOUT)))
+
+
 def build_model(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
-    return MODELS.get(cfg["model"]["name"])(cfg, input_shape, out_dim)
+    spec = MODELS.get(cfg["model"]["name"])
+    if spec.needs_images:
+        require_images(cfg, input_shape)
+    return spec.build(cfg, input_shape, out_dim)

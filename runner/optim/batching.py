@@ -8,14 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from runner.optim.schedules import milestones
-from runner.registry import Registry
+from runner.optim.schedules import EPOCH_LIST, milestones
+from runner.registry import Key, Registry, Spec, at_least
 
 
-@dataclass(frozen=True)
-class BatchPlan:
+@dataclass(frozen=True, kw_only=True)
+class BatchPlan(Spec):
     size: Callable[[dict, int, int], int]  # (cfg, epoch, n_train) -> batch size
-    description: str
     lr_scale: Callable[[dict], float] = lambda cfg: 1.0
 
 
@@ -25,15 +24,31 @@ def _increasing(cfg: dict, epoch: int, n_train: int) -> int:
     return min(int(cfg["size"]) * int(cfg["factor"]) ** reached, n_train)
 
 
+def _configured_size(cfg: dict, epoch: int, n_train: int) -> int:
+    return min(int(cfg["size"]), n_train)
+
+
+def size_key(default: int) -> Key:
+    return Key("size", default, at_least(1))
+
+
 BATCH_PLANS: Registry[BatchPlan] = Registry("batch")
-BATCH_PLANS.register("fixed")(BatchPlan(
-    lambda c, epoch, n: min(int(c["size"]), n), "the same batch size all run"))
-BATCH_PLANS.register("linear_scaling")(BatchPlan(
-    lambda c, epoch, n: min(int(c["size"]), n), "batch `size` with lr scaled by size / base_size (Goyal et al. 2017)",
-    lr_scale=lambda c: int(c["size"]) / int(c["base_size"])))
-BATCH_PLANS.register("increasing")(BatchPlan(
-    _increasing, "batch size multiplied by `factor` at each milestone epoch; the lr stays constant"))
-BATCH_PLANS.register("full")(BatchPlan(lambda c, epoch, n: n, "the whole training split in every batch"))
+BATCH_PLANS.add(BatchPlan(
+    name="fixed", size=_configured_size, keys=(size_key(64),),
+    description="The same mini-batch size for the whole run."))
+BATCH_PLANS.add(BatchPlan(
+    name="linear_scaling", size=_configured_size, lr_scale=lambda c: int(c["size"]) / int(c["base_size"]),
+    description="The linear scaling rule (Goyal et al. 2017): batch `size`, and the lr is "
+                "optimizer.lr * size / base_size.",
+    keys=(size_key(256), Key("base_size", 64, at_least(1)))))
+BATCH_PLANS.add(BatchPlan(
+    name="increasing", size=_increasing,
+    description="Increase the batch size instead of decaying the lr (Smith & Le 2017): the batch size is "
+                "size * factor ** (milestones reached), capped at the training split; the lr stays constant.",
+    keys=(size_key(32), Key("factor", 2, at_least(1)), Key("milestones", [5, 10, 15], EPOCH_LIST))))
+BATCH_PLANS.add(BatchPlan(
+    name="full", size=lambda c, epoch, n: n,
+    description="The whole training split in every batch (one step per epoch)."))
 
 
 def batch_size_at(cfg: dict, epoch: int, n_train: int) -> int:

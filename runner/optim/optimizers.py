@@ -1,7 +1,8 @@
-"""Optimizer registry: one entry per update rule, built from the optimizer config group.
+"""Optimizer registry: one spec per update rule, built from the optimizer config group.
 
-Each entry names the torch class, the config keys it passes through as keyword arguments
-and the arguments it fixes (what makes `momentum` heavy ball and `nesterov` Nesterov).
+Each spec names the torch class, the keys it takes (each passed to the class as the keyword
+argument of that name) and the arguments it fixes (what makes `momentum` heavy ball and
+`nesterov` Nesterov).
 """
 from __future__ import annotations
 
@@ -11,63 +12,99 @@ from typing import Callable, Iterable
 import torch
 
 from runner.errors import ConfigError
-from runner.registry import Registry
+from runner.registry import (
+    HALF_OPEN_UNIT,
+    NON_NEGATIVE,
+    POSITIVE,
+    Check,
+    Key,
+    Registry,
+    Spec,
+)
 
 
-@dataclass(frozen=True)
-class OptimizerSpec:
+@dataclass(frozen=True, kw_only=True)
+class OptimizerSpec(Spec):
     cls: type[torch.optim.Optimizer]
-    description: str
-    keys: tuple[str, ...] = ("lr", "weight_decay")  # config keys passed on when not null
     fixed: dict = field(default_factory=dict)  # arguments the option itself decides
     full_batch: bool = False  # one step per epoch on the whole training split (gradient descent)
 
 
+def _two_betas(value) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in value))
+
+
+BETAS = Check(_two_betas, "two numbers in [0, 1)")
+
+
+def lr_key(default: float) -> Key:
+    return Key("lr", default, POSITIVE)
+
+
+def weight_decay_key(default: float = 0.0) -> Key:
+    return Key("weight_decay", default, NON_NEGATIVE)
+
+
+def momentum_key(default: float) -> Key:
+    return Key("momentum", default, HALF_OPEN_UNIT)
+
+
+def eps_key(default: float) -> Key:
+    return Key("eps", default, POSITIVE)
+
+
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 
-_register = OPTIMIZERS.register
-_register("gd")(OptimizerSpec(
-    torch.optim.SGD, "full-batch gradient descent: w -= lr * grad of the whole training split, once per epoch",
-    fixed={"momentum": 0.0}, full_batch=True))
-_register("sgd")(OptimizerSpec(
-    torch.optim.SGD, "plain mini-batch SGD: w -= lr * g", keys=("lr", "weight_decay", "momentum")))
-_register("momentum")(OptimizerSpec(
-    torch.optim.SGD, "heavy-ball momentum: v = mu*v + g; w -= lr * v",
-    keys=("lr", "weight_decay", "momentum")))
-_register("nesterov")(OptimizerSpec(
-    torch.optim.SGD, "Nesterov momentum: v = mu*v + g; w -= lr * (g + mu*v)",
-    keys=("lr", "weight_decay", "momentum"), fixed={"nesterov": True}))
-_register("adagrad")(OptimizerSpec(
-    torch.optim.Adagrad, "AdaGrad: G += g^2; w -= lr * g / (sqrt(G) + eps)",
-    keys=("lr", "weight_decay", "eps", "initial_accumulator_value")))
-_register("rmsprop")(OptimizerSpec(
-    torch.optim.RMSprop, "RMSProp: s = alpha*s + (1-alpha)*g^2; w -= lr * g / (sqrt(s) + eps)",
-    keys=("lr", "weight_decay", "alpha", "eps", "momentum")))
-_register("adam")(OptimizerSpec(
-    torch.optim.Adam, "Adam: bias-corrected moments; weight_decay is an L2 term added to the gradient",
-    keys=("lr", "weight_decay", "betas", "eps")))
-_register("adamw")(OptimizerSpec(
-    torch.optim.AdamW, "AdamW: Adam with decoupled weight decay, w -= lr * weight_decay * w",
-    keys=("lr", "weight_decay", "betas", "eps")))
+OPTIMIZERS.add(OptimizerSpec(
+    name="gd", cls=torch.optim.SGD, fixed={"momentum": 0.0}, full_batch=True,
+    description="Full-batch gradient descent: one step per epoch on the whole training split, w -= lr * grad.",
+    keys=(lr_key(0.1), weight_decay_key())))
+OPTIMIZERS.add(OptimizerSpec(
+    name="sgd", cls=torch.optim.SGD,
+    description="Plain stochastic gradient descent on mini-batches: w -= lr * g (no momentum).",
+    keys=(lr_key(0.1), weight_decay_key())))
+OPTIMIZERS.add(OptimizerSpec(
+    name="momentum", cls=torch.optim.SGD,
+    description="Heavy-ball momentum (Polyak): v = momentum * v + g; w -= lr * v.",
+    keys=(lr_key(0.1), momentum_key(0.9), weight_decay_key())))
+OPTIMIZERS.add(OptimizerSpec(
+    name="nesterov", cls=torch.optim.SGD, fixed={"nesterov": True},
+    description="Nesterov momentum (Sutskever et al. 2013 form): v = momentum * v + g; "
+                "w -= lr * (g + momentum * v).",
+    keys=(lr_key(0.1), momentum_key(0.9), weight_decay_key())))
+OPTIMIZERS.add(OptimizerSpec(
+    name="adagrad", cls=torch.optim.Adagrad,
+    description="AdaGrad (Duchi et al. 2011): G += g^2; w -= lr * g / (sqrt(G) + eps).",
+    keys=(lr_key(0.01), eps_key(1.0e-10), Key("initial_accumulator_value", 0.0, NON_NEGATIVE), weight_decay_key())))
+OPTIMIZERS.add(OptimizerSpec(
+    name="rmsprop", cls=torch.optim.RMSprop,
+    description="RMSProp (Hinton): s = alpha * s + (1 - alpha) * g^2; w -= lr * g / (sqrt(s) + eps).",
+    keys=(lr_key(0.001), Key("alpha", 0.99, HALF_OPEN_UNIT), eps_key(1.0e-8), momentum_key(0.0), weight_decay_key())))
+OPTIMIZERS.add(OptimizerSpec(
+    name="adam", cls=torch.optim.Adam,
+    description="Adam (Kingma & Ba 2015): bias-corrected first and second moment estimates. weight_decay "
+                "here is an L2 term added to the gradient (coupled); see adamw for decoupled decay.",
+    keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key())))
+OPTIMIZERS.add(OptimizerSpec(
+    name="adamw", cls=torch.optim.AdamW,
+    description="AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, w -= lr * weight_decay * w.",
+    keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key(0.01))))
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict) -> torch.optim.Optimizer:
     spec = OPTIMIZERS.get(cfg["name"])
-    kwargs = {key: _argument(key, cfg[key]) for key in spec.keys if cfg.get(key) is not None}
+    kwargs = {key.name: _argument(key, cfg[key.name]) for key in spec.keys}
     return spec.cls(params, **kwargs, **spec.fixed)
 
 
-def _argument(key: str, value):
-    if key == "betas":
-        return _betas(value)
+def _argument(key: Key, value):
+    """A config value as the torch class takes it: lists (betas) as a tuple of floats."""
+    if key.type is list:
+        if key.check is not None and not key.check.test(value):
+            raise ConfigError(f"optimizer.{key.name}={list(value)}: must be {key.check.expect}")
+        return tuple(float(v) for v in value)
     return float(value)
-
-
-def _betas(value) -> tuple[float, float]:
-    betas = tuple(float(b) for b in value)
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ConfigError(f"optimizer.betas={list(value)}: must be two numbers in [0, 1)")
-    return betas
 
 
 def is_full_batch(cfg: dict) -> bool:

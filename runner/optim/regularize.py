@@ -6,13 +6,24 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from runner.registry import HALF_OPEN_UNIT, NON_NEGATIVE, POSITIVE, Key, KeysOnlySpec
+
+REGULARIZE = KeysOnlySpec(
+    name="regularize",
+    description="Explicit regularization, all off by default. l2 adds 0.5*l2*||w||^2 to the loss (unlike "
+                "optimizer.weight_decay, which is decoupled for adamw); l1 adds l1*|w|_1 (weights only).",
+    keys=(Key("l1", 0.0, NON_NEGATIVE), Key("l2", 0.0, NON_NEGATIVE),
+          Key("clip_norm", None, POSITIVE, kind=float), Key("clip_value", None, POSITIVE, kind=float),
+          Key("label_smoothing", 0.0, HALF_OPEN_UNIT),
+          Key("dropout", None, HALF_OPEN_UNIT, kind=float)))  # null: model.dropout
+
 
 def loss_fn(task: str, c: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The data's loss (cross-entropy, or MSE for regression), always computed in float32
     (outputs of a bf16/fp16 forward are cast first)."""
     if task == "regression":
         return lambda out, y: F.mse_loss(_fp32(out).squeeze(-1) if y.dim() == 1 else _fp32(out), y)
-    smoothing = float(c["regularize"].get("label_smoothing", 0.0) or 0.0)
+    smoothing = float(c["regularize"]["label_smoothing"])
     return lambda out, y: F.cross_entropy(_fp32(out), y, label_smoothing=smoothing)
 
 
@@ -22,7 +33,7 @@ def _fp32(out: torch.Tensor) -> torch.Tensor:
 
 def penalty(model: torch.nn.Module, reg: dict) -> torch.Tensor | float:
     """Explicit L1/L2 penalties on weights (not biases or norm gains): l2/2 * ||w||^2 + l1 * |w|."""
-    l1, l2 = float(reg.get("l1", 0.0) or 0.0), float(reg.get("l2", 0.0) or 0.0)
+    l1, l2 = float(reg["l1"]), float(reg["l2"])
     if l1 == 0 and l2 == 0:
         return 0.0
     weights = [p for p in model.parameters() if p.dim() > 1 and p.requires_grad]

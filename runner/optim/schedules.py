@@ -2,57 +2,91 @@
 
 `t` is progress in epochs at the start of the current step (fractional with
 schedule.interval=step, whole with interval=epoch); `total` is the run's length in epochs.
+Each schedule is a `ScheduleSpec` in SCHEDULES, beside its conf/schedule/<name>.yaml.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 from runner.errors import ConfigError
-from runner.registry import Registry
+from runner.registry import (
+    HALF_OPEN_UNIT,
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    POSITIVE,
+    UNIT,
+    Check,
+    Key,
+    Registry,
+    Spec,
+    at_least,
+)
 
-Schedule = Callable[[dict, float, float, float], float]  # (cfg, lr0, t, total) -> lr
-SCHEDULES: Registry[Schedule] = Registry("schedule")
+LrFunction = Callable[[dict, float, float, float], float]  # (cfg, lr0, t, total) -> lr
+AfterEpoch = Callable[[dict, dict, float], dict]  # (cfg, state, val_loss) -> the next state
 
 
-@SCHEDULES.register("constant")
+@dataclass(frozen=True, kw_only=True)
+class ScheduleSpec(Spec):
+    lr: LrFunction
+    # the lr is a function of the whole epoch (the loop evaluates it at each epoch's first step)
+    flat_within_epoch: bool = False
+    # runs after each epoch's validation and returns the schedule's next state (reduce on plateau)
+    after_epoch: AfterEpoch | None = None
+
+
+def epoch_numbers(values) -> bool:
+    return isinstance(values, list) and all(is_epoch(v) for v in values)
+
+
+def is_epoch(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and int(value) == value
+
+
+EPOCH_LIST = Check(epoch_numbers, "a list of epoch numbers >= 0")
+
+
+def common_keys(interval: str) -> tuple[Key, ...]:
+    """The keys every schedule takes, last in its YAML."""
+    return (Key("warmup_epochs", 0, NON_NEGATIVE),
+            Key("interval", interval, choices=("epoch", "step")))
+
+
+SCHEDULES: Registry[ScheduleSpec] = Registry("schedule")
+
+
 def constant(cfg: dict, lr0: float, t: float, total: float) -> float:
     return lr0
 
 
-@SCHEDULES.register("step")
 def step(cfg: dict, lr0: float, t: float, total: float) -> float:
     return lr0 * float(cfg["gamma"]) ** math.floor(t / int(cfg["step_size"]))
 
 
-@SCHEDULES.register("multistep")
 def multistep(cfg: dict, lr0: float, t: float, total: float) -> float:
     """lr0 * gamma ** (number of milestones passed)."""
     passed = sum(1 for m in milestones(cfg, "schedule") if t >= m)
     return lr0 * float(cfg["gamma"]) ** passed
 
 
-@SCHEDULES.register("exponential")
 def exponential(cfg: dict, lr0: float, t: float, total: float) -> float:
     return lr0 * float(cfg["gamma"]) ** t
 
 
-@SCHEDULES.register("inverse_time")
 def inverse_time(cfg: dict, lr0: float, t: float, total: float) -> float:
     return lr0 / (1 + float(cfg["k"]) * t)
 
 
-@SCHEDULES.register("cosine")
 def cosine(cfg: dict, lr0: float, t: float, total: float) -> float:
-    min_lr = float(cfg.get("min_lr", 0.0))
-    return _cosine_between(lr0, min_lr, t / total if total > 0 else 1.0)
+    return _cosine_between(lr0, float(cfg["min_lr"]), t / total if total > 0 else 1.0)
 
 
-@SCHEDULES.register("onecycle")
 def onecycle(cfg: dict, lr0: float, t: float, total: float) -> float:
     """Smith & Topin 2019, two cosine phases as in torch's OneCycleLR: 1) from max_lr/div_factor
     up to max_lr over the first pct_start of the run, 2) down to max_lr/div_factor/final_div_factor.
-    max_lr null means the optimizer's (batch-scaled) lr."""
+    max_lr null (or deleted) means the optimizer's (batch-scaled) lr."""
     peak = lr0 if cfg.get("max_lr") is None else float(cfg["max_lr"])
     start = peak / float(cfg["div_factor"])
     end = start / float(cfg["final_div_factor"])
@@ -67,16 +101,69 @@ def _cosine_between(start: float, end: float, frac: float) -> float:
     return end + (start - end) * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
 
 
+def plateau(cfg: dict, lr0: float, t: float, total: float) -> float:
+    return lr0  # scaled by the state from reduce_on_plateau, which the loop multiplies in
+
+
+def reduce_on_plateau(cfg: dict, state: dict, val_loss: float) -> dict:
+    """Multiply the lr by `factor` once the validation loss has not improved (by more than
+    threshold, relative) for `patience` epochs; never below min_scale * lr0."""
+    best, bad = state.get("best", math.inf), state.get("bad_epochs", 0)
+    scale = state.get("scale", 1.0)
+    if val_loss < best * (1 - float(cfg["threshold"])):
+        best, bad = val_loss, 0
+    else:
+        bad += 1
+    if bad > int(cfg["patience"]):
+        scale *= float(cfg["factor"])
+        bad = 0
+    return {"best": best, "bad_epochs": bad, "scale": max(scale, float(cfg["min_scale"]))}
+
+
+SCHEDULES.add(ScheduleSpec(
+    name="constant", lr=constant, flat_within_epoch=True,
+    description="The learning rate stays at optimizer.lr (after an optional linear warmup).",
+    keys=common_keys("step")))
+SCHEDULES.add(ScheduleSpec(
+    name="step", lr=step, flat_within_epoch=True,
+    description="lr = lr0 * gamma ** floor(t / step_size), t in epochs after warmup.",
+    keys=(Key("step_size", 10, at_least(1)), Key("gamma", 0.1, POSITIVE), *common_keys("epoch"))))
+SCHEDULES.add(ScheduleSpec(
+    name="multistep", lr=multistep, flat_within_epoch=True,
+    description="lr = lr0 * gamma ** (number of milestones reached); milestones are epochs counted after warmup.",
+    keys=(Key("milestones", [10, 15], EPOCH_LIST), Key("gamma", 0.1, POSITIVE), *common_keys("epoch"))))
+SCHEDULES.add(ScheduleSpec(
+    name="exponential", lr=exponential,
+    description="lr = lr0 * gamma ** t, t in epochs (a factor gamma per epoch).",
+    keys=(Key("gamma", 0.9, POSITIVE), *common_keys("epoch"))))
+SCHEDULES.add(ScheduleSpec(
+    name="inverse_time", lr=inverse_time,
+    description="1/t decay: lr = lr0 / (1 + k * t), t in epochs.",
+    keys=(Key("k", 0.5, NON_NEGATIVE), *common_keys("epoch"))))
+SCHEDULES.add(ScheduleSpec(
+    name="cosine", lr=cosine,
+    description="Cosine annealing from lr0 to min_lr over the run: lr = min + (lr0 - min) * (1 + cos(pi t / T)) / 2",
+    keys=(Key("min_lr", 0.0, NON_NEGATIVE), *common_keys("step"))))
+SCHEDULES.add(ScheduleSpec(
+    name="onecycle", lr=onecycle,
+    description="One-cycle (Smith & Topin 2019): cosine from max_lr/div_factor up to max_lr over the first "
+                "pct_start of the run, then cosine down to max_lr/div_factor/final_div_factor.",
+    keys=(Key("max_lr", None, POSITIVE, kind=float), Key("pct_start", 0.3, OPEN_UNIT),
+          Key("div_factor", 25.0, POSITIVE), Key("final_div_factor", 10000.0, POSITIVE), *common_keys("step"))))
+SCHEDULES.add(ScheduleSpec(
+    name="plateau", lr=plateau, flat_within_epoch=True, after_epoch=reduce_on_plateau,
+    description="Reduce on plateau: lr *= factor once the validation loss has not improved by more than "
+                "threshold (relative) for more than `patience` epochs; the lr never drops below min_scale * lr0.",
+    keys=(Key("factor", 0.1, OPEN_UNIT), Key("patience", 5, NON_NEGATIVE), Key("threshold", 1.0e-4, HALF_OPEN_UNIT),
+          Key("min_scale", 0.0, UNIT), *common_keys("epoch"))))
+
+
 def milestones(cfg: dict, group: str) -> list[int]:
     """cfg["milestones"] as epoch numbers; ConfigError names the key when one is not."""
-    values = cfg.get("milestones") or []
-    try:
-        epochs = [int(m) for m in values]
-    except (TypeError, ValueError):
-        epochs = None
-    if epochs is None or any(e < 0 or e != m for e, m in zip(epochs, values)):
-        raise ConfigError(f"{group}.milestones={list(values)}: must be a list of epoch numbers >= 0")
-    return epochs
+    values = cfg["milestones"]
+    if not EPOCH_LIST.test(values):
+        raise ConfigError(f"{group}.milestones={values}: must be {EPOCH_LIST.expect}")
+    return [int(m) for m in values]
 
 
 def learning_rate(cfg: dict, lr0: float, t: float, total: float, unit: float) -> float:
@@ -85,57 +172,35 @@ def learning_rate(cfg: dict, lr0: float, t: float, total: float, unit: float) ->
     `unit` is the length of one update of the lr in epochs (1/steps_per_epoch or 1), so the
     first warmup step already trains with lr0 * unit / warmup rather than with 0.
     """
-    warmup = float(cfg.get("warmup_epochs", 0) or 0)
+    warmup = float(cfg["warmup_epochs"])
     if t < warmup:
         return lr0 * min(1.0, (t + unit) / warmup)
-    return SCHEDULES.get(cfg["name"])(cfg, lr0, t - warmup, total - warmup)
-
-
-FLAT_WITHIN_EPOCHS = {"constant", "plateau", "step", "multistep"}  # lr a function of the whole epoch
+    return SCHEDULES.get(cfg["name"]).lr(cfg, lr0, t - warmup, total - warmup)
 
 
 def changes_within_epoch(cfg: dict) -> bool:
     """Whether the lr can differ between the steps of one epoch; when not, the loop evaluates
     the schedule at each epoch's first step only (the same lrs, fewer calls)."""
-    if cfg.get("interval", "step") == "epoch":
+    if cfg["interval"] == "epoch":
         return False
-    warmup = float(cfg.get("warmup_epochs", 0) or 0)
-    return warmup > 0 or cfg["name"] not in FLAT_WITHIN_EPOCHS
+    return float(cfg["warmup_epochs"]) > 0 or not SCHEDULES.get(cfg["name"]).flat_within_epoch
 
 
 def check(cfg: dict, lr0: float, total: float) -> None:
-    """Evaluate the schedule once: settings it reads only when used (milestones) fail now,
-    as a ConfigError naming the key, instead of at the run's first step."""
-    SCHEDULES.get(cfg["name"])(cfg, lr0, 0.0, total)
+    """Evaluate the schedule once: settings it reads only when used fail now, as a
+    ConfigError naming the key, instead of at the run's first step."""
+    SCHEDULES.get(cfg["name"]).lr(cfg, lr0, 0.0, total)
 
 
 def progress(cfg: dict, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> tuple[float, float]:
     """(t, unit) for the lr of this step, following schedule.interval."""
-    if cfg.get("interval", "step") == "epoch":
+    if cfg["interval"] == "epoch":
         return float(epoch), 1.0
     return epoch + step_in_epoch / steps_per_epoch, 1.0 / steps_per_epoch
 
 
-# ---------------------------------------------------------------- state fed by validation
-
 def after_epoch(cfg: dict, state: dict, val_loss: float) -> dict:
-    """The one stateful schedule, reduce-on-plateau: multiply the lr by `factor` once the
-    validation loss has not improved (by more than threshold, relative) for `patience`
-    epochs. Other schedules keep state {} and ignore validation."""
-    if cfg["name"] != "plateau":
-        return state
-    best, bad = state.get("best", math.inf), state.get("bad_epochs", 0)
-    scale = state.get("scale", 1.0)
-    if val_loss < best * (1 - float(cfg.get("threshold", 1e-4))):
-        best, bad = val_loss, 0
-    else:
-        bad += 1
-    if bad > int(cfg.get("patience", 5)):
-        scale *= float(cfg.get("factor", 0.1))
-        bad = 0
-    return {"best": best, "bad_epochs": bad, "scale": max(scale, float(cfg.get("min_scale", 0.0)))}
-
-
-@SCHEDULES.register("plateau")
-def plateau(cfg: dict, lr0: float, t: float, total: float) -> float:
-    return lr0  # scaled by the state from after_epoch, which the loop multiplies in
+    """The schedule's state after an epoch's validation: its spec's after_epoch hook (reduce on
+    plateau) decides; schedules without one keep state {} and ignore validation."""
+    hook = SCHEDULES.get(cfg["name"]).after_epoch
+    return state if hook is None else hook(cfg, state, val_loss)

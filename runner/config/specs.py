@@ -1,0 +1,102 @@
+"""Which spec speaks for each config group's mapping.
+
+Most groups choose one option by its `name:` from a component's registry; augment's mapping
+holds one entry per augmentation, each named by its key there (augment.flip.p); regularize,
+trainer and diagnostics are keys-only groups: one spec, whatever their option file is called.
+The trainer's and diagnostics' keys live here, since training (above config) reads them.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Mapping
+
+from runner.errors import ConfigError
+from runner.registry import (
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    Key,
+    KeysOnlySpec,
+    Registry,
+    Spec,
+    at_least,
+)
+
+GROUPS = ("data", "model", "init", "norm", "activation", "optimizer", "schedule",
+          "batch", "augment", "regularize", "trainer", "diagnostics")
+
+TRAINER = KeysOnlySpec(
+    name="trainer",
+    description="How to run: length, randomness, device, validation split and where results go.",
+    keys=(Key("epochs", 20, NON_NEGATIVE),
+          Key("seed", 0),
+          Key("device", "auto", choices=("auto", "cpu", "cuda", "cuda:N"), pattern=r"auto|cpu|cuda(:\d+)?|mps"),
+          Key("val_fraction", 0.2, OPEN_UNIT),
+          Key("eval_batch_size", 1024, at_least(1)),
+          Key("progress", True),
+          Key("log_every", 50, at_least(1)),
+          Key("diagnostics", False),
+          Key("precision", "32", choices=("32", "bf16", "16")),
+          Key("name", "${data.name}-${model.name}-${optimizer.name}"),
+          Key("out_dir", "outputs"),
+          Key("data_on_device", "auto", choices=("auto", "true", "false")),
+          Key("compile", False),
+          Key("channels_last", False),
+          Key("checkpoint_every_s", 60, NON_NEGATIVE)))
+
+DIAGNOSTICS = KeysOnlySpec(
+    name="diagnostics",
+    description="Per-layer statistics written to layers.csv when trainer.diagnostics=true.",
+    keys=(Key("every", 1, at_least(1)), Key("batch_size", 256, at_least(1))))
+
+
+@functools.cache
+def named_registries() -> dict[str, Registry]:
+    """The registry of each group that chooses its option by `name:` (imported on first use:
+    the components import torch)."""
+    from runner.data._base import DATASETS
+    from runner.nn.init import WEIGHT_INITS
+    from runner.nn.layers import ACTIVATIONS, NORMS
+    from runner.nn.models import MODELS
+    from runner.optim.batching import BATCH_PLANS
+    from runner.optim.optimizers import OPTIMIZERS
+    from runner.optim.schedules import SCHEDULES
+
+    return {"data": DATASETS, "model": MODELS, "init": WEIGHT_INITS, "norm": NORMS, "activation": ACTIVATIONS,
+            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "batch": BATCH_PLANS}
+
+
+def augmentations() -> Registry:
+    from runner.data.augment import AUGMENTATIONS
+
+    return AUGMENTATIONS
+
+
+def keys_only_spec(group: str) -> KeysOnlySpec | None:
+    if group == "regularize":
+        from runner.optim.regularize import REGULARIZE
+
+        return REGULARIZE
+    return {"trainer": TRAINER, "diagnostics": DIAGNOSTICS}.get(group)
+
+
+def option_specs(group: str, values: Mapping) -> list[tuple[str, Spec]]:
+    """(entry, spec) for each option in a group's mapping: entry is "" for the one option of
+    most groups, the entry's key for each of augment's. Unknown names fail with the known ones."""
+    keys_only = keys_only_spec(group)
+    if keys_only is not None:
+        return [("", keys_only)]
+    if group == "augment":
+        return [(entry, augmentations().get(entry)) for entry in values]
+    registry = named_registries()[group]
+    if "name" not in values:
+        raise ConfigError(f"{group}.name: missing; a {group} option names the {group} it configures: "
+                          f"{', '.join(registry.names())}")
+    return [("", registry.get(values["name"]))]
+
+
+def every_spec(group: str) -> list[Spec]:
+    """The specs that options of this group can name."""
+    keys_only = keys_only_spec(group)
+    if keys_only is not None:
+        return [keys_only]
+    return list(augmentations() if group == "augment" else named_registries()[group])
