@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 TIMING = ("epoch_time_s", "samples_per_s")
 SMALL_RUN = ["data=digits", "model=mlp", "model.depth=1", "model.width=16", "optimizer=momentum",
@@ -75,27 +74,3 @@ def one_error_line(stderr: str, *words: str) -> None:
     assert "Traceback" not in stderr, stderr
     for word in words:
         assert word in lines[0], lines[0]
-
-
-class Tmpfs:
-    """Real tmpfs mounts under tmp_path (needs root): a disk that fills, a read-only disk."""
-
-    def __init__(self, root: Path):
-        self.root, self.mounts = root, []
-
-    def mount(self, size_kb: int, name: str = "disk") -> Path:
-        path = self.root / name
-        path.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the full/read-only disk tests need root")
-        self.mounts.append(path)
-        return path
-
-    def remount(self, path: Path, options: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True)
-
-    def unmount_all(self) -> None:
-        for path in reversed(self.mounts):
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
