@@ -124,9 +124,6 @@ class Spec:
     keys: tuple[Key, ...] = ()
     named: ClassVar[bool] = True  # the option's mapping says `name: <spec name>`
 
-    def key(self, name: str) -> Key | None:
-        return next((k for k in self.keys if k.name == name), None)
-
     def key_names(self) -> list[str]:
         return [k.name for k in self.keys]
 
