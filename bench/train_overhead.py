@@ -6,10 +6,10 @@ with the same optimizer, accumulate train loss/accuracy on the device, read them
 per epoch and evaluate on the validation split after each epoch. optlab also writes its
 metrics row every epoch and its checkpoints: that is part of what it costs.
 
-optlab's steps call the optimizer's step past torch.optim's per-call profiler/hook wrapper
-when no profiler runs and no hook is registered, and clear gradients without zero_grad's
-profiler range (runner.optim.direct_step, clear_gradients). A textbook loop pays for both,
-so a third loop, `plain+trims`, is the plain loop with those two calls swapped in: optlab's
+optlab's steps update with its functional optimizers (runner.optim.functional: torch.optim's
+arithmetic, bitwise, without torch.optim's per-call profiler range and hook walk) and clear
+gradients without zero_grad's profiler range (clear_gradients). A textbook loop pays for
+both, so a third loop, `plain+trims`, is the plain loop with those two swapped in: optlab's
 ratio to it is the cost of optlab's own bookkeeping alone.
 
 Throughput is training samples per second between the end of the first epoch and the end
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.config.compose import compose
-from runner.optim.optimizers import clear_gradients, direct_step
+from runner.optim.optimizers import build_optimizer, clear_gradients
 from runner.training.build import build
 from runner.training.loop import train
 
@@ -99,13 +99,16 @@ def same_start(cfg):
 
 def plain_epochs(cfg, direct: bool = False):
     """The plain loop as a generator: each next() trains and validates one epoch. `direct`:
-    with optlab's two step trims (the optimizer step past torch.optim's profiler/hook
-    wrapper, gradients cleared without zero_grad's profiler range), to show how much of
-    the ratio they make."""
+    with optlab's two step trims (its functional optimizer instead of torch.optim.SGD,
+    gradients cleared without zero_grad's profiler range), to show how much of the ratio
+    they make."""
     c, device, seed, data, model = same_start(cfg)
     t, o = c["trainer"], c["optimizer"]
-    optimizer = torch.optim.SGD(model.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
-    step, params = direct_step(optimizer) if direct else optimizer.step, list(model.parameters())
+    if direct:  # optlab's own optimizer: the same arithmetic as torch.optim.SGD, bitwise
+        optimizer = build_optimizer(model.parameters(), o)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
+    step, params = optimizer.step, list(model.parameters())
     order = torch.Generator(device=device).manual_seed(seed + 1)
     batch_size, n = int(c["batch"]["size"]), len(data.x_train)
     while True:

@@ -46,3 +46,35 @@ def optlab(tmp_path):
         return run_optlab(*args, cwd=tmp_path, env=env, timeout=timeout)
 
     return run
+
+
+class Tmpfs:
+    """Real tmpfs mounts under tmp_path (needs root): a disk that fills, a read-only disk."""
+
+    def __init__(self, root: Path):
+        self.root, self.mounts = root, []
+
+    def mount(self, size_kb: int, name: str = "disk") -> Path:
+        path = self.root / name
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the full/read-only disk tests need root")
+        self.mounts.append(path)
+        return path
+
+    def remount(self, path: Path, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True)
+
+    def unmount_all(self) -> None:
+        for path in reversed(self.mounts):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Real tmpfs mounts under tmp_path (needs root): a disk that fills up, a read-only disk."""
+    disks = Tmpfs(tmp_path)
+    yield disks
+    disks.unmount_all()

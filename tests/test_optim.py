@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from runner.config.compose import compose, group_options
 from runner.errors import ConfigError
@@ -12,7 +11,6 @@ from runner.optim.optimizers import (
     OPTIMIZERS,
     build_optimizer,
     clear_gradients,
-    direct_step,
     is_full_batch,
 )
 from runner.training.loop import train
@@ -163,74 +161,68 @@ def small_model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
 
 
-def fitted_pair(name: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The parameters of two copies of one model after the same 3 steps of optimizer `name`:
-    one stepped with optimizer.step() and zero_grad(), one with direct_step and clear_gradients."""
-    cfg = option_cfg(name)
-    results = []
-    for direct in (False, True):
-        model = small_model()
-        opt, params = build_optimizer(model.parameters(), cfg), list(model.parameters())
-        step = direct_step(opt) if direct else opt.step
-        for k in range(3):
-            if direct:
-                clear_gradients(params)
-            else:
-                opt.zero_grad(set_to_none=True)
-            model(torch.full((5, 4), 0.1 * (k + 1))).pow(2).sum().backward()
-            step()
-        results.append([p.detach().clone() for p in params])
-    return results[0], results[1]
+def torch_class_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
+    """The torch.optim class the option's arithmetic is, built as torch.optim itself would be."""
+    spec = OPTIMIZERS.get(cfg["name"])
+    kwargs = {k.name: tuple(cfg[k.name]) if isinstance(cfg[k.name], list) else cfg[k.name] for k in spec.keys}
+    return spec.cls(params, **kwargs, **spec.fixed)
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS.names()))
-def test_direct_step_makes_exactly_the_update_optimizer_step_makes(name):
-    wrapped, direct = fitted_pair(name)
-    assert all(torch.equal(a, b) for a, b in zip(wrapped, direct))
-    assert not all(torch.equal(a, b) for a, b in zip(direct, small_model().parameters()))  # it did step
+def train_steps(model, opt, steps: range) -> None:
+    for k in steps:
+        clear_gradients(list(model.parameters()))
+        model(torch.full((5, 4), 0.1 * (k + 1))).pow(2).sum().backward()
+        opt.step()
 
 
-class CountingRange:
-    """Stands in for torch.autograd.profiler.record_function and counts the ranges opened."""
-    opened: list[str] = []
-
-    def __init__(self, name: str):
-        CountingRange.opened.append(name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+# every option, and the settings that take another branch of its arithmetic
+VARIANTS = [(name, {}) for name in sorted(OPTIMIZERS.names())] + [
+    ("sgd", {"weight_decay": 0.01}), ("nesterov", {"weight_decay": 0.01}), ("momentum", {"momentum": 0.5}),
+    ("adagrad", {"initial_accumulator_value": 0.1, "weight_decay": 0.01}), ("rmsprop", {"momentum": 0.9}),
+    ("adam", {"weight_decay": 0.01, "betas": [0.8, 0.99]}), ("adamw", {"weight_decay": 0.0})]
 
 
-def test_direct_step_skips_the_profiler_range_and_the_cleared_gradients_are_none(monkeypatch):
-    monkeypatch.setattr(torch.autograd.profiler, "record_function", CountingRange)
-    CountingRange.opened = []
-    w = torch.nn.Parameter(W0.clone())
-    opt = build_optimizer([w], option_cfg("sgd"))
-    w.grad = GRADS[0].clone()
-    direct_step(opt)()
-    clear_gradients([w])
-    assert CountingRange.opened == [] and w.grad is None
-    assert torch.allclose(w.detach(), W0 - 0.1 * GRADS[0])
-    w.grad = GRADS[0].clone()
-    opt.step()
-    assert CountingRange.opened == ["Optimizer.step#SGD.step"]  # the wrapper this trims
+@pytest.mark.parametrize("name, changes", VARIANTS, ids=[f"{n}-{c}" for n, c in VARIANTS])
+def test_each_update_is_bitwise_the_torch_optim_classes(name, changes):
+    cfg = option_cfg(name, **changes)
+    ours, theirs = small_model(), small_model()
+    train_steps(ours, build_optimizer(ours.parameters(), cfg), range(5))
+    train_steps(theirs, torch_class_optimizer(theirs.parameters(), cfg), range(5))
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(ours.parameters(), small_model().parameters()))  # it did step
 
 
-def test_direct_step_goes_through_the_wrapper_when_a_hook_or_a_profiler_needs_it():
-    w = torch.nn.Parameter(W0.clone())
-    opt = build_optimizer([w], option_cfg("sgd"))
-    step, calls = direct_step(opt), []
-    handle = opt.register_step_post_hook(lambda *a: calls.append("own"))
-    global_handle = register_optimizer_step_pre_hook(lambda *a: calls.append("global"))
-    w.grad = GRADS[0].clone()
-    step()
-    handle.remove()
-    global_handle.remove()
-    step()
-    assert calls == ["global", "own"]
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        step()
-    assert "Optimizer.step#SGD.step" in {e.name for e in prof.events()}
+@pytest.mark.parametrize("name, changes", VARIANTS, ids=[f"{n}-{c}" for n, c in VARIANTS])
+def test_state_dicts_move_both_ways_between_the_two(name, changes):
+    """A checkpoint of either continues in the other to the same weights: old checkpoints
+    (torch.optim's) resume, and ours load into torch.optim."""
+    cfg = option_cfg(name, **changes)
+    for first, second in ((build_optimizer, torch_class_optimizer), (torch_class_optimizer, build_optimizer)):
+        model, reference = small_model(), small_model()
+        opt = first(model.parameters(), cfg)
+        train_steps(model, opt, range(2))
+        resumed = second(model.parameters(), cfg)
+        resumed.load_state_dict(opt.state_dict())
+        train_steps(model, resumed, range(2, 5))
+        train_steps(reference, first(reference.parameters(), cfg), range(5))
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters())), first.__name__
+
+
+def test_a_state_dict_for_another_model_is_refused():
+    opt = build_optimizer(small_model().parameters(), option_cfg("adam"))
+    with pytest.raises(ValueError, match="parameters"):
+        opt.load_state_dict(build_optimizer([torch.nn.Parameter(W0.clone())], option_cfg("adam")).state_dict())
+
+
+@pytest.mark.slow
+def test_a_run_never_imports_torch_dynamo(tmp_path):
+    """torch.optim's first construction imports torch._dynamo (seconds of start-up): a run
+    of an option with a functional form builds no torch.optim object."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from runner.config.compose import compose; from runner.training.loop import train; "
+            "train(compose(['trainer.epochs=1', 'trainer.progress=false', 'optimizer=adam', "
+            f"'trainer.out_dir={tmp_path}'])); print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr

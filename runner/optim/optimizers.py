@@ -1,17 +1,21 @@
 """Optimizer registry: one spec per update rule, built from the optimizer config group.
 
-Each spec names the torch class, the keys it takes (each passed to the class as the keyword
-argument of that name) and the arguments it fixes (what makes `momentum` heavy ball and
-`nesterov` Nesterov).
+Each spec names the torch class whose arithmetic it is, the keys it takes (under the
+class's keyword names) and the arguments it fixes (what makes `momentum` heavy ball and
+`nesterov` Nesterov), and its rule in runner.optim.functional: runs update with that rule
+(bitwise the torch class's update), keeping torch.optim's state_dict format; a spec
+without a rule builds the torch class itself.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import torch
 
 from runner.errors import ConfigError
+from runner.optim import functional
 from runner.registry import (
     HALF_OPEN_UNIT,
     NON_NEGATIVE,
@@ -28,6 +32,29 @@ class OptimizerSpec(Spec):
     cls: type[torch.optim.Optimizer]
     fixed: dict = field(default_factory=dict)  # arguments the option itself decides
     full_batch: bool = False  # one step per epoch on the whole training split (gradient descent)
+    rule: functional.Rule | None = None  # its functional form; None: the torch class is built
+    rule_args: Callable[[dict], dict] | None = None  # a param group -> the rule's hyper-parameters
+
+
+def sgd_args(group: dict) -> dict:
+    return {k: group[k] for k in ("lr", "weight_decay", "momentum", "nesterov")}
+
+
+def adagrad_args(group: dict) -> dict:
+    return {k: group[k] for k in ("lr", "weight_decay", "eps", "initial_accumulator_value")}
+
+
+def rmsprop_args(group: dict) -> dict:
+    return {k: group[k] for k in ("lr", "weight_decay", "alpha", "eps", "momentum")}
+
+
+def adam_args(group: dict) -> dict:
+    beta1, beta2 = group["betas"]
+    return {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+            "weight_decay": group["weight_decay"], "decoupled": group["decoupled_weight_decay"]}
+
+
+SGD_RULE = {"rule": functional.sgd, "rule_args": sgd_args}
 
 
 def _two_betas(value) -> bool:
@@ -57,45 +84,59 @@ def eps_key(default: float) -> Key:
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 
 OPTIMIZERS.add(OptimizerSpec(
-    name="gd", cls=torch.optim.SGD, fixed={"momentum": 0.0}, full_batch=True,
+    name="gd", cls=torch.optim.SGD, fixed={"momentum": 0.0}, full_batch=True, **SGD_RULE,
     description="Full-batch gradient descent: one step per epoch on the whole training split, w -= lr * grad.",
     keys=(lr_key(0.1), weight_decay_key())))
 OPTIMIZERS.add(OptimizerSpec(
-    name="sgd", cls=torch.optim.SGD,
+    name="sgd", cls=torch.optim.SGD, **SGD_RULE,
     description="Plain stochastic gradient descent on mini-batches: w -= lr * g (no momentum).",
     keys=(lr_key(0.1), weight_decay_key())))
 OPTIMIZERS.add(OptimizerSpec(
-    name="momentum", cls=torch.optim.SGD,
+    name="momentum", cls=torch.optim.SGD, **SGD_RULE,
     description="Heavy-ball momentum (Polyak): v = momentum * v + g; w -= lr * v.",
     keys=(lr_key(0.1), momentum_key(0.9), weight_decay_key())))
 OPTIMIZERS.add(OptimizerSpec(
-    name="nesterov", cls=torch.optim.SGD, fixed={"nesterov": True},
+    name="nesterov", cls=torch.optim.SGD, fixed={"nesterov": True}, **SGD_RULE,
     description="Nesterov momentum (Sutskever et al. 2013 form): v = momentum * v + g; "
                 "w -= lr * (g + momentum * v).",
     keys=(lr_key(0.1), momentum_key(0.9), weight_decay_key())))
 OPTIMIZERS.add(OptimizerSpec(
-    name="adagrad", cls=torch.optim.Adagrad,
+    name="adagrad", cls=torch.optim.Adagrad, rule=functional.adagrad, rule_args=adagrad_args,
     description="AdaGrad (Duchi et al. 2011): G += g^2; w -= lr * g / (sqrt(G) + eps).",
     keys=(lr_key(0.01), eps_key(1.0e-10), Key("initial_accumulator_value", 0.0, NON_NEGATIVE), weight_decay_key())))
 OPTIMIZERS.add(OptimizerSpec(
-    name="rmsprop", cls=torch.optim.RMSprop,
+    name="rmsprop", cls=torch.optim.RMSprop, rule=functional.rmsprop, rule_args=rmsprop_args,
     description="RMSProp (Hinton): s = alpha * s + (1 - alpha) * g^2; w -= lr * g / (sqrt(s) + eps).",
     keys=(lr_key(0.001), Key("alpha", 0.99, HALF_OPEN_UNIT), eps_key(1.0e-8), momentum_key(0.0), weight_decay_key())))
 OPTIMIZERS.add(OptimizerSpec(
-    name="adam", cls=torch.optim.Adam,
+    name="adam", cls=torch.optim.Adam, rule=functional.adam, rule_args=adam_args,
     description="Adam (Kingma & Ba 2015): bias-corrected first and second moment estimates. weight_decay "
                 "here is an L2 term added to the gradient (coupled); see adamw for decoupled decay.",
     keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key())))
 OPTIMIZERS.add(OptimizerSpec(
-    name="adamw", cls=torch.optim.AdamW,
+    name="adamw", cls=torch.optim.AdamW, rule=functional.adam, rule_args=adam_args,
     description="AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, w -= lr * weight_decay * w.",
     keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key(0.01))))
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict):
+    """The option's functional optimizer (its torch class when it has no rule)."""
     spec = OPTIMIZERS.get(cfg["name"])
-    kwargs = {key.name: _argument(key, cfg[key.name]) for key in spec.keys}
-    return spec.cls(params, **kwargs, **spec.fixed)
+    kwargs = {**{key.name: _argument(key, cfg[key.name]) for key in spec.keys}, **spec.fixed}
+    if spec.rule is None:
+        return spec.cls(params, **kwargs)
+    return functional.FunctionalOptimizer(params, spec.rule, {**torch_defaults(spec.cls), **kwargs}, spec.rule_args)
+
+
+def torch_defaults(cls: type) -> dict:
+    """The torch class's own param-group defaults (read off its signature, without building
+    one), so a saved state_dict is one the torch class loads too."""
+    signature = inspect.signature(cls.__init__)
+    defaults = {name: p.default for name, p in signature.parameters.items()
+                if name not in ("self", "params") and p.default is not inspect.Parameter.empty}
+    if cls is torch.optim.AdamW:
+        defaults["decoupled_weight_decay"] = True
+    return defaults
 
 
 def _argument(key: Key, value):
@@ -116,39 +157,8 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def direct_step(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
-    """optimizer.step, called past torch.optim's per-call wrapper whenever that wrapper has
-    nothing to do. The wrapper opens a profiler range and walks the step hooks on every call,
-    with no profiler running and no hook registered too: ~14 us alone, ~50 us inside a small
-    MLP's training loop on CPU (~6% of its step). It still runs whenever a profiler is on or
-    any step hook is registered."""
-    undecorated = getattr(type(optimizer).step, "__wrapped__", None)
-    hooks = _step_hook_tables(optimizer)
-    if undecorated is None or hooks is None:  # a torch whose wrapper looks different: keep it
-        return optimizer.step
-    profiling = torch._C._autograd._profiler_enabled
-
-    def step():
-        if profiling() or any(hooks):
-            return optimizer.step()
-        return undecorated(optimizer)
-    return step
-
-
-def _step_hook_tables(optimizer: torch.optim.Optimizer) -> list[dict] | None:
-    """The four hook tables torch.optim's step wrapper walks (global and per-optimizer, pre
-    and post), or None when this torch keeps them elsewhere."""
-    from torch.optim import optimizer as torch_optimizer
-
-    tables = [getattr(torch_optimizer, "_global_optimizer_pre_hooks", None),
-              getattr(torch_optimizer, "_global_optimizer_post_hooks", None),
-              getattr(optimizer, "_optimizer_step_pre_hooks", None),
-              getattr(optimizer, "_optimizer_step_post_hooks", None)]
-    return None if any(t is None for t in tables) else tables
-
-
 def clear_gradients(params: list[torch.nn.Parameter]) -> None:
-    """optimizer.zero_grad(set_to_none=True) without its profiler range (~10 us a call
-    alone, ~70 us inside a small MLP's training loop on CPU)."""
+    """optimizer.zero_grad(set_to_none=True), for any optimizer (and without torch.optim's
+    profiler range around it)."""
     for p in params:
         p.grad = None

@@ -21,7 +21,7 @@ from runner.errors import ConfigError
 from runner.nn.init import InitContext, initialize
 from runner.nn.models import build_model
 from runner.optim import batching, schedules
-from runner.optim.optimizers import build_optimizer, direct_step, is_full_batch
+from runner.optim.optimizers import build_optimizer, is_full_batch
 from runner.optim.regularize import loss_fn
 
 
@@ -132,7 +132,7 @@ def build(cfg) -> Parts:
     optimizer = build_optimizer(model.parameters(), c["optimizer"])
     augment = build_pipeline(c["augment"], data.num_classes)
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
-    take_step = (lambda: (scaler.step(optimizer), scaler.update())) if scaler.is_enabled() else direct_step(optimizer)
+    take_step = (lambda: (scaler.step(optimizer), scaler.update())) if scaler.is_enabled() else optimizer.step
     batches = make_batches(data, device, on_device, seed + 1)
     parts = Parts(c, device, seed, data, batches, model, [p for p in model.parameters() if p.requires_grad],
                   optimizer, scaler, take_step, make_autocast(device, str(t["precision"])), loss_fn(data.task, c),

@@ -1,0 +1,218 @@
+"""Update rules as plain functions: one implementation for a solo run and for a population.
+
+Each rule updates one parameter tensor in place from its gradient, its state (a dict with
+torch.optim's own names: momentum_buffer, step, exp_avg, ...) and the hyper-parameters.
+A hyper-parameter is a number in a solo run and a tensor broadcast over a population's
+stacked parameters ([K, 1, ...]: one value per member). With numbers, every rule does
+torch.optim's single-tensor arithmetic in the same order with the same kernels, so a solo
+update is bitwise torch.optim's (tests check it); with tensors it is the same arithmetic
+with per-member values (tests check it against torch.optim member by member).
+
+FunctionalOptimizer gives these rules the part of torch.optim's interface optlab uses
+(param_groups with the lr, step, zero_grad, state_dict and load_state_dict in torch.optim's
+own format, so checkpoints move between the two) without constructing a torch.optim object,
+whose first construction imports torch._dynamo (seconds of start-up).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+Number = float | torch.Tensor
+
+
+def add_scaled(target: torch.Tensor, tensor: torch.Tensor, scale: Number) -> torch.Tensor:
+    """target += scale * tensor, in place: torch.optim's kernel for a number, addcmul for a tensor."""
+    if isinstance(scale, torch.Tensor):
+        return target.addcmul_(tensor, scale)
+    return target.add_(tensor, alpha=scale)
+
+
+def plus_scaled(tensor: torch.Tensor, other: torch.Tensor, scale: Number) -> torch.Tensor:
+    """tensor + scale * other, as a new tensor."""
+    if isinstance(scale, torch.Tensor):
+        return tensor.addcmul(other, scale)
+    return tensor.add(other, alpha=scale)
+
+
+def _decayed(param: torch.Tensor, grad: torch.Tensor, h: dict) -> torch.Tensor:
+    """The L2 term torch.optim adds to the gradient (coupled weight decay)."""
+    wd = h["weight_decay"]
+    if isinstance(wd, torch.Tensor) or wd != 0:
+        return plus_scaled(grad, param, wd)
+    return grad
+
+
+def _nonzero(value: Number) -> bool:
+    return isinstance(value, torch.Tensor) or value != 0
+
+
+def _step_count(state: dict) -> Number:
+    """Increment the step counter (a CPU float tensor, as torch.optim keeps it) and read it."""
+    state["step"] += 1
+    step = state["step"]
+    return step.item() if step.dim() == 0 else step
+
+
+def sgd(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+    """torch.optim.SGD (dampening 0): gd, sgd, heavy-ball momentum and Nesterov."""
+    grad = _decayed(param, grad, h)
+    if _nonzero(h["momentum"]):
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = grad.detach().clone()
+        else:
+            buf.mul_(h["momentum"]).add_(grad)
+        grad = plus_scaled(grad, buf, h["momentum"]) if h["nesterov"] else buf
+    add_scaled(param, grad, -h["lr"])
+
+
+def adagrad(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+    """torch.optim.Adagrad (lr_decay 0): G += g^2; w -= lr * g / (sqrt(G) + eps)."""
+    _step_count(state)
+    grad = _decayed(param, grad, h)
+    state["sum"].addcmul_(grad, grad, value=1)
+    std = state["sum"].sqrt().add_(h["eps"])
+    if isinstance(h["lr"], torch.Tensor):
+        param.sub_(grad / std * h["lr"])
+    else:
+        param.addcdiv_(grad, std, value=-h["lr"])
+
+
+def rmsprop(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+    """torch.optim.RMSprop (not centered): s = alpha*s + (1-alpha)*g^2; w -= lr * g / (sqrt(s) + eps)."""
+    _step_count(state)
+    grad = _decayed(param, grad, h)
+    square_avg, alpha = state["square_avg"], h["alpha"]
+    if isinstance(alpha, torch.Tensor):
+        square_avg.mul_(alpha).addcmul_(grad, grad * (1 - alpha))
+    else:
+        square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+    avg = square_avg.sqrt().add_(h["eps"])
+    if "momentum_buffer" in state:
+        buf = state["momentum_buffer"]
+        buf.mul_(h["momentum"]).addcdiv_(grad, avg)
+        add_scaled(param, buf, -h["lr"])
+    elif isinstance(h["lr"], torch.Tensor):
+        param.sub_(grad / avg * h["lr"])
+    else:
+        param.addcdiv_(grad, avg, value=-h["lr"])
+
+
+def adam(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+    """torch.optim.Adam / AdamW (decoupled weight decay when h["decoupled"])."""
+    step = _step_count(state)
+    lr, beta1, beta2 = h["lr"], h["beta1"], h["beta2"]
+    if h["decoupled"]:
+        if _nonzero(h["weight_decay"]):
+            param.mul_(1 - lr * h["weight_decay"])
+    else:
+        grad = _decayed(param, grad, h)
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg.lerp_(grad, 1 - beta1)
+    if isinstance(beta2, torch.Tensor):
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
+    else:
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    bias_correction1, bias_correction2 = 1 - beta1 ** step, 1 - beta2 ** step
+    step_size = lr / bias_correction1
+    denom = (exp_avg_sq.sqrt() / bias_correction2 ** 0.5).add_(h["eps"])
+    if isinstance(step_size, torch.Tensor):
+        param.sub_(exp_avg / denom * step_size)
+    else:
+        param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+Rule = Callable[[torch.Tensor, torch.Tensor, dict, dict], None]
+
+
+def new_state(rule: Rule, param: torch.Tensor, h: dict) -> dict:
+    """A parameter's state before its first update, as torch.optim creates it."""
+    step = {"step": torch.tensor(0.0)}
+    if rule is sgd:
+        return {"momentum_buffer": None} if _nonzero(h["momentum"]) else {}
+    if rule is adagrad:
+        return {**step, "sum": torch.full_like(param, h["initial_accumulator_value"],
+                                               memory_format=torch.preserve_format)}
+    if rule is rmsprop:
+        state = {**step, "square_avg": torch.zeros_like(param, memory_format=torch.preserve_format)}
+        if _nonzero(h["momentum"]):
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return state
+    return {**step, "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
+            "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format)}
+
+
+class FunctionalOptimizer:
+    """One of the rules above behind the part of torch.optim's interface optlab uses.
+
+    `group` holds the hyper-parameters under torch.optim's names (the lr is set there, as in
+    a torch.optim param group); `rule_args` turns them into the rule's."""
+
+    def __init__(self, params, rule: Rule, group: dict, rule_args: Callable[[dict], dict]):
+        self.rule, self.rule_args = rule, rule_args
+        self.param_groups = [{**group, "params": list(params)}]
+        self.state: dict[torch.Tensor, dict] = {}
+        self.pre_hooks: OrderedDict[int, Callable] = OrderedDict()  # RemovableHandle keeps a weak reference
+        self.post_hooks: OrderedDict[int, Callable] = OrderedDict()
+
+    def register_step_pre_hook(self, hook: Callable):
+        """hook(optimizer, args, kwargs) before each step, as torch.optim calls it."""
+        return _add_hook(self.pre_hooks, hook)
+
+    def register_step_post_hook(self, hook: Callable):
+        return _add_hook(self.post_hooks, hook)
+
+    def step(self) -> None:
+        for hook in tuple(self.pre_hooks.values()):
+            hook(self, (), {})
+        self._update()
+        for hook in tuple(self.post_hooks.values()):
+            hook(self, (), {})
+
+    @torch.no_grad()
+    def _update(self) -> None:
+        group = self.param_groups[0]
+        h = self.rule_args(group)
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            state = self.state.get(param)
+            if state is None:
+                state = self.state[param] = new_state(self.rule, param, h)
+            self.rule(param, param.grad, state, h)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for param in self.param_groups[0]["params"]:
+            param.grad = None
+
+    def state_dict(self) -> dict:
+        """torch.optim's format: per-parameter state by index, and the group's settings."""
+        params = self.param_groups[0]["params"]
+        state = {i: dict(self.state[p]) for i, p in enumerate(params) if p in self.state}
+        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        return {"state": state, "param_groups": [{**group, "params": list(range(len(params)))}]}
+
+    def load_state_dict(self, saved: dict) -> None:
+        """From this class's state_dict or torch.optim's (a checkpoint of either resumes)."""
+        params = self.param_groups[0]["params"]
+        groups = saved["param_groups"]
+        if len(groups) != 1 or len(groups[0]["params"]) != len(params):
+            raise ValueError(f"optimizer state has {sum(len(g['params']) for g in groups)} parameters "
+                             f"in {len(groups)} group(s); this model has {len(params)}")
+        self.param_groups[0].update({k: v for k, v in groups[0].items() if k != "params" and k in self.param_groups[0]})
+        self.state = {params[int(i)]: _on(params[int(i)], s) for i, s in saved["state"].items()}
+
+
+def _add_hook(hooks: dict, hook: Callable) -> RemovableHandle:
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
+
+
+def _on(param: torch.Tensor, state: dict) -> dict:
+    """A saved state moved to its parameter's device (the step counter stays on the CPU)."""
+    return {k: v.to(param.device) if isinstance(v, torch.Tensor) and k != "step" else v for k, v in state.items()}
