@@ -1,9 +1,11 @@
 """Shared fixtures: a composed, shrunk config per test and a way to run the real CLI."""
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,22 +30,68 @@ def run_optlab(*args: str, cwd: Path, env: dict | None = None, timeout: float = 
                           text=True, timeout=timeout)
 
 
-@pytest.fixture
-def compose_cfg(tmp_path):
-    """compose_cfg(*overrides) -> a validated config: 2 epochs, quiet, writing under tmp_path."""
+@pytest.fixture(scope="session")
+def composed():
+    """Configs composed once per test run, by overrides: Hydra's compose is the slow part of
+    making a config, and hundreds of tests ask for the same few."""
     from runner.config.compose import compose
 
+    cache: dict[tuple, object] = {}
+
+    def get(overrides: tuple):
+        if overrides not in cache:
+            cache[overrides] = compose([*TINY, *overrides])
+        return cache[overrides]
+
+    return get
+
+
+@pytest.fixture
+def compose_cfg(tmp_path, composed):
+    """compose_cfg(*overrides) -> a validated config: 2 epochs, quiet, writing under tmp_path
+    (a copy of the one composed for these overrides this test run)."""
     def make(*overrides: str):
-        return compose([*TINY, f"trainer.out_dir={tmp_path / 'outputs'}", *overrides])
+        cfg = copy.deepcopy(composed(tuple(overrides)))
+        if not any(o.startswith("trainer.out_dir=") for o in overrides):
+            cfg.trainer.out_dir = str(tmp_path / "outputs")
+        return cfg
 
     return make
 
 
 @pytest.fixture
-def optlab(tmp_path):
-    """optlab(*args) runs the real CLI in a subprocess from tmp_path (not the repo root)."""
+def optlab_process(tmp_path):
+    """optlab_process(*args) runs the installed `optlab` command in a subprocess from tmp_path
+    (not the repo root): for what only a real process shows (the console script, signals).
+    Tests that use it are marked slow."""
     def run(*args: str, env: dict | None = None, timeout: float = 300):
         return run_optlab(*args, cwd=tmp_path, env=env, timeout=timeout)
+
+    return run
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def optlab(tmp_path, monkeypatch, capsys):
+    """optlab(*args) runs the CLI's main() in this process, from tmp_path (not the repo root):
+    its exit code, stdout and stderr as a subprocess would give them, without a process's
+    start-up (seconds of importing torch)."""
+    from runner.cli import main
+
+    def run(*args: str, env: dict | None = None, timeout: float | None = None) -> Finished:
+        monkeypatch.chdir(tmp_path)
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Finished(code, captured.out, captured.err)
 
     return run
 

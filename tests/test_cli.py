@@ -1,4 +1,6 @@
-"""The real `optlab` command in a subprocess, run from a folder that is not the repo."""
+"""The `optlab` command, run from a folder that is not the repo: in this process through its
+main() (exit code, stdout, stderr), and as the installed console script where only a real
+process shows what is tested (start-up from any folder, signals)."""
 import csv
 import json
 import signal
@@ -21,8 +23,9 @@ def test_version_and_help(optlab):
     assert result.returncode == 0 and "train" in result.stdout
 
 
-def test_train_writes_a_run_folder_and_prints_its_path_last(optlab, tmp_path):
-    result = optlab("train", *TINY)
+@pytest.mark.slow
+def test_train_writes_a_run_folder_and_prints_its_path_last(optlab_process, tmp_path):
+    result = optlab_process("train", *TINY)
     assert result.returncode == 0, result.stderr
     run = tmp_path / last_line(result.stdout)
     assert run.is_dir() and run.parent == tmp_path / "outputs" / "runs"

@@ -12,10 +12,13 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 
 from runner.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 from runner.runs.files import write_atomic
 
 DESCRIPTION = """\
@@ -295,7 +298,7 @@ def group_table(table: pd.DataFrame, keys: list[str], metric):
                  *(["target hit", "epochs"] if "target_reached" in table else [])]:
         view.add_column(name, justify="left" if name in shown else "right")
     for _, row in table.iterrows():
-        cells = ["" if pd.isna(row["rank"]) else str(row["rank"]), *(_fmt(row[k]) for k in shown),
+        cells = ["" if _missing(row["rank"]) else str(row["rank"]), *(_fmt(row[k]) for k in shown),
                  f"{row['n']}/{row['runs']}", _fmt(row["mean"]),
                  f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]", _fmt(row["std"]),
                  *([_fmt(row["test_mean"]), f"[{_fmt(row['test_ci_low'])}, {_fmt(row['test_ci_high'])}]"] if test else []),
@@ -337,7 +340,7 @@ def compare_table(side_by_side: pd.DataFrame, metric, paths: list[str]):
 
 
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if _missing(value):
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -407,3 +410,10 @@ def _sweep_plots(sweep, metric, folder: ReportFolder) -> list[str]:
 
 def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=+" else "_" for c in name)
+
+
+def _missing(value) -> bool:
+    """None, NaN or pandas' NA (pandas is imported only by reports, not by `optlab train`)."""
+    import pandas as pd
+
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))

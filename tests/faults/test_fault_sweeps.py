@@ -88,14 +88,14 @@ def check_finished_runs(rows: list[dict], folder: Path) -> None:
 
 
 def test_two_workers_are_processes_with_the_cores_split_between_them(tmp_path):
-    path = write_sweep(tmp_path, trials=3)
+    path = write_sweep(tmp_path, trials=4, epochs=3)  # long enough that the second worker is up before the end
     result = subprocess.run([*optlab_executable(), "sweep", str(path), "--jobs", "2"], cwd=tmp_path,
                             env=env(OMP_NUM_THREADS=""), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "outputs" / "sweeps" / "tiny"
     assert result.stdout.strip().splitlines()[-1] == "outputs/sweeps/tiny"
     rows = rows_of(folder)
-    assert sorted(int(r["number"]) for r in rows) == [0, 1, 2]
+    assert len(rows) == 4  # (a trial two workers started at once is dropped as surplus: numbers may skip)
     assert all(r["status"] == "completed" for r in rows)
     trials = [t for t in load(folder).trials if t.state.name == "COMPLETE"]
     assert len({t.user_attrs["worker_pid"] for t in trials}) == 2

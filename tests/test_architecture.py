@@ -1,0 +1,89 @@
+"""The shape of the package: the layered import contract holds, the README's tree is the
+package tree, functions are short, packages say what they are, numbers stay out of docstrings."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = REPO / "runner"
+MAX_LINES = 60
+LONG_ON_PURPOSE = {"training/loop.py:train_epoch"}  # the README's Architecture section says why
+
+
+def runner_modules() -> list[Path]:
+    return sorted(p for p in RUNNER.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def readme_tree() -> set[str]:
+    """Paths the README's Architecture code block names: `pkg/` lines and the `module.py`
+    lines under them (indented two spaces more)."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("## Architecture"):].split("```")[1]
+    named, package = set(), ""
+    for line in block.splitlines():
+        match = re.match(r"^( *)(\w+/|\w+\.py)(?=\s|$)", line)
+        if not match or match.group(2) == "runner/":
+            continue
+        depth, name = len(match.group(1)), match.group(2)
+        if name.endswith("/"):
+            package = name
+            named.add(name)
+        else:
+            named.add(f"{package}{name}" if depth > 2 else name)
+    return named
+
+
+def test_the_layered_import_contract_holds():
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True) == 0
+
+
+def test_the_readmes_tree_is_the_package_tree():
+    actual = set()
+    for path in runner_modules():
+        relative = path.relative_to(RUNNER)
+        if path.name in ("__init__.py", "__main__.py"):
+            if path.name == "__init__.py" and len(relative.parts) == 2:
+                actual.add(f"{relative.parts[0]}/")
+            continue
+        actual.add(relative.as_posix())
+    assert readme_tree() == actual
+
+
+def test_no_function_is_longer_than_60_lines_unless_the_readme_says_why():
+    long = set()
+    for path in runner_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_LINES:
+                long.add(f"{path.relative_to(RUNNER).as_posix()}:{node.name}")
+    assert long == LONG_ON_PURPOSE
+    readme = (REPO / "README.md").read_text()
+    assert all(name.split(":")[1] in readme for name in LONG_ON_PURPOSE)
+
+
+@pytest.mark.parametrize("package", sorted(p.parent.name for p in RUNNER.glob("*/__init__.py")))
+def test_every_package_says_in_one_line_what_it_is(package):
+    doc = ast.get_docstring(ast.parse((RUNNER / package / "__init__.py").read_text()))
+    assert doc and len(doc.splitlines()) == 1, package
+
+
+def test_docstrings_carry_no_measured_figures():
+    """Timings and ratios belong in the README and the benchmarks' output."""
+    figure = re.compile(r"\b\d+(\.\d+)?\s?(us|µs|ms)\b|\b\d+(\.\d+)?\s?s (per|a) (step|call|epoch)\b")
+    found = []
+    for path in runner_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)):
+                doc = ast.get_docstring(node) or ""
+                found += [f"{path.name}: {m.group(0)}" for m in figure.finditer(doc)]
+    assert found == []
+
+
+def test_the_sub_commands_are_imported_normally():
+    source = (RUNNER / "cli" / "app.py").read_text()
+    assert "__import__" not in source and "importlib" not in source
