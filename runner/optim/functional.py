@@ -3,7 +3,8 @@
 Each rule updates one parameter tensor in place from its gradient, its state (a dict with
 torch.optim's own names: momentum_buffer, step, exp_avg, ...) and the hyper-parameters.
 A hyper-parameter is a number in a solo run and a tensor broadcast over a population's
-stacked parameters ([K, 1, ...]: one value per member). With numbers, every rule does
+stacked parameters ([K, 1, ...]: one value per member, in float64 for the scalar arithmetic,
+rounded to the parameter's dtype where it meets a tensor, as a Python number would be). With numbers, every rule does
 torch.optim's single-tensor arithmetic in the same order with the same kernels, so a solo
 update is bitwise torch.optim's (tests check it); with tensors it is the same arithmetic
 with per-member values (tests check it against torch.optim member by member).
@@ -42,7 +43,7 @@ def _decayed(param: torch.Tensor, grad: torch.Tensor, h: dict) -> torch.Tensor:
     """The L2 term torch.optim adds to the gradient (coupled weight decay)."""
     wd = h["weight_decay"]
     if isinstance(wd, torch.Tensor) or wd != 0:
-        return plus_scaled(grad, param, wd)
+        return plus_scaled(grad, param, _as(wd, param))
     return grad
 
 
@@ -51,10 +52,11 @@ def _nonzero(value: Number) -> bool:
 
 
 def _step_count(state: dict) -> Number:
-    """Increment the step counter (a CPU float tensor, as torch.optim keeps it) and read it."""
+    """Increment the step counter (a CPU float tensor, as torch.optim keeps it) and read it
+    (a population's per-member counters as float64, for the scalar arithmetic)."""
     state["step"] += 1
     step = state["step"]
-    return step.item() if step.dim() == 0 else step
+    return step.item() if step.dim() == 0 else step.double()
 
 
 def sgd(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
@@ -65,9 +67,9 @@ def sgd(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
         if buf is None:
             buf = state["momentum_buffer"] = grad.detach().clone()
         else:
-            buf.mul_(h["momentum"]).add_(grad)
-        grad = plus_scaled(grad, buf, h["momentum"]) if h["nesterov"] else buf
-    add_scaled(param, grad, -h["lr"])
+            buf.mul_(_as(h["momentum"], param)).add_(grad)
+        grad = plus_scaled(grad, buf, _as(h["momentum"], param)) if h["nesterov"] else buf
+    add_scaled(param, grad, _as(-h["lr"], param))
 
 
 def adagrad(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
@@ -75,9 +77,9 @@ def adagrad(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> No
     _step_count(state)
     grad = _decayed(param, grad, h)
     state["sum"].addcmul_(grad, grad, value=1)
-    std = state["sum"].sqrt().add_(h["eps"])
+    std = state["sum"].sqrt().add_(_as(h["eps"], param))
     if isinstance(h["lr"], torch.Tensor):
-        param.sub_(grad / std * h["lr"])
+        param.sub_(grad / std * _as(h["lr"], param))
     else:
         param.addcdiv_(grad, std, value=-h["lr"])
 
@@ -88,16 +90,16 @@ def rmsprop(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> No
     grad = _decayed(param, grad, h)
     square_avg, alpha = state["square_avg"], h["alpha"]
     if isinstance(alpha, torch.Tensor):
-        square_avg.mul_(alpha).addcmul_(grad, grad * (1 - alpha))
+        square_avg.mul_(_as(alpha, param)).addcmul_(grad, grad * _as(1 - alpha, param))
     else:
         square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
-    avg = square_avg.sqrt().add_(h["eps"])
+    avg = square_avg.sqrt().add_(_as(h["eps"], param))
     if "momentum_buffer" in state:
         buf = state["momentum_buffer"]
-        buf.mul_(h["momentum"]).addcdiv_(grad, avg)
-        add_scaled(param, buf, -h["lr"])
+        buf.mul_(_as(h["momentum"], param)).addcdiv_(grad, avg)
+        add_scaled(param, buf, _as(-h["lr"], param))
     elif isinstance(h["lr"], torch.Tensor):
-        param.sub_(grad / avg * h["lr"])
+        param.sub_(grad / avg * _as(h["lr"], param))
     else:
         param.addcdiv_(grad, avg, value=-h["lr"])
 
@@ -108,22 +110,29 @@ def adam(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
     lr, beta1, beta2 = h["lr"], h["beta1"], h["beta2"]
     if h["decoupled"]:
         if _nonzero(h["weight_decay"]):
-            param.mul_(1 - lr * h["weight_decay"])
+            param.mul_(_as(1 - lr * h["weight_decay"], param))
     else:
         grad = _decayed(param, grad, h)
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg.lerp_(grad, _as(1 - beta1, param))
     if isinstance(beta2, torch.Tensor):
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
+        exp_avg_sq.mul_(_as(beta2, param)).addcmul_(grad, grad * _as(1 - beta2, param))
     else:
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    # the bias corrections and the step size in double precision, rounded once where they
+    # meet the float32 tensors: what torch.optim does with Python numbers
     bias_correction1, bias_correction2 = 1 - beta1 ** step, 1 - beta2 ** step
     step_size = lr / bias_correction1
-    denom = (exp_avg_sq.sqrt() / bias_correction2 ** 0.5).add_(h["eps"])
+    denom = (exp_avg_sq.sqrt() / _as(bias_correction2 ** 0.5, param)).add_(_as(h["eps"], param))
     if isinstance(step_size, torch.Tensor):
-        param.sub_(exp_avg / denom * step_size)
+        param.sub_(exp_avg / denom * _as(step_size, param))
     else:
         param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def _as(value: Number, like: torch.Tensor) -> Number:
+    """A per-member number (float64, for the scalar arithmetic) in the parameter's dtype."""
+    return value.to(like.dtype) if isinstance(value, torch.Tensor) else value
 
 
 Rule = Callable[[torch.Tensor, torch.Tensor, dict, dict], None]

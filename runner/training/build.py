@@ -4,6 +4,7 @@ need them (a bad lr plan fails here, before a run folder exists). train, lr-find
 benchmarks all start from build(cfg)."""
 from __future__ import annotations
 
+import json
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -120,12 +121,15 @@ class Parts:
         return len(self.batches) if self.full_batch else batching.batch_size_at(self.cfg["batch"], epoch, len(self.batches))
 
 
-def build(cfg) -> Parts:
+def build(cfg, datasets: dict | None = None) -> Parts:
+    """The run's parts. `datasets`: a cache of loaded datasets by (data options, split, seed),
+    for many runs built in one process (a population); a load draws from no global RNG, so
+    a cached one leaves every later draw as it would have been."""
     c = as_plain(cfg)
     t = c["trainer"]
     device, seed = resolve_device(str(t["device"])), int(t["seed"])
     seed_everything(seed)
-    data = load_dataset(c["data"], float(t["val_fraction"]), seed)
+    data = cached_dataset(c["data"], float(t["val_fraction"]), seed, datasets)
     on_device = keep_data_on_device(t["data_on_device"], data, device)
     data = place_data(data, device, on_device, bool(t["channels_last"]))
     model = prepare_model(build_network(c, data, device), t)
@@ -141,6 +145,15 @@ def build(cfg) -> Parts:
                   is_full_batch(c["optimizer"]))
     check_plan(parts)
     return parts
+
+
+def cached_dataset(data_cfg: dict, val_fraction: float, seed: int, cache: dict | None) -> Dataset:
+    if cache is None:
+        return load_dataset(data_cfg, val_fraction, seed)
+    key = (json.dumps(data_cfg, sort_keys=True, default=str), val_fraction, seed)
+    if key not in cache:
+        cache[key] = load_dataset(data_cfg, val_fraction, seed)
+    return cache[key]
 
 
 def check_plan(parts: Parts) -> None:

@@ -120,7 +120,7 @@ class Run:
             self.diagnostics.record_initial(parts.model, parts.loss, parts.data.x_train[:size], parts.data.y_train[:size])
 
     @classmethod
-    def open(cls, parts: Parts, cfg, run_root: Path | None, resume_dir: Path | None, console=None) -> "Run":
+    def open(cls, parts: Parts, cfg, run_root: Path | None, resume_dir: Path | None, console=None, **extra) -> "Run":
         """A new run folder, or the one being resumed with its state restored (a run stopped
         before its first checkpoint starts over in its folder)."""
         t = parts.cfg["trainer"]
@@ -129,7 +129,7 @@ class Run:
         if resume_dir is None:
             config_yaml = to_yaml(cfg) if isinstance(cfg, DictConfig) else OmegaConf.to_yaml(parts.cfg)
             run_dir = start_run_folder(Path(run_root or Path(t["out_dir"]) / "runs"), t["name"], config_yaml, summary)
-            return cls(parts, run_dir, RunState(), summary, fresh=True, console=console)
+            return cls(parts, run_dir, RunState(), summary, fresh=True, console=console, **extra)
         run_dir = Path(resume_dir)
         previous = previous_summary(run_dir)
         check_not_running_elsewhere(run_dir, previous)
@@ -140,7 +140,7 @@ class Run:
         drop_rows_after(run_dir, state.epoch, fresh=ckpt is None)
         summary["run_dir"] = str(run_dir)
         write_summary(run_dir / "summary.json", {**previous, **summary})
-        return cls(parts, run_dir, state, summary, fresh=ckpt is None, console=console)
+        return cls(parts, run_dir, state, summary, fresh=ckpt is None, console=console, **extra)
 
     def train_epochs(self, signals, on_epoch: EpochHook | None) -> Outcome:
         """Every epoch left; how the run ended. The final checkpoint is the state at an epoch's
