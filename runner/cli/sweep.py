@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                    help="continue the study, unchanged, to N more trials than its last budget")
     p.add_argument("--jobs", type=int, help="worker processes (default 1 on CPU, one per GPU with GPUs)")
     p.add_argument("--per-gpu", type=int, dest="per_gpu", help="workers per GPU when --jobs is not given")
+    p.add_argument("--population", metavar="K|auto",
+                   help="train up to K trials' runs of one structure at once in each worker, as one vectorized "
+                        "population (auto: 16 on a CPU)")
     p.add_argument("--sampler", help="random | grid | tpe | gp | cmaes | qmc")
     p.add_argument("--pruner", help="none | median | successive_halving | hyperband")
     p.add_argument("--storage", help="an SQLAlchemy URL shared by workers on several machines, e.g. postgresql://...")
@@ -49,7 +52,8 @@ def register(subparsers) -> None:
 
 # ---------------------------------------------------------------- the command
 
-SPEC_CHANGES = ("trials", "sampler", "pruner", "study", "timeout", "seeds", "seed", "jobs", "per_gpu", "config_dir")
+SPEC_CHANGES = ("trials", "sampler", "pruner", "study", "timeout", "seeds", "seed", "jobs", "per_gpu", "population",
+                "config_dir")
 
 
 def run_sweep(args) -> int:

@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     train.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
     train.add_argument("--config-dir", metavar="DIR", help="extra config folder whose groups extend/override the built-in ones")
     train.add_argument("-m", "--multirun", action="store_true", help="run every combination of comma-separated values")
+    train.add_argument("--population", metavar="K|auto",
+                       help="with -m: train up to K runs of one structure at once as one vectorized population "
+                            "(auto: 16 on a CPU, what fits on a GPU)")
     train.set_defaults(handler=run_train)
 
 
@@ -40,14 +43,31 @@ def run_train(args) -> int:
             print(run_dir)
             return 0
         return _train_and_report(cfg, resume_dir=run_dir)
+    if args.population is not None and not args.multirun:
+        raise ConfigError("--population packs the runs of a grid: use it with -m (optlab train -m ... --population K)")
     if args.multirun:
         from runner.sweep.multirun import run_grid, show_grid
-        return (show_grid if show_config else run_grid)(args.overrides, args.config_dir)
+        if show_config:
+            return show_grid(args.overrides, args.config_dir)
+        return run_grid(args.overrides, args.config_dir, population_size(args.population))
     cfg = compose(args.overrides, args.config_dir)
     if show_config:
         Console().print(to_yaml(cfg), markup=False, highlight=False, end="")
         return 0
     return _train_and_report(cfg)
+
+
+def population_size(text: str | None) -> int | None:
+    """--population K (an integer >= 1) or auto; None without the flag."""
+    if text is None:
+        return None
+    if text == "auto":
+        from runner.training.population import AUTO_SIZE
+
+        return AUTO_SIZE
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--population {text}: give a number of runs >= 1, or auto")
+    return int(text)
 
 
 CFG_KINDS = ("job", "all")  # Hydra's --cfg values; optlab has no hydra config, so both print the same

@@ -5,7 +5,10 @@ works (`a=1,2`, `a=range(1,4)`, `a=choice(x,y)`, `group=glob(ada*)`); the grid i
 product, in the order given. Every combination is composed (and so validated) before the
 first run starts. The runs of one invocation go to OUT_DIR/multirun/<timestamp>/, each named
 by the overrides that vary (Hydra's override_dirname: sorted, joined by commas).
-A run that diverges or fails does not stop the grid; SIGINT/SIGTERM do.
+A run that diverges or fails does not stop the grid; SIGINT/SIGTERM do. With
+`--population K` the grid's runs that share a structure train K at a time as one population
+(runner.training.population): seed repeats and lr grids then cost little more than one run;
+runs that cannot share one train alone, with a line saying why.
 """
 from __future__ import annotations
 
@@ -95,21 +98,42 @@ def show_grid(overrides: list[str], config_dir: str | None) -> int:
     return 0
 
 
-def run_grid(overrides: list[str], config_dir: str | None) -> int:
-    """Run every combination; print each run folder, a final table (stderr) and, last on
-    stdout, the multirun folder."""
+def run_grid(overrides: list[str], config_dir: str | None, population: int | None = None) -> int:
+    """Run every combination (K at a time per structure with a population); print each run
+    folder, a final table (stderr) and, last on stdout, the multirun folder."""
     runs = compose_grid(overrides, config_dir)
     folder = new_multirun_dir(_out_dir(runs))
     _write_record(folder, overrides, config_dir)
     print(f"multirun: {len(runs)} run(s) in {folder}", file=sys.stderr)
     results = []
-    for i, run in enumerate(runs):
-        print(f"[{i + 1}/{len(runs)}] {run.name}", file=sys.stderr)
-        results.append(_run_one(run, folder))
+    for i, batch in enumerate(batches(runs, population or 1)):
+        print(f"[{i + 1}] {', '.join(run.name for run in batch)}", file=sys.stderr)
+        results += _run_population(batch, folder) if len(batch) > 1 else [_run_one(batch[0], folder)]
     _print_table(results)
     print(folder, flush=True)
     failed = [r for r in results if r["status"] != "completed"]
     return 4 if failed else 0
+
+
+def batches(runs: list[GridRun], size: int) -> list[list[GridRun]]:
+    """The runs in groups that train together: up to `size` runs of one structure (in grid
+    order); a run that cannot join a population is a group of its own, said on stderr."""
+    from runner.training.population import structure, why_solo
+
+    if size == 1:
+        return [[run] for run in runs]
+    by_structure: dict[str, list[GridRun]] = {}
+    groups: list[list[GridRun]] = []
+    for run in runs:
+        reason = why_solo(run.cfg)
+        if reason:
+            print(f"multirun: {run.name} trains alone: {reason}", file=sys.stderr)
+            groups.append([run])
+        else:
+            by_structure.setdefault(structure(run.cfg), []).append(run)
+    for members in by_structure.values():
+        groups += [members[i:i + size] for i in range(0, len(members), size)]
+    return groups
 
 
 def _out_dir(runs: list[GridRun]) -> Path:
@@ -156,7 +180,24 @@ def _run_one(run: GridRun, folder: Path) -> dict:
         status, summary, run_dir = exc.result.status, exc.result.summary, exc.result.run_dir
         print_error_line(str(exc))
     print(run_dir, flush=True)
-    return {"run": run.name, "status": status, "best_val_acc": summary.get("best_val_acc"),
+    return _row(run.name, status, summary, run_dir)
+
+
+def _run_population(batch: list[GridRun], folder: Path) -> list[dict]:
+    from runner.training.population import train_population
+
+    results = train_population([run.cfg for run in batch], run_root=folder)
+    rows = []
+    for run, result in zip(batch, results):
+        if result.status != "completed":
+            print_error_line(f"{run.name}: {result.status}: {result.summary.get('reason')}")
+        print(result.run_dir, flush=True)
+        rows.append(_row(run.name, result.status, result.summary, result.run_dir))
+    return rows
+
+
+def _row(name: str, status: str, summary: dict, run_dir: Path) -> dict:
+    return {"run": name, "status": status, "best_val_acc": summary.get("best_val_acc"),
             "final_val_loss": summary.get("final_val_loss"), "run_dir": str(run_dir)}
 
 

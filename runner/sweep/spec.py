@@ -30,7 +30,7 @@ PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "key", "when", "g
 
 
 SPEC_KEYS = {"metric", "direction", "sampler", "pruner", "trials", "timeout", "seeds", "base",
-             "space", "seed", "grid_points", "study", "storage", "jobs", "per_gpu"}
+             "space", "seed", "grid_points", "study", "storage", "jobs", "per_gpu", "population"}
 
 
 GRID_POINTS = 4
@@ -103,6 +103,7 @@ class SweepSpec:
     storage: str | None = None
     jobs: int | None = None
     per_gpu: int = 1
+    population: int | None = None  # runs trained at once per worker as one population (None: solo)
     config_dir: str | None = None
     source: str | None = None
     refined_from: str | None = None
@@ -181,9 +182,23 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
         grid_points=_int(raw.get("grid_points", GRID_POINTS), "grid_points", 1),
         storage=raw.get("storage"), jobs=None if raw.get("jobs") is None else _int(raw["jobs"], "jobs", 1),
         per_gpu=_int(raw.get("per_gpu", 1), "per_gpu", 1),
+        population=population_size(raw.get("population")),
         config_dir=raw.get("config_dir"), source=raw.get("source", source),
         refined_from=raw.get("refined_from"), source_text=source_text,
     )
+
+
+def population_size(value: Any) -> int | None:
+    """`population: K` (an integer >= 1) or `auto` (runner.training.population.AUTO_SIZE)."""
+    if value is None:
+        return None
+    if value == "auto":
+        from runner.training.population import AUTO_SIZE
+
+        return AUTO_SIZE
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return _int(value, "population", 1)
 
 
 def base_overrides(raw_base: Any) -> tuple[str, ...]:

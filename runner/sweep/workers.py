@@ -57,6 +57,10 @@ class Worker:
     after_trial: Callable[[], None] | None = None
 
     def run(self) -> None:
+        if (self.spec.population or 1) > 1:
+            from runner.sweep.population import run_population_worker
+
+            return run_population_worker(self)
         quiet_optuna()
         storage = open_storage(self.storage_url, heartbeat=self.heartbeat, grace=self.grace,
                                on_stale=self.on_stale_trial)
@@ -91,6 +95,20 @@ class Worker:
             if count.finished + count.running < self.spec.trials:
                 return True
             self.sleep(min(1.0, float(self.heartbeat)))  # the rest are running elsewhere: wait
+
+    def may_ask(self, study, started: float) -> bool:
+        """Whether a new trial may be asked for now (the budget, the timeout, a grid's end),
+        without waiting."""
+        import optuna
+
+        check_stop()
+        if self.spec.timeout is not None and self.clock() - started >= self.spec.timeout:
+            return False
+        if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+            return False
+        optuna.storages.fail_stale_trials(study)
+        count = tally(study)
+        return count.finished + count.running < self.spec.trials
 
     def on_stale_trial(self, study, trial) -> None:
         """A dead worker's trial: run its configuration again, and close the run folders it

@@ -37,7 +37,7 @@ from runner.optim.optimizers import OPTIMIZERS
 from runner.runs.status import Status
 from runner.training.build import Parts, build
 from runner.training.checkpoint import RunFolderWriter
-from runner.training.loop import Outcome, Run, RunResult, _Diverged, count_correct
+from runner.training.loop import Outcome, Run, RunResult, _Diverged
 from runner.training.signals import stop_on_signals
 
 PER_MEMBER_PREFIXES = ("optimizer.", "schedule.", "regularize.l1", "regularize.l2", "regularize.clip_norm",
@@ -45,6 +45,7 @@ PER_MEMBER_PREFIXES = ("optimizer.", "schedule.", "regularize.l1", "regularize.l
                        "init.value", "init.bias.value", "init.tol_var", "init.t_max", "trainer.seed")
 STRUCTURAL_NAMES = ("optimizer.name", "schedule.name")
 MemberHook = Callable[[int, int, dict], None]  # (member index, epoch, row); may raise Pruned
+AUTO_SIZE = 16  # --population auto on a CPU: past it, a CPU gains little per member
 
 
 def is_per_member(key: str) -> bool:
@@ -80,7 +81,7 @@ class Member:
     run: "MemberRun"
     hook: MemberHook | None = None
     outcome: Outcome | None = None  # set once the member's run has ended
-    rows: int = 0
+    reported: bool = False  # its end was handed to the caller (end_population_epoch's return)
 
     @property
     def active(self) -> bool:
@@ -285,10 +286,9 @@ class Population:
 
     # ------------------------------------------------------------ epochs
 
-    def batches(self, epoch: int):
-        """Each member's batch indices ([K, B]) for this epoch, drawn from its own generator."""
-        first = self.members[0].parts
-        n, batch_size = len(first.batches), first.batch_size(epoch)
+    def batches(self, batch_size: int):
+        """Each member's batch indices ([K, B]) for its epoch, drawn from its own generator."""
+        n = len(self.members[0].parts.batches)
         perms = torch.stack([m.parts.batches.permutation() for m in self.members]).to(self.device)
         for start in range(0, n, batch_size):
             yield perms[:, start:start + batch_size]
@@ -303,24 +303,18 @@ class Population:
 
 def train_population(cfgs: list, *, run_root: Path | None = None, hooks: list[MemberHook | None] | None = None,
                      console=None) -> list[RunResult]:
-    """Train these configs (one structure) as one population; each member's RunResult."""
+    """Train these configs (one structure) as one population to their last epoch; each
+    member's RunResult (a member that diverged or was pruned ended earlier)."""
     population = Population(cfgs, run_root, hooks, console)
     with stop_on_signals() as signals, RunFolderWriter() as writer:
         try:
-            for epoch in range(population.epochs):
-                train_population_epoch(population, epoch, signals)
-                end_population_epoch(population, epoch, writer, signals)
-                if not any(m.active for m in population.members):
-                    break
+            while any(m.active for m in population.members):
+                train_population_epoch(population, signals)
+                end_population_epoch(population, writer, signals)
         except Interrupted as exc:
             for m in population.members:
                 if m.active:
                     m.outcome = Outcome(Status.INTERRUPTED, str(exc), exc)
-        for m in population.members:
-            if m.active:
-                m.outcome = Outcome()
-            if m.run.state.position is None and m.outcome.status in (Status.COMPLETED, Status.PRUNED):
-                m.run.checkpoint.write(writer, (m.run.state.epoch, m.run.state.step), m.run.snapshot)
     return [member_result(m) for m in population.members]
 
 
@@ -329,34 +323,45 @@ def member_result(m: Member) -> RunResult:
     return RunResult(m.run.dir, m.outcome.status, summary)
 
 
-def step_lrs(population: Population, epoch: int, i: int, steps: int) -> torch.Tensor:
-    """Each member's lr for this step: its schedule at its progress, masked for ended members."""
+def member_epoch(m: Member) -> int:
+    """The epoch a member trains next (members that joined later are at earlier epochs)."""
+    return m.run.state.epoch + 1
+
+
+def step_lrs(population: Population, i: int, steps: int) -> torch.Tensor:
+    """Each member's lr for this step: its schedule at its own progress, 0 for ended members."""
     values = []
     for m in population.members:
         c = m.cfg["schedule"]
-        tt, unit = schedules.progress(c, epoch, i, steps)
+        tt, unit = schedules.progress(c, member_epoch(m), i, steps)
         lr = schedules.learning_rate(c, m.parts.lr0, tt, m.parts.epochs, unit) * m.run.state.schedule.get("scale", 1.0)
         values.append(lr if m.active else 0.0)
     return torch.tensor(values, device=population.device, dtype=torch.float64)
 
 
-def train_population_epoch(population: Population, epoch: int, signals) -> None:
+def epoch_batch_size(p: Population) -> int:
+    sizes = {m.parts.batch_size(member_epoch(m)) for m in p.members if m.active}
+    if len(sizes) > 1:  # a batch plan that grows: its members stay in step, refills are refused
+        raise ValueError(f"population members at epochs with different batch sizes {sorted(sizes)}")
+    return sizes.pop()
+
+
+def train_population_epoch(p: Population, signals) -> None:
     """One epoch of every active member, in the solo loop's order per step."""
-    p = population
     first = p.members[0].parts
-    steps = first.batches.num_batches(first.batch_size(epoch))
+    batch_size = epoch_batch_size(p)
+    steps = first.batches.num_batches(batch_size)
     log_every = int(first.cfg["trainer"]["log_every"])
     lr_each_step = any(schedules.changes_within_epoch(m.cfg["schedule"]) for m in p.members)
     clipping = bool(torch.isfinite(p.clip_norm).any() or torch.isfinite(p.clip_value).any())
     loss_sum = torch.zeros(p.size, device=p.device)
     correct = torch.zeros(p.size, device=p.device, dtype=torch.long)
     norm_samples: list[torch.Tensor] = []
-    p.epoch_start = time.perf_counter()
+    p.epoch_start, lrs = time.perf_counter(), None
     p.base.train()
-    lrs = None
-    for i, idx in enumerate(p.batches(epoch)):
+    for i, idx in enumerate(p.batches(batch_size)):
         if lr_each_step or lrs is None:  # 1) each member's lr
-            lrs = step_lrs(p, epoch, i, steps)
+            lrs = step_lrs(p, i, steps)
         xb, yb = p.gather(p.x_train, idx), p.gather(p.y_train, idx)  # 2) augment
         if first.augment.active:
             xb, yb = augment_members(p, xb, yb)
@@ -374,13 +379,13 @@ def train_population_epoch(population: Population, epoch: int, signals) -> None:
             target = yb.argmax(-1) if yb.dim() == 3 else yb
             correct += (out.argmax(-1) == target).sum(-1)
         if (i + 1) % log_every == 0:
-            mask_diverged(p, losses, epoch)
+            mask_diverged(p, losses)
         for m in p.members:
             m.run.state.step += 1 if m.active else 0
         if signals:  # 8) a signal stops every member at this step
             signals.consumed = True
             raise Interrupted(signals[0])
-    p.tally = (loss_sum, correct, norm_samples, lrs)
+    p.tally = (loss_sum, correct, norm_samples, lrs, batch_size)
 
 
 def augment_members(p: Population, xb: torch.Tensor, yb: torch.Tensor):
@@ -389,11 +394,11 @@ def augment_members(p: Population, xb: torch.Tensor, yb: torch.Tensor):
     return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
 
 
-def mask_diverged(p: Population, losses: torch.Tensor, epoch: int) -> None:
+def mask_diverged(p: Population, losses: torch.Tensor) -> None:
     for k, value in enumerate(losses.tolist()):
         member = p.members[k]
         if member.active and not math.isfinite(value):
-            member.outcome = Outcome(Status.DIVERGED, str(_Diverged(epoch, value)))
+            member.outcome = Outcome(Status.DIVERGED, str(_Diverged(member_epoch(member), value)))
 
 
 @torch.no_grad()
@@ -414,38 +419,48 @@ def evaluate_members(p: Population) -> tuple[list[float], list[float | None]]:
     return (loss_sum / n).tolist(), accs
 
 
-def end_population_epoch(p: Population, epoch: int, writer, signals) -> None:
-    """Every active member's row, checkpoint and hook, as the solo loop's end of epoch."""
-    loss_sum, correct, norms, lrs = p.tally
+def end_population_epoch(p: Population, writer, signals) -> list[int]:
+    """Every active member's row, checkpoint and hook, as the solo loop's end of epoch; the
+    slots whose member ended here (completed its last epoch, diverged, pruned, failed)."""
+    loss_sum, correct, norms, lrs, batch_size = p.tally
     n_train = p.x_train.shape[1]
     train_losses = (loss_sum / n_train).tolist()
     train_accs = (correct.double() / n_train).tolist()
     grad_norms = torch.stack(norms, dim=1).mean(1).tolist() if norms else [float("nan")] * p.size  # [K, samples]: rows
     val_losses, val_accs = evaluate_members(p)
     elapsed = time.perf_counter() - p.epoch_start
+    ended = []
     for k, m in enumerate(p.members):
-        if not m.active:
-            continue
-        if not math.isfinite(train_losses[k]):
-            m.outcome = Outcome(Status.DIVERGED, str(_Diverged(epoch, train_losses[k])))
-            continue
-        row = {"epoch": epoch, "step": m.run.state.step, "lr": float(lrs[k]), "batch_size": m.parts.batch_size(epoch),
-               "train_loss": train_losses[k], "train_acc": train_accs[k] if p.task == "classification" else None,
-               "val_loss": val_losses[k], "val_acc": val_accs[k], "grad_norm": grad_norms[k],
-               "epoch_time_s": elapsed, "samples_per_s": n_train / max(elapsed, 1e-9)}
-        end_member_epoch(m, k, epoch, row, writer, signals)
+        if m.outcome is None and math.isfinite(train_losses[k]):
+            row = {"epoch": member_epoch(m), "step": m.run.state.step, "lr": float(lrs[k]), "batch_size": batch_size,
+                   "train_loss": train_losses[k], "train_acc": train_accs[k] if p.task == "classification" else None,
+                   "val_loss": val_losses[k], "val_acc": val_accs[k], "grad_norm": grad_norms[k],
+                   "epoch_time_s": elapsed, "samples_per_s": n_train / max(elapsed, 1e-9)}
+            end_member_epoch(m, k, row, writer, signals)
+        elif m.outcome is None:
+            m.outcome = Outcome(Status.DIVERGED, str(_Diverged(member_epoch(m), train_losses[k])))
+        if m.outcome is not None and not m.reported:
+            m.reported = True
+            ended.append(k)
+    return ended
 
 
-def end_member_epoch(m: Member, k: int, epoch: int, row: dict, writer, signals) -> None:
+def end_member_epoch(m: Member, k: int, row: dict, writer, signals) -> None:
+    """The solo end of epoch for one member; a member past its last epoch completes."""
     hook = (lambda e, r: m.hook(k, e, r)) if m.hook else None
     try:
-        m.run.end_epoch(epoch, row, writer, hook, signals)
+        m.run.end_epoch(row["epoch"], row, writer, hook, signals)
     except Pruned as exc:
         m.outcome = Outcome(Status.PRUNED, str(exc) or "pruned by the sweep's pruner")
-        m.run.checkpoint.write(writer, (m.run.state.epoch, m.run.state.step), m.run.snapshot)
     except _Diverged as exc:
         m.outcome = Outcome(Status.DIVERGED, str(exc))
+        return
     except OptlabError as exc:
         if isinstance(exc, Interrupted):
             raise
         m.outcome = Outcome(Status.FAILED, str(exc), exc)
+        return
+    if m.outcome is None and member_epoch(m) >= m.parts.epochs:
+        m.outcome = Outcome()
+    if m.outcome is not None:  # completed or pruned at an epoch's end: the state to resume from
+        m.run.checkpoint.write(writer, (m.run.state.epoch, m.run.state.step), m.run.snapshot)
