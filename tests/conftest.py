@@ -1,33 +1,29 @@
-"""Shared fixtures: a composed, shrunk config per test and a way to run the real CLI."""
+"""Shared fixtures: a composed, shrunk config per test, ways to run the real CLI, one storage
+matrix for sweeps (SQLite and PostgreSQL), run folders whose numbers are known, tmpfs mounts.
+Helpers that are not fixtures are in testkit.py."""
 from __future__ import annotations
 
 import copy
+import math
 import os
 import subprocess
-import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from testkit import TINY, config, run_optlab, write_run
 
 torch.set_num_threads(1)  # the suite runs on 2 cores; tests must not oversubscribe them
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["trainer.epochs=2", "trainer.progress=false"]
+POSTGRES_URL = "OPTLAB_TEST_POSTGRES_URL"
 
 
-def optlab_executable() -> list[str]:
-    """The installed console script next to this interpreter, else `python -m runner`."""
-    script = Path(sys.executable).with_name("optlab")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "runner"]
-
-
-def run_optlab(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    full_env.pop("OPTLAB_DEBUG", None) if env is None or "OPTLAB_DEBUG" not in env else None
-    return subprocess.run([*optlab_executable(), *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """OMP_NUM_THREADS=1 for every test: in-process sweeps size torch threads from it."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -126,3 +122,51 @@ def tmpfs(tmp_path):
     disks = Tmpfs(tmp_path)
     yield disks
     disks.unmount_all()
+
+
+# ---------------------------------------------------------------- sweep storages
+
+@pytest.fixture
+def fresh_postgres():
+    """A new, empty database on the test server (OPTLAB_TEST_POSTGRES_URL), dropped afterwards:
+    the sweeps under test create Optuna's tables themselves, racing when there are two."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(os.environ[POSTGRES_URL])
+    name = f"optlab_{uuid.uuid4().hex[:10]}"
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request, tmp_path):
+    """One matrix over the storages a sweep runs on: a SQLite file under tmp_path, or a fresh
+    PostgreSQL database on the test server (OPTLAB_TEST_POSTGRES_URL, set by .ci/run), which
+    skips, saying why, when none is set."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    if not os.environ.get(POSTGRES_URL):
+        pytest.skip(f"{POSTGRES_URL} is unset (eval \"$(bash .ci/postgres.sh)\" starts a server)")
+    return request.getfixturevalue("fresh_postgres")
+
+
+# ---------------------------------------------------------------- run folders
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    """Hand-written run folders. adam: 3 completed seeds (best 0.90, 0.92, 0.97); sgd: 2
+    completed (0.80, 0.84), 1 diverged, 1 pruned."""
+    root = tmp_path / "runs"
+    write_run(root, "adam-0", config("adam", seed=0), [0.50, 0.90, 0.85])
+    write_run(root, "adam-1", config("adam", seed=1), [0.60, 0.80, 0.92])
+    write_run(root, "adam-2", config("adam", seed=2), [0.95, 0.97, 0.96])
+    write_run(root, "sgd-0", config("sgd", 0.1, seed=0), [0.40, 0.70, 0.80])
+    write_run(root, "sgd-1", config("sgd", 0.1, seed=1), [0.50, 0.84, 0.83])
+    write_run(root, "sgd-2", config("sgd", 0.1, seed=2), [0.30, math.nan], status="diverged")
+    write_run(root, "sgd-3", config("sgd", 0.1, seed=3), [0.20], status="pruned")
+    return root

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -159,32 +158,14 @@ def test_sigterm_to_a_pool_is_passed_on_to_each_worker_then_a_rerun_ends_with_n(
 
 
 @pytest.fixture
-def fresh_postgres():
-    """A new, empty database on the test server: both sweeps race to create Optuna's tables."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(os.environ["OPTLAB_TEST_POSTGRES_URL"])
-    name = f"optlab_{uuid.uuid4().hex[:10]}"
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as db:
-        db.execute(f"CREATE DATABASE {name}")
-    yield server.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as db:
-        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_storage(request, tmp_path):
-    """Where two processes share one study: the SQLite file of one sweep folder that both
-    work in, or a fresh PostgreSQL database (OPTLAB_TEST_POSTGRES_URL, set by .ci/run) that
-    two folders share, as two machines would."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}", [tmp_path, tmp_path]
-    if not os.environ.get("OPTLAB_TEST_POSTGRES_URL"):
-        pytest.skip("OPTLAB_TEST_POSTGRES_URL is unset (eval \"$(bash .ci/postgres.sh)\" starts a server)")
+def shared_storage(storage_url, tmp_path):
+    """Where two processes share one study (storage_url, conftest.py's matrix): the SQLite file
+    beside the one folder both work in, or a fresh PostgreSQL database that two folders share,
+    as two machines would."""
+    if storage_url.startswith("sqlite"):
+        return storage_url, [tmp_path, tmp_path]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    return request.getfixturevalue("fresh_postgres"), [tmp_path / "a", tmp_path / "b"]
+    return storage_url, [tmp_path / "a", tmp_path / "b"]
 
 
 def test_two_processes_share_one_study_and_stop_at_n_in_total(shared_storage):
