@@ -1,5 +1,4 @@
-"""`optlab report` end to end: in-process on fixture folders, and through a subprocess on
-two real tiny training runs."""
+"""`optlab report` end to end: on hand-written folders, on two real tiny training runs, and --layers."""
 from __future__ import annotations
 
 import json
@@ -7,7 +6,7 @@ import math
 
 import pandas as pd
 import pytest
-from test_report import config, make_sweep, write_run
+from testkit import config, make_sweep, write_run
 
 from runner.cli.app import main
 
@@ -291,3 +290,8 @@ def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
     report_cli.write_plots(collection, table, ["source"], metric, ("completed",), captured)
     legend = captured.figures["val_acc_vs_optimizer.lr.png"].axes[0].get_legend()
     assert sorted(t.get_text() for t in legend.get_texts()) == [f"source={a} (n=4)", f"source={b} (n=4)"]
+
+
+def test_report_layers_without_diagnostics_exits_3(optlab):
+    result = optlab("report", "--layers", ".")
+    assert result.returncode == 3 and "trainer.diagnostics=true" in result.stderr

@@ -1,4 +1,4 @@
-"""runner.plots: every figure has labelled axes, a title and a legend; log axes over decades."""
+"""The report's figures: labelled axes, a title and a legend outside them; log axes over decades."""
 from __future__ import annotations
 
 import pandas as pd

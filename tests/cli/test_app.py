@@ -1,0 +1,52 @@
+"""The `optlab` command itself: help, version, flags in any order, errors as one line and an exit code."""
+import json
+
+import pytest
+from testkit import TINY
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def test_version_and_help(optlab):
+    assert optlab("--version").stdout.startswith("optlab ")
+    result = optlab("--help")
+    assert result.returncode == 0 and "train" in result.stdout
+
+
+@pytest.mark.slow
+def test_train_writes_a_run_folder_and_prints_its_path_last(optlab_process, tmp_path):
+    result = optlab_process("train", *TINY)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / last_line(result.stdout)
+    assert run.is_dir() and run.parent == tmp_path / "outputs" / "runs"
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("optimizer=adamm", "choose from: "),
+    ("optimizer.lrr=1", "optimizer.lrr"),
+    ("optimizer.lr=abc", "optimizer.lr=abc"),
+    ("optimizer.lr=0", "optimizer.lr=0"),
+    ("batch.size=0", "batch.size=0"),
+    ("trainer.val_fraction=2", "trainer.val_fraction=2"),
+    ("trainer.epochs=-1", "trainer.epochs=-1"),
+])
+def test_bad_input_exits_2_with_one_line(optlab, override, fragment):
+    result = optlab("train", override)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_flag_shows_the_traceback(optlab):
+    result = optlab("train", "optimizer=adamm", env={"OPTLAB_DEBUG": "1"})
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_flags_and_overrides_mix_in_any_order(optlab):
+    result = optlab("train", "model=cnn", "--cfg", "optimizer=adam")
+    assert result.returncode == 0, result.stderr
+    assert "name: cnn" in result.stdout and "name: adam" in result.stdout

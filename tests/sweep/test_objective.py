@@ -1,0 +1,70 @@
+"""One trial: a diverged run is the worst value; pruning stops a run, keeps its rows and says so."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from testkit import read_rows, sweep_folder, tiny_spec, write_sweep
+
+from runner.cli.app import main
+from runner.errors import Pruned
+from runner.sweep.objective import Objective, PruneReporter
+from runner.sweep.study import trial_status
+
+
+def test_sweep_records_a_diverged_trial_as_worst_and_goes_on(tmp_path, capsys):
+    path = write_sweep(tmp_path, sampler="grid", trials=5,
+                       space={"optimizer.lr": {"type": "categorical", "choices": [0.5, 1.0e+9]}})
+    assert main(["sweep", str(path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    folder = sweep_folder(tmp_path)
+    assert Path(out[-1]).resolve() == folder.resolve()
+    rows = {r["param.optimizer.lr"]: r for r in read_rows(folder)}
+    assert len(rows) == 2  # the grid has two points
+    assert rows["1000000000.0"]["status"] == "diverged" and float(rows["1000000000.0"]["value"]) == 0.0
+    good = rows["0.5"]
+    assert good["state"] == "COMPLETE" and float(good["value"]) > 0.3
+    summary = json.loads((folder / good["run_dirs"] / "summary.json").read_text())
+    assert summary["status"] == "completed" and float(good["value_seed0"]) == pytest.approx(summary["best_val_acc"])
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    assert "optimizer.lr=0.5" in best and "optimizer=sgd" in best
+    meta = json.loads((folder / "sweep.json").read_text())
+    assert {"study", "storage", "metric", "direction", "sampler", "pruner", "trials", "seeds", "space", "base"} <= set(meta)
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_pruned_trial_stops_keeps_its_rows_and_says_pruned(tmp_path):
+    spec = tiny_spec(tmp_path, trials=1)
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    study.optimize(Objective(spec, sweep_folder(tmp_path, "unit")), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "PRUNED" and trial_status(trial) == "pruned"
+    run_dir = sweep_folder(tmp_path, "unit") / trial.user_attrs["run_dirs"][0]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "pruned"
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 2  # header + the one epoch it ran
+
+
+def test_reporter_uses_one_step_per_epoch_per_seed():
+    class FakeTrial:
+        def __init__(self):
+            self.reports = []
+
+        def report(self, value, step):
+            self.reports.append((step, value))
+
+        def should_prune(self):
+            return len(self.reports) == 2
+
+    trial = FakeTrial()
+    reporter = PruneReporter(trial, "val_loss", "minimize", offset=3)
+    reporter(0, {"val_loss": 0.5})
+    with pytest.raises(Pruned):
+        reporter(1, {"val_loss": 0.7})
+    assert trial.reports == [(3, 0.5), (4, 0.7)] and reporter.best == 0.5
