@@ -1,11 +1,15 @@
-"""Every option of every group: listed with a description, and trained for one tiny epoch."""
+"""Every option of every group: listed with a description (a user's files too), and trained for one tiny epoch."""
+import csv
+import io
 import math
 
 import pytest
+from testkit import REPO, user_option
 
 from runner.config.catalogue import options
 from runner.config.compose import GROUPS, group_options
-from runner.config.specs import every_spec
+from runner.config.specs import every_spec, named_registries
+from runner.errors import ConfigError
 from runner.training.loop import train
 
 SMOKED_ELSEWHERE = {"optimizer", "schedule", "batch", "augment"}  # each test file trains every option
@@ -45,7 +49,7 @@ def cases():
         if group in SMOKED_ELSEWHERE:
             continue
         for option in group_options(group):
-            # options that read files are covered by tests/test_datasets_disk.py
+            # options that read files are covered by tests/data/test_disk.py
             if not (group == "data" and spec_of(group, option).from_disk):
                 yield group, option
 
@@ -88,12 +92,30 @@ def test_every_option_trains_one_tiny_epoch(compose_cfg, group, option):
 
 
 def test_readme_table_names_every_option():
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     for group in GROUPS:
         if group in ("regularize", "trainer", "diagnostics"):
             continue
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{group}` |"))
         for option in group_options(group):
             assert f"`{option}`" in row, f"README's table misses {group}={option}"
+
+
+def test_optlab_list_shows_a_user_files_comment_else_its_specs_description(tmp_path, optlab):
+    user_option(tmp_path, "optimizer", "my_sgd", "# SGD with a smaller lr for deep nets.\nname: sgd\nlr: 0.01\n"
+                                                 "weight_decay: 0.0\n")
+    user_option(tmp_path, "optimizer", "quiet_adam", "name: adam\nlr: 0.0003\nbetas: [0.9, 0.999]\neps: 1.0e-8\n"
+                                                     "weight_decay: 0.0\n")
+    result = optlab("list", "optimizer", "--config-dir", str(tmp_path), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = {row["option"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
+    adam = named_registries()["optimizer"].get("adam")
+    assert rows["my_sgd"]["description"] == "SGD with a smaller lr for deep nets."
+    assert rows["quiet_adam"]["description"] == rows["adam"]["description"] == adam.description
+    assert rows["quiet_adam"]["keys (defaults)"] == "lr=0.0003 betas=[0.9, 0.999] eps=1e-08 weight_decay=0.0"
+
+
+def test_a_user_file_naming_no_known_spec_is_named_in_the_listing_error(tmp_path):
+    config_dir = user_option(tmp_path, "model", "transformer", "name: transformer\nheads: 4\n")
+    with pytest.raises(ConfigError, match=r"transformer.yaml: model.name=transformer: unknown model; choose from: cnn"):
+        options("model", config_dir)

@@ -11,6 +11,7 @@ from runner.nn.init import (
     BIAS_INITS,
     WEIGHT_INITS,
     InitContext,
+    activation_gain,
     fans,
     init_layers,
     initialize,
@@ -355,3 +356,16 @@ def test_bias_is_overridable_as_name_and_value(compose_cfg):
     assert cfg.init.bias.name in BIAS_INITS and cfg.init.bias.value == 0.1
     with pytest.raises(ConfigError, match="init.bias.value=big: expected a number"):
         compose_cfg("init.bias.value=big")
+
+
+@pytest.mark.parametrize("cfg, gain", [
+    ({"name": "identity"}, 1.0),
+    ({"name": "sigmoid"}, 1.0),
+    ({"name": "tanh"}, 5 / 3),
+    ({"name": "relu"}, math.sqrt(2)),
+    ({"name": "leaky_relu", "slope": 0.2}, math.sqrt(2 / (1 + 0.2 ** 2))),
+    ({"name": "elu", "alpha": 1.0}, math.sqrt(2)),
+    ({"name": "gelu"}, math.sqrt(2)),
+])
+def test_activation_gains_for_init(cfg, gain):
+    assert activation_gain(cfg) == pytest.approx(gain)

@@ -155,19 +155,6 @@ def test_activations_match_their_formulas(cfg, formula):
     assert torch.allclose(make_activation(cfg)(X), formula(X), atol=1e-6)
 
 
-@pytest.mark.parametrize("cfg, gain", [
-    ({"name": "identity"}, 1.0),
-    ({"name": "sigmoid"}, 1.0),
-    ({"name": "tanh"}, 5 / 3),
-    ({"name": "relu"}, math.sqrt(2)),
-    ({"name": "leaky_relu", "slope": 0.2}, math.sqrt(2 / (1 + 0.2 ** 2))),
-    ({"name": "elu", "alpha": 1.0}, math.sqrt(2)),
-    ({"name": "gelu"}, math.sqrt(2)),
-])
-def test_activation_gains_for_init(cfg, gain):
-    assert activation_gain(cfg) == pytest.approx(gain)
-
-
 def test_unknown_activation_lists_the_known_ones():
     with pytest.raises(ConfigError) as info:
         make_activation({"name": "swish"})

@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 
 from runner.config.compose import as_plain, builtin_config_dir
-from runner.data.split import load_dataset
 from runner.errors import ConfigError
 from runner.nn.layers import NORMS
 from runner.nn.models import Block, Network, ResidualUnit, build_model
@@ -104,19 +103,6 @@ def test_conv_models_refuse_tabular_data(name):
         build_model(cfg_for({**RESNET, "name": name, "channels": 4, "depth": 1}), (2,), 2)
 
 
-def test_linreg_is_a_least_squares_problem_the_linear_model_solves_to_the_noise_level():
-    data = load_dataset({"name": "linreg", "n_samples": 400, "n_features": 5, "noise": 0.1}, 0.25, seed=0)
-    assert data.task == "regression" and data.num_classes == 0 and data.output_dim == 1
-    model = build_model(cfg_for({"name": "linear"}), data.input_shape, data.output_dim)
-    design = torch.cat([data.x_train, torch.ones(len(data.x_train), 1)], dim=1)
-    solution = torch.linalg.lstsq(design, data.y_train[:, None]).solution.squeeze(1)
-    with torch.no_grad():
-        model.head.weight.copy_(solution[:-1][None])
-        model.head.bias.copy_(solution[-1:])
-    val_mse = ((model(data.x_val).squeeze(1) - data.y_val) ** 2).mean().item()
-    assert val_mse == pytest.approx(0.1 ** 2, rel=0.35)
-
-
 # ---------------------------------------------------------------- every YAML on disk
 
 SMALL = {"mlp": ["model.width=8"], "cnn": ["model.channels=4", "model.depth=2"],
@@ -134,3 +120,10 @@ def test_every_model_yaml_composes_and_builds(compose_cfg, option):
     assert isinstance(model, Network) and isinstance(model.head, nn.Linear)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
     assert math.isfinite(model(torch.randn(2, 3, 8, 8)).sum().item())
+
+
+def test_depth_zero_is_a_linear_model(compose_cfg):
+    from runner.nn.models import build_model
+
+    model = build_model(dict(compose_cfg("model=mlp", "model.depth=0")), (1, 8, 8), 10)
+    assert [type(m).__name__ for m in model.modules() if len(list(m.parameters(recurse=False)))] == ["Linear"]

@@ -1,3 +1,4 @@
+"""Files written whole or not at all: append-only tables, torn last lines, atomic rewrites, fsyncs."""
 import os
 
 import torch

@@ -91,23 +91,3 @@ def test_diagnostics_do_not_change_the_training(compose_cfg):
     plain = metrics(train(compose_cfg("norm=batch", "model.dropout=0.2")).run_dir)
     probed = metrics(train(compose_cfg("norm=batch", "model.dropout=0.2", "trainer.diagnostics=true")).run_dir)
     assert plain == probed
-
-
-def test_report_layers_plots_signal_against_depth(compose_cfg, optlab, tmp_path):
-    from runner.report.layer_plots import load_layers, plot_signal_vs_depth
-
-    for init in ("init=normal", "init=xavier_uniform"):
-        train(compose_cfg(*DEEP_TANH, "model.depth=6", init, "trainer.diagnostics=true", "trainer.epochs=1"))
-    result = optlab("report", "--layers", "outputs/runs", "--out", "layers_report")
-    assert result.returncode == 0, result.stderr
-    out = tmp_path / result.stdout.strip().splitlines()[-1]
-    assert (out / "layers_depth.png").stat().st_size > 0 and (out / "layers_training.png").stat().st_size > 0
-    runs = sorted((tmp_path / "outputs" / "runs").iterdir())
-    figure = plot_signal_vs_depth({r.name: load_layers(r) for r in runs})
-    for ax in figure.axes:
-        assert ax.get_xlabel() and ax.get_ylabel() and len(ax.get_legend().get_texts()) == 2
-
-
-def test_report_layers_without_diagnostics_exits_3(optlab):
-    result = optlab("report", "--layers", ".")
-    assert result.returncode == 3 and "trainer.diagnostics=true" in result.stderr
