@@ -5,6 +5,8 @@ component registries, runner/registry.py); this module only composes and explain
 """
 from __future__ import annotations
 
+import copy
+
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +109,42 @@ def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> Dic
     except UnknownKey as exc:
         raise ConfigError(_unknown_key_message(exc.key, parsed, config_dir)) from exc
     return cfg
+
+
+class Composer:
+    """compose() for many override lists that share their group choices (a sweep's trials):
+    Hydra composes each distinct rest once; overrides that only change the value of a key
+    the composed config has (`optimizer.lr=0.01`) are applied to a copy and validated. The
+    result is the config compose(overrides) gives (a test checks it)."""
+
+    def __init__(self, config_dir: str | None = None):
+        self.config_dir, self.composed = config_dir, {}
+
+    def __call__(self, overrides: Sequence[str]) -> DictConfig:
+        parsed = parse_overrides(overrides)
+        values = [o for o in parsed if _is_value_change(o)]
+        rest = tuple(o.input_line for o in parsed if not _is_value_change(o))
+        if rest not in self.composed:
+            self.composed[rest] = compose(rest, self.config_dir)
+        cfg = copy.deepcopy(self.composed[rest])
+        if not all(OmegaConf.select(cfg, o.key_or_group, default=_MISSING) is not _MISSING for o in values):
+            return compose(overrides, self.config_dir)  # an unknown key: compose() names it
+        for o in values:
+            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+        validate(cfg)
+        return cfg
+
+
+_MISSING = object()
+
+
+def _is_value_change(override) -> bool:
+    """key=value on a dotted key, a plain value: no group choice, no +/++/~, no interpolation."""
+    from hydra.core.override_parser.types import OverrideType
+
+    value = override.value()
+    return (override.type == OverrideType.CHANGE and "." in override.key_or_group and "/" not in override.key_or_group
+            and not (isinstance(value, str) and "${" in value) and not isinstance(value, (list, dict)))
 
 
 def parse_overrides(overrides: Sequence[str]) -> list:

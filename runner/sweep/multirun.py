@@ -66,13 +66,13 @@ def _sweep_values(override, config_dir: str | None) -> list[str]:
 
 def compose_grid(overrides: list[str], config_dir: str | None) -> list[GridRun]:
     """Every combination composed and named, before anything runs."""
-    from runner.config.compose import compose
+    from runner.config.compose import Composer
 
     grid = expand(overrides, config_dir)
     varying = [i for i in range(len(grid[0])) if len({combo[i] for combo in grid}) > 1]
-    runs = []
+    compose, runs = Composer(config_dir), []
     for combo in grid:
-        cfg = compose(combo, config_dir)
+        cfg = compose(combo)
         if varying:
             cfg.trainer.name = run_name([combo[i] for i in varying])
         runs.append(GridRun(combo, str(cfg.trainer.name), cfg))

@@ -65,6 +65,11 @@ class Objective:
     sweep_dir: Path
     placement: Placement = field(default_factory=Placement)
 
+    def __post_init__(self):
+        from runner.config.compose import Composer
+
+        self.compose = Composer(self.spec.config_dir)  # trials differ in values: Hydra composes once
+
     def __call__(self, trial) -> float:
         import optuna
 
@@ -115,11 +120,9 @@ class Objective:
 
     def _run_one(self, trial, overrides: list[str], k: int, run_dirs: list[str]):
         """Train seed k; its run folder joins the trial's run_dirs as soon as it exists."""
-        from runner.config.compose import compose
         from runner.training.loop import train
 
-        cfg = compose([*self.spec.base, *overrides, *self._fixed(trial.number, k)], self.spec.config_dir)
-        cfg.trainer.seed = int(cfg.trainer.seed) + k
+        cfg = self.config(overrides, trial.number, k)
         reporter = PruneReporter(trial, self.spec.metric, self.spec.direction, k * int(cfg.trainer.epochs))
         try:
             result = train(cfg, run_root=self.sweep_dir / "runs", on_epoch=reporter,
@@ -132,6 +135,12 @@ class Objective:
         if value is None:
             raise TrialFailed(f"the run reported no finite {self.spec.metric}")
         return result.status, value
+
+    def config(self, overrides: list[str], number: int, k: int):
+        """Seed k's run of this trial: base + the trial's values + its name, seed base + k."""
+        cfg = self.compose([*self.spec.base, *overrides, *self._fixed(number, k)])
+        cfg.trainer.seed = int(cfg.trainer.seed) + k
+        return cfg
 
     def _add_run_dir(self, trial, run_dirs: list[str], run_dir: Path) -> None:
         """Recorded relative to the sweep folder, so the sweep folder can move as a whole."""

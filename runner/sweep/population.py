@@ -28,7 +28,6 @@ from runner.sweep.objective import Objective, PruneReporter, worst_value
 from runner.sweep.signals import check_stop
 from runner.sweep.space import suggest, to_overrides
 from runner.sweep.storage import requeue
-from runner.sweep.study import ahead_of
 
 
 @dataclass
@@ -100,18 +99,21 @@ class PopulationTrials:
         self.population = None
         self.slots: list[RunJob | None] = []
         self.objective = Objective(self.spec, worker.sweep_dir, worker.placement)
+        self.told = False
 
     def run(self, started: float) -> None:
         """Populations until the budget is spent and every held trial is told; while other
         workers' trials fill the budget, it waits for them as a solo worker does."""
-        can_ask = lambda: self.worker.may_ask(self.study, started)  # noqa: E731
+        room = lambda: self.worker.room(self.study, started)  # noqa: E731
         try:
             while True:
-                if self.population is None and not self._start_population(can_ask):
+                if self.population is None and not self._start_population(room):
+                    self._show_outputs()
                     if not self.worker._should_continue(self.study, started):
                         return
                     continue
-                self._train_epoch(can_ask)
+                self._train_epoch(room)
+                self._show_outputs()
         except (Interrupted, StorageError) as exc:
             self._stop_all(exc)
             raise
@@ -120,37 +122,46 @@ class PopulationTrials:
 
     # ------------------------------------------------------------ trials
 
-    def _ask(self) -> HeldTrial | None:
-        """A new trial and its runs, waiting by structure (None: it was surplus)."""
-        from runner.config.compose import compose
+    def _ask_batch(self, wanted: int, room: int) -> None:
+        """Up to `wanted` new trials (the budget has `room` left), their runs waiting by
+        structure. One look at the study after asking tells which trials another worker's
+        started first made surplus."""
+        trials = [self.study.ask() for _ in range(max(0, min(wanted, room)))]
+        for trial in trials:
+            self.heartbeats.hold(trial._trial_id)
+        ahead = self._ahead_counts([t.number for t in trials])
+        for trial in trials:
+            if ahead[trial.number] >= self.spec.trials:
+                trial.set_user_attr("status", "surplus")
+                self._tell(trial, Status.FAILED)
+            else:
+                self._sample(trial)
+
+    def _ahead_counts(self, numbers: list[int]) -> dict[int, int]:
+        """Per trial number, the finished or running trials numbered before it (study.ahead_of
+        for many trials from one read of the study)."""
+        from runner.sweep.study import is_finished, trial_status
+
+        counted = sorted(t.number for t in self.study.get_trials(deepcopy=False)
+                         if is_finished(t) or trial_status(t) == "running")
+        return {n: sum(1 for c in counted if c < n) for n in numbers}
+
+    def _sample(self, trial) -> None:
         from runner.training.population import structure, why_solo
 
-        trial = self.study.ask()
-        self.heartbeats.hold(trial._trial_id)
-        if ahead_of(self.study, trial.number) >= self.spec.trials:
-            trial.set_user_attr("status", "surplus")
-            self._tell(trial, Status.FAILED)
-            return None
         overrides = to_overrides(self.spec.space, suggest(trial, self.spec.space))
         held = HeldTrial(trial, overrides, self.spec.seeds)
         for key, value in {"status": "running", "overrides": overrides, "worker_pid": os.getpid(),
-                           "threads": self.worker.placement.threads, "execution": "population"}.items():
+                           "threads": self.worker.placement.threads}.items():
             trial.set_user_attr(key, value)
-        cfgs = [self._compose(held, k, compose) for k in range(held.runs)]
+        cfgs = [self.objective.config(overrides, trial.number, k) for k in range(held.runs)]
         reason = why_solo(cfgs[0])
         if reason:
             print(f"optlab sweep: trial {trial.number} trains alone: {reason}", file=sys.stderr)
             self._run_solo(held)
-            return None
+            return
         for k, cfg in enumerate(cfgs):
             self.waiting.setdefault(structure(cfg), deque()).append(RunJob(held, k, cfg))
-        return held
-
-    def _compose(self, held: HeldTrial, k: int, compose):
-        cfg = compose([*self.spec.base, *held.overrides, *self.objective._fixed(held.trial.number, k)],
-                      self.spec.config_dir)
-        cfg.trainer.seed = int(cfg.trainer.seed) + k
-        return cfg
 
     def _run_solo(self, held: HeldTrial) -> None:
         """The solo objective on a trial already asked for (its sample is replayed)."""
@@ -175,18 +186,31 @@ class PopulationTrials:
                  Status.PRUNED: TrialState.PRUNED}.get(status, TrialState.FAIL)
         self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         self.heartbeats.release(trial._trial_id)
-        if self.worker.after_trial is not None:
-            self.worker.after_trial()
+        self.told = True
 
-    def _next_job(self, key: str | None, can_ask) -> RunJob | None:
-        """A waiting run of this structure (any, when key is None), asking for trials while
-        the budget allows."""
+    def _show_outputs(self) -> None:
+        """trials.csv and the live view, once per population epoch that told trials."""
+        if self.told and self.worker.after_trial is not None:
+            self.worker.after_trial()
+        self.told = False
+
+    def _next_job(self, key: str | None, room) -> RunJob | None:
+        """A waiting run of this structure (any, when key is None), asking for a batch of
+        trials (as many as the population has places) while the budget has room."""
         while True:
             check_stop()
             job = self._take(key)
-            if job is not None or not can_ask():
+            if job is not None:
                 return job
-            self._ask()
+            left = room()
+            if left <= 0:
+                return None
+            self._ask_batch(self._places(), left)
+
+    def _places(self) -> int:
+        """How many runs the population could take now (all of them before it starts)."""
+        free = self.size if self.population is None else sum(job is None for job in self.slots)
+        return max(1, -(-free // self.spec.seeds))
 
     def _take(self, key: str | None) -> RunJob | None:
         if key is None:
@@ -196,15 +220,15 @@ class PopulationTrials:
 
     # ------------------------------------------------------------ populations
 
-    def _start_population(self, can_ask) -> bool:
+    def _start_population(self, room) -> bool:
         from runner.training.population import Population, structure
 
-        first = self._next_job(None, can_ask)
+        first = self._next_job(None, room)
         if first is None:
             return False
         key, jobs = structure(first.cfg), [first]
         while len(jobs) < self.size:
-            job = self._next_job(key, can_ask)
+            job = self._next_job(key, room)
             if job is None:
                 break
             jobs.append(job)
@@ -226,7 +250,7 @@ class PopulationTrials:
         job.held.run_dirs.append(os.path.relpath(os.path.abspath(run_dir), os.path.abspath(self.worker.sweep_dir)))
         job.held.trial.set_user_attr("run_dirs", list(job.held.run_dirs))
 
-    def _train_epoch(self, can_ask) -> None:
+    def _train_epoch(self, room) -> None:
         from runner.training.checkpoint import RunFolderWriter
         from runner.training.population import end_population_epoch, train_population_epoch
         from runner.training.signals import stop_on_signals
@@ -238,7 +262,7 @@ class PopulationTrials:
             self._member_ended(k)
         for k in self._ended_since():  # runs of a pruned trial, stopped beside it
             self._member_ended(k)
-        self._refill([k for k, job in enumerate(self.slots) if job is None], can_ask)
+        self._refill([k for k, job in enumerate(self.slots) if job is None], room)
         if not any(m.active for m in self.population.members):
             self.population = None
 
@@ -298,13 +322,13 @@ class PopulationTrials:
             trial.set_user_attr("status", "completed")
             self._tell(trial, Status.COMPLETED, sum(held.values.values()) / len(held.values))
 
-    def _refill(self, free: list[int], can_ask) -> None:
+    def _refill(self, free: list[int], room) -> None:
         """Free slots take the next runs of the population's structure, when its batch size
         is the same every epoch (members then start their first epoch beside later ones)."""
         if not free or not self._refillable():
             return
         for k in free:
-            job = self._next_job(self.key, can_ask)
+            job = self._next_job(self.key, room)
             if job is None:
                 return
             self.population.replace(k, job.cfg, self._hook(job))

@@ -25,6 +25,8 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*GridSampler.*")
+    # population workers ask and tell, keeping their trials' heartbeats themselves
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def open_study(spec: SweepSpec, storage, sampler=None, pruner=None):
@@ -90,7 +92,7 @@ def make_sampler(spec: SweepSpec, seed: int | None):
     if spec.sampler == "random":
         return s.RandomSampler(seed=seed)
     if spec.sampler == "grid":
-        return s.GridSampler(grid_space(spec), seed=seed)
+        return grid_sampler_class()(grid_space(spec), seed=seed)
     if spec.sampler == "tpe":
         startup = max(3, min(10, spec.trials // 4))
         return s.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
@@ -152,3 +154,16 @@ def ahead_of(study, number: int) -> int:
     """Finished or running trials numbered before this one (it runs only if < budget)."""
     return sum(1 for t in study.get_trials(deepcopy=False)
                if t.number < number and (is_finished(t) or trial_status(t) == "running"))
+
+
+def grid_sampler_class():
+    """Optuna's GridSampler, without its after_trial stop: that calls study.stop(), which
+    works only inside study.optimize, and population workers ask and tell instead. Every
+    worker checks is_exhausted before it asks for another trial."""
+    import optuna
+
+    class WorkerGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return WorkerGridSampler

@@ -96,19 +96,19 @@ class Worker:
                 return True
             self.sleep(min(1.0, float(self.heartbeat)))  # the rest are running elsewhere: wait
 
-    def may_ask(self, study, started: float) -> bool:
-        """Whether a new trial may be asked for now (the budget, the timeout, a grid's end),
-        without waiting."""
+    def room(self, study, started: float) -> int:
+        """How many trials may be asked for now (the budget less finished and running ones;
+        none past the timeout or a grid's end), without waiting."""
         import optuna
 
         check_stop()
         if self.spec.timeout is not None and self.clock() - started >= self.spec.timeout:
-            return False
+            return 0
         if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
-            return False
+            return 0
         optuna.storages.fail_stale_trials(study)
         count = tally(study)
-        return count.finished + count.running < self.spec.trials
+        return self.spec.trials - count.finished - count.running
 
     def on_stale_trial(self, study, trial) -> None:
         """A dead worker's trial: run its configuration again, and close the run folders it

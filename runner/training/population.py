@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+from runner import faults
 from runner.config.compose import as_plain, flatten, is_bookkeeping
 from runner.errors import Interrupted, OptlabError, Pruned
 from runner.optim import schedules
@@ -204,6 +205,9 @@ class Population:
         unique = list({id(m.parts.data): m.parts.data for m in self.members}.values())
         position = {id(d): u for u, d in enumerate(unique)}
         self.slot_data = torch.tensor([position[id(m.parts.data)] for m in self.members], device=self.device)
+        if [id(d) for d in unique] == getattr(self, "stacked_ids", None):
+            return  # the same datasets (a refill with a seed already here): nothing to copy again
+        self.stacked_ids = [id(d) for d in unique]
         self.x_train, self.y_train = torch.stack([d.x_train for d in unique]), torch.stack([d.y_train for d in unique])
         self.x_val, self.y_val = torch.stack([d.x_val for d in unique]), torch.stack([d.y_val for d in unique])
         self.task = unique[0].task
@@ -382,6 +386,7 @@ def train_population_epoch(p: Population, signals) -> None:
             mask_diverged(p, losses)
         for m in p.members:
             m.run.state.step += 1 if m.active else 0
+        faults.hit("population.step")
         if signals:  # 8) a signal stops every member at this step
             signals.consumed = True
             raise Interrupted(signals[0])
