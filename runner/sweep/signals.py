@@ -35,8 +35,11 @@ def install_stop_handlers(forward: Callable[[int], None] | None = None) -> dict:
 
 
 def restore_handlers(previous: dict) -> None:
+    """The handlers from before, and the record forgotten: a later check_stop() outside the
+    handlers (a test calling a worker's pieces, say) sees no signal of an earlier sweep."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+    _received.clear()
 
 
 @contextmanager
