@@ -10,6 +10,7 @@ from runner.config.compose import GROUPS, is_bookkeeping
 from runner.errors import ConfigError
 from runner.report.load import STATUSES, Collection
 from runner.report.stats import describe, welch
+from runner.runs.status import Status
 
 SEED_KEY = "trainer.seed"  # replicates differ in it: never a grouping key, always part of a run's identity
 
@@ -190,7 +191,7 @@ def epochs_to_target(curves: pd.DataFrame, column: str, target: float, maximize:
 
 
 def aggregate(collection: Collection, keys: list[str], metric: Metric, target: float | None = None,
-              stats_over: tuple[str, ...] = ("completed",)) -> pd.DataFrame:
+              stats_over: tuple[str, ...] = (Status.COMPLETED,)) -> pd.DataFrame:
     """One row per group: rank, keys, which metric, n (distinct seeds used) and runs (folders),
     duplicates merged, counts by status, stats of the metric (and of its test number), best/worst
     seed, epochs to target, and `varies`: the other keys pooled in the group. Sorted best
@@ -252,7 +253,7 @@ def _best_and_worst(used: pd.DataFrame, metric: Metric) -> dict:
 
 
 def compare(collection: Collection, sources: tuple[str, str], keys: list[str], metric: Metric,
-            stats_over: tuple[str, ...] = ("completed",)) -> pd.DataFrame:
+            stats_over: tuple[str, ...] = (Status.COMPLETED,)) -> pd.DataFrame:
     """Side by side per group: A's and B's n, mean and CI, and A - B with Welch's CI."""
     runs = collection.runs.assign(group=group_labels(collection.runs, keys),
                                   replicate=replicate_ids(collection.runs, collection.config_keys))

@@ -17,6 +17,7 @@ from runner.config.compose import GROUPS, flatten
 from runner.errors import DataError
 from runner.runs.files import complete_lines
 from runner.runs.folder import process_alive
+from runner.runs.status import Status
 from runner.sweep.outputs import read_trials_table, trial_of_run_folder
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
@@ -25,7 +26,7 @@ RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
 SWEEP_FILES = ("trials.csv", "sweep.json")
 
 
-STATUSES = ("completed", "diverged", "pruned", "failed", "interrupted", "running")
+STATUSES = (Status.COMPLETED, Status.DIVERGED, Status.PRUNED, Status.FAILED, Status.INTERRUPTED, Status.RUNNING)
 
 
 SUMMARY_SKIP = ("run_dir",)
@@ -162,8 +163,8 @@ def load_run(folder: Path) -> tuple[dict, dict[str, list[float]], bool]:
     record = {k: v for k, v in summary.items() if k not in SUMMARY_SKIP and not isinstance(v, (dict, list))}
     if record.get("seed") is None:
         record["seed"] = config.get("trainer.seed")
-    if record.get("status") == "running" and process_alive(summary) is False:
-        record.update(status="interrupted", reason="process gone: resume with optlab train --resume")
+    if record.get("status") == Status.RUNNING and process_alive(summary) is False:
+        record.update(status=Status.INTERRUPTED, reason="process gone: resume with optlab train --resume")
     record.update(config)
     return record, metrics, torn
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from runner.errors import ConfigError, DataError, TrainingFailed, print_error_line
+from runner.runs.status import Status
 
 
 @dataclass
@@ -111,7 +112,7 @@ def run_grid(overrides: list[str], config_dir: str | None, population: int | Non
         results += _run_population(batch, folder) if len(batch) > 1 else [_run_one(batch[0], folder)]
     _print_table(results)
     print(folder, flush=True)
-    failed = [r for r in results if r["status"] != "completed"]
+    failed = [r for r in results if r["status"] != Status.COMPLETED]
     return 4 if failed else 0
 
 
@@ -189,7 +190,7 @@ def _run_population(batch: list[GridRun], folder: Path) -> list[dict]:
     results = train_population([run.cfg for run in batch], run_root=folder)
     rows = []
     for run, result in zip(batch, results):
-        if result.status != "completed":
+        if result.status != Status.COMPLETED:
             print_error_line(f"{run.name}: {result.status}: {result.summary.get('reason')}")
         print(result.run_dir, flush=True)
         rows.append(_row(run.name, result.status, result.summary, result.run_dir))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import Interrupted, OptlabError, Pruned, StorageError, TrainingFailed
+from runner.runs.status import Status
 from runner.sweep.signals import check_stop
 from runner.sweep.space import suggest, to_overrides
 from runner.sweep.spec import SweepSpec
@@ -46,13 +47,24 @@ class PruneReporter:
         self.pick = max if direction == "maximize" else min
         self.best: float | None = None
 
-    def __call__(self, epoch: int, row: dict) -> None:
-        check_stop()
+    def replay(self, rows: list[dict]) -> None:
+        """Epochs a resumed run did before its checkpoint: reported, and counted in the best."""
+        for row in rows:
+            self.record(int(row["epoch"]), row)
+
+    def record(self, epoch: int, row: dict) -> float | None:
         value = float(row[self.metric])
         if not math.isfinite(value):
-            return
+            return None
         self.best = value if self.best is None else self.pick(self.best, value)
         self.trial.report(value, self.offset + epoch)
+        return value
+
+    def __call__(self, epoch: int, row: dict) -> None:
+        check_stop()
+        value = self.record(epoch, row)
+        if value is None:
+            return
         if self.trial.should_prune():
             raise Pruned(f"pruned after epoch {epoch}: {self.metric}={value:.4g}")
 
@@ -74,12 +86,12 @@ class Objective:
         import optuna
 
         if ahead_of(trial.study, trial.number) >= self.spec.trials:
-            trial.set_user_attr("status", "surplus")
+            trial.set_user_attr("status", Status.SURPLUS)
             raise _Surplus()
         assignment = suggest(trial, self.spec.space)
         overrides = to_overrides(self.spec.space, assignment)
-        for key, value in {"status": "running", "overrides": overrides, "worker_pid": os.getpid(),
-                           "threads": self.placement.threads}.items():
+        for key, value in {"status": Status.RUNNING, "overrides": overrides, "worker_pid": os.getpid(),
+                           "threads": self.placement.threads, **job_attrs()}.items():
             trial.set_user_attr(key, value)
         try:
             return self._run_seeds(trial, overrides)
@@ -87,16 +99,16 @@ class Objective:
             raise
         except (Interrupted, StorageError) as exc:  # not the configuration's fault: it runs again
             stopped = "interrupted by a signal" if isinstance(exc, Interrupted) else str(exc)
-            trial.set_user_attr("status", "interrupted")
+            trial.set_user_attr("status", Status.INTERRUPTED)
             trial.set_user_attr("error", f"{stopped}; queued again: rerun the same `optlab sweep` command to "
                                          f"continue the sweep")
-            requeue(trial.study, trial)
+            requeue(trial.study, trial, resume=isinstance(exc, Interrupted))
             raise
         except Exception as exc:  # one trial's error does not stop the sweep
             message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
             if isinstance(exc, OptlabError):
                 message = " ".join(str(exc).split())[:500]
-            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("status", Status.FAILED)
             trial.set_user_attr("error", message)
             raise TrialFailed(message) from exc
 
@@ -107,15 +119,15 @@ class Objective:
         for k in range(self.spec.seeds):
             check_stop()
             status, value = self._run_one(trial, overrides, k, run_dirs)
-            if status == "diverged":
-                trial.set_user_attr("status", "diverged")
+            if status == Status.DIVERGED:
+                trial.set_user_attr("status", Status.DIVERGED)
                 return worst_value(self.spec.metric, self.spec.direction)
             values.append(value)
             trial.set_user_attr("seed_values", values)
-            if status == "pruned":
-                trial.set_user_attr("status", "pruned")
+            if status == Status.PRUNED:
+                trial.set_user_attr("status", Status.PRUNED)
                 raise optuna.TrialPruned()
-        trial.set_user_attr("status", "completed")
+        trial.set_user_attr("status", Status.COMPLETED)
         return sum(values) / len(values)
 
     def _run_one(self, trial, overrides: list[str], k: int, run_dirs: list[str]):
@@ -124,17 +136,31 @@ class Objective:
 
         cfg = self.config(overrides, trial.number, k)
         reporter = PruneReporter(trial, self.spec.metric, self.spec.direction, k * int(cfg.trainer.epochs))
+        resume_dir = self._resume_dir(trial, k)
+
+        def on_start(run_dir: Path) -> None:
+            self._add_run_dir(trial, run_dirs, run_dir)
+            if resume_dir is not None:  # the epochs before the checkpoint count as if run here
+                reporter.replay(read_metric_rows(run_dir))
+
         try:
-            result = train(cfg, run_root=self.sweep_dir / "runs", on_epoch=reporter,
-                           on_start=lambda run_dir: self._add_run_dir(trial, run_dirs, run_dir))
+            result = train(cfg, run_root=self.sweep_dir / "runs", resume_dir=resume_dir, on_epoch=reporter,
+                           on_start=on_start)
         except TrainingFailed as exc:
-            if exc.result is None or exc.result.status != "diverged":
+            if exc.result is None or exc.result.status != Status.DIVERGED:
                 raise
-            return "diverged", None
+            return Status.DIVERGED, None
         value = reporter.best if reporter.best is not None else _summary_value(result.summary, self.spec.metric)
         if value is None:
             raise TrialFailed(f"the run reported no finite {self.spec.metric}")
         return result.status, value
+
+    def _resume_dir(self, trial, k: int) -> Path | None:
+        """Seed k's run folder of the interrupted trial this one continues (requeue with
+        resume), when it is still there; None: a new run folder."""
+        resume = trial.user_attrs.get("resume_dirs") or []
+        folder = self.sweep_dir / resume[k] if k < len(resume) else None
+        return folder if folder is not None and (folder / "summary.json").is_file() else None
 
     def config(self, overrides: list[str], number: int, k: int):
         """Seed k's run of this trial: base + the trial's values + its name, seed base + k."""
@@ -150,6 +176,26 @@ class Objective:
     def _fixed(self, number: int, k: int) -> list[str]:
         fixed = [f"trainer.name=trial{number:04d}-seed{k}", "trainer.progress=false"]
         return fixed + ([f"trainer.device={self.placement.device}"] if self.placement.device else [])
+
+
+def read_metric_rows(run_dir: Path) -> list[dict]:
+    """metrics.csv's rows (one per finished epoch), as text."""
+    import csv
+
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f) if row.get("epoch")]
+
+
+def job_attrs() -> dict:
+    """The Slurm job running this trial ({"job": "ARRAYJOB_TASK"} in an array, else the job
+    id); nothing outside Slurm."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return {"job": f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"}
+    return {"job": env["SLURM_JOB_ID"]} if env.get("SLURM_JOB_ID") else {}
 
 
 def _summary_value(summary: dict, metric: str) -> float | None:

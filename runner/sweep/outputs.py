@@ -8,7 +8,8 @@ pruned, diverged, failed; `running` while it runs; `interrupted` for a trial sto
 SIGTERM or by its worker's death, whose configuration was queued again), value (the
 objective, COMPLETE trials only), value_seed<k>, duration_s, param.<name> per space
 parameter, run_dirs (';'-separated run folders, relative to the sweep folder; a failed or
-interrupted trial's run folder is there too) and error. It is rewritten atomically, under a
+interrupted trial's run folder is there too), error and job (the Slurm job, ARRAYJOB_TASK, that
+ran the trial; empty outside Slurm). It is rewritten atomically, under a
 file lock so that the last writer has the newest view of the study.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from runner.errors import ConfigError, DataError
 from runner.runs.files import write_atomic
+from runner.runs.status import Status
 from runner.sweep.space import format_value
 from runner.sweep.spec import Param, SweepSpec
 from runner.sweep.study import trial_status
@@ -39,14 +41,14 @@ def param_column(name: str) -> str:
 
 def columns(spec: SweepSpec) -> list[str]:
     return (["number", "state", "status", "value"] + [f"value_seed{k}" for k in range(spec.seeds)]
-            + ["duration_s"] + [param_column(p.name) for p in spec.space] + ["run_dirs", "error"])
+            + ["duration_s"] + [param_column(p.name) for p in spec.space] + ["run_dirs", "error", "job"])
 
 
 def trial_rows(study, spec: SweepSpec) -> list[dict]:
     rows = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         status = trial_status(t)
-        if status in ("surplus", "waiting"):
+        if status in (Status.SURPLUS, Status.WAITING):
             continue
         rows.append(_row(t, status, spec))
     return rows
@@ -61,12 +63,13 @@ def _row(t, status: str, spec: SweepSpec) -> dict:
            "duration_s": None if duration is None else round(duration, 3),
            **{param_column(p.name): format_value(t.params[p.name]) if p.name in t.params else None
               for p in spec.space},
-           "run_dirs": RUN_DIRS_SEPARATOR.join(t.user_attrs.get("run_dirs", [])), "error": _error(t, status)}
+           "run_dirs": RUN_DIRS_SEPARATOR.join(t.user_attrs.get("run_dirs", [])), "error": _error(t, status),
+           "job": t.user_attrs.get("job", "")}
     return row
 
 
 def _error(t, status: str) -> str:
-    if status == "interrupted" and not t.user_attrs.get("error"):
+    if status == Status.INTERRUPTED and not t.user_attrs.get("error"):
         return "its worker stopped without finishing it (no heartbeat); queued again"
     return t.user_attrs.get("error", "") or ""
 
@@ -91,7 +94,7 @@ def folder_lock(sweep_dir: Path):
 
 
 def best_trial(study, spec: SweepSpec):
-    done = [t for t in study.get_trials(deepcopy=False) if trial_status(t) == "completed" and t.value is not None]
+    done = [t for t in study.get_trials(deepcopy=False) if trial_status(t) == Status.COMPLETED and t.value is not None]
     if not done:
         return None
     pick = max if spec.direction == "maximize" else min
@@ -178,7 +181,7 @@ def read_trials_table(sweep_dir: Path):
 
 def best_rows(rows: list[dict], direction: str, top: int) -> list[dict]:
     """The `top` completed trials' rows, best first."""
-    done = [r for r in rows if r.get("state") == "COMPLETE" and r.get("status") == "completed" and r.get("value")]
+    done = [r for r in rows if r.get("state") == "COMPLETE" and r.get("status") == Status.COMPLETED and r.get("value")]
     done.sort(key=lambda r: float(r["value"]), reverse=direction == "maximize")
     return done[:top]
 

@@ -132,7 +132,7 @@ class PopulationTrials:
         ahead = self._ahead_counts([t.number for t in trials])
         for trial in trials:
             if ahead[trial.number] >= self.spec.trials:
-                trial.set_user_attr("status", "surplus")
+                trial.set_user_attr("status", Status.SURPLUS)
                 self._tell(trial, Status.FAILED)
             else:
                 self._sample(trial)
@@ -143,7 +143,7 @@ class PopulationTrials:
         from runner.sweep.study import is_finished, trial_status
 
         counted = sorted(t.number for t in self.study.get_trials(deepcopy=False)
-                         if is_finished(t) or trial_status(t) == "running")
+                         if is_finished(t) or trial_status(t) == Status.RUNNING)
         return {n: sum(1 for c in counted if c < n) for n in numbers}
 
     def _sample(self, trial) -> None:
@@ -151,7 +151,7 @@ class PopulationTrials:
 
         overrides = to_overrides(self.spec.space, suggest(trial, self.spec.space))
         held = HeldTrial(trial, overrides, self.spec.seeds)
-        for key, value in {"status": "running", "overrides": overrides, "worker_pid": os.getpid(),
+        for key, value in {"status": Status.RUNNING, "overrides": overrides, "worker_pid": os.getpid(),
                            "threads": self.worker.placement.threads}.items():
             trial.set_user_attr(key, value)
         cfgs = [self.objective.config(overrides, trial.number, k) for k in range(held.runs)]
@@ -175,7 +175,7 @@ class PopulationTrials:
         except (Interrupted, StorageError):
             raise
         except Exception as exc:
-            held.trial.set_user_attr("status", "failed")
+            held.trial.set_user_attr("status", Status.FAILED)
             held.trial.set_user_attr("error", " ".join(str(exc).split())[:500])
             self._tell(held.trial, Status.FAILED)
 
@@ -309,17 +309,17 @@ class PopulationTrials:
         trial, statuses = held.trial, set(held.statuses.values())
         trial.set_user_attr("seed_values", [held.values[k] for k in sorted(held.values)])
         if Status.DIVERGED in statuses:
-            trial.set_user_attr("status", "diverged")
+            trial.set_user_attr("status", Status.DIVERGED)
             self._tell(trial, Status.DIVERGED, worst_value(self.spec.metric, self.spec.direction))
         elif Status.PRUNED in statuses:
-            trial.set_user_attr("status", "pruned")
+            trial.set_user_attr("status", Status.PRUNED)
             self._tell(trial, Status.PRUNED)
         elif statuses != {Status.COMPLETED} or len(held.values) < held.runs:
-            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("status", Status.FAILED)
             trial.set_user_attr("error", "; ".join(held.errors)[:500] or f"a run reported no finite {self.spec.metric}")
             self._tell(trial, Status.FAILED)
         else:
-            trial.set_user_attr("status", "completed")
+            trial.set_user_attr("status", Status.COMPLETED)
             self._tell(trial, Status.COMPLETED, sum(held.values.values()) / len(held.values))
 
     def _refill(self, free: list[int], room) -> None:
@@ -349,7 +349,7 @@ class PopulationTrials:
                 for k, job in enumerate(self.slots):
                     if job is not None and job.held is h:
                         self._close_member(k, exc)
-            h.trial.set_user_attr("status", "interrupted")
+            h.trial.set_user_attr("status", Status.INTERRUPTED)
             h.trial.set_user_attr("error", f"{stopped}; queued again: rerun the same `optlab sweep` command to "
                                            f"continue the sweep")
             requeue(self.study, h.trial)

@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass, replace
 
 from runner.errors import ConfigError
+from runner.runs.status import Status
 from runner.sweep.space import grid_space
 from runner.sweep.spec import SweepSpec
 
@@ -125,18 +126,18 @@ def trial_status(trial) -> str:
 
     status = trial.user_attrs.get("status")
     if trial.state == TrialState.COMPLETE:
-        return status if status in ("completed", "diverged") else "completed"
+        return status if status in (Status.COMPLETED, Status.DIVERGED) else Status.COMPLETED
     if trial.state == TrialState.PRUNED:
-        return "pruned"
+        return Status.PRUNED
     if trial.state == TrialState.RUNNING:
-        return "running"
+        return Status.RUNNING
     if trial.state == TrialState.WAITING:
-        return "waiting"
-    return status if status in ("failed", "surplus") else "interrupted"
+        return Status.WAITING
+    return status if status in (Status.FAILED, Status.SURPLUS) else Status.INTERRUPTED
 
 
 def is_finished(trial) -> bool:
-    return trial_status(trial) in ("completed", "diverged", "pruned", "failed")
+    return trial_status(trial) in (Status.COMPLETED, Status.DIVERGED, Status.PRUNED, Status.FAILED)
 
 
 @dataclass
@@ -147,13 +148,13 @@ class Tally:
 
 def tally(study) -> Tally:
     trials = study.get_trials(deepcopy=False)
-    return Tally(sum(is_finished(t) for t in trials), sum(trial_status(t) == "running" for t in trials))
+    return Tally(sum(is_finished(t) for t in trials), sum(trial_status(t) == Status.RUNNING for t in trials))
 
 
 def ahead_of(study, number: int) -> int:
     """Finished or running trials numbered before this one (it runs only if < budget)."""
     return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.number < number and (is_finished(t) or trial_status(t) == "running"))
+               if t.number < number and (is_finished(t) or trial_status(t) == Status.RUNNING))
 
 
 def grid_sampler_class():
