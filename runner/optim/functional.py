@@ -130,6 +130,25 @@ def adam(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
         param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
+def adadelta(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+    """torch.optim.Adadelta (Zeiler 2012): s = rho*s + (1-rho)*g^2;
+    delta = sqrt(u + eps) / sqrt(s + eps) * g; u = rho*u + (1-rho)*delta^2; w -= lr * delta."""
+    _step_count(state)
+    grad = _decayed(param, grad, h)
+    square_avg, acc_delta, rho = state["square_avg"], state["acc_delta"], h["rho"]
+    if isinstance(rho, torch.Tensor):
+        square_avg.mul_(_as(rho, param)).addcmul_(grad, grad * _as(1 - rho, param))
+    else:
+        square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+    std = square_avg.add(_as(h["eps"], param)).sqrt_()
+    delta = acc_delta.add(_as(h["eps"], param)).sqrt_().div_(std).mul_(grad)
+    if isinstance(rho, torch.Tensor):
+        acc_delta.mul_(_as(rho, param)).addcmul_(delta, delta * _as(1 - rho, param))
+    else:
+        acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+    add_scaled(param, delta, _as(-h["lr"], param))
+
+
 def _as(value: Number, like: torch.Tensor) -> Number:
     """A per-member number (float64, for the scalar arithmetic) in the parameter's dtype."""
     return value.to(like.dtype) if isinstance(value, torch.Tensor) else value
@@ -151,6 +170,9 @@ def new_state(rule: Rule, param: torch.Tensor, h: dict) -> dict:
         if _nonzero(h["momentum"]):
             state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return state
+    if rule is adadelta:
+        return {**step, "square_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
+                "acc_delta": torch.zeros_like(param, memory_format=torch.preserve_format)}
     return {**step, "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
             "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format)}
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import torch
 
 from runner.errors import ConfigError
-from runner.optim import functional
+from runner.optim import functional, second_order
 from runner.registry import (
     HALF_OPEN_UNIT,
     NON_NEGATIVE,
@@ -24,6 +24,7 @@ from runner.registry import (
     Key,
     Registry,
     Spec,
+    at_least,
 )
 
 
@@ -34,6 +35,8 @@ class OptimizerSpec(Spec):
     full_batch: bool = False  # one step per epoch on the whole training split (gradient descent)
     rule: functional.Rule | None = None  # its functional form; None: the torch class is built
     rule_args: Callable[[dict], dict] | None = None  # a param group -> the rule's hyper-parameters
+    # step(closure) re-evaluates the batch's objective (runner.optim.second_order.BatchObjective)
+    closure: bool = False
 
 
 def sgd_args(group: dict) -> dict:
@@ -52,6 +55,10 @@ def adam_args(group: dict) -> dict:
     beta1, beta2 = group["betas"]
     return {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"],
             "weight_decay": group["weight_decay"], "decoupled": group["decoupled_weight_decay"]}
+
+
+def adadelta_args(group: dict) -> dict:
+    return {k: group[k] for k in ("lr", "weight_decay", "rho", "eps")}
 
 
 SGD_RULE = {"rule": functional.sgd, "rule_args": sgd_args}
@@ -109,6 +116,11 @@ OPTIMIZERS.add(OptimizerSpec(
     description="RMSProp (Hinton): s = alpha * s + (1 - alpha) * g^2; w -= lr * g / (sqrt(s) + eps).",
     keys=(lr_key(0.001), Key("alpha", 0.99, HALF_OPEN_UNIT), eps_key(1.0e-8), momentum_key(0.0), weight_decay_key())))
 OPTIMIZERS.add(OptimizerSpec(
+    name="adadelta", cls=torch.optim.Adadelta, rule=functional.adadelta, rule_args=adadelta_args,
+    description="AdaDelta (Zeiler 2012): s = rho*s + (1-rho)*g^2; d = sqrt(u + eps) / sqrt(s + eps) * g; "
+                "u = rho*u + (1-rho)*d^2; w -= lr * d (lr 1.0: the paper's rule has none).",
+    keys=(lr_key(1.0), Key("rho", 0.9, HALF_OPEN_UNIT), eps_key(1.0e-6), weight_decay_key())))
+OPTIMIZERS.add(OptimizerSpec(
     name="adam", cls=torch.optim.Adam, rule=functional.adam, rule_args=adam_args,
     description="Adam (Kingma & Ba 2015): bias-corrected first and second moment estimates. weight_decay "
                 "here is an L2 term added to the gradient (coupled); see adamw for decoupled decay.",
@@ -117,6 +129,19 @@ OPTIMIZERS.add(OptimizerSpec(
     name="adamw", cls=torch.optim.AdamW, rule=functional.adam, rule_args=adam_args,
     description="AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, w -= lr * weight_decay * w.",
     keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key(0.01))))
+
+OPTIMIZERS.add(OptimizerSpec(
+    name="newton", cls=second_order.Newton, full_batch=True, closure=True,
+    description="Damped Newton on the full batch: w -= lr * (H + damping * I)^-1 g, H the exact Hessian "
+                "(torch.func.hessian) of the loss + penalties over all parameters; up to max_params parameters.",
+    keys=(lr_key(1.0), Key("damping", 0.0, NON_NEGATIVE), weight_decay_key(), Key("max_params", 20000, at_least(1)))))
+OPTIMIZERS.add(OptimizerSpec(
+    name="lbfgs", cls=torch.optim.LBFGS, full_batch=True, closure=True,
+    description="L-BFGS (torch.optim.LBFGS) on the full batch: one step per epoch of up to max_iter iterations, "
+                "history_size past updates, line_search_fn=strong_wolfe or null (fixed step lr).",
+    keys=(lr_key(1.0), Key("max_iter", 20, at_least(1)), Key("history_size", 100, at_least(1)),
+          Key("line_search_fn", None, choices=("strong_wolfe", "null"), kind=str),
+          Key("tolerance_grad", 1.0e-7, NON_NEGATIVE), Key("tolerance_change", 1.0e-9, NON_NEGATIVE))))
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict):
@@ -140,16 +165,21 @@ def torch_defaults(cls: type) -> dict:
 
 
 def _argument(key: Key, value):
-    """A config value as the torch class takes it: lists (betas) as a tuple of floats."""
+    """A config value as the torch class takes it: lists (betas) as a tuple of floats, numbers
+    as floats, integers (max_iter) and strings as they are."""
     if key.type is list:
         if key.check is not None and not key.check.test(value):
             raise ConfigError(f"optimizer.{key.name}={list(value)}: must be {key.check.expect}")
         return tuple(float(v) for v in value)
-    return float(value)
+    return float(value) if key.type is float else value
 
 
 def is_full_batch(cfg: dict) -> bool:
     return OPTIMIZERS.get(cfg["name"]).full_batch
+
+
+def needs_closure(cfg: dict) -> bool:
+    return OPTIMIZERS.get(cfg["name"]).closure
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

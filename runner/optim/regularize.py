@@ -33,10 +33,14 @@ def _fp32(out: torch.Tensor) -> torch.Tensor:
 
 def penalty(model: torch.nn.Module, reg: dict) -> torch.Tensor | float:
     """Explicit L1/L2 penalties on weights (not biases or norm gains): l2/2 * ||w||^2 + l1 * |w|."""
-    l1, l2 = float(reg["l1"]), float(reg["l2"])
-    if l1 == 0 and l2 == 0:
+    if not (reg["l1"] or reg["l2"]):
         return 0.0
-    weights = [p for p in model.parameters() if p.dim() > 1 and p.requires_grad]
+    return penalty_of([p for p in model.parameters() if p.dim() > 1 and p.requires_grad], reg)
+
+
+def penalty_of(weights: list[torch.Tensor], reg: dict) -> torch.Tensor | float:
+    """l2/2 * ||w||^2 + l1 * |w| over the given weights."""
+    l1, l2 = float(reg["l1"]), float(reg["l2"])
     total = 0.0
     if l2:
         total = total + 0.5 * l2 * sum((w * w).sum() for w in weights)

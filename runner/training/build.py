@@ -22,8 +22,9 @@ from runner.errors import ConfigError
 from runner.nn.init import InitContext, initialize
 from runner.nn.models import build_model
 from runner.optim import batching, schedules
-from runner.optim.optimizers import build_optimizer, is_full_batch
+from runner.optim.optimizers import build_optimizer, is_full_batch, needs_closure
 from runner.optim.regularize import loss_fn
+from runner.optim.second_order import BatchObjective, check_pure_forward
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,6 +117,8 @@ class Parts:
     lr0: float  # optimizer.lr times the batch plan's lr scale
     epochs: int
     full_batch: bool
+    # L-BFGS, Newton: the closure their step re-evaluates, for a batch (None: step() alone)
+    objective: Callable[[torch.Tensor, torch.Tensor], BatchObjective] | None = None
 
     def batch_size(self, epoch: int) -> int:
         return len(self.batches) if self.full_batch else batching.batch_size_at(self.cfg["batch"], epoch, len(self.batches))
@@ -143,8 +146,25 @@ def build(cfg, datasets: dict | None = None) -> Parts:
                   augment, {"data": batches.generator, "augment": make_generator(device, seed + 2)},
                   float(c["optimizer"]["lr"]) * batching.lr_scale(c["batch"]), int(t["epochs"]),
                   is_full_batch(c["optimizer"]))
+    if needs_closure(c["optimizer"]):
+        parts.objective = closure_for(parts)
     check_plan(parts)
     return parts
+
+
+def closure_for(parts: Parts) -> Callable[[torch.Tensor, torch.Tensor], BatchObjective]:
+    """The objective a closure optimizer's step re-evaluates (what the step loop computes:
+    loss plus penalties), after the settings it cannot honour exit 2."""
+    c, name = parts.cfg, parts.cfg["optimizer"]["name"]
+    reg = c["regularize"]
+    if str(c["trainer"]["precision"]) != "32":
+        raise ConfigError(f"optimizer={name} re-evaluates the loss in its step; use trainer.precision=32")
+    if reg.get("clip_norm") or reg.get("clip_value"):
+        raise ConfigError(f"optimizer={name} computes its own gradients in its step; "
+                          "regularize.clip_norm and clip_value do not apply (leave them null)")
+    if name == "newton":
+        check_pure_forward(parts.model)
+    return lambda x, y: BatchObjective(parts.model, parts.params, parts.loss, reg, x, y)
 
 
 def cached_dataset(data_cfg: dict, val_fraction: float, seed: int, cache: dict | None) -> Dataset:

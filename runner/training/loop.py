@@ -16,6 +16,7 @@ import math
 import platform
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -215,10 +216,12 @@ class Run:
                 norm = clip_gradients(params, reg)
                 if norm is not None:
                     tally.grad_norms.append(norm)
+            # (L-BFGS and Newton re-evaluate this batch's objective in their step)
+            take_step = p.take_step if p.objective is None else partial(p.optimizer.step, p.objective(xb, yb))
             if probe is None:
-                p.take_step()
+                take_step()
             else:  # reads the gradients, steps, and measures the update it made
-                probe.step(p.take_step)
+                probe.step(take_step)
             # 7) tally on the device; read the loss (divergence) every log_every steps only
             tally.loss_sum += batch_loss.detach() * len(xb)
             if classify:

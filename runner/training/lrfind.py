@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.errors import ConfigError
 from runner.optim.optimizers import set_lr
 from runner.training.build import build
 
@@ -40,6 +41,9 @@ def lr_at(step: int, steps: int, lr_min: float, lr_max: float) -> float:
 def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int = 200,
                    beta: float = 0.98, blowup: float = 4.0, on_step=None) -> RangeTest:
     parts = build(cfg)
+    if parts.objective is not None:
+        raise ConfigError(f"optimizer={parts.cfg['optimizer']['name']} steps on the whole training split with "
+                          "its own line search or step size; the LR range test needs a first-order optimizer")
     model, optimizer, loss, batches = parts.model.train(), parts.optimizer, parts.loss, parts.batches
     batch_size = parts.batch_size(0)
 

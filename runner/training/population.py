@@ -186,7 +186,7 @@ class Population:
         rule = OPTIMIZERS.get(self.members[0].cfg["optimizer"]["name"]).rule.__name__
         step = torch.zeros((len(param),) + (1,) * (param.dim() - 1))
         names = {"sgd": ("momentum_buffer",), "adagrad": ("sum",), "rmsprop": ("square_avg", "momentum_buffer"),
-                 "adam": ("exp_avg", "exp_avg_sq")}[rule]
+                 "adam": ("exp_avg", "exp_avg_sq"), "adadelta": ("square_avg", "acc_delta")}[rule]
         state = {name: torch.zeros_like(param) for name in names}
         state = state if rule == "sgd" else {"step": step, **state}
         for k in range(len(param)):
