@@ -34,6 +34,8 @@ from runner.registry import as_typed
 # - eval_batch_size: the validation pass's batching (sums in another order, nothing learned).
 # - diagnostics (and the diagnostics.* group): a probe that takes the same step
 #   (test_diagnostics checks the metrics are identical).
+# - tensorboard: event files written from each epoch's row (test_tensorboard checks the
+#   metrics are identical).
 # - device, data_on_device, compile, channels_last: where and with which kernels the same
 #   arithmetic runs; the same seed gives the same run to float rounding (README), so a rerun
 #   on a GPU is a duplicate of the CPU run, not a new sample. --by trainer.device still
@@ -41,7 +43,8 @@ from runner.registry import as_typed
 # Not bookkeeping: precision (bf16/fp16 change the training itself), and every other key.
 BOOKKEEPING_KEYS = ("trainer.name", "trainer.out_dir", "trainer.progress", "trainer.checkpoint_every_s",
                     "trainer.log_every", "trainer.eval_batch_size", "trainer.diagnostics",
-                    "trainer.device", "trainer.data_on_device", "trainer.compile", "trainer.channels_last")
+                    "trainer.device", "trainer.data_on_device", "trainer.compile", "trainer.channels_last",
+                    "trainer.tensorboard")
 BOOKKEEPING_PREFIXES = ("diagnostics.",)
 
 

@@ -41,7 +41,8 @@ TRAINER = KeysOnlySpec(
           Key("data_on_device", "auto", choices=("auto", "true", "false")),
           Key("compile", False),
           Key("channels_last", False),
-          Key("checkpoint_every_s", 60, NON_NEGATIVE)))
+          Key("checkpoint_every_s", 60, NON_NEGATIVE),
+          Key("tensorboard", False)))
 
 DIAGNOSTICS = KeysOnlySpec(
     name="diagnostics",

@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 
+from runner.data.curriculum import ORDER_KEYS
 from runner.registry import NON_NEGATIVE, Key, Registry, Spec, at_least
 
 
@@ -50,6 +51,10 @@ class DatasetSpec(Spec):
     images: bool = False  # inputs are (C, H, W) images
     regression: bool = False  # real-valued targets (a `task` key lets the data say either)
     from_disk: bool = False  # reads files from data.root or data.path; nothing is generated
+
+    def __post_init__(self):
+        # keys every data option takes, after its own: the order of training (data/curriculum.py)
+        object.__setattr__(self, "keys", self.keys + ORDER_KEYS)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("data")

@@ -8,25 +8,40 @@ from typing import Iterator
 import torch
 
 from runner.data._base import Dataset
+from runner.data.curriculum import Pacing
 
 
 class _Batches:
     """One pass over the training split per epoch, in the order of a permutation drawn from
     the loader's own generator (restored on resume, so the batch order is too). The
     generator lives on the training device for both loaders, so the batch order, and with
-    it every metric, does not depend on where the data is kept."""
+    it every metric, does not depend on where the data is kept. With a curriculum's pacing
+    an epoch is one pass over that epoch's pool of admitted examples, in a permutation of
+    the pool drawn from the same generator (data/curriculum.py)."""
 
     x: torch.Tensor
     generator: torch.Generator
+    pacing: Pacing | None = None
 
     def permutation(self) -> torch.Tensor:
         return torch.randperm(len(self.x), generator=self.generator, device=self.generator.device)
 
+    def order(self, epoch: int) -> torch.Tensor:
+        """The example indices of epoch `epoch`, in the order they are trained on."""
+        if self.pacing is None:
+            return self.permutation()
+        pool = self.pacing.pool(epoch).to(self.generator.device)
+        return pool[torch.randperm(len(pool), generator=self.generator, device=self.generator.device)]
+
     def __len__(self) -> int:
         return len(self.x)
 
-    def num_batches(self, batch_size: int) -> int:
-        return math.ceil(len(self.x) / batch_size)
+    def size(self, epoch: int) -> int:
+        """How many examples epoch `epoch` trains on."""
+        return len(self.x) if self.pacing is None else self.pacing.size(epoch)
+
+    def num_batches(self, batch_size: int, epoch: int = 0) -> int:
+        return math.ceil(self.size(epoch) / batch_size)
 
 
 class DeviceBatches(_Batches):
@@ -36,9 +51,9 @@ class DeviceBatches(_Batches):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         self.x, self.y, self.generator = x, y, generator
 
-    def epoch(self, batch_size: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The epoch's batches, leaving out the first `skip` (done before a resume)."""
-        perm = self.permutation().to(self.x.device)
+    def epoch(self, batch_size: int, skip: int = 0, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Epoch `epoch`'s batches, leaving out the first `skip` (done before a resume)."""
+        perm = self.order(epoch).to(self.x.device)
         for start in range(skip * batch_size, len(perm), batch_size):
             idx = perm[start:start + batch_size]
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)  # faster than x[idx] on CPU
@@ -59,8 +74,8 @@ class StreamingBatches(_Batches):
         self.x, self.y, self.generator, self.device = x, y, generator, device
         self.pin = device.type == "cuda"
 
-    def epoch(self, batch_size: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = self.permutation().cpu()
+    def epoch(self, batch_size: int, skip: int = 0, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm = self.order(epoch).cpu()
         for start in range(skip * batch_size, len(perm), batch_size):
             idx = perm[start:start + batch_size]
             yield self.copy_rows(self.x, idx), self.copy_rows(self.y, idx)

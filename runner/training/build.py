@@ -24,6 +24,7 @@ from runner.nn.models import build_model
 from runner.optim import batching, schedules
 from runner.optim.optimizers import build_optimizer, is_full_batch, needs_closure
 from runner.optim.regularize import loss_fn
+from runner.training import difficulty, tensorboard
 from runner.optim.second_order import BatchObjective, check_pure_forward
 
 
@@ -121,7 +122,8 @@ class Parts:
     objective: Callable[[torch.Tensor, torch.Tensor], BatchObjective] | None = None
 
     def batch_size(self, epoch: int) -> int:
-        return len(self.batches) if self.full_batch else batching.batch_size_at(self.cfg["batch"], epoch, len(self.batches))
+        n = self.batches.size(epoch)  # the epoch's pool under a curriculum's pacing, else the training split
+        return n if self.full_batch else batching.batch_size_at(self.cfg["batch"], epoch, n)
 
 
 def build(cfg, datasets: dict | None = None) -> Parts:
@@ -131,6 +133,7 @@ def build(cfg, datasets: dict | None = None) -> Parts:
     c = as_plain(cfg)
     t = c["trainer"]
     device, seed = resolve_device(str(t["device"])), int(t["seed"])
+    tensorboard.require(t)
     seed_everything(seed)
     data = cached_dataset(c["data"], float(t["val_fraction"]), seed, datasets)
     on_device = keep_data_on_device(t["data_on_device"], data, device)
@@ -141,6 +144,7 @@ def build(cfg, datasets: dict | None = None) -> Parts:
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
     take_step = (lambda: (scaler.step(optimizer), scaler.update())) if scaler.is_enabled() else optimizer.step
     batches = make_batches(data, device, on_device, seed + 1)
+    batches.pacing = difficulty.pacing(c, data, model)  # data.order: None for random
     parts = Parts(c, device, seed, data, batches, model, [p for p in model.parameters() if p.requires_grad],
                   optimizer, scaler, take_step, make_autocast(device, str(t["precision"])), loss_fn(data.task, c),
                   augment, {"data": batches.generator, "augment": make_generator(device, seed + 2)},

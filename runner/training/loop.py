@@ -53,9 +53,11 @@ from runner.runs.status import Status
 from runner.training.build import Parts, build
 from runner.training.checkpoint import Checkpointer, RunFolderWriter
 from runner.training.diagnostics import Diagnostics
+from runner.training.difficulty import keep_scores
 from runner.training.progress import TrainProgress
 from runner.training.signals import stop_on_signals
 from runner.training.state import RunState, host_rng_states
+from runner.training.tensorboard import TensorBoard
 
 EpochHook = Callable[[int, dict], None]  # (epoch, metrics row); may raise Pruned
 
@@ -111,6 +113,8 @@ class Run:
         self.progress = TrainProgress(enabled=bool(t["progress"]), total_epochs=parts.epochs, console=console)
         self.diagnostics = Diagnostics(run_dir, int(c["diagnostics"]["every"]), bool(t["diagnostics"]))
         self.checkpoint = Checkpointer(run_dir / "checkpoint.pt", float(t["checkpoint_every_s"]), self.table)
+        self.tensorboard = TensorBoard(run_dir, bool(t.get("tensorboard", False)), first_epoch=state.epoch + 1)
+        keep_scores(parts.batches, run_dir, c, fresh)  # a curriculum's difficulty: written, or read back
         # parameters and buffers are updated in place, so these references stay current and a
         # snapshot skips rebuilding the state_dict (a walk over every module)
         self.model_state = parts.model.state_dict(keep_vars=True)
@@ -149,7 +153,7 @@ class Run:
         keep the last checkpoint written before."""
         outcome, state = Outcome(), self.state
         try:
-            with self.table, self.progress, RunFolderWriter() as writer:
+            with self.table, self.progress, self.tensorboard, RunFolderWriter() as writer:
                 try:
                     for epoch in range(state.epoch + 1, self.parts.epochs):
                         row = self.train_epoch(epoch, signals)
@@ -174,7 +178,7 @@ class Run:
         p, state = self.parts, self.state
         c, t, reg = p.cfg, p.cfg["trainer"], p.cfg["regularize"]
         batch_size = p.batch_size(epoch)
-        steps = p.batches.num_batches(batch_size)
+        steps = p.batches.num_batches(batch_size, epoch)
         here = state.begin_epoch(epoch, p.batches.generator, p.device, p.lr0)
         done, tally = here.batches_done, here.tally
         epoch_start = time.perf_counter() - here.elapsed_s
@@ -186,7 +190,7 @@ class Run:
         classify = p.data.task == "classification"
         self.progress.start_epoch(epoch, steps)
         model.train()
-        for i, (xb, yb) in enumerate(p.batches.epoch(batch_size, skip=done), start=done):
+        for i, (xb, yb) in enumerate(p.batches.epoch(batch_size, skip=done, epoch=epoch), start=done):
             # 1) the lr: schedule(progress) * plateau scale (schedules flat within an epoch
             # are evaluated at its first step only)
             if lr_each_step or i == done:
@@ -241,7 +245,7 @@ class Run:
 
     def epoch_row(self, epoch: int, batch_size: int, epoch_start: float) -> dict:
         """The metrics row: the epoch's training sums (read here, once) and the validation pass."""
-        p, tally, n_train = self.parts, self.state.position.tally, len(self.parts.batches)
+        p, tally, n_train = self.parts, self.state.position.tally, self.parts.batches.size(epoch)
         self.diagnostics.finish_step(epoch, self.state.step)
         train_loss = tally.loss_sum.item() / n_train
         if not math.isfinite(train_loss):
@@ -260,6 +264,7 @@ class Run:
         """The row appended, the state moved to the epoch's end, a checkpoint if one is due,
         the caller's look at the row, and a stop if a signal came."""
         self.table.append(row)
+        self.tensorboard.end_epoch(row, self.parts.model, self.diagnostics.recorded_step(epoch, 1) == 0)
         faults.hit("train.epoch_end")
         if not math.isfinite(row["val_loss"]):
             raise _Diverged(epoch, row["val_loss"])

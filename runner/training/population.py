@@ -32,6 +32,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from runner import faults
 from runner.config.compose import as_plain, flatten, is_bookkeeping
+from runner.data.curriculum import is_paced
 from runner.errors import Interrupted, OptlabError, Pruned
 from runner.optim import schedules
 from runner.optim.optimizers import OPTIMIZERS
@@ -66,6 +67,8 @@ def why_solo(cfg) -> str | None:
     t = c["trainer"]
     reasons = [(t["compile"], "trainer.compile=true compiles one model"),
                (t["diagnostics"], "trainer.diagnostics=true hooks one model's layers"),
+               (t.get("tensorboard", False), "trainer.tensorboard=true writes one run's event files"),
+               (is_paced(c["data"]), f"data.order={c['data'].get('order')} admits one run's examples by its own difficulty"),
                (str(t["precision"]) != "32", f"trainer.precision={t['precision']} (populations train in 32 bits)"),
                (str(t["data_on_device"]) == "false", "trainer.data_on_device=false streams one run's batches"),
                (OPTIMIZERS.get(c["optimizer"]["name"]).rule is None,

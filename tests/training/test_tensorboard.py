@@ -1,0 +1,118 @@
+"""trainer.tensorboard: event files tbparse reads, one value per tag and epoch, also after resumes."""
+import csv
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("tensorboard")
+tbparse = pytest.importorskip("tbparse")
+
+from runner.errors import Interrupted
+from runner.training.loop import train
+from runner.training.tensorboard import drop_events_from
+
+TB = ("trainer.tensorboard=true",)
+TIMING = {"epoch_time_s", "samples_per_s"}
+
+
+def rows(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def scalars(run_dir):
+    """{tag: [(step, value), ...]} over every event file in RUN/tb/, sorted by step."""
+    frame = tbparse.SummaryReader(str(run_dir / "tb")).scalars
+    if frame.empty:
+        return {}
+    return {tag: sorted(zip(group["step"], group["value"])) for tag, group in frame.groupby("tag")}
+
+
+def assert_one_value_per_epoch(run_dir):
+    table, logged = rows(run_dir), scalars(run_dir)
+    for column in ("val_acc", "val_loss", "train_loss", "train_acc", "lr", "grad_norm", "step", "batch_size"):
+        assert [s for s, _ in logged[column]] == list(range(len(table)))
+        assert [v for _, v in logged[column]] == pytest.approx([float(r[column]) for r in table], rel=1e-6)
+
+
+def test_every_epoch_has_every_metrics_column_and_the_metrics_do_not_change(compose_cfg):
+    run = train(compose_cfg(*TB, "trainer.epochs=3")).run_dir
+    assert_one_value_per_epoch(run)
+    assert "epoch" not in scalars(run)
+    plain = train(compose_cfg("trainer.epochs=3")).run_dir
+    strip = lambda t: [{k: v for k, v in r.items() if k not in TIMING} for r in t]
+    assert strip(rows(run)) == strip(rows(plain))
+    assert not (plain / "tb").exists()
+
+
+def test_a_resume_after_a_signal_appends_each_epoch_once(compose_cfg, monkeypatch):
+    import runner.training.loop as rt
+
+    overrides = (*TB, "trainer.epochs=3", "trainer.log_every=1")
+    steps_per_epoch = int(rows(train(compose_cfg("trainer.epochs=1", "trainer.log_every=1")).run_dir)[0]["step"])
+    original, calls = rt.clip_gradients, [0]
+
+    def clip_then_signal(params, reg):
+        calls[0] += 1
+        if calls[0] == steps_per_epoch + 2:
+            signal.raise_signal(signal.SIGTERM)
+        return original(params, reg)
+
+    monkeypatch.setattr(rt, "clip_gradients", clip_then_signal)
+    with pytest.raises(Interrupted) as info:
+        train(compose_cfg(*overrides))
+    monkeypatch.setattr(rt, "clip_gradients", original)
+    run = info.value.result.run_dir
+    assert [s for s, _ in scalars(run)["val_acc"]] == [0]
+    train(compose_cfg(*overrides), resume_dir=run)
+    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 2
+    assert_one_value_per_epoch(run)
+
+
+def test_events_of_epochs_a_resume_recomputes_are_dropped(compose_cfg):
+    # a run killed hard after epoch 2's events were flushed but with its checkpoint at epoch 0
+    run = train(compose_cfg(*TB, "trainer.epochs=3")).run_dir
+    drop_events_from(run / "tb", first_epoch=1)
+    assert [s for s, _ in scalars(run)["val_acc"]] == [0]
+    drop_events_from(run / "tb", first_epoch=0)
+    assert "val_acc" not in scalars(run)
+
+
+def test_histograms_of_each_layers_weights_and_gradients_when_diagnostics_are_on(compose_cfg):
+    run = train(compose_cfg(*TB, "trainer.diagnostics=true", "diagnostics.every=2", "trainer.epochs=4",
+                            "model.depth=2")).run_dir
+    frame = tbparse.SummaryReader(str(run / "tb")).histograms
+    tags = sorted(set(frame["tag"]))
+    weights = [t for t in tags if t.startswith("weights/")]
+    assert len(weights) == 3 and all(t.endswith(".weight") for t in weights)  # two hidden layers and the head
+    assert [t.replace("gradients/", "weights/") for t in tags if t.startswith("gradients/")] == weights
+    assert sorted(set(frame["step"])) == [1, 3]  # the epochs diagnostics records
+    assert not tbparse.SummaryReader(str(train(compose_cfg(*TB)).run_dir / "tb")).histograms.size
+
+
+@pytest.mark.slow
+def test_without_the_package_the_key_exits_2_with_the_install_line(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+
+        class BlockTensorBoard:
+            def find_spec(self, name, path=None, target=None):
+                if name == "tensorboard" or name.startswith("tensorboard."):
+                    raise ImportError(f"No module named {name!r}")
+
+        sys.meta_path.insert(0, BlockTensorBoard())
+    """))
+    env = {"PYTHONPATH": str(blocker), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    code = "import sys; from runner.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, "train", "trainer.tensorboard=true", "trainer.epochs=1",
+                           "trainer.progress=false", f"trainer.out_dir={tmp_path / 'out'}"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "optlab: error: trainer.tensorboard=true needs the tensorboard package: pip install 'optlab[tensorboard]'"]
+    assert not (tmp_path / "out").exists()
