@@ -1,0 +1,95 @@
+"""`optlab study`: list the shipped studies, run one (or all), print the README's table."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from runner.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    study = subparsers.add_parser("study", help="the lectures' claims, one command each: list, run, table",
+                                  description="Shipped studies: a claim, its runs with seed repeats, a verdict.")
+    sub = study.add_subparsers(dest="study_command", metavar="ACTION")
+    listing = sub.add_parser("list", help="the studies and their claims")
+    listing.set_defaults(handler=list_studies)
+    run = sub.add_parser("run", help="run a study (reusing its finished runs) and write its verdict")
+    run.add_argument("name", nargs="?", help="a study name (optlab study list) or a study YAML file")
+    run.add_argument("--all", action="store_true", help="run every shipped study, one after another")
+    run.add_argument("--quick", action="store_true", help="shrunk epochs and seeds: checks the pipeline, "
+                                                          "never a reproduction (outputs/studies/quick/NAME)")
+    run.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (default: the study's)")
+    run.add_argument("--population", metavar="K|auto", help="train up to K runs of one structure at once "
+                                                            "(default: the study's, else auto)")
+    run.add_argument("--out", metavar="DIR", default="outputs/studies", help="where study folders go")
+    run.set_defaults(handler=run_studies)
+    table = sub.add_parser("table", help="the README's table from the studies' verdict.json files")
+    table.add_argument("--out", metavar="DIR", default="outputs/studies", help="where study folders are")
+    table.add_argument("--docs", metavar="DIR", help="also copy each full study's study.md and figure here")
+    table.set_defaults(handler=print_table)
+    study.set_defaults(handler=lambda args: _missing_action(study))
+
+
+def _missing_action(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def list_studies(args) -> int:
+    from runner.study.spec import load_study, study_names
+
+    for name in study_names():
+        spec = load_study(name)
+        print(f"{name:28s} {spec.claim} ({spec.source.split(';')[0]})")
+    return 0
+
+
+def run_studies(args) -> int:
+    from runner.cli.train import population_size
+    from runner.study.run import StudyOptions, run_study
+    from runner.study.spec import load_study, study_names
+
+    if args.all == bool(args.name):
+        raise ConfigError("optlab study run: give one study NAME or --all")
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
+    names = study_names() if args.all else [args.name]
+    specs = [load_study(name) for name in names]  # every file checked before anything runs
+    options = StudyOptions(quick=args.quick, seeds=args.seeds, population=population_size(args.population),
+                           out_root=Path(args.out))
+    for spec in specs:
+        verdict = run_study(spec, options)
+        _print_verdict(verdict)
+    return 0
+
+
+def _print_verdict(verdict: dict) -> None:
+    from runner.study.write import effect_text
+
+    note = f" (quick; the criteria gave {verdict['quick_outcome']})" if verdict["quick"] else ""
+    print(f"{verdict['study']}: {verdict['verdict']}{note} in {verdict['wall_time_s']:.0f} s", file=sys.stderr)
+    for result in verdict["criteria"]:
+        print(f"  {result['outcome']:15s} {result['criterion']}: {effect_text(result)}", file=sys.stderr)
+    print(verdict["folder"], flush=True)
+
+
+def print_table(args) -> int:
+    import shutil
+
+    from runner.study.spec import study_names
+    from runner.study.write import readme_table
+
+    out, verdicts = Path(args.out), []
+    for name in study_names():
+        path = out / name / "verdict.json"
+        if path.is_file():
+            verdicts.append(json.loads(path.read_text()))
+    if args.docs:
+        docs = Path(args.docs)
+        docs.mkdir(parents=True, exist_ok=True)
+        for v in verdicts:
+            for file in ("study.md", v["figure"]):
+                shutil.copyfile(out / v["study"] / file, docs / (f"{v['study']}.md" if file == "study.md" else file))
+    print(readme_table(verdicts, study_names(), args.docs or "docs/studies"))
+    return 0

@@ -1,0 +1,206 @@
+"""A study's runs: planned from its arms and seeds, finished ones reused, the rest trained.
+
+Every run of a study lives in STUDY_DIR/runs/, named `<arm>-seed<s>[-<variant>]` (trainer.name).
+A folder is reused when its trainer.name and everything it learns from (the config without
+bookkeeping keys) are the planned run's: completed, diverged and pruned runs count as done,
+interrupted ones are resumed from their checkpoint, so a study stopped half way goes on where
+it was. New runs of one structure train together as a population of up to K (seed repeats
+and lr grids), the others alone. Sweep arms run one optlab sweep per seed in
+STUDY_DIR/runs/sweeps/<arm>-seed<s>/; rerunning continues each to its trial budget.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import TrainingFailed
+from runner.study.spec import Arm, StudySpec
+
+DONE = ("completed", "diverged", "pruned")
+
+
+@dataclass
+class Planned:
+    arm: str
+    seed: int
+    variant: str          # the arm's inner-grid values ("" without one)
+    name: str             # trainer.name and the folder name's tail
+    cfg: object           # the composed config
+
+
+@dataclass
+class Record:
+    arm: str
+    seed: int
+    variant: str
+    path: Path            # the run folder, or the sweep folder of a sweep arm
+    status: str
+    reused: bool
+
+
+def seeds_and_overrides(spec: StudySpec, quick: bool, seeds: int | None) -> tuple[int, list[str]]:
+    """How many seeds, and the overrides quick mode adds (last, so they win)."""
+    extra = list(spec.quick.get("overrides", [])) if quick else []
+    count = seeds or (spec.quick.get("seeds", 2) if quick else spec.seeds)
+    return int(count), extra
+
+
+def plan(spec: StudySpec, quick: bool = False, seeds: int | None = None) -> list[Planned]:
+    """Every run of the grid arms, composed (and so validated) before anything trains."""
+    from runner.config.compose import Composer
+    from runner.sweep.build import merge_overrides
+    from runner.sweep.multirun import expand
+
+    count, extra = seeds_and_overrides(spec, quick, seeds)
+    compose, planned = Composer(), []
+    for arm in (a for a in spec.arms if a.sweep is None):
+        combos = expand(merge_overrides(list(spec.base) + list(arm.overrides), extra))
+        varying = [i for i in range(len(combos[0])) if len({c[i] for c in combos}) > 1]
+        for combo in combos:
+            variant = ",".join(combo[i] for i in varying)
+            for seed in range(count):
+                name = f"{arm.name}-seed{seed}" + (f"-{variant}" if variant else "")
+                cfg = compose(merge_overrides(combo, [f"trainer.seed={seed}", "trainer.progress=false",
+                                                      f"trainer.name={_quote(name)}"]))
+                planned.append(Planned(arm.name, seed, variant, name, cfg))
+    return planned
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "") + "'"
+
+
+def learned_config(cfg) -> str:
+    """What a run learns from: its config without bookkeeping keys, as comparable text."""
+    import json
+
+    from runner.config.compose import as_plain, flatten, is_bookkeeping
+
+    flat = {k: v for k, v in flatten(as_plain(cfg)) if not is_bookkeeping(k)}
+    return json.dumps(flat, sort_keys=True, default=str)
+
+
+def existing_runs(runs_dir: Path) -> dict[str, list[tuple[Path, str, str]]]:
+    """trainer.name -> [(folder, status, learned config)] of the run folders already there."""
+    from runner.report.load import load_run
+
+    found: dict[str, list[tuple[Path, str, str]]] = {}
+    if not runs_dir.is_dir():
+        return found
+    for folder in sorted(p for p in runs_dir.iterdir() if (p / "config.yaml").is_file()):
+        try:
+            record, _, _ = load_run(folder)
+            cfg = _read_cfg(folder)
+        except Exception as exc:  # noqa: BLE001  a damaged folder is not reused; say why
+            print(f"study: {folder.name}: not reused ({exc})", file=sys.stderr)
+            continue
+        found.setdefault(str(cfg["trainer"]["name"]), []).append((folder, str(record["status"]), learned_config(cfg)))
+    return found
+
+
+def _read_cfg(folder: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((folder / "config.yaml").read_text())
+
+
+def match(run: Planned, found: dict) -> tuple[Path, str] | None:
+    """The folder of this planned run already there (a finished one first), if any."""
+    wanted = learned_config(run.cfg)
+    same = [(folder, status) for folder, status, learned in found.get(run.name, []) if learned == wanted]
+    same.sort(key=lambda fs: fs[1] not in DONE)
+    return same[0] if same else None
+
+
+def run_grid_arms(spec: StudySpec, runs_dir: Path, planned: list[Planned], population: int) -> list[Record]:
+    """Reuse what is finished, resume what was interrupted, train the rest (populations of K)."""
+    found = existing_runs(runs_dir)
+    records, fresh = [], []
+    for run in planned:
+        hit = match(run, found)
+        if hit and hit[1] in DONE:
+            records.append(Record(run.arm, run.seed, run.variant, hit[0], hit[1], True))
+        elif hit:
+            records.append(_train_one(run, runs_dir, resume=hit[0]))
+        else:
+            fresh.append(run)
+    reused = len(records)
+    print(f"study {spec.name}: {len(planned)} run(s): {reused} reused or resumed, {len(fresh)} to train",
+          file=sys.stderr)
+    records += train_fresh(fresh, runs_dir, population)
+    return records
+
+
+def train_fresh(fresh: list[Planned], runs_dir: Path, population: int) -> list[Record]:
+    from runner.sweep.multirun import GridRun, batches
+
+    by_name = {run.name: run for run in fresh}
+    records = []
+    groups = batches([GridRun([], run.name, run.cfg) for run in fresh], population)
+    for i, group in enumerate(groups):
+        print(f"[{i + 1}/{len(groups)}] {', '.join(g.name for g in group)}", file=sys.stderr, flush=True)
+        members = [by_name[g.name] for g in group]
+        records += _train_population(members, runs_dir) if len(members) > 1 else [_train_one(members[0], runs_dir)]
+    return records
+
+
+def _train_one(run: Planned, runs_dir: Path, resume: Path | None = None) -> Record:
+    from runner.training.loop import train
+
+    try:
+        if resume is not None:
+            from runner.config.compose import load_run_config
+
+            result = train(load_run_config(resume), resume_dir=resume)
+        else:
+            result = train(run.cfg, run_root=runs_dir)
+        path, status = result.run_dir, str(result.status)
+    except TrainingFailed as exc:
+        if exc.result is None:
+            raise
+        path, status = exc.result.run_dir, str(exc.result.status)
+    return Record(run.arm, run.seed, run.variant, Path(path), status, resume is not None)
+
+
+def _train_population(members: list[Planned], runs_dir: Path) -> list[Record]:
+    from runner.training.population import train_population
+
+    results = train_population([m.cfg for m in members], run_root=runs_dir)
+    return [Record(m.arm, m.seed, m.variant, Path(r.run_dir), str(r.status), False) for m, r in zip(members, results)]
+
+
+def sweep_spec_dict(spec: StudySpec, arm: Arm, seed: int, runs_dir: Path, extra: list[str], quick: bool) -> dict:
+    """One seed's sweep of a sweep arm: the arm's settings, the sampler seeded by the seed,
+    base = the study's base + the arm's overrides (+ quick ones), trained with that seed."""
+    from runner.sweep.build import merge_overrides
+
+    raw = dict(arm.sweep)
+    if quick:
+        raw.update(spec.quick.get("sweep", {}))
+    raw.update(study=f"{arm.name}-seed{seed}", seed=seed)
+    raw["base"] = merge_overrides(list(spec.base) + list(arm.overrides) + list(raw.get("base", [])),
+                                  extra + [f"trainer.seed={seed}", "trainer.progress=false",
+                                           f"trainer.out_dir={runs_dir}"])
+    return raw
+
+
+def run_sweep_arms(spec: StudySpec, runs_dir: Path, quick: bool, seeds: int | None) -> list[Record]:
+    from runner.sweep.build import validate
+    from runner.sweep.run import RunOptions, run_workers, start_sweep
+    from runner.sweep.spec import spec_from_dict
+
+    count, extra = seeds_and_overrides(spec, quick, seeds)
+    records = []
+    for arm in (a for a in spec.arms if a.sweep is not None):
+        for seed in range(count):
+            sweep_spec = spec_from_dict(sweep_spec_dict(spec, arm, seed, runs_dir, extra, quick),
+                                        source=f"study {spec.name}, arm {arm.name}")
+            validate(sweep_spec)
+            print(f"study {spec.name}: sweep {arm.name} seed {seed}", file=sys.stderr, flush=True)
+            started = start_sweep(sweep_spec, RunOptions())
+            outcome = run_workers(started, RunOptions(), on_rows=lambda rows: None)
+            if outcome.stopped is not None:
+                raise outcome.stopped
+            records.append(Record(arm.name, seed, "", started.sweep_dir, "completed", False))
+    return records

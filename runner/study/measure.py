@@ -1,0 +1,168 @@
+"""Measures: one number per run (or per sweep) from its folder, then one per arm and seed.
+
+Kinds:
+- metric: a metrics.csv column at the final epoch, the best one (`at: best`: max for *_acc,
+  min otherwise) or epoch N; `minus: COLUMN` subtracts another column of the same row.
+- to_target: the steps (or epochs, `unit: epochs`) until `column` first reaches `target`
+  (`op: "<="` by default, or ">="). A run that never does, or diverged first, counts as its
+  whole budget (epochs x the steps of its first epoch) and is counted as censored: a lower
+  bound, so it can only shrink a claimed slowdown.
+- layer: a layers.csv statistic (diagnostics) of the hidden layers at `epoch` (-1: before
+  the first step): `reduce` first, last, mean, ratio (last / first) or per_layer (ratio **
+  (1 / (layers - 1)), the geometric-mean factor per layer).
+- unit_spread: from the final checkpoint, the largest over hidden layers of
+  ||W - mean row|| / ||W|| (0 when every unit of the layer has the same weights).
+- sweep_best: a sweep arm's best value over its completed trials (trials.csv).
+An arm with an inner grid (a=1,2 in its overrides) gets, per seed, the `over_variants`
+(min or max) of its variants' values.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from runner.errors import ConfigError
+
+CENSORED = "censored"
+
+
+def rows_of(run_dir: Path) -> list[dict]:
+    from runner.report.load import read_metrics
+
+    table, _ = read_metrics(Path(run_dir) / "metrics.csv")
+    names = list(table)
+    return [dict(zip(names, values)) for values in zip(*table.values())] if names else []
+
+
+def metric_value(rows: list[dict], m: dict) -> float:
+    column, at = m["column"], m.get("at", "final")
+    if not rows or column not in rows[0]:
+        return math.nan
+    if at == "final":
+        row = rows[-1]
+    elif at == "best":
+        finite = [r for r in rows if math.isfinite(r[column])]
+        if not finite:
+            return math.nan
+        pick = max if column.endswith("acc") else min
+        row = pick(finite, key=lambda r: r[column])
+    else:
+        matching = [r for r in rows if int(r["epoch"]) == int(at)]
+        if not matching:
+            return math.nan
+        row = matching[0]
+    value = row[column]
+    return value - row[m["minus"]] if m.get("minus") else value
+
+
+def to_target(rows: list[dict], m: dict, epochs: int) -> tuple[float, bool]:
+    """(steps or epochs to the target, censored)."""
+    column, target, op = m["column"], float(m["target"]), m.get("op", "<=")
+    unit = "epoch" if m.get("unit") == "epochs" else "step"
+    for r in rows:
+        v = r.get(column, math.nan)
+        if math.isfinite(v) and (v <= target if op == "<=" else v >= target):
+            return float(r[unit]), False
+    if unit == "epoch":
+        return float(epochs), True
+    per_epoch = rows[0]["step"] if rows else math.nan
+    return float(per_epoch * epochs), True
+
+
+def layer_value(run_dir: Path, m: dict) -> float:
+    path = Path(run_dir) / "layers.csv"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no layers.csv (a layer measure needs trainer.diagnostics=true)")
+    epoch = int(m.get("epoch", -1))
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r["epoch"] and int(r["epoch"]) == epoch]
+    values = [float(r[m["stat"]]) for r in sorted(rows, key=lambda r: int(r["layer"]))]
+    if not values:
+        return math.nan
+    return reduce_layers(values, m.get("reduce", "ratio"))
+
+
+def reduce_layers(values: list[float], how: str) -> float:
+    if how == "first":
+        return values[0]
+    if how == "last":
+        return values[-1]
+    if how == "mean":
+        return sum(values) / len(values)
+    ratio = values[-1] / values[0] if values[0] else math.nan
+    if how == "ratio":
+        return ratio
+    if how == "per_layer":
+        return ratio ** (1 / (len(values) - 1)) if len(values) > 1 and ratio >= 0 else math.nan
+    raise ConfigError(f"layer measure: reduce {how!r}: choose from first, last, mean, ratio, per_layer")
+
+
+def unit_spread(run_dir: Path) -> float:
+    """How far the hidden units of a layer are from being identical, at the end of training."""
+    from runner.runs.folder import load_checkpoint
+
+    path = Path(run_dir) / "checkpoint.pt"
+    if not path.is_file():
+        return math.nan
+    state = load_checkpoint(path)["model"]
+    weights = [w.double() for k, w in state.items() if k.endswith("weight") and w.dim() == 2]
+    spreads = [spread_of(w) for w in weights[:-1]]  # the last is the output layer: its units differ
+    return max(spreads) if spreads else math.nan
+
+
+def spread_of(w) -> float:
+    centered = w - w.mean(dim=0, keepdim=True)
+    return float(centered.norm() / w.norm().clamp_min(1e-300)) if float(w.norm()) > 0 else 0.0
+
+
+def sweep_best(sweep_dir: Path) -> float:
+    from runner.sweep.outputs import best_rows, read_sweep_json, read_trial_rows
+
+    meta = read_sweep_json(sweep_dir)
+    best = best_rows(read_trial_rows(sweep_dir), str(meta["direction"]), 1)
+    return float(best[0]["value"]) if best else math.nan
+
+
+def run_value(record, m: dict, epochs: int) -> tuple[float, bool]:
+    """(this measure of one run or sweep, censored)."""
+    kind = m["kind"]
+    if kind == "sweep_best":
+        return sweep_best(record.path), False
+    if kind == "layer":
+        return layer_value(record.path, m), False
+    if kind == "unit_spread":
+        return unit_spread(record.path), False
+    rows = rows_of(record.path)
+    if kind == "to_target":
+        return to_target(rows, m, epochs)
+    return metric_value(rows, m), False
+
+
+def measure_all(spec, records: list, epochs_of) -> tuple[dict, list[dict]]:
+    """{measure: {arm: {seed: value}}} and the per-run rows (runs.csv)."""
+    values: dict = {name: {a.name: {} for a in spec.arms} for name in spec.measures}
+    rows = []
+    for record in records:
+        row = {"arm": record.arm, "seed": record.seed, "variant": record.variant, "status": record.status,
+               "reused": record.reused, "path": str(record.path)}
+        for name, m in spec.measures.items():
+            value, censored = run_value(record, m, epochs_of(record))
+            row[name] = value
+            if censored:
+                row[f"{name}_{CENSORED}"] = True
+            per_seed = values[name][record.arm]
+            per_seed[record.seed] = combine(per_seed.get(record.seed), value, m.get("over_variants"))
+        rows.append(row)
+    return values, rows
+
+
+def combine(old: float | None, new: float, how: str | None) -> float:
+    if old is None:
+        return new
+    if how not in ("min", "max"):
+        raise ConfigError("an arm with several variants per seed needs its measures' over_variants: min or max")
+    finite = [v for v in (old, new) if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return min(finite) if how == "min" else max(finite)

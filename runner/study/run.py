@@ -1,0 +1,108 @@
+"""One study from start to end: plan -> runs (reused, resumed or trained) -> measures ->
+criteria -> verdict.json, table.csv, runs.csv, the figure and study.md in its folder."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.study.spec import StudySpec
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    quick: bool = False
+    seeds: int | None = None        # over the study's own
+    population: int | None = None   # None: the study's `population`, else 16 (AUTO_SIZE on a CPU)
+    out_root: Path = Path("outputs/studies")
+
+
+def study_dir(spec: StudySpec, options: StudyOptions) -> Path:
+    """outputs/studies/NAME/, and outputs/studies/quick/NAME/ for --quick (other runs, other verdict)."""
+    return Path(options.out_root) / ("quick" if options.quick else "") / spec.name
+
+
+def population_of(spec: StudySpec, options: StudyOptions) -> int:
+    from runner.training.population import AUTO_SIZE
+
+    if options.population is not None:
+        return options.population
+    return int(spec.population) if spec.population else AUTO_SIZE
+
+
+def run_study(spec: StudySpec, options: StudyOptions) -> dict:
+    """Run (or finish) the study and write its outputs; returns verdict.json's content."""
+    from runner.runs.files import make_dirs
+    from runner.study.execute import (
+        plan,
+        run_grid_arms,
+        run_sweep_arms,
+        seeds_and_overrides,
+    )
+
+    start = time.perf_counter()
+    folder = make_dirs(study_dir(spec, options))
+    runs_dir = make_dirs(folder / "runs")
+    planned = plan(spec, options.quick, options.seeds)
+    records = run_grid_arms(spec, runs_dir, planned, population_of(spec, options))
+    records += run_sweep_arms(spec, runs_dir, options.quick, options.seeds)
+    wall = time.perf_counter() - start
+    seeds, extra = seeds_and_overrides(spec, options.quick, options.seeds)
+    return conclude(spec, folder, records, planned, {"seeds": seeds, "quick_overrides": extra, "wall_time_s": wall,
+                                                     "quick": options.quick})
+
+
+def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts: dict) -> dict:
+    """Measures, criteria and the verdict from the runs; every output file written."""
+    from runner.study.figure import draw
+    from runner.study.measure import measure_all
+    from runner.study.verdict import judge, overall
+    from runner.study.write import summary_table, write_outputs
+
+    epochs = {(p.arm, p.seed, p.variant): int(p.cfg.trainer.epochs) for p in planned}
+    values, rows = measure_all(spec, records, lambda r: epochs.get((r.arm, r.seed, r.variant), 0))
+    results = [judge(c, values[c["measure"]]) for c in spec.criteria]
+    figure = f"{spec.name}.png"
+    draw(spec, values, records, folder / figure, facts["quick"])
+    verdict = {"study": spec.name, "claim": spec.claim, "source": spec.source,
+               **overall([r["outcome"] for r in results], facts["quick"]),
+               "criteria": results, "effect": results[0]["effect"],
+               "arms": {name: {arm: _summary(per_seed) for arm, per_seed in by_arm.items()}
+                        for name, by_arm in values.items()},
+               "values": values, "seeds": facts["seeds"], "quick_overrides": facts["quick_overrides"],
+               "runs": len(records), "reused": sum(r.reused for r in records), "wall_time_s": facts["wall_time_s"],
+               "figure": figure, "folder": str(folder), "machine": machine(), "optlab": _version(), "scaled_down": spec.scaled_down}
+    verdict = json.loads(json.dumps(verdict, default=_plain))
+    write_outputs(folder, spec, summary_table(spec, values, rows), rows, verdict)
+    return verdict
+
+
+def _summary(per_seed: dict) -> dict:
+    from runner.study.verdict import arm_summary
+
+    return arm_summary(per_seed)
+
+
+def _plain(value):
+    return str(value)
+
+
+def machine() -> str:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cores} CPU cores ({platform.machine()}), torch threads {_threads()}"
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _version() -> str:
+    from runner import __version__
+
+    return __version__

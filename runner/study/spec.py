@@ -1,0 +1,155 @@
+"""A study file (studies/NAME.yaml) -> a frozen StudySpec, checked before anything runs.
+
+A study says its claim and source, what was scaled down from the paper, the base overrides,
+its arms (override lists, or sweeps), seeds, the measures, the criteria that decide the
+verdict (written before the runs) and the figure. `quick` shrinks it for pipeline checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import ConfigError
+
+STUDY_KEYS = {"claim", "source", "scaled_down", "base", "arms", "seeds", "quick", "measures", "criteria",
+              "figure", "population", "notes"}
+MEASURE_KINDS = {"metric", "to_target", "layer", "unit_spread", "sweep_best"}
+CRITERION_KINDS = {"welch", "equivalent", "every_seed"}
+FIGURE_KINDS = {"bars", "curves", "layers"}
+DIRECTIONS = ("greater", "less")
+OPS = ("<", ">")
+STUDIES_PLACEHOLDER = "{studies}"  # in an override: the built-in studies folder (its data/ files)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    overrides: tuple[str, ...]
+    sweep: dict | None = None   # a sweep file's settings (sampler, space, ...): one sweep per seed
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    claim: str
+    source: str
+    scaled_down: str
+    base: tuple[str, ...]
+    arms: tuple[Arm, ...]
+    seeds: int
+    measures: dict
+    criteria: tuple[dict, ...]
+    figure: dict
+    quick: dict = field(default_factory=dict)
+    population: int | None = None
+    notes: str = ""
+    path: str = ""
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
+
+
+def builtin_studies_dir() -> Path:
+    """studies/ ships inside the wheel as runner/studies; a source checkout has it beside runner/."""
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here / "studies", here.parent / "studies"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"optlab's built-in studies are missing (looked in {here / 'studies'})")
+
+
+def study_names() -> list[str]:
+    return sorted(p.stem for p in builtin_studies_dir().glob("*.yaml"))
+
+
+def find_study(name: str) -> Path:
+    """A study by name (built in) or by path to a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = builtin_studies_dir() / f"{name}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise ConfigError(f"study {name!r}: no such study; choose from: {', '.join(study_names())}")
+
+
+def load_study(name: str) -> StudySpec:
+    path = find_study(name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a study file is a mapping of {', '.join(sorted(STUDY_KEYS))}")
+    return spec_from_dict(path.stem, raw, str(path))
+
+
+def spec_from_dict(name: str, raw: dict, path: str = "") -> StudySpec:
+    unknown = sorted(set(raw) - STUDY_KEYS)
+    if unknown:
+        raise ConfigError(f"study {name}: unknown key {unknown[0]!r}; keys: {', '.join(sorted(STUDY_KEYS))}")
+    for key in ("claim", "source", "scaled_down", "arms", "measures", "criteria", "figure"):
+        if not raw.get(key):
+            raise ConfigError(f"study {name}: {key} is missing")
+    arms = tuple(_arm(name, arm, body) for arm, body in raw["arms"].items())
+    spec = StudySpec(name=name, claim=str(raw["claim"]).strip(), source=str(raw["source"]).strip(),
+                     scaled_down=str(raw["scaled_down"]).strip(), base=tuple(_overrides(name, raw.get("base"))),
+                     arms=arms, seeds=_positive(name, "seeds", raw.get("seeds", 5)), measures=dict(raw["measures"]),
+                     criteria=tuple(raw["criteria"]), figure=dict(raw["figure"]), quick=dict(raw.get("quick") or {}),
+                     population=raw.get("population"), notes=str(raw.get("notes") or "").strip(), path=path)
+    check(spec)
+    return spec
+
+
+def _arm(study: str, name: str, body: Any) -> Arm:
+    if isinstance(body, dict):
+        if "sweep" not in body:
+            raise ConfigError(f"study {study}: arm {name}: a mapping arm needs `sweep` (else give a list of overrides)")
+        return Arm(name, tuple(_overrides(study, body.get("overrides"))), dict(body["sweep"]))
+    return Arm(name, tuple(_overrides(study, body)))
+
+
+def _overrides(study: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"study {study}: overrides must be a list of strings like optimizer.lr=0.1")
+    return [v.replace(STUDIES_PLACEHOLDER, str(builtin_studies_dir())) for v in value]
+
+
+def _positive(study: str, key: str, value: Any) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"study {study}: {key} must be an integer >= 1, not {value!r}")
+    return value
+
+
+def check(spec: StudySpec) -> None:
+    """Every measure, criterion and figure names things that exist."""
+    arms = {a.name for a in spec.arms}
+    for mname, m in spec.measures.items():
+        if m.get("kind") not in MEASURE_KINDS:
+            raise ConfigError(f"study {spec.name}: measure {mname}: kind must be one of {', '.join(sorted(MEASURE_KINDS))}")
+    for c in spec.criteria:
+        _check_criterion(spec, c, arms)
+    if spec.figure.get("kind") not in FIGURE_KINDS:
+        raise ConfigError(f"study {spec.name}: figure kind must be one of {', '.join(sorted(FIGURE_KINDS))}")
+
+
+def _check_criterion(spec: StudySpec, c: dict, arms: set[str]) -> None:
+    where = f"study {spec.name}: criterion {c}"
+    if c.get("kind") not in CRITERION_KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(sorted(CRITERION_KINDS))}")
+    if c.get("measure") not in spec.measures:
+        raise ConfigError(f"{where}: measure must be one of {', '.join(spec.measures)}")
+    named = [c[k] for k in ("a", "b", "arm") if k in c]
+    if not named or any(a not in arms for a in named):
+        raise ConfigError(f"{where}: arms must be among {', '.join(sorted(arms))}")
+    if c["kind"] == "welch" and c.get("direction") not in DIRECTIONS:
+        raise ConfigError(f"{where}: direction must be greater or less")
+    if c["kind"] == "equivalent" and not float(c.get("margin", 0)) > 0:
+        raise ConfigError(f"{where}: equivalent needs a margin > 0")
+    if c["kind"] == "every_seed" and c.get("op") not in OPS:
+        raise ConfigError(f"{where}: every_seed needs op '<' or '>' and a threshold")

@@ -1,0 +1,108 @@
+"""A study's outputs: table.csv and runs.csv, verdict.json, study.md; the README's table."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from runner.runs.files import write_atomic
+
+
+def fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "nan"
+    x = float(x)
+    if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
+        return f"{x:.3g}"
+    return f"{x:.4g}"
+
+
+def summary_table(spec, values: dict, rows: list[dict]) -> pd.DataFrame:
+    """One row per measure and arm: n, mean, std, 95% interval, missing and censored seeds."""
+    from runner.study.verdict import arm_summary
+
+    out = []
+    frame = pd.DataFrame(rows)
+    for name in spec.measures:
+        for arm in (a.name for a in spec.arms):
+            s = arm_summary(values[name][arm])
+            column = f"{name}_censored"
+            censored = int(frame.loc[frame["arm"] == arm, column].fillna(False).astype(bool).sum()) \
+                if column in frame else 0
+            out.append({"measure": name, "arm": arm, **s, "censored": censored})
+    return pd.DataFrame(out)
+
+
+def effect_text(result: dict) -> str:
+    """The effect of one criterion in a few words: the difference (or ratio) with its interval."""
+    e = result["effect"]
+    if "seeds_passing" in e:
+        return (f"{fmt(e['mean'])} [{fmt(e['ci_low'])}, {fmt(e['ci_high'])}], "
+                f"{e['seeds_passing']}/{e['seeds']} seeds pass")
+    if e.get("scale") == "log10":
+        return (f"ratio {fmt(10 ** e['diff'])} [{fmt(10 ** e['ci_low'])}, {fmt(10 ** e['ci_high'])}]"
+                if math.isfinite(e["diff"]) else "nan")
+    return f"{fmt(e['diff'])} [{fmt(e['ci_low'])}, {fmt(e['ci_high'])}]"
+
+
+def write_outputs(folder: Path, spec, table: pd.DataFrame, rows: list[dict], verdict: dict) -> None:
+    write_atomic(folder / "table.csv", table.to_csv(index=False))
+    write_atomic(folder / "runs.csv", pd.DataFrame(rows).to_csv(index=False))
+    write_atomic(folder / "verdict.json", json.dumps(verdict, indent=2, default=_json_default) + "\n")
+    write_atomic(folder / "study.md", study_md(spec, table, verdict))
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def study_md(spec, table: pd.DataFrame, verdict: dict) -> str:
+    quick = verdict["quick"]
+    lines = [f"# {spec.name}", "", f"**Claim.** {spec.claim}", "", f"**Source.** {spec.source}", "",
+             f"**Verdict: {verdict['verdict']}**" + (
+                 f" (quick run: shrunk epochs and seeds, never a reproduction; the criteria gave "
+                 f"{verdict['quick_outcome']})" if quick else ""), "",
+             "## Setup", "", f"- base: `{' '.join(spec.base)}`"]
+    lines += [f"- arm `{a.name}`: `{' '.join(a.overrides) or '(base only)'}`" + (
+        f", a sweep per seed: `{json.dumps(a.sweep, default=str)}`" if a.sweep else "") for a in spec.arms]
+    lines += [f"- seeds: {verdict['seeds']}" + (f"; quick overrides: `{' '.join(verdict['quick_overrides'])}`"
+                                                 if quick else ""),
+              f"- scaled down from the paper: {spec.scaled_down}", "",
+              "## Criteria (written in the study file before the runs)", ""]
+    for result in verdict["criteria"]:
+        lines.append(f"- {result['criterion']}: **{result['outcome']}**; effect {effect_text(result)}")
+    lines += ["", "## Results", "", _markdown(table), "", f"![{spec.name}]({verdict['figure']})", ""]
+    if spec.notes:
+        lines += ["## Notes", "", spec.notes, ""]
+    lines += [(f"{verdict['runs']} runs ({verdict['reused']} reused), {verdict['wall_time_s']:.0f} s on "
+               f"{verdict['machine']}; optlab {verdict['optlab']}. Rerun with "
+               f"`optlab study run {spec.name}{' --quick' if quick else ''}`."), ""]
+    return "\n".join(lines)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    cols = ["measure", "arm", "n", "mean", "ci_low", "ci_high", "missing", "censored"]
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
+    body = ["| " + " | ".join(fmt(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols) + " |"
+            for _, r in table.iterrows()]
+    return "\n".join([head, *body])
+
+
+def readme_table(verdicts: list[dict], names: list[str], docs: str = "docs/studies") -> str:
+    """The README's table: one row per study, from its verdict.json (or 'not run yet')."""
+    by_name = {v["study"]: v for v in verdicts}
+    lines = ["| study | claim | verdict | effect (95% interval) | run time |", "| --- | --- | --- | --- | --- |"]
+    for name in names:
+        v = by_name.get(name)
+        if v is None:
+            lines.append(f"| {name} | | not run in full yet | | |")
+            continue
+        first = v["criteria"][0]
+        verdict = v["verdict"] + (" (quick)" if v["quick"] else "")
+        lines.append(f"| [{name}]({docs}/{name}.md) | {v['claim']} | {verdict} | "
+                     f"{first['criterion']}: {effect_text(first)} | {v['wall_time_s']:.0f} s |")
+    return "\n".join(lines)

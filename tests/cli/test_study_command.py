@@ -1,0 +1,34 @@
+"""optlab study list | run | table, through main()."""
+
+
+def test_study_list_names_every_study_with_its_claim(optlab):
+    done = optlab("study", "list")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert len(lines) >= 14
+    assert any(line.startswith("he2015_deep_relu") and "30-layer ReLU MLP" in line for line in lines)
+
+
+def test_study_run_needs_one_name_or_all(optlab):
+    assert optlab("study", "run").returncode == 2
+    done = optlab("study", "run", "symmetry", "--all")
+    assert done.returncode == 2 and "give one study NAME or --all" in done.stderr
+
+
+def test_an_unknown_study_exits_2_naming_the_known_ones(optlab):
+    done = optlab("study", "run", "nope")
+    assert done.returncode == 2 and "choose from:" in done.stderr and "symmetry" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_study_table_says_which_studies_are_still_to_run(optlab):
+    done = optlab("study", "table")
+    assert done.returncode == 0
+    assert "| symmetry | | not run in full yet | | |" in done.stdout
+
+
+def test_a_quick_run_prints_its_folder_last_and_says_quick(optlab, tmp_path):
+    done = optlab("study", "run", "glorot2010_depth", "--quick", "--seeds", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "outputs/studies/quick/glorot2010_depth"
+    assert "inconclusive (quick; the criteria gave" in done.stderr

@@ -1,0 +1,55 @@
+"""Whole studies: every shipped one in quick mode, reuse of finished runs, resuming a killed study."""
+import json
+
+import pytest
+from testkit import run_optlab
+
+from runner.study.run import StudyOptions, run_study
+from runner.study.spec import load_study, study_names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", study_names())
+def test_every_study_runs_in_quick_mode_and_never_claims_a_reproduction(name, tmp_path):
+    verdict = run_study(load_study(name), StudyOptions(quick=True, out_root=tmp_path))
+    folder = tmp_path / "quick" / name
+    for file in ("verdict.json", "study.md", "table.csv", "runs.csv", f"{name}.png"):
+        assert (folder / file).is_file(), file
+    assert verdict["quick"] is True and verdict["verdict"] == "inconclusive"
+    assert verdict["quick_outcome"] in ("reproduced", "not_reproduced", "inconclusive")
+    assert json.loads((folder / "verdict.json").read_text())["criteria"][0]["effect"]
+    assert "never a reproduction" in (folder / "study.md").read_text()
+
+
+def test_a_rerun_reuses_the_finished_runs_and_gives_the_same_numbers(tmp_path, capsys):
+    options = StudyOptions(quick=True, seeds=2, population=1, out_root=tmp_path)
+    first = run_study(load_study("symmetry"), options)
+    capsys.readouterr()
+    second = run_study(load_study("symmetry"), options)
+    assert "6 run(s): 6 reused or resumed, 0 to train" in capsys.readouterr().err
+    assert second["reused"] == 6 and second["values"] == first["values"]
+    assert len(list((tmp_path / "quick" / "symmetry" / "runs").iterdir())) == 6
+
+
+def test_more_seeds_train_only_the_new_ones(tmp_path, capsys):
+    run_study(load_study("symmetry"), StudyOptions(quick=True, seeds=1, population=1, out_root=tmp_path))
+    capsys.readouterr()
+    verdict = run_study(load_study("symmetry"), StudyOptions(quick=True, seeds=2, population=1, out_root=tmp_path))
+    assert "6 run(s): 3 reused or resumed, 3 to train" in capsys.readouterr().err
+    assert verdict["arms"]["unit_spread"]["zeros"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_its_interrupted_run_and_ends_as_an_uninterrupted_one(tmp_path):
+    args = ("study", "run", "symmetry", "--quick", "--population", "1", "--seeds", "2")
+    killed = run_optlab(*args, "--out", "killed", cwd=tmp_path, env={"OPTLAB_FAULT": "train.step@30=kill"})
+    assert killed.returncode == -9
+    rerun = run_optlab(*args, "--out", "killed", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "6 run(s): 2 reused or resumed, 4 to train" in rerun.stderr  # one finished, one resumed
+    clean = run_optlab(*args, "--out", "clean", cwd=tmp_path)
+    assert clean.returncode == 0, clean.stderr
+    resumed, uninterrupted = (json.loads((tmp_path / out / "quick" / "symmetry" / "verdict.json").read_text())
+                              for out in ("killed", "clean"))
+    assert resumed["values"] == uninterrupted["values"]
+    assert len(list((tmp_path / "killed" / "quick" / "symmetry" / "runs").iterdir())) == 6

@@ -1,0 +1,54 @@
+"""Study files: every shipped one loads and is checked; mistakes exit 2 with one line."""
+import pytest
+
+from runner.errors import ConfigError
+from runner.study.spec import (
+    builtin_studies_dir,
+    load_study,
+    spec_from_dict,
+    study_names,
+)
+
+ISSUE_STUDIES = {"symmetry", "glorot2010_depth", "he2015_deep_relu", "saturation", "input_standardization",
+                 "momentum_ill_conditioned", "ioffe2015_batchnorm", "santurkar2018_noisy_bn", "frankle2020_bn_only",
+                 "li_arora2019_exp_lr", "srivastava2014_dropout", "goyal2017_linear_scaling",
+                 "smith_le2017_batch_growth", "bergstra2012_random_search"}
+
+MINIMAL = {"claim": "c", "source": "s", "scaled_down": "d", "arms": {"a": ["optimizer.lr=0.1"], "b": []},
+           "measures": {"acc": {"kind": "metric", "column": "val_acc"}},
+           "criteria": [{"kind": "welch", "measure": "acc", "a": "a", "b": "b", "direction": "greater"}],
+           "figure": {"kind": "bars"}}
+
+
+def test_every_study_of_the_issue_ships_and_loads():
+    assert ISSUE_STUDIES <= set(study_names())
+    for name in study_names():
+        spec = load_study(name)
+        assert spec.claim and spec.source and spec.scaled_down and spec.criteria
+
+
+def test_the_studies_folder_placeholder_points_at_the_shipped_data():
+    spec = load_study("momentum_ill_conditioned")
+    path = next(o for o in spec.base if o.startswith("data.path=")).split("=", 1)[1]
+    assert path == str(builtin_studies_dir() / "data" / "ill_conditioned.npz")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"colour": 1}, "unknown key 'colour'"),
+    ({"claim": ""}, "claim is missing"),
+    ({"criteria": [{"kind": "welch", "measure": "acc", "a": "a", "b": "zz", "direction": "greater"}]}, "arms must be"),
+    ({"criteria": [{"kind": "welch", "measure": "loss", "a": "a", "b": "b", "direction": "greater"}]}, "measure must be"),
+    ({"criteria": [{"kind": "welch", "measure": "acc", "a": "a", "b": "b"}]}, "direction"),
+    ({"criteria": [{"kind": "equivalent", "measure": "acc", "a": "a", "b": "b"}]}, "margin > 0"),
+    ({"measures": {"acc": {"kind": "vibes"}}}, "kind must be one of"),
+    ({"figure": {"kind": "pie"}}, "figure kind"),
+    ({"seeds": 0}, "seeds must be an integer >= 1"),
+])
+def test_a_bad_study_file_is_one_config_error(change, words):
+    with pytest.raises(ConfigError, match=words):
+        spec_from_dict("bad", {**MINIMAL, **change})
+
+
+def test_an_unknown_study_names_the_known_ones():
+    with pytest.raises(ConfigError, match="choose from: .*he2015_deep_relu"):
+        load_study("no_such_study")
