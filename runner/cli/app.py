@@ -12,7 +12,8 @@ import os
 import sys
 import traceback
 
-from runner.cli import listing, lrfind, report, rerun, sweep, train
+from runner.cli import eval as evaluate
+from runner.cli import listing, lrfind, report, rerun, study, sweep, train
 from runner.cli.display import debug, report_error
 from runner.errors import ConfigError, OptlabError, storage_error
 
@@ -45,7 +46,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"optlab {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
 
-    for command in (train, sweep, rerun, report, lrfind, listing):
+    for command in (train, evaluate, sweep, rerun, report, lrfind, listing, study):
         command.register(sub)
     return parser
 

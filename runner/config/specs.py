@@ -12,8 +12,10 @@ from typing import Mapping
 
 from runner.errors import ConfigError
 from runner.registry import (
+    HALF_OPEN_UNIT,
     NON_NEGATIVE,
     OPEN_UNIT,
+    Check,
     Key,
     KeysOnlySpec,
     Registry,
@@ -24,6 +26,10 @@ from runner.registry import (
 GROUPS = ("data", "model", "init", "norm", "activation", "optimizer", "schedule",
           "batch", "augment", "regularize", "trainer", "diagnostics")
 
+WATCHED_METRICS = ("val_acc", "val_loss")  # what best.pt and early stopping watch (val_acc: val_loss without accuracy)
+
+FREEZE_PATTERNS = Check(lambda v: all(isinstance(p, str) and p for p in v), "a list of parameter-name prefixes or globs")
+
 TRAINER = KeysOnlySpec(
     name="trainer",
     description="How to run: length, randomness, device, validation split and where results go.",
@@ -31,6 +37,11 @@ TRAINER = KeysOnlySpec(
           Key("seed", 0),
           Key("device", "auto", choices=("auto", "cpu", "cuda", "cuda:N"), pattern=r"auto|cpu|cuda(:\d+)?|mps"),
           Key("val_fraction", 0.2, OPEN_UNIT),
+          Key("test_fraction", 0.0, HALF_OPEN_UNIT),
+          Key("best_metric", "val_acc", choices=WATCHED_METRICS),
+          Key("early_stop.patience", 0, NON_NEGATIVE),
+          Key("early_stop.metric", "val_loss", choices=WATCHED_METRICS),
+          Key("early_stop.min_delta", 0.0, NON_NEGATIVE),
           Key("eval_batch_size", 1024, at_least(1)),
           Key("progress", True),
           Key("log_every", 50, at_least(1)),
@@ -42,7 +53,9 @@ TRAINER = KeysOnlySpec(
           Key("compile", False),
           Key("channels_last", False),
           Key("checkpoint_every_s", 60, NON_NEGATIVE),
-          Key("tensorboard", False)))
+          Key("tensorboard", False),
+          Key("freeze", [], FREEZE_PATTERNS),
+          Key("train_only", None, choices=("norm", "norm+head"), kind=str)))
 
 DIAGNOSTICS = KeysOnlySpec(
     name="diagnostics",

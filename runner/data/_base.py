@@ -1,22 +1,26 @@
 """What every data source returns, and the registry the sources join."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from runner.data.curriculum import ORDER_KEYS
+from runner.data.subset import SUBSET_KEYS
 from runner.registry import NON_NEGATIVE, Key, Registry, Spec, at_least
 
 
 @dataclass
 class Pool:
-    """What a dataset loader returns, before the validation split."""
+    """What a dataset loader returns, before the validation split; x_test/y_test are the
+    data's own test files (MNIST's t10k-*, CIFAR's test batch) when it has them."""
 
     x: torch.Tensor
     y: torch.Tensor
     task: str = "classification"  # classification | regression
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
 
 
 @dataclass
@@ -29,6 +33,12 @@ class Dataset:
     num_classes: int  # 0 for regression
     mean: torch.Tensor  # standardization statistics of the training split
     std: torch.Tensor
+    x_test: torch.Tensor | None = None  # the test split: never trained on, never used for a choice
+    y_test: torch.Tensor | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None and len(self.x_test) > 0
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -40,7 +50,7 @@ class Dataset:
             return self.num_classes
         return 1 if self.y_train.dim() == 1 else self.y_train.shape[1]
 
-    def to(self, device: torch.device) -> "Dataset":
+    def to(self, device: torch.device) -> Dataset:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
         return Dataset(**{**vars(self), **moved})
 
@@ -53,9 +63,12 @@ class DatasetSpec(Spec):
     from_disk: bool = False  # reads files from data.root or data.path; nothing is generated
 
     def __post_init__(self):
-        # keys every data option takes, after its own: the order of training (data/curriculum.py)
-        object.__setattr__(self, "keys", self.keys + ORDER_KEYS)
+        # keys every data option takes, after its own: the order of training (data/curriculum.py), the classes kept (data/subset.py)
+        object.__setattr__(self, "keys", self.keys + ORDER_KEYS + SUBSET_KEYS + (STANDARDIZE,))
 
+
+# false: the raw inputs, without centering and scaling by the training split's statistics (data/split.py)
+STANDARDIZE = Key("standardize", True)
 
 DATASETS: Registry[DatasetSpec] = Registry("data")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 import torch
 
 from runner.data._base import DATASETS, Dataset, Pool
+from runner.data.subset import keep_classes
 from runner.errors import ConfigError
 
 
 def load_dataset(data_cfg: dict, val_fraction: float, seed: int, standardize: bool = True) -> Dataset:
     """The data option's pool split by the seed; standardize=False keeps the raw values (tests)."""
-    pool = DATASETS.get(data_cfg["name"]).load(data_cfg, seed)
+    pool = keep_classes(DATASETS.get(data_cfg["name"]).load(data_cfg, seed), data_cfg)
     train_idx, val_idx = split_indices(pool, val_fraction, seed)
     x_train, x_val = pool.x[train_idx], pool.x[val_idx]
     if standardize:

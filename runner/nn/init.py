@@ -121,12 +121,20 @@ def bias_keys(rule: str = "zeros") -> tuple[Key, ...]:
 # ---------------------------------------------------------------- weight rules
 
 
+# init.from: a run folder whose weights replace the drawn ones where names and shapes fit
+# (runner/training/transfer.py); init.from_checkpoint: its best.pt or its last checkpoint.pt
+SOURCE_KEYS = (Key("from", None, kind=str), Key("from_checkpoint", "best", choices=("best", "last")))
+
+
 @dataclass(frozen=True, kw_only=True)
 class InitSpec(Spec):
     draw: WeightInit  # fills one layer's weight
     paper_gain: Callable[[dict], float] = unit_gain  # the gain when init.gain is null, from the activation's cfg
     # runs once every layer is set, on data (LSUV): (model, init cfg, context)
     after_all: Callable[[nn.Module, dict, InitContext], None] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "keys", self.keys + SOURCE_KEYS)  # keys every init option takes, last
 
 
 def gain_key(default: float | None) -> Key:

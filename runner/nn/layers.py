@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 import torch.nn as nn
 
 from runner.errors import ConfigError
@@ -66,9 +67,58 @@ class NormSpec(Spec):
     needs_feature_maps: bool = False  # only after conv layers (model=cnn or resnet)
 
 
+class NoiseAfterNorm:
+    """Santurkar et al. 2018's "noisy" BatchNorm (section 2.1): in training mode the norm
+    layer's output y becomes y * s + m, with s ~ N(1, scale_std^2) and m ~ N(0, mean_std^2)
+    drawn per unit (feature or channel, shared by the batch and the pixels) at every forward
+    pass from the run's own generator (s first, then m), so each unit's distribution gets a
+    fresh non-zero mean and non-unit scale at every step; eval mode is plain batch norm."""
+
+    def __init__(self, *args, mean_std: float, scale_std: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mean_std, self.scale_std = mean_std, scale_std
+        self.generator: torch.Generator | None = None  # set by set_noise_generator before training
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        if not self.training:
+            return y
+        if self.generator is None:
+            raise RuntimeError("norm.noise=true: the layer has no generator (set_noise_generator)")
+        s, m = self.draw(y.shape[1], y.device)
+        shape = (1, -1) + (1,) * (y.dim() - 2)  # [1, C] or [1, C, 1, 1]
+        return y * s.view(shape) + m.view(shape)
+
+    def draw(self, units: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, m) for one step: s ~ N(1, scale_std^2), m ~ N(0, mean_std^2), [units] each."""
+        s = torch.randn(units, generator=self.generator, device=device).mul_(self.scale_std).add_(1.0)
+        m = torch.randn(units, generator=self.generator, device=device).mul_(self.mean_std)
+        return s, m
+
+
+class NoisyBatchNorm1d(NoiseAfterNorm, nn.BatchNorm1d):
+    pass
+
+
+class NoisyBatchNorm2d(NoiseAfterNorm, nn.BatchNorm2d):
+    pass
+
+
+def set_noise_generator(model: nn.Module, generator: torch.Generator) -> bool:
+    """Give every noisy norm layer the run's noise generator; whether the model has any."""
+    layers = [m for m in model.modules() if isinstance(m, NoiseAfterNorm)]
+    for layer in layers:
+        layer.generator = generator
+    return bool(layers)
+
+
 def _batch_norm(features: int, spatial: bool, cfg: dict) -> nn.Module:
+    args = {"eps": float(cfg["eps"]), "momentum": float(cfg["momentum"])}
+    if cfg.get("noise"):
+        kind = NoisyBatchNorm2d if spatial else NoisyBatchNorm1d
+        return kind(features, **args, mean_std=float(cfg["noise_mean_std"]), scale_std=float(cfg["noise_scale_std"]))
     kind = nn.BatchNorm2d if spatial else nn.BatchNorm1d
-    return kind(features, eps=float(cfg["eps"]), momentum=float(cfg["momentum"]))
+    return kind(features, **args)
 
 
 def _layer_norm(features: int, spatial: bool, cfg: dict) -> nn.Module:
@@ -107,8 +157,11 @@ NORMS: Registry[NormSpec] = Registry("norm")
 NORMS.add(NormSpec(name="none", layer=None, description="No normalization layers.", keys=(POSITION,)))
 NORMS.add(NormSpec(
     name="batch", layer=_batch_norm,
-    description="Batch normalization (Ioffe & Szegedy 2015): batch statistics in training, running statistics in eval.",
-    keys=(Key("momentum", 0.1, UNIT), EPS, POSITION)))
+    description="Batch normalization (Ioffe & Szegedy 2015): batch statistics in training, running statistics in eval. "
+                "noise=true: Santurkar et al. 2018's noisy BatchNorm, output y * s + m in training, s ~ N(1, "
+                "noise_scale_std^2), m ~ N(0, noise_mean_std^2) per unit, redrawn every step.",
+    keys=(Key("momentum", 0.1, UNIT), EPS, POSITION, Key("noise", False),
+          Key("noise_mean_std", 0.5, NON_NEGATIVE), Key("noise_scale_std", 0.5, NON_NEGATIVE))))
 NORMS.add(NormSpec(
     name="layer", layer=_layer_norm,
     description="Layer normalization: per-sample statistics over the features (and channels x pixels in CNNs).",

@@ -184,8 +184,12 @@ class FunctionalOptimizer:
     a torch.optim param group); `rule_args` turns them into the rule's."""
 
     def __init__(self, params, rule: Rule, group: dict, rule_args: Callable[[dict], dict]):
+        """`params`: tensors, or param groups as torch.optim takes them (dicts with `params`
+        and the settings that differ from `group`'s)."""
         self.rule, self.rule_args = rule, rule_args
-        self.param_groups = [{**group, "params": list(params)}]
+        params = list(params)
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = [{**group, **g, "params": list(g["params"])} for g in groups]
         self.state: dict[torch.Tensor, dict] = {}
         self.pre_hooks: OrderedDict[int, Callable] = OrderedDict()  # RemovableHandle keeps a weak reference
         self.post_hooks: OrderedDict[int, Callable] = OrderedDict()
@@ -206,35 +210,44 @@ class FunctionalOptimizer:
 
     @torch.no_grad()
     def _update(self) -> None:
-        group = self.param_groups[0]
-        h = self.rule_args(group)
-        for param in group["params"]:
-            if param.grad is None:
-                continue
-            state = self.state.get(param)
-            if state is None:
-                state = self.state[param] = new_state(self.rule, param, h)
-            self.rule(param, param.grad, state, h)
+        for group in self.param_groups:
+            h = self.rule_args(group)
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state.get(param)
+                if state is None:
+                    state = self.state[param] = new_state(self.rule, param, h)
+                self.rule(param, param.grad, state, h)
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for param in self.param_groups[0]["params"]:
+        for param in self._params():
             param.grad = None
 
     def state_dict(self) -> dict:
-        """torch.optim's format: per-parameter state by index, and the group's settings."""
-        params = self.param_groups[0]["params"]
+        """torch.optim's format: per-parameter state by index (numbered across the groups in
+        order), and each group's settings."""
+        params, groups, start = self._params(), [], 0
+        for group in self.param_groups:
+            settings = {k: v for k, v in group.items() if k != "params"}
+            groups.append({**settings, "params": list(range(start, start + len(group["params"])))})
+            start += len(group["params"])
         state = {i: dict(self.state[p]) for i, p in enumerate(params) if p in self.state}
-        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
-        return {"state": state, "param_groups": [{**group, "params": list(range(len(params)))}]}
+        return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, saved: dict) -> None:
         """From this class's state_dict or torch.optim's (a checkpoint of either resumes)."""
-        params = self.param_groups[0]["params"]
         groups = saved["param_groups"]
-        if len(groups) != 1 or len(groups[0]["params"]) != len(params):
+        if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.param_groups]:
             raise ValueError(f"optimizer state has {sum(len(g['params']) for g in groups)} parameters "
-                             f"in {len(groups)} group(s); this model has {len(params)}")
-        self.param_groups[0].update({k: v for k, v in groups[0].items() if k != "params" and k in self.param_groups[0]})
+                             f"in {len(groups)} group(s); this model has {len(self._params())} "
+                             f"in {len(self.param_groups)}")
+        for group, saved_group in zip(self.param_groups, groups):
+            group.update({k: v for k, v in saved_group.items() if k != "params" and k in group})
+        params = self._params()
         self.state = {params[int(i)]: _on(params[int(i)], s) for i, s in saved["state"].items()}
 
 

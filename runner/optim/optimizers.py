@@ -9,6 +9,7 @@ without a rule builds the torch class itself.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -25,6 +26,7 @@ from runner.registry import (
     Registry,
     Spec,
     at_least,
+    is_number,
 )
 
 
@@ -72,6 +74,15 @@ def _two_betas(value) -> bool:
 BETAS = Check(_two_betas, "two numbers in [0, 1)")
 
 
+def _scales(value) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and k and is_number(v) and math.isfinite(v) and v > 0 for k, v in value.items())
+
+
+# parameter-name prefix (or glob) -> a factor on the lr of those parameters (their own param group)
+LR_SCALE = Key("lr_scale", None, Check(_scales, "a mapping of parameter-name prefixes to numbers > 0"), kind=dict)
+
+
 def lr_key(default: float) -> Key:
     return Key("lr", default, POSITIVE)
 
@@ -93,42 +104,42 @@ OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 OPTIMIZERS.add(OptimizerSpec(
     name="gd", cls=torch.optim.SGD, fixed={"momentum": 0.0}, full_batch=True, **SGD_RULE,
     description="Full-batch gradient descent: one step per epoch on the whole training split, w -= lr * grad.",
-    keys=(lr_key(0.1), weight_decay_key())))
+    keys=(lr_key(0.1), weight_decay_key(), LR_SCALE)))
 OPTIMIZERS.add(OptimizerSpec(
     name="sgd", cls=torch.optim.SGD, **SGD_RULE,
     description="Plain stochastic gradient descent on mini-batches: w -= lr * g (no momentum).",
-    keys=(lr_key(0.1), weight_decay_key())))
+    keys=(lr_key(0.1), weight_decay_key(), LR_SCALE)))
 OPTIMIZERS.add(OptimizerSpec(
     name="momentum", cls=torch.optim.SGD, **SGD_RULE,
     description="Heavy-ball momentum (Polyak): v = momentum * v + g; w -= lr * v.",
-    keys=(lr_key(0.1), momentum_key(0.9), weight_decay_key())))
+    keys=(lr_key(0.1), momentum_key(0.9), weight_decay_key(), LR_SCALE)))
 OPTIMIZERS.add(OptimizerSpec(
     name="nesterov", cls=torch.optim.SGD, fixed={"nesterov": True}, **SGD_RULE,
     description="Nesterov momentum (Sutskever et al. 2013 form): v = momentum * v + g; "
                 "w -= lr * (g + momentum * v).",
-    keys=(lr_key(0.1), momentum_key(0.9), weight_decay_key())))
+    keys=(lr_key(0.1), momentum_key(0.9), weight_decay_key(), LR_SCALE)))
 OPTIMIZERS.add(OptimizerSpec(
     name="adagrad", cls=torch.optim.Adagrad, rule=functional.adagrad, rule_args=adagrad_args,
     description="AdaGrad (Duchi et al. 2011): G += g^2; w -= lr * g / (sqrt(G) + eps).",
-    keys=(lr_key(0.01), eps_key(1.0e-10), Key("initial_accumulator_value", 0.0, NON_NEGATIVE), weight_decay_key())))
+    keys=(lr_key(0.01), eps_key(1.0e-10), Key("initial_accumulator_value", 0.0, NON_NEGATIVE), weight_decay_key(), LR_SCALE)))
 OPTIMIZERS.add(OptimizerSpec(
     name="rmsprop", cls=torch.optim.RMSprop, rule=functional.rmsprop, rule_args=rmsprop_args,
     description="RMSProp (Hinton): s = alpha * s + (1 - alpha) * g^2; w -= lr * g / (sqrt(s) + eps).",
-    keys=(lr_key(0.001), Key("alpha", 0.99, HALF_OPEN_UNIT), eps_key(1.0e-8), momentum_key(0.0), weight_decay_key())))
+    keys=(lr_key(0.001), Key("alpha", 0.99, HALF_OPEN_UNIT), eps_key(1.0e-8), momentum_key(0.0), weight_decay_key(), LR_SCALE)))
 OPTIMIZERS.add(OptimizerSpec(
     name="adadelta", cls=torch.optim.Adadelta, rule=functional.adadelta, rule_args=adadelta_args,
     description="AdaDelta (Zeiler 2012): s = rho*s + (1-rho)*g^2; d = sqrt(u + eps) / sqrt(s + eps) * g; "
                 "u = rho*u + (1-rho)*d^2; w -= lr * d (lr 1.0: the paper's rule has none).",
-    keys=(lr_key(1.0), Key("rho", 0.9, HALF_OPEN_UNIT), eps_key(1.0e-6), weight_decay_key())))
+    keys=(lr_key(1.0), Key("rho", 0.9, HALF_OPEN_UNIT), eps_key(1.0e-6), weight_decay_key(), LR_SCALE)))
 OPTIMIZERS.add(OptimizerSpec(
     name="adam", cls=torch.optim.Adam, rule=functional.adam, rule_args=adam_args,
     description="Adam (Kingma & Ba 2015): bias-corrected first and second moment estimates. weight_decay "
                 "here is an L2 term added to the gradient (coupled); see adamw for decoupled decay.",
-    keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key())))
+    keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key(), LR_SCALE)))
 OPTIMIZERS.add(OptimizerSpec(
     name="adamw", cls=torch.optim.AdamW, rule=functional.adam, rule_args=adam_args,
     description="AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, w -= lr * weight_decay * w.",
-    keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key(0.01))))
+    keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key(0.01), LR_SCALE)))
 
 OPTIMIZERS.add(OptimizerSpec(
     name="newton", cls=second_order.Newton, full_batch=True, closure=True,
@@ -144,10 +155,13 @@ OPTIMIZERS.add(OptimizerSpec(
           Key("tolerance_grad", 1.0e-7, NON_NEGATIVE), Key("tolerance_change", 1.0e-9, NON_NEGATIVE))))
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict):
-    """The option's functional optimizer (its torch class when it has no rule)."""
+def build_optimizer(params: Iterable, cfg: dict):
+    """The option's functional optimizer (its torch class when it has no rule). `params`:
+    tensors, or param groups (dicts with `params` and an `lr_scale`, as
+    runner.training.trainable makes them for optimizer.lr_scale)."""
     spec = OPTIMIZERS.get(cfg["name"])
-    kwargs = {**{key.name: _argument(key, cfg[key.name]) for key in spec.keys}, **spec.fixed}
+    kwargs = {**{key.name: _argument(key, cfg[key.name]) for key in spec.keys if key is not LR_SCALE}, **spec.fixed}
+    params = [{**g, "lr": kwargs["lr"] * g["lr_scale"]} if isinstance(g, dict) else g for g in params]
     if spec.rule is None:
         return spec.cls(params, **kwargs)
     return functional.FunctionalOptimizer(params, spec.rule, {**torch_defaults(spec.cls), **kwargs}, spec.rule_args)
@@ -183,8 +197,9 @@ def needs_closure(cfg: dict) -> bool:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's lr: `lr` times the group's optimizer.lr_scale factor (1 when it has none)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
 
 
 def clear_gradients(params: list[torch.nn.Parameter]) -> None:

@@ -20,12 +20,15 @@ from runner.data.loaders import DeviceBatches, StreamingBatches, keep_data_on_de
 from runner.data.split import load_dataset
 from runner.errors import ConfigError
 from runner.nn.init import InitContext, initialize
+from runner.nn.layers import set_noise_generator
 from runner.nn.models import build_model
 from runner.optim import batching, schedules
 from runner.optim.optimizers import build_optimizer, is_full_batch, needs_closure
 from runner.optim.regularize import loss_fn
-from runner.training import difficulty, tensorboard
 from runner.optim.second_order import BatchObjective, check_pure_forward
+from runner.training import difficulty, tensorboard
+from runner.training.trainable import freeze, param_groups
+from runner.training.transfer import load_from
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,7 +58,21 @@ def build_network(c: dict, data: Dataset, device: torch.device) -> torch.nn.Modu
     batch = data.x_train[: min(len(data.x_train), 512)].cpu()
     initialize(model, c["init"], c["activation"],
                InitContext(x_batch=batch, y_train=data.y_train.cpu(), num_classes=data.num_classes))
+    load_from(model, c["init"])  # init.from: another run's weights where they fit
     return model.to(device)
+
+
+def trainable_groups(model: torch.nn.Module, c: dict) -> list:
+    """trainer.freeze and trainer.train_only turn gradients off; optimizer.lr_scale groups the rest."""
+    freeze(model, c)
+    return param_groups(model, c["optimizer"].get("lr_scale") or {})
+
+
+def noise_generators(model: torch.nn.Module, device: torch.device, seed: int) -> dict[str, torch.Generator]:
+    """norm.noise=true: the generator the noisy norm layers draw from (saved and restored with
+    the others), else none."""
+    generator = make_generator(device, seed)
+    return {"norm_noise": generator} if set_noise_generator(model, generator) else {}
 
 
 def place_data(data: Dataset, device: torch.device, on_device: bool, channels_last: bool) -> Dataset:
@@ -135,11 +152,11 @@ def build(cfg, datasets: dict | None = None) -> Parts:
     device, seed = resolve_device(str(t["device"])), int(t["seed"])
     tensorboard.require(t)
     seed_everything(seed)
-    data = cached_dataset(c["data"], float(t["val_fraction"]), seed, datasets)
+    data = cached_dataset(c["data"], (float(t["val_fraction"]), float(t.get("test_fraction", 0.0))), seed, datasets)
     on_device = keep_data_on_device(t["data_on_device"], data, device)
     data = place_data(data, device, on_device, bool(t["channels_last"]))
     model = prepare_model(build_network(c, data, device), t)
-    optimizer = build_optimizer(model.parameters(), c["optimizer"])
+    optimizer = build_optimizer(trainable_groups(model, c), c["optimizer"])
     augment = build_pipeline(c["augment"], data.num_classes)
     scaler = torch.amp.GradScaler(device.type, enabled=str(t["precision"]) == "16" and device.type == "cuda")
     take_step = (lambda: (scaler.step(optimizer), scaler.update())) if scaler.is_enabled() else optimizer.step
@@ -147,7 +164,8 @@ def build(cfg, datasets: dict | None = None) -> Parts:
     batches.pacing = difficulty.pacing(c, data, model)  # data.order: None for random
     parts = Parts(c, device, seed, data, batches, model, [p for p in model.parameters() if p.requires_grad],
                   optimizer, scaler, take_step, make_autocast(device, str(t["precision"])), loss_fn(data.task, c),
-                  augment, {"data": batches.generator, "augment": make_generator(device, seed + 2)},
+                  augment, {"data": batches.generator, "augment": make_generator(device, seed + 2),
+                            **noise_generators(model, device, seed + 3)},
                   float(c["optimizer"]["lr"]) * batching.lr_scale(c["batch"]), int(t["epochs"]),
                   is_full_batch(c["optimizer"]))
     if needs_closure(c["optimizer"]):
@@ -171,12 +189,14 @@ def closure_for(parts: Parts) -> Callable[[torch.Tensor, torch.Tensor], BatchObj
     return lambda x, y: BatchObjective(parts.model, parts.params, parts.loss, reg, x, y)
 
 
-def cached_dataset(data_cfg: dict, val_fraction: float, seed: int, cache: dict | None) -> Dataset:
+def cached_dataset(data_cfg: dict, fractions: tuple[float, float], seed: int, cache: dict | None) -> Dataset:
+    """The dataset split by (val_fraction, test_fraction) and the seed, loaded once per cache."""
+    val_fraction, test_fraction = fractions
     if cache is None:
-        return load_dataset(data_cfg, val_fraction, seed)
-    key = (json.dumps(data_cfg, sort_keys=True, default=str), val_fraction, seed)
+        return load_dataset(data_cfg, val_fraction, seed, test_fraction=test_fraction)
+    key = (json.dumps(data_cfg, sort_keys=True, default=str), val_fraction, test_fraction, seed)
     if key not in cache:
-        cache[key] = load_dataset(data_cfg, val_fraction, seed)
+        cache[key] = load_dataset(data_cfg, val_fraction, seed, test_fraction=test_fraction)
     return cache[key]
 
 

@@ -50,13 +50,15 @@ from runner.runs.folder import (
     write_summary,
 )
 from runner.runs.status import Status
+from runner.training.best import Watch
 from runner.training.build import Parts, build
 from runner.training.checkpoint import Checkpointer, RunFolderWriter
 from runner.training.diagnostics import Diagnostics
 from runner.training.difficulty import keep_scores
+from runner.training.export import write_model_file
 from runner.training.progress import TrainProgress
 from runner.training.signals import stop_on_signals
-from runner.training.state import RunState, host_rng_states
+from runner.training.state import RunState, cpu_snapshot, host_rng_states
 from runner.training.tensorboard import TensorBoard
 
 EpochHook = Callable[[int, dict], None]  # (epoch, metrics row); may raise Pruned
@@ -80,6 +82,10 @@ class Outcome:
 class _Diverged(Exception):
     def __init__(self, epoch: int, value: float):
         super().__init__(f"loss became {value} in epoch {epoch}")
+
+
+class _EarlyStopped(Exception):
+    """trainer.early_stop.patience epochs in a row without improvement: the run is complete."""
 
 
 def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: Path | None = None,
@@ -112,7 +118,9 @@ class Run:
         self.table = CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)  # synced with checkpoints
         self.progress = TrainProgress(enabled=bool(t["progress"]), total_epochs=parts.epochs, console=console)
         self.diagnostics = Diagnostics(run_dir, int(c["diagnostics"]["every"]), bool(t["diagnostics"]))
-        self.checkpoint = Checkpointer(run_dir / "checkpoint.pt", float(t["checkpoint_every_s"]), self.table)
+        self.watch = Watch(t, parts.data.task)  # best.pt and early stopping
+        self.checkpoint = Checkpointer(run_dir / "checkpoint.pt", float(t["checkpoint_every_s"]), self.table,
+                                       best=self.watch.best)
         self.tensorboard = TensorBoard(run_dir, bool(t.get("tensorboard", False)), first_epoch=state.epoch + 1)
         keep_scores(parts.batches, run_dir, c, fresh)  # a curriculum's difficulty: written, or read back
         # parameters and buffers are updated in place, so these references stay current and a
@@ -144,8 +152,12 @@ class Run:
             ckpt, run_dir / "checkpoint.pt", p.model, p.optimizer, p.scaler, p.generators, p.device)
         drop_rows_after(run_dir, state.epoch, fresh=ckpt is None)
         summary["run_dir"] = str(run_dir)
+        if previous.get("extended_from"):  # the epoch counts this run was extended from
+            summary["extended_from"] = previous["extended_from"]
         write_summary(run_dir / "summary.json", {**previous, **summary})
-        return cls(parts, run_dir, state, summary, fresh=ckpt is None, console=console, **extra)
+        run = cls(parts, run_dir, state, summary, fresh=ckpt is None, console=console, **extra)
+        run.watch.resume(ckpt, _all_rows(run_dir), summary.get("extended_from", []))
+        return run
 
     def train_epochs(self, signals, on_epoch: EpochHook | None) -> Outcome:
         """Every epoch left; how the run ended. The final checkpoint is the state at an epoch's
@@ -156,6 +168,8 @@ class Run:
             with self.table, self.progress, self.tensorboard, RunFolderWriter() as writer:
                 try:
                     for epoch in range(state.epoch + 1, self.parts.epochs):
+                        if self.watch.early.stop:
+                            raise _EarlyStopped()
                         row = self.train_epoch(epoch, signals)
                         self.end_epoch(epoch, row, writer, on_epoch, signals)
                 except BaseException as exc:
@@ -270,6 +284,7 @@ class Run:
             raise _Diverged(epoch, row["val_loss"])
         schedule_state = schedules.after_epoch(self.parts.cfg["schedule"], self.state.schedule, row["val_loss"])
         self.state.end_epoch(epoch, row["val_acc"], schedule_state, time.perf_counter() - self.started)
+        self.watch.end_epoch(epoch, row, self.current_weights)
         if self.checkpoint.due():
             self.checkpoint.write(writer, (epoch, self.state.step), self.snapshot)
         self.progress.end_epoch(row)
@@ -279,12 +294,18 @@ class Run:
             signals.consumed = True
             raise Interrupted(signals[0])
 
+    def current_weights(self) -> dict:
+        """A CPU copy of the model's state_dict as it is now."""
+        return cpu_snapshot(self.model_state)
+
     def snapshot(self) -> dict:
         p = self.parts
         return self.state.snapshot(self.model_state, p.optimizer, p.scaler, p.generators, self.host_rng, p.cfg)
 
     def outcome_of(self, exc: BaseException) -> Outcome:
         """How an exception out of the epochs ends the run (status, reason, what to raise)."""
+        if isinstance(exc, _EarlyStopped):
+            return Outcome(Status.COMPLETED, "early_stopped")
         if isinstance(exc, _Diverged):
             return Outcome(Status.DIVERGED, str(exc), TrainingFailed(f"diverged: {exc}; rows so far are in {self.dir}/metrics.csv"))
         if isinstance(exc, Interrupted):
@@ -310,8 +331,24 @@ class Run:
             rows, outcome.reason = [{"val_loss": val_loss, "val_acc": val_acc}], "no training epochs"
         self.summary.update(summarize(rows, outcome.status, outcome.reason, self.state,
                                       time.perf_counter() - self.started))
+        self.summary.update(self.watch.summary())
+        if outcome.status == Status.COMPLETED:
+            self.summary.update(self.export_best())
         write_summary(self.dir / "summary.json", self.summary)
         return self.summary
+
+    def export_best(self) -> dict:
+        """model.pt from the best validation epoch's weights (the last ones when no epoch was
+        validated), and those weights' loss and accuracy on the test split, measured once."""
+        p = self.parts
+        weights = self.watch.best.weights or self.current_weights()
+        p.model.load_state_dict(weights)
+        write_model_file(self.dir, p, weights, self.watch.best)
+        if not p.data.has_test:
+            return {}
+        loss, acc = evaluate(p.model, p.data.x_test, p.data.y_test, p.loss, p.data.task,
+                             int(p.cfg["trainer"]["eval_batch_size"]), p.autocast)
+        return {"test_loss": loss, "test_acc": acc}
 
 
 def count_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

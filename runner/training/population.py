@@ -41,6 +41,7 @@ from runner.training.build import Parts, build
 from runner.training.checkpoint import RunFolderWriter
 from runner.training.loop import Outcome, Run, RunResult, _Diverged
 from runner.training.signals import stop_on_signals
+from runner.training.state import cpu_snapshot
 
 PER_MEMBER_PREFIXES = ("optimizer.", "schedule.", "regularize.l1", "regularize.l2", "regularize.clip_norm",
                        "regularize.clip_value", "regularize.label_smoothing", "init.std", "init.r", "init.gain",
@@ -67,10 +68,17 @@ def why_solo(cfg) -> str | None:
     t = c["trainer"]
     reasons = [(t["compile"], "trainer.compile=true compiles one model"),
                (t["diagnostics"], "trainer.diagnostics=true hooks one model's layers"),
+               (c["init"].get("from"), f"init.from={c['init'].get('from')} loads one run's weights"),
+               (t.get("freeze"), f"trainer.freeze={t.get('freeze')}: populations update every parameter"),
+               (t.get("train_only"), f"trainer.train_only={t.get('train_only')}: populations update every parameter"),
+               (c["optimizer"].get("lr_scale"), "optimizer.lr_scale: populations keep one lr per member"),
+               (c["norm"].get("noise"), "norm.noise=true draws the noise from one run's generator"),
                (t.get("tensorboard", False), "trainer.tensorboard=true writes one run's event files"),
                (is_paced(c["data"]), f"data.order={c['data'].get('order')} admits one run's examples by its own difficulty"),
                (str(t["precision"]) != "32", f"trainer.precision={t['precision']} (populations train in 32 bits)"),
                (str(t["data_on_device"]) == "false", "trainer.data_on_device=false streams one run's batches"),
+               *((c[g].get("_target_"), f"{g}._target_={c[g].get('_target_')}: your own code trains one run")
+                 for g in ("model", "init", "optimizer", "schedule")),
                (OPTIMIZERS.get(c["optimizer"]["name"]).rule is None,
                 f"optimizer={c['optimizer']['name']} has no functional form")]
     return next((why for applies, why in reasons if applies), None)
@@ -99,6 +107,9 @@ class MemberRun(Run):
     def __init__(self, *args, population: "Population", index: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.population, self.index = population, index
+
+    def current_weights(self) -> dict:
+        return cpu_snapshot({name: self.population.stacked(name)[self.index] for name in self.model_state})
 
     def snapshot(self) -> dict:
         p, pop = self.parts, self.population
@@ -470,5 +481,7 @@ def end_member_epoch(m: Member, k: int, row: dict, writer, signals) -> None:
         return
     if m.outcome is None and member_epoch(m) >= m.parts.epochs:
         m.outcome = Outcome()
+    elif m.outcome is None and m.run.watch.early.stop:  # as the solo loop: before its next epoch
+        m.outcome = Outcome(Status.COMPLETED, "early_stopped")
     if m.outcome is not None:  # completed or pruned at an epoch's end: the state to resume from
         m.run.checkpoint.write(writer, (m.run.state.epoch, m.run.state.step), m.run.snapshot)

@@ -181,3 +181,50 @@ def test_every_activation_yaml_composes_and_builds_an_mlp(compose_cfg, option):
     model = build_model(as_plain(cfg), (1, 8, 8), 10)
     assert torch.isfinite(model(torch.randn(2, 1, 8, 8))).all()
     assert activation_gain(as_plain(cfg.activation)) > 0
+
+
+# ---------------------------------------------------------------- noisy batch norm (Santurkar et al. 2018)
+
+@pytest.mark.parametrize("spatial, shape", [(False, (16, 6)), (True, (8, 6, 5, 5))])
+def test_noisy_batch_norm_is_batch_norm_times_s_plus_m_in_training(spatial, shape):
+    """Training output = BN(x) * s + m with s ~ N(1, scale_std^2), m ~ N(0, mean_std^2), one
+    per unit, drawn s first then m from the layer's generator; running statistics as plain BN."""
+    from runner.nn.layers import NoiseAfterNorm, set_noise_generator
+
+    cfg = norm_cfg("batch", noise=True, noise_mean_std=0.3, noise_scale_std=0.2)
+    noisy, plain = make_norm(cfg, 6, spatial), make_norm(norm_cfg("batch"), 6, spatial)
+    assert isinstance(noisy, NoiseAfterNorm) and isinstance(noisy, type(plain))
+    assert set_noise_generator(nn.Sequential(noisy), torch.Generator().manual_seed(7))
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 3 + 2
+    twin = torch.Generator().manual_seed(7)
+    for _ in range(2):  # redrawn every step
+        s = torch.randn(6, generator=twin) * 0.2 + 1
+        m = torch.randn(6, generator=twin) * 0.3
+        view = (1, 6, 1, 1) if spatial else (1, 6)
+        expected = plain(x) * s.view(view) + m.view(view)
+        assert torch.allclose(noisy(x), expected, rtol=0, atol=1e-6)
+    assert torch.equal(noisy.running_mean, plain.running_mean) and torch.equal(noisy.running_var, plain.running_var)
+    noisy.eval(), plain.eval()
+    state = noisy.generator.get_state()
+    assert torch.equal(noisy(x), plain(x))  # eval: plain batch norm
+    assert torch.equal(noisy.generator.get_state(), state)  # and nothing drawn
+
+
+def test_noisy_batch_norm_noise_has_the_configured_moments():
+    cfg = norm_cfg("batch", noise=True, noise_mean_std=0.5, noise_scale_std=0.25)
+    layer = make_norm(cfg, 20000, False)
+    layer.generator = torch.Generator().manual_seed(0)
+    s, m = layer.draw(20000, torch.device("cpu"))
+    assert s.mean().item() == pytest.approx(1, abs=0.01) and s.std().item() == pytest.approx(0.25, rel=0.03)
+    assert m.mean().item() == pytest.approx(0, abs=0.02) and m.std().item() == pytest.approx(0.5, rel=0.03)
+
+
+def test_noisy_batch_norm_runs_are_reproducible_and_differ_from_plain(compose_cfg):
+    from runner.training.loop import train
+
+    def final(*overrides):
+        return train(compose_cfg("norm=batch", "trainer.epochs=1", *overrides)).summary["final_val_loss"]
+
+    noisy = final("norm.noise=true")
+    assert final("norm.noise=true") == noisy
+    assert final() != noisy

@@ -8,6 +8,7 @@ import torch
 from runner.config.compose import compose, group_options
 from runner.errors import ConfigError
 from runner.optim.optimizers import (
+    LR_SCALE,
     OPTIMIZERS,
     build_optimizer,
     clear_gradients,
@@ -185,7 +186,8 @@ def small_model() -> torch.nn.Module:
 def torch_class_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     """The torch.optim class the option's arithmetic is, built as torch.optim itself would be."""
     spec = OPTIMIZERS.get(cfg["name"])
-    kwargs = {k.name: tuple(cfg[k.name]) if isinstance(cfg[k.name], list) else cfg[k.name] for k in spec.keys}
+    kwargs = {k.name: tuple(cfg[k.name]) if isinstance(cfg[k.name], list) else cfg[k.name]
+              for k in spec.keys if k is not LR_SCALE}  # lr_scale makes param groups, not an argument
     return spec.cls(params, **kwargs, **spec.fixed)
 
 

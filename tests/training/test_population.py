@@ -177,6 +177,18 @@ def test_configs_differ_in_hyper_parameters_and_seeds_but_share_a_structure():
     assert why_solo(compose([*base, "trainer.compile=true"])) and why_solo(compose(base)) is None
 
 
+@pytest.mark.parametrize("override, why", [
+    ("init.from=/runs/a", "init.from=/runs/a loads one run's weights"),
+    ("trainer.freeze=[head]", "trainer.freeze=['head']: populations update every parameter"),
+    ("trainer.train_only=norm", "trainer.train_only=norm: populations update every parameter"),
+    ("optimizer.lr_scale={head: 10}", "optimizer.lr_scale: populations keep one lr per member"),
+    ("norm.noise=true", "norm.noise=true draws the noise from one run's generator"),
+])
+def test_transfer_freezing_and_noise_train_alone(override, why):
+    assert why_solo(compose([*SMALL, "norm=batch", override])) == why
+    assert why_solo(compose([*SMALL, "data.keep_classes=[0,1,2]"])) is None  # the data: every member's
+
+
 def test_a_grid_packs_into_populations_and_says_which_runs_train_alone(optlab, tmp_path):
     result = optlab("train", "-m", "optimizer.lr=0.05,0.1", "trainer.seed=0,1", "trainer.diagnostics=false,true",
                     "trainer.epochs=1", *SMALL, "--population", "4")
