@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     train.add_argument("--cfg", action="store_true",
                        help="print the composed config and exit (Hydra's `--cfg job` and `--cfg all` too; "
                             "with -m, every combination's)")
-    train.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
+    train.add_argument("--resume", metavar="RUN_FOLDER",
+                       help="continue an interrupted run; with trainer.epochs=M, extend a completed one to M epochs")
     train.add_argument("--config-dir", metavar="DIR", help="extra config folder whose groups extend/override the built-in ones")
     train.add_argument("-m", "--multirun", action="store_true", help="run every combination of comma-separated values")
     train.add_argument("--population", metavar="K|auto",
@@ -32,12 +33,15 @@ def run_train(args) -> int:
 
     show_config = _cfg_requested(args)
     if args.resume:
-        if args.overrides:
-            raise ConfigError("--resume takes no overrides: the run continues with its saved config.yaml")
         from runner.runs.files import read_json
+        from runner.training.extend import extend_run, requested_epochs
+
+        epochs = requested_epochs(args.overrides) if args.overrides else None  # --resume RUN trainer.epochs=M
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir)
         previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+        if epochs is not None:
+            return _train_and_report(extend_run(run_dir, cfg, previous, epochs), resume_dir=run_dir)
         if previous.get("status") == Status.COMPLETED:
             print(f"{run_dir}: already completed", file=sys.stderr)
             print(run_dir)

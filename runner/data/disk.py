@@ -1,8 +1,8 @@
 """Datasets already on disk, in their standard formats; nothing is ever downloaded.
 
-    mnist, fashion_mnist   IDX files (gzipped or not) in data.root
-    cifar10                python pickle batches data_batch_1..5 (in cifar-10-batches-py/ or root)
-    cifar100               python pickle `train` (in cifar-100-python/ or root), fine or coarse labels
+    mnist, fashion_mnist   IDX files (gzipped or not) in data.root; t10k-* files: the test split
+    cifar10                python pickle batches data_batch_1..5 (in cifar-10-batches-py/ or root); test_batch
+    cifar100               python pickle `train` (in cifar-100-python/ or root), fine or coarse labels; `test`
     csv                    a table: a target column by name, feature columns (default: all others)
     npz                    arrays x and y
 
@@ -79,16 +79,28 @@ def parse_idx(raw: bytes, path: Path, expected_dims: int) -> np.ndarray:
 
 
 def load_idx_pair(cfg: dict, dataset: str, subfolders: list[str]) -> Pool:
+    """The train-* files, and the t10k-* test files when present (in the same folders)."""
     root = data_root(cfg)
     folders = [root, *(root / sub for sub in subfolders)]
-    images_path = find_file(folders, ["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"], dataset)
-    labels_path = find_file(folders, ["train-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"], dataset)
+    x, y = read_idx_files(folders, "train", dataset)
+    if not any(optional_file(folders, name) for name in ("t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz")):
+        return Pool(x, y)
+    x_test, y_test = read_idx_files(folders, "t10k", dataset)
+    if x_test.shape[1:] != x.shape[1:]:
+        raise DataError(f"data={dataset}: the t10k images are {list(x_test.shape[2:])}, the train images {list(x.shape[2:])}")
+    return Pool(x, y, x_test=x_test, y_test=y_test)
+
+
+def read_idx_files(folders: list[Path], prefix: str, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (N, 1, H, W) in [0, 1], labels) from PREFIX-images-idx3-ubyte and PREFIX-labels-idx1-ubyte."""
+    images_path = find_file(folders, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images-idx3-ubyte.gz"], dataset)
+    labels_path = find_file(folders, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels-idx1-ubyte.gz"], dataset)
     images = parse_idx(read_bytes(images_path), images_path, expected_dims=3)
     labels = parse_idx(read_bytes(labels_path), labels_path, expected_dims=1)
     if len(images) != len(labels):
         raise DataError(f"{images_path}: {len(images)} images but {labels_path.name} has {len(labels)} labels")
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)  # (N, 1, H, W) in [0, 1]
-    return Pool(x, torch.from_numpy(labels.astype(np.int64)))
+    return x, torch.from_numpy(labels.astype(np.int64))
 
 
 def load_mnist(cfg: dict, seed: int) -> Pool:
@@ -131,24 +143,35 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
-def cifar_pool(parts: list[tuple[np.ndarray, np.ndarray]]) -> Pool:
+def cifar_pool(parts: list[tuple[np.ndarray, np.ndarray]], test: tuple[np.ndarray, np.ndarray] | None = None) -> Pool:
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    return Pool(torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels))
+    pool = Pool(torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels))
+    if test is not None:
+        pool.x_test, pool.y_test = torch.from_numpy(test[0].astype(np.float32) / 255.0), torch.from_numpy(test[1])
+    return pool
+
+
+def optional_file(folders: list[Path], name: str) -> Path | None:
+    return next((f / name for f in folders if (f / name).is_file()), None)
 
 
 def load_cifar10(cfg: dict, seed: int) -> Pool:
     root = data_root(cfg)
     folders = [root / "cifar-10-batches-py", root]
     paths = [find_file(folders, [f"data_batch_{i}"], "cifar10") for i in range(1, 6)]
-    return cifar_pool([read_cifar_batch(p, b"labels") for p in paths])
+    test = optional_file(folders, "test_batch")
+    return cifar_pool([read_cifar_batch(p, b"labels") for p in paths],
+                      None if test is None else read_cifar_batch(test, b"labels"))
 
 
 def load_cifar100(cfg: dict, seed: int) -> Pool:
-    mode = str(cfg["label_mode"])
+    label_key = f"{cfg['label_mode']}_labels".encode()
     root = data_root(cfg)
-    path = find_file([root / "cifar-100-python", root], ["train"], "cifar100")
-    return cifar_pool([read_cifar_batch(path, f"{mode}_labels".encode())])
+    folders = [root / "cifar-100-python", root]
+    path = find_file(folders, ["train"], "cifar100")
+    test = optional_file(folders, "test")
+    return cifar_pool([read_cifar_batch(path, label_key)], None if test is None else read_cifar_batch(test, label_key))
 
 
 # ---------------------------------------------------------------- tables
@@ -238,20 +261,20 @@ PATH = Key("path", None, kind=str)  # relative to the working directory
 DATASETS.add(DatasetSpec(
     name="mnist", load=load_mnist, images=True, from_disk=True, keys=(ROOT,),
     description=f"MNIST handwritten digits (60,000 28x28 grey images, 10 classes) from the IDX files you have: "
-                f"{IDX_FILES} in ROOT, ROOT/mnist or ROOT/MNIST/raw."))
+                f"{IDX_FILES} in ROOT, ROOT/mnist or ROOT/MNIST/raw; t10k-* files there are the test split."))
 DATASETS.add(DatasetSpec(
     name="fashion_mnist", load=load_fashion_mnist, images=True, from_disk=True, keys=(ROOT,),
     description=f"Fashion-MNIST (60,000 28x28 grey images of clothes, 10 classes) from the IDX files you have: "
-                f"{IDX_FILES} in ROOT, ROOT/fashion_mnist or ROOT/FashionMNIST/raw."))
+                f"{IDX_FILES} in ROOT, ROOT/fashion_mnist or ROOT/FashionMNIST/raw; t10k-* files there are the test split."))
 DATASETS.add(DatasetSpec(
     name="cifar10", load=load_cifar10, images=True, from_disk=True, keys=(ROOT,),
     description="CIFAR-10 (50,000 32x32 colour images, 10 classes) from the python pickle batches "
-                "data_batch_1..5 in ROOT/cifar-10-batches-py or ROOT."))
+                "data_batch_1..5 in ROOT/cifar-10-batches-py or ROOT; test_batch there is the test split."))
 DATASETS.add(DatasetSpec(
     name="cifar100", load=load_cifar100, images=True, from_disk=True,
     keys=(ROOT, Key("label_mode", "fine", choices=("fine", "coarse"))),
     description="CIFAR-100 (50,000 32x32 colour images) from the python pickle `train` in "
-                "ROOT/cifar-100-python or ROOT."))
+                "ROOT/cifar-100-python or ROOT; `test` there is the test split."))
 DATASETS.add(DatasetSpec(
     name="csv", load=load_csv, from_disk=True,
     keys=(PATH, Key("target", None, kind=str), Key("features", None, kind=list), TASK),

@@ -1,4 +1,4 @@
-"""The run folder: config.yaml, metrics.csv, summary.json, checkpoint.pt, and who writes it."""
+"""The run folder: config.yaml, metrics.csv, summary.json, checkpoint.pt, best.pt, model.pt, and who writes it."""
 from __future__ import annotations
 
 import io
@@ -114,13 +114,18 @@ def process_alive(summary: dict) -> bool | None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    """checkpoint.pt, atomically (the fault point `checkpoint.write`)."""
+    save_torch_file(path, state, fault_point="checkpoint.write")
+
+
+def save_torch_file(path: Path, state: dict, fault_point: str = "write_atomic") -> None:
     """Serialized in memory first, so a full disk surfaces as the OSError of our own write
     (torch's file writer reports it as an internal assertion) and no temp file is left."""
     import torch  # imported here so that reading run folders (optlab report) never loads torch
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomic(path, buffer.getbuffer(), fault_point="checkpoint.write")
+    write_atomic(path, buffer.getbuffer(), fault_point=fault_point)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -132,6 +137,19 @@ def load_checkpoint(path: Path) -> dict:
         raise DataError(f"{path}: no checkpoint to resume from") from None
     except Exception as exc:
         raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def load_model_file(path: Path) -> dict:
+    """model.pt (or best.pt) as `torch.load(path, weights_only=True)` reads it: plain
+    containers and tensors only."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (model.pt is written when a run completes)") from None
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> Path:

@@ -12,7 +12,9 @@ from runner.runs.files import (
 )
 from runner.runs.folder import (
     save_checkpoint,
+    save_torch_file,
 )
+from runner.training.best import BEST_FILE, BestWeights
 
 
 class RunFolderWriter:
@@ -47,10 +49,13 @@ class Checkpointer:
     """Writes checkpoint.pt at the end of an epoch once `every_s` seconds have passed since
     the last write (every_s=0: every epoch), and when the run stops. The state is copied
     off the live tensors only when a write is due, so epochs in between cost nothing; a hard
-    kill loses at most every_s seconds, whose rows a resume drops and recomputes identically."""
+    kill loses at most every_s seconds, whose rows a resume drops and recomputes identically.
+    The best epoch's weights (`best`) ride in each checkpoint, and best.pt is written beside
+    it whenever they changed since the last one."""
 
-    def __init__(self, path: Path, every_s: float, table: CsvAppender, clock: Callable[[], float] = time.monotonic):
-        self.path, self.every_s, self.table, self.clock = path, every_s, table, clock
+    def __init__(self, path: Path, every_s: float, table: CsvAppender, clock: Callable[[], float] = time.monotonic,
+                 best: BestWeights | None = None):
+        self.path, self.every_s, self.table, self.clock, self.best = path, every_s, table, clock, best
         self.last_write = clock()
         self.written_at: tuple | None = None  # (epoch, step) of the state last written
 
@@ -62,6 +67,12 @@ class Checkpointer:
         already written is not written again."""
         if position == self.written_at:
             return
-        writer.submit(save_checkpoint, self.path, snapshot())
+        state = snapshot()
+        if self.best is not None:
+            state["best"] = self.best.to_checkpoint()
+            if self.best.unwritten:
+                writer.submit(save_torch_file, self.path.with_name(BEST_FILE), state["best"])
+                self.best.unwritten = False
+        writer.submit(save_checkpoint, self.path, state)
         writer.submit(self.table.sync)
         self.last_write, self.written_at = self.clock(), position

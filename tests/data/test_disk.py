@@ -239,3 +239,60 @@ def test_cli_reports_data_errors_in_one_line_with_exit_code_3(optlab, tmp_path, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("optlab: error:") and "Traceback" not in result.stderr
     assert "train-labels-idx1-ubyte" in lines[0] or "train-images-idx3-ubyte" in lines[0]
+
+
+# ---------------------------------------------------------------- test files
+
+def write_mnist_test(folder: Path, n: int, gz: bool) -> None:
+    """t10k files: test image i filled with 200 + i (apart from every training image's value)."""
+    images = np.repeat((200 + np.arange(n, dtype=np.uint8))[:, None, None], 28 * 28).reshape(n, 28, 28)
+    suffix = ".gz" if gz else ""
+    write_file(folder / f"t10k-images-idx3-ubyte{suffix}", idx_bytes(images))
+    write_file(folder / f"t10k-labels-idx1-ubyte{suffix}", idx_bytes((np.arange(n) % 4).astype(np.uint8)))
+
+
+@pytest.mark.parametrize("name,subfolder,gz", [("mnist", "", True), ("mnist", "MNIST/raw", False),
+                                               ("fashion_mnist", "FashionMNIST/raw", True)])
+def test_idx_test_files_are_the_test_split_apart_from_train_and_validation(tmp_path, name, subfolder, gz):
+    write_mnist(tmp_path / subfolder, gz)
+    write_mnist_test(tmp_path / subfolder, 6, gz)
+    data = raw_split({"name": name, "root": str(tmp_path)})
+    assert data.has_test and data.x_test.shape == (6, 1, 28, 28)
+    assert torch.round(data.x_test[:, 0, 0, 0] * 255).long().tolist() == [200 + i for i in range(6)]
+    assert data.y_test.tolist() == [i % 4 for i in range(6)]
+    assert len(data.x_train) + len(data.x_val) == N  # the training files only
+
+
+def test_without_test_files_there_is_no_test_split(tmp_path):
+    write_mnist(tmp_path, gz=False)
+    assert not raw_split({"name": "mnist", "root": str(tmp_path)}).has_test
+
+
+def test_test_images_without_labels_name_the_missing_file(tmp_path):
+    write_mnist(tmp_path, gz=False)
+    write_mnist_test(tmp_path, 4, gz=False)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    expect_data_error({"name": "mnist", "root": str(tmp_path)}, "t10k-labels-idx1-ubyte")
+
+
+def test_test_files_and_a_test_fraction_conflict(tmp_path):
+    write_mnist(tmp_path, gz=False)
+    write_mnist_test(tmp_path, 4, gz=False)
+    with pytest.raises(ConfigError, match=r"trainer.test_fraction=0.1: data=mnist has its own test files"):
+        load_dataset({"name": "mnist", "root": str(tmp_path)}, 0.2, seed=0, test_fraction=0.1)
+
+
+def test_cifar10_test_batch_and_cifar100_test_are_the_test_split(tmp_path):
+    write_cifar10(tmp_path / "cifar-10-batches-py")
+    write_pickle(tmp_path / "cifar-10-batches-py" / "test_batch",
+                 {b"data": cifar_rows(100, 5), b"labels": [r % 4 for r in range(100, 105)]})
+    data = raw_split({"name": "cifar10", "root": str(tmp_path)})
+    assert torch.round(data.x_test[:, 0, 0, 0] * 255).long().tolist() == list(range(100, 105))
+    assert data.y_test.tolist() == [r % 4 for r in range(100, 105)] and len(data.x_train) + len(data.x_val) == N
+    write_pickle(tmp_path / "cifar-100-python" / "train", {
+        b"data": cifar_rows(0, 20), b"fine_labels": [r % 10 for r in range(20)], b"coarse_labels": [0] * 20})
+    write_pickle(tmp_path / "cifar-100-python" / "test", {
+        b"data": cifar_rows(50, 3), b"fine_labels": [7, 8, 9], b"coarse_labels": [0, 0, 0]})
+    data = load_dataset({"name": "cifar100", "root": str(tmp_path), "label_mode": "fine"}, 0.5, seed=0, standardize=False)
+    assert data.y_test.tolist() == [7, 8, 9] and data.num_classes == 10
+    assert torch.round(data.x_test[:, 0, 0, 0] * 255).long().tolist() == [50, 51, 52]

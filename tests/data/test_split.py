@@ -31,3 +31,42 @@ def test_per_feature_statistics_for_tables_keep_constant_features_finite():
     mean, std = standardization_stats(x)
     assert mean.tolist() == [2.0, 5.0]
     assert std[1] == 1.0
+
+
+def test_test_fraction_holds_out_a_seeded_stratified_split_disjoint_from_train_and_validation(monkeypatch):
+    from runner.data._base import DATASETS, DatasetSpec
+
+    numbered = DatasetSpec(name="_ids", description="rows numbered 0..199, four classes",
+                           load=lambda cfg, seed: Pool(torch.arange(200.0).unsqueeze(1), torch.arange(200) % 4))
+    monkeypatch.setitem(DATASETS._specs, "_ids", numbered)
+    data = load_dataset({"name": "_ids"}, 0.25, seed=3, standardize=False, test_fraction=0.2)
+    again = load_dataset({"name": "_ids"}, 0.25, seed=3, standardize=False, test_fraction=0.2)
+    other = load_dataset({"name": "_ids"}, 0.25, seed=4, standardize=False, test_fraction=0.2)
+    plain = load_dataset({"name": "_ids"}, 0.25, seed=3, standardize=False)
+    train, val, test = (set(x.flatten().long().tolist()) for x in (data.x_train, data.x_val, data.x_test))
+    assert train.isdisjoint(val) and train.isdisjoint(test) and val.isdisjoint(test)
+    assert train | val | test == set(range(200))
+    assert len(test) == 40 and torch.bincount(data.y_test).tolist() == [10, 10, 10, 10]  # 20% of each class
+    assert len(val) == 40  # 25% of the 160 left
+    assert torch.equal(data.x_test, again.x_test) and not torch.equal(data.x_test, other.x_test)
+    pool = Pool(torch.arange(200.0).unsqueeze(1), torch.arange(200) % 4)
+    assert not plain.has_test and torch.equal(plain.x_val, pool.x[split_indices(pool, 0.25, seed=3)[1]])  # as before
+
+
+def test_test_split_is_standardized_with_the_training_statistics():
+    data = load_dataset({"name": "digits"}, 0.2, seed=0, test_fraction=0.2)
+    raw = load_dataset({"name": "digits"}, 0.2, seed=0, standardize=False, test_fraction=0.2)
+    mean, std = standardization_stats(raw.x_train)
+    assert torch.allclose(data.x_test, (raw.x_test - mean) / std)
+    assert abs(data.x_test.mean().item()) > 1e-4  # not its own statistics
+
+
+def test_regression_test_fraction_and_a_too_large_one():
+    import pytest
+
+    from runner.errors import ConfigError
+
+    data = load_dataset({"name": "linreg", "n_samples": 100, "n_features": 3, "noise": 0.1}, 0.2, 0, test_fraction=0.1)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (72, 18, 10)
+    with pytest.raises(ConfigError, match="trainer.test_fraction"):
+        load_dataset({"name": "linreg", "n_samples": 4, "n_features": 3, "noise": 0.1}, 0.2, 0, test_fraction=0.1)
