@@ -54,6 +54,15 @@ def test_curriculum_trains_on_the_easiest_examples_under_the_initial_model(compo
     assert torch.equal(read_scores(run), scores)  # difficulty.csv holds each example's score exactly
 
 
+def test_a_full_batch_is_the_epochs_pool(compose_cfg):
+    cfg = compose_cfg("data.order=anti_curriculum", "data.pacing.start=0.5", "data.pacing.epochs=2", "batch=full",
+                      "trainer.epochs=3")
+    run = train(cfg).run_dir
+    n = len(read_scores(run))
+    assert [(int(r["step"]), int(r["batch_size"])) for r in rows(run)] == \
+           [(1, math.ceil(n / 2)), (2, math.ceil(n * 3 / 4)), (3, n)]
+
+
 def test_random_order_is_unchanged_and_writes_no_scores(compose_cfg):
     run = train(compose_cfg("data.order=random")).run_dir
     plain = train(compose_cfg()).run_dir
