@@ -2,6 +2,8 @@
 
     optlab sweep FILE [overrides] [--trials N] [--jobs N] [--sampler S] [--pruner P]
                  [--storage URL] [--study NAME] [--timeout S] [--refine DIR [--top K]]
+                 [--launcher slurm --workers W [--wait] [launcher.KEY=VALUE ...]]
+    optlab sweep --watch SWEEP_DIR | --cancel SWEEP_DIR
 
 runner.sweep builds the spec (build.py) and runs the sweep (run.py), writing trials.csv as it
 goes; this module only shows the rows it is handed. The live view (stderr) shows progress
@@ -37,7 +39,8 @@ def register(subparsers) -> None:
                         "population (auto: 16 on a CPU)")
     p.add_argument("--sampler", help="random | grid | tpe | gp | cmaes | qmc")
     p.add_argument("--pruner", help="none | median | successive_halving | hyperband")
-    p.add_argument("--storage", help="an SQLAlchemy URL shared by workers on several machines, e.g. postgresql://...")
+    p.add_argument("--storage", help="where the study lives, shared by workers on several machines: "
+                                     "postgresql://..., journal:FILE (a file on a shared filesystem) or sqlite:///FILE")
     p.add_argument("--study", help="study name (default: the sweep file's name)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--seeds", type=int, help="runs per configuration (the objective is their mean)")
@@ -47,6 +50,13 @@ def register(subparsers) -> None:
     p.add_argument("--config-dir", metavar="DIR", help="extra config folder (as for optlab train)")
     p.add_argument("--heartbeat", type=int, help="seconds between a running trial's heartbeats (default 5)")
     p.add_argument("--grace", type=int, help="seconds without a heartbeat before a trial counts as dead (default 20)")
+    p.add_argument("--launcher", default="local",
+                   help="where the workers run: local (processes of this command) or slurm (one job array; "
+                        "conf/launcher/slurm.yaml, keys overridden as launcher.KEY=VALUE)")
+    p.add_argument("--workers", type=int, help="Slurm array tasks, each a worker on the shared study (default 1)")
+    p.add_argument("--wait", action="store_true", help="with --launcher slurm: follow the jobs to the end")
+    p.add_argument("--watch", metavar="SWEEP_FOLDER", help="follow a Slurm sweep's study and jobs to its end")
+    p.add_argument("--cancel", metavar="SWEEP_FOLDER", help="cancel a Slurm sweep's jobs")
     p.set_defaults(handler=run_sweep)
 
 
@@ -58,22 +68,92 @@ SPEC_CHANGES = ("trials", "sampler", "pruner", "study", "timeout", "seeds", "see
 
 def run_sweep(args) -> int:
     from runner.sweep.build import build_spec
+    from runner.sweep.launcher import launcher_overrides, load_launcher
     from runner.sweep.run import RunOptions, run_workers, start_sweep
     from runner.sweep.study import GRACE_S, HEARTBEAT_S
 
-    options = RunOptions(storage=args.storage, extend=args.extend, heartbeat=args.heartbeat or HEARTBEAT_S,
-                         grace=args.grace or GRACE_S)
+    if args.watch or args.cancel:
+        return watch_sweep(Path(args.watch), args.storage) if args.watch else cancel_sweep(Path(args.cancel))
     overrides = list(args.overrides)
     if args.refine and args.file:  # with --refine, the first positional is an override
         overrides.insert(0, args.file)
+    launcher_keys, overrides = launcher_overrides(overrides)
+    launcher = load_launcher(args.launcher, args.config_dir, launcher_keys)
+    check_launcher_flags(args, launcher.kind)
+    options = RunOptions(storage=args.storage, extend=args.extend, heartbeat=args.heartbeat or HEARTBEAT_S,
+                         grace=args.grace or GRACE_S, launcher=launcher.kind)
+    if launcher.kind == "slurm":
+        from runner.sweep.slurm import check_cluster
+
+        check_cluster(launcher)
     spec = build_spec(None if args.refine else args.file, refine=args.refine or None, top=args.top,
                       changes={k: getattr(args, k) for k in SPEC_CHANGES}, overrides=overrides)
     sweep = start_sweep(spec, options)
+    if launcher.kind == "slurm":
+        return submit_sweep(sweep, launcher, args, options)
     with SweepView(sweep.spec) as view:
         outcome = run_workers(sweep, options, on_rows=view.show)
     if outcome.stopped is not None:
         print_error_line(str(outcome.stopped))
     return finish(sweep.spec, sweep.sweep_dir, outcome)
+
+
+def check_launcher_flags(args, kind: str) -> None:
+    from runner.errors import ConfigError
+
+    if kind != "slurm" and (args.workers is not None or args.wait):
+        raise ConfigError("--workers and --wait: for --launcher slurm; a local sweep uses --jobs")
+    if kind == "slurm" and args.jobs is not None:
+        raise ConfigError("--jobs: for local sweeps; with --launcher slurm give --workers (Slurm array tasks)")
+
+
+def submit_sweep(sweep, launcher, args, options) -> int:
+    """Submit the job array; print its id and the sweep folder (stdout's last line), or with
+    --wait follow it to the end."""
+    from runner.sweep.slurm import submit
+
+    workers = args.workers or 1
+    job_id = submit(sweep, launcher, workers, options.heartbeat, options.grace)
+    print(f"submitted Slurm job array {job_id} ({workers} workers) for sweep {sweep.spec.study}; "
+          f"follow it with: optlab sweep --watch {sweep.sweep_dir}", file=sys.stderr, flush=True)
+    if args.wait:
+        return watch_sweep(sweep.sweep_dir, options.storage, job_id=job_id)
+    print(f"job {job_id}")
+    print(sweep.sweep_dir)
+    return 0
+
+
+def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None) -> int:
+    """The live view of a Slurm sweep until its budget is reached or its jobs are gone."""
+    from runner.sweep.outputs import best_trial, write_outputs
+    from runner.sweep.run import Outcome
+    from runner.sweep.slurm import Follow
+
+    follow = Follow(sweep_dir, storage)
+    spec, study = follow.spec_and_study()
+    with SweepView(spec) as view:
+        follow.run(spec, study, view.show_with_jobs)
+    rows = write_outputs(study, spec, sweep_dir)
+    done = sum(r["status"] in FINISHED for r in rows)
+    code = 0 if done >= spec.trials else 1
+    if code:
+        print_error_line(f"the sweep's Slurm jobs ended with {done} of {spec.trials} trials finished; "
+                         f"rerun the sweep command to continue it")
+    if job_id is not None:
+        print(f"job {job_id}")
+    return finish(spec, sweep_dir, Outcome(rows, code, best_trial(study, spec)))
+
+
+def cancel_sweep(sweep_dir: Path) -> int:
+    from runner.sweep.slurm import cancel
+
+    jobs = cancel(sweep_dir)
+    print(f"cancelled Slurm job{'s' if len(jobs) > 1 else ''} {', '.join(jobs)}", file=sys.stderr)
+    print(sweep_dir)
+    return 0
+
+
+FINISHED = ("completed", "diverged", "pruned", "failed")
 
 
 def finish(spec: SweepSpec, sweep_dir: Path, outcome) -> int:
@@ -139,6 +219,7 @@ class SweepView:
         self.console = stderr_console()
         self.live = None
         self.seen: dict[int, str] = {}
+        self.jobs = ""  # the Slurm tasks alive, when watching a Slurm sweep
 
     def __enter__(self):
         if self.console.is_terminal:
@@ -159,6 +240,13 @@ class SweepView:
         else:
             self.log_new(rows)
 
+    def show_with_jobs(self, rows: list[dict], alive: dict[str, str]) -> None:
+        jobs = f"{len(alive)} Slurm task{'s' if len(alive) != 1 else ''} alive"
+        if jobs != self.jobs and self.live is None:
+            print(f"{jobs}: {' '.join(f'{k} {v}' for k, v in sorted(alive.items()))}", file=sys.stderr, flush=True)
+        self.jobs = jobs
+        self.show(rows)
+
     def render(self, rows: list[dict]):
         from rich.console import Group
         from rich.progress_bar import ProgressBar
@@ -168,7 +256,7 @@ class SweepView:
         running = sum(r["status"] == "running" for r in rows)
         line = Table.grid(padding=(0, 1))
         line.add_row(f"sweep {self.spec.study}", ProgressBar(total=self.spec.trials, completed=finished, width=30),
-                     f"{finished}/{self.spec.trials} finished, {running} running", self.best_text(rows))
+                     f"{finished}/{self.spec.trials} finished, {running} running", self.best_text(rows), self.jobs)
         return Group(line, trials_table(self.spec, rows, TOP_LIVE, "top trials"))
 
     def best_text(self, rows: list[dict]) -> str:

@@ -138,6 +138,9 @@ def write_sweep_json(spec: SweepSpec, sweep_dir: Path, storage_url: str) -> None
 
     data = spec.to_json()
     data["storage"] = hide_password(storage_url)
+    launched = read_launcher_record(sweep_dir)
+    if launched:  # the Slurm jobs of earlier submissions (slurm.record_submission) stay listed
+        data["launcher"] = launched
     order = ["study", "storage", "metric", "direction", "sampler", "pruner", "trials", "seeds", "space", "base"]
     ordered = {k: data[k] for k in order} | {k: v for k, v in data.items() if k not in order}
     write_atomic(Path(sweep_dir) / "sweep.json", json.dumps(ordered, indent=2) + "\n")
@@ -150,7 +153,15 @@ def read_sweep_json(sweep_dir: Path) -> dict:
         meta = json.loads((Path(sweep_dir) / "sweep.json").read_text())
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
         raise ConfigError(f"{sweep_dir}: not a sweep folder (no readable sweep.json)") from None
-    return {k: v for k, v in meta.items() if k not in ("storage", "source")}
+    return {k: v for k, v in meta.items() if k not in ("storage", "source", "launcher")}
+
+
+def read_launcher_record(sweep_dir: Path) -> dict:
+    """sweep.json's `launcher` record (Slurm: the jobs submitted), {} when none."""
+    try:
+        return dict(json.loads((Path(sweep_dir) / "sweep.json").read_text()).get("launcher") or {})
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return {}
 
 
 # ---------------------------------------------------------------- reading trials.csv

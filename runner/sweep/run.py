@@ -35,6 +35,7 @@ class RunOptions:
     extend: int | None = None   # run to N more trials than the study's last budget
     heartbeat: int = HEARTBEAT_S
     grace: int = GRACE_S
+    launcher: str = "local"     # local | slurm: which default storage (storage.default_storage)
 
     def __post_init__(self):
         if self.extend is not None and self.extend < 1:
@@ -69,7 +70,7 @@ def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
 
     base_cfg = compose(spec.base, spec.config_dir)
     sweep_dir = make_dirs(Path(str(base_cfg.trainer.out_dir)) / "sweeps" / spec.study)
-    url = options.storage or spec.storage or default_storage(sweep_dir)
+    url = options.storage or spec.storage or default_storage(sweep_dir, options.launcher)
     quiet_optuna()
     study = open_study(spec, open_storage(url))
     claim_study(study, spec, base_cfg, str(sweep_dir))

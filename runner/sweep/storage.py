@@ -18,6 +18,14 @@ machines).
 Reading (`optlab report`) opens with `existing_in=SWEEP_FOLDER`: nothing is created, so the
 SQLite file (or the Optuna journal file a path names) must exist; it is also looked for in
 the sweep folder, so a moved sweep folder still finds its study.
+
+`journal:PATH` is Optuna's journal file (JournalStorage), for clusters with a shared filesystem
+and no database server. It is locked with JournalFileOpenLock (a lock file created with
+O_CREAT|O_EXCL, atomic on NFSv3 and later), never with fcntl, which many NFS servers break.
+Optuna gives the journal no heartbeat; JournalHeartbeatStorage adds one: each running trial's
+`optlab.heartbeat` attribute changes every heartbeat, and a trial whose attribute this process
+has seen unchanged for the grace period (by its own clock, again) is stale. SQLite on a
+network filesystem is refused: its locks rely on that same fcntl (Optuna's FAQ warns).
 """
 from __future__ import annotations
 
@@ -28,9 +36,50 @@ from pathlib import Path
 from runner import faults
 from runner.errors import ConfigError, DataError
 
+JOURNAL = "journal:"
 
-def default_storage(sweep_dir: Path) -> str:
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
+                       "fuse.sshfs", "fuse.glusterfs", "fuse.ceph", "9p", "afs", "panfs", "wekafs")
+
+
+def default_storage(sweep_dir: Path, launcher: str = "local") -> str:
+    """SQLite in the sweep folder; a journal file there for Slurm, whose workers run on other
+    nodes and share the sweep folder over a network filesystem, where SQLite is unsafe."""
+    if launcher == "slurm":
+        return f"{JOURNAL}{(Path(sweep_dir) / 'study.journal').resolve()}"
     return f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"
+
+
+def network_filesystem(path: Path, mounts: str | None = None) -> str | None:
+    """The network filesystem type path lies on (the deepest mount in /proc/mounts holding
+    it), or None for a local one or when the mounts cannot be read."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    where = str(Path(path).resolve())
+    best, kind = "", None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = where == point or where.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind if kind in NETWORK_FILESYSTEMS else None
+
+
+def refuse_sqlite_on_network(url: str, mounts: str | None = None) -> None:
+    path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    if path is None:
+        return
+    kind = network_filesystem(path.parent, mounts)
+    if kind is not None:
+        raise ConfigError(f"--storage {url}: SQLite on a network filesystem ({kind}) corrupts studies (its locks "
+                          f"do not work there); use --storage journal:{path.with_suffix('.journal')} or postgresql://...")
 
 
 def hide_password(url: str) -> str:
@@ -51,12 +100,15 @@ def open_storage(url: str, *, existing_in: Path | None = None, heartbeat: int | 
     if existing_in is not None:
         url = _existing_location(url, Path(existing_in))
         if "://" not in url:
-            return _journal_storage(url)
-    if not url.startswith(("sqlite", "postgresql", "mysql")):
-        raise ConfigError(f"--storage {hide_password(url)}: give a sqlite:///FILE or postgresql://... URL")
-    make = heartbeat_storage_class()
+            return _journal_storage(url.removeprefix(JOURNAL))
     stale = (on_stale or requeue) if heartbeat else None
+    if url.startswith(JOURNAL):
+        return open_journal(url, heartbeat, grace, stale, clock)
+    if not url.startswith(("sqlite", "postgresql", "mysql")):
+        raise ConfigError(f"--storage {hide_password(url)}: give a sqlite:///FILE, journal:FILE or postgresql://... URL")
+    make = heartbeat_storage_class()
     if url.startswith("sqlite"):
+        refuse_sqlite_on_network(url)
         sqlite_write_ahead_log()
     return _retrying_creation_race(url, tries, lambda connect: make(
         url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat, grace_period=grace,
@@ -112,7 +164,7 @@ def _existing_location(url: str, folder: Path) -> str:
         return f"sqlite:///{_existing_file(Path(url[len('sqlite:///'):]), folder)}"
     if "://" in url:
         return url
-    return str(_existing_file(Path(url), folder))
+    return str(_existing_file(Path(url.removeprefix(JOURNAL)), folder))
 
 
 def _existing_file(path: Path, folder: Path) -> Path:
@@ -124,9 +176,77 @@ def _existing_file(path: Path, folder: Path) -> Path:
 
 def _journal_storage(path: str):
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(path))
+    return JournalStorage(journal_backend(path))
+
+
+def journal_backend(path: str):
+    """The journal file, locked with the lock that works on NFS (see the top of this module)."""
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    return JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+
+
+def open_journal(url: str, heartbeat: int | None, grace: int | None, on_stale: Callable | None,
+                 clock: Callable[[], float] = time.monotonic):
+    """A journal file's storage, with the heartbeat described at the top; its folder must exist
+    and be writable (checked here, so an unreachable one stops the sweep before it starts)."""
+    path = Path(url[len(JOURNAL):]).expanduser()
+    if not str(path) or not path.parent.is_dir():
+        raise ConfigError(f"--storage {url}: cannot open the storage (folder {path.parent} does not exist)")
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--storage {url}: cannot open the storage ({exc.strerror})") from None
+    return journal_heartbeat_class()(journal_backend(str(path)), heartbeat=heartbeat, grace=grace,
+                                     on_stale=on_stale, clock=clock)
+
+
+_journal_class = None
+
+
+def journal_heartbeat_class():
+    """JournalStorage with a heartbeat (see the top of this module); defined on first use."""
+    global _journal_class
+    if _journal_class is not None:
+        return _journal_class
+    from optuna.storages import JournalStorage
+    from optuna.storages._heartbeat import BaseHeartbeat
+    from optuna.trial import TrialState
+
+    class JournalHeartbeatStorage(JournalStorage, BaseHeartbeat):
+        def __init__(self, backend, heartbeat: int | None, grace: int | None, on_stale: Callable | None,
+                     clock: Callable[[], float] = time.monotonic):
+            super().__init__(backend)
+            self.heartbeat, self.grace, self.on_stale, self.clock = heartbeat, grace, on_stale, clock
+            self.last_seen: dict[int, tuple[object, float]] = {}  # trial id -> (its beat, since when)
+
+        def record_heartbeat(self, trial_id: int) -> None:
+            self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())  # only its changing is read
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            now = self.clock()
+            seen = {}
+            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+                beat = t.system_attrs.get(BEAT_ATTR)
+                before = self.last_seen.get(t._trial_id)
+                seen[t._trial_id] = before if before is not None and before[0] == beat else (beat, now)
+            self.last_seen = seen
+            grace = self.grace if self.grace is not None else 2 * (self.heartbeat or 1)
+            return [trial_id for trial_id, (_, since) in seen.items() if now - since > grace]
+
+        def get_heartbeat_interval(self) -> int | None:
+            return self.heartbeat
+
+        def get_heartbeat_stale_trial_callback(self):
+            return self.on_stale
+
+    _journal_class = JournalHeartbeatStorage
+    return _journal_class
+
+
+BEAT_ATTR = "optlab.heartbeat"
 
 
 def _creation_race(exc: Exception) -> bool:
@@ -144,11 +264,14 @@ def _unreachable(url: str, exc: Exception) -> ConfigError:
     return ConfigError(f"--storage {hide_password(url)}: cannot open the storage ({reason})")
 
 
-def requeue(study, trial) -> None:
+def requeue(study, trial, resume: bool = False) -> None:
     """Heartbeat-stale callback: run the dead trial's configuration again. A trial that died
-    before sampling anything has no configuration to repeat: the next ask samples afresh."""
+    before sampling anything has no configuration to repeat: the next ask samples afresh.
+    With resume (a trial stopped cleanly by a signal), the retry continues the trial's run
+    folders from their checkpoints instead of starting them over."""
     if trial.params:
-        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+        resumed = {"resume_dirs": list(trial.user_attrs.get("run_dirs", []))} if resume else {}
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, **resumed})
 
 
 _storage_class = None

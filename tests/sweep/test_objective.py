@@ -68,3 +68,37 @@ def test_reporter_uses_one_step_per_epoch_per_seed():
     with pytest.raises(Pruned):
         reporter(1, {"val_loss": 0.7})
     assert trial.reports == [(3, 0.5), (4, 0.7)] and reporter.best == 0.5
+
+
+@pytest.mark.slow
+def test_a_trial_stopped_by_sigterm_resumes_from_its_checkpoint_as_if_never_stopped(tmp_path):
+    """SIGTERM at step 30 (inside the second epoch): the trial stops there with a checkpoint and
+    is queued again; the rerun's trial continues that run folder, and the run's rows and value
+    equal an uninterrupted run's, bit for bit."""
+    import csv
+
+    from omegaconf import OmegaConf
+    from testkit import TINY_BASE, run_optlab
+
+    from runner.training.loop import train
+
+    base = [o for o in TINY_BASE if not o.startswith("trainer.epochs")] + ["trainer.epochs=3",
+                                                                           f"trainer.out_dir={tmp_path / 'outputs'}"]
+    path = write_sweep(tmp_path, trials=1, base=base)
+    stopped = run_optlab("sweep", str(path), cwd=tmp_path, env={"OPTLAB_FAULT": "train.step@30=sigterm"})
+    assert stopped.returncode == 143, stopped.stderr
+    assert run_optlab("sweep", str(path), cwd=tmp_path).returncode == 0
+    folder = sweep_folder(tmp_path)
+    first, retry = read_rows(folder)
+    assert (first["status"], retry["status"]) == ("interrupted", "completed")
+    assert retry["run_dirs"] == first["run_dirs"] and len(list((folder / "runs").iterdir())) == 1
+    run_dir = folder / retry["run_dirs"]
+
+    def rows(run: Path) -> list[dict]:
+        with open(run / "metrics.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k not in ("epoch_time_s", "samples_per_s")} for r in csv.DictReader(f)]
+
+    resumed = rows(run_dir)
+    assert [r["epoch"] for r in resumed] == ["0", "1", "2"]
+    assert resumed == rows(train(OmegaConf.load(run_dir / "config.yaml"), run_root=tmp_path / "again").run_dir)
+    assert float(retry["value"]) == max(float(r["val_acc"]) for r in resumed)  # epochs before the stop count

@@ -1,0 +1,244 @@
+"""Sweeps on Slurm: refusals before anything is submitted (no cluster needed), and on the real
+one-node cluster that .ci/slurm.sh starts (OPTLAB_TEST_SLURM): a job array to the budget,
+fire and forget then --watch, two studies side by side, `scontrol requeue` resuming a trial from
+its checkpoint, and `scancel --signal=KILL` caught by the heartbeat."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from testkit import read_rows, run_optlab, write_sweep
+
+from runner.cli.app import main
+from runner.sweep.launcher import load_launcher
+from runner.sweep.slurm import executor_parameters
+
+SLURM = os.environ.get("OPTLAB_TEST_SLURM")
+needs_slurm = pytest.mark.skipif(
+    not SLURM or shutil.which("sbatch") is None,
+    reason="no Slurm cluster: OPTLAB_TEST_SLURM is unset or sbatch is missing (CI starts one with .ci/slurm.sh)")
+FINISHED = {"completed", "pruned", "diverged", "failed"}
+SMALL = ["model.width=16", "trainer.epochs=3"]
+SLOW_EPOCHS = ["model.depth=3", "model.width=512", "batch.size=4", "trainer.epochs=12"]  # about 0.5 s an epoch
+
+
+# ---------------------------------------------------------------- refused before submitting (no cluster)
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """sinfo that knows the partitions debug and gpu, and an sbatch that leaves a mark when called."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    (bin_dir / "sinfo").write_text("#!/bin/sh\nprintf 'debug\\ngpu\\n'\n")
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\ntouch {tmp_path / 'sbatch-called'}\nexit 1\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return tmp_path / "sbatch-called"
+
+
+def refused(capsys, *argv) -> str:
+    code = main(["sweep", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_bad_partition_is_refused_naming_the_partitions(tmp_path, capsys, fake_slurm):
+    err = refused(capsys, str(write_sweep(tmp_path)), "--launcher", "slurm", "launcher.partition=gpus")
+    assert err.endswith("launcher.partition=gpus: no such Slurm partition; choose from: debug, gpu")
+    assert not fake_slurm.exists()
+
+
+def test_a_missing_submitit_is_refused_with_the_install_command(tmp_path, capsys, fake_slurm, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
+    err = refused(capsys, str(write_sweep(tmp_path)), "--launcher", "slurm", "--workers", "2")
+    assert err.endswith("--launcher slurm needs submitit: pip install 'optlab[slurm]'")
+    assert not fake_slurm.exists()
+
+
+def test_no_slurm_commands_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert "sbatch not found" in refused(capsys, str(write_sweep(tmp_path)), "--launcher", "slurm")
+
+
+@pytest.mark.parametrize("storage", ["journal:/nonexistent-optlab/study.journal",
+                                     "postgresql://nobody:secret@127.0.0.1:1/optlab"])
+def test_an_unreachable_storage_is_refused_before_submitting(tmp_path, capsys, fake_slurm, storage):
+    err = refused(capsys, str(write_sweep(tmp_path)), "--launcher", "slurm", "--storage", storage)
+    assert "cannot open the storage" in err and "secret" not in err
+    assert not fake_slurm.exists()
+
+
+def test_slurm_flags_belong_to_slurm_and_jobs_to_local_sweeps(tmp_path, capsys, fake_slurm):
+    assert "--workers and --wait: for --launcher slurm" in refused(capsys, str(write_sweep(tmp_path)), "--workers", "2")
+    assert "--jobs: for local sweeps" in refused(capsys, str(write_sweep(tmp_path)), "--launcher", "slurm",
+                                                 "--jobs", "2")
+    assert "no Slurm job recorded" in refused(capsys, "--cancel", str(tmp_path))
+
+
+def test_the_launcher_keys_become_submitits_parameters():
+    launcher = load_launcher("slurm", None, ["launcher.partition=gpu", "launcher.account=lab", "launcher.qos=high",
+                                             "launcher.time_min=30", "launcher.gpus_per_worker=2",
+                                             "launcher.cpus_per_worker=8", "launcher.mem_gb=32",
+                                             "launcher.array_parallelism=4", "launcher.constraint=a100",
+                                             "launcher.setup=[module load cuda]",
+                                             "launcher.additional_parameters={mail-type: END}"])
+    assert executor_parameters(launcher, "lr_wd") == {
+        "name": "optlab-lr_wd", "timeout_min": 30, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": 8,
+        "gpus_per_node": 2, "mem_gb": 32.0, "slurm_partition": "gpu", "slurm_account": "lab", "slurm_qos": "high",
+        "slurm_constraint": "a100", "slurm_array_parallelism": 4, "slurm_setup": ["module load cuda"],
+        "slurm_additional_parameters": {"mail-type": "END"}, "slurm_signal_delay_s": 120}
+    assert "slurm_partition" not in executor_parameters(load_launcher("slurm"), "s")  # the cluster's default
+
+
+# ---------------------------------------------------------------- on a real Slurm
+
+def job_of(stdout: str) -> str:
+    return re.search(r"^job (\d+)$", stdout, re.MULTILINE).group(1)
+
+
+def squeue(job: str) -> dict[str, str]:
+    out = subprocess.run(["squeue", "--noheader", "--array", "--format=%i %T", "--jobs", job],
+                         capture_output=True, text=True, check=False).stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+def wait_for(condition, timeout: float = 120, every: float = 0.25):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def trial_mid_run(folder: Path, epochs_done: int = 2):
+    """(run folder, Slurm task) of a running trial with at least epochs_done epochs written."""
+    from runner.sweep.outputs import read_sweep_json
+    from runner.sweep.spec import spec_from_dict
+    from runner.sweep.storage import open_storage
+    from runner.sweep.study import open_study, quiet_optuna
+
+    quiet_optuna()
+    meta = json.loads((folder / "sweep.json").read_text())
+    study = open_study(spec_from_dict(read_sweep_json(folder)), open_storage(meta["storage"], existing_in=folder))
+    for t in study.get_trials(deepcopy=False):
+        runs = t.user_attrs.get("run_dirs", [])
+        if t.state.name == "RUNNING" and runs and len(metrics(folder / runs[0])) >= epochs_done:
+            return folder / runs[0], t.user_attrs["job"]
+    return None
+
+
+@needs_slurm
+@pytest.mark.slow
+def test_a_job_array_runs_the_sweep_to_its_budget_and_records_each_trials_job(tmp_path):
+    done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--launcher", "slurm", "--workers", "2", "--trials", "8", "--wait",
+                      *SMALL, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    job, folder = job_of(done.stdout), tmp_path / done.stdout.strip().splitlines()[-1]
+    rows = read_rows(folder)
+    assert len(rows) == 8 and all(r["status"] in FINISHED for r in rows)
+    assert len(list((folder / "runs").iterdir())) == 8
+    assert {r["job"] for r in rows} <= {f"{job}_0", f"{job}_1"} and all(r["job"] for r in rows)
+    assert json.loads((folder / "sweep.json").read_text())["launcher"]["jobs"] == [job]
+    assert json.loads((folder / "sweep.json").read_text())["storage"] == f"journal:{folder.resolve()}/study.journal"
+
+
+@needs_slurm
+@pytest.mark.slow
+def test_fire_and_forget_returns_at_once_and_two_studies_share_the_cluster_without_mixing(tmp_path):
+    jobs = {}
+    for study in ("alpha", "beta"):
+        started = time.monotonic()
+        done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--study", study, "--launcher", "slurm", "--workers", "1",
+                          "--trials", "3", *SMALL, cwd=tmp_path)
+        assert done.returncode == 0 and time.monotonic() - started < 20, done.stderr
+        jobs[study] = job_of(done.stdout)
+        assert squeue(jobs[study])  # queued or running: the command did not wait for it
+    for study, job in jobs.items():
+        folder = tmp_path / "outputs" / "sweeps" / study
+        watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
+        assert watched.returncode == 0, watched.stderr
+        rows = read_rows(folder)
+        assert len(rows) == 3 and all(r["status"] in FINISHED and r["job"] in (job, f"{job}_0") for r in rows)
+        assert all(Path(r["run_dirs"]).parent.name == "runs" for r in rows)
+        assert len(list((folder / "runs").iterdir())) == 3
+        wait_for(lambda job=job: not squeue(job), timeout=60)  # the task exits once the budget is reached
+
+
+@needs_slurm
+@pytest.mark.slow
+def test_scontrol_requeue_mid_trial_resumes_it_from_its_checkpoint_as_an_uninterrupted_run(tmp_path):
+    from omegaconf import OmegaConf
+
+    from runner.training.loop import train
+
+    done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--launcher", "slurm", "--workers", "2", "--trials", "3",
+                      "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
+    run_dir, task = wait_for(lambda: trial_mid_run(folder))
+    subprocess.run(["scontrol", "requeue", task], check=True)
+    watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
+    assert watched.returncode == 0, watched.stderr
+    rows = read_rows(folder)
+    stopped = [r for r in rows if r["status"] == "interrupted"]
+    assert len(stopped) == 1 and stopped[0]["run_dirs"] == os.path.relpath(run_dir, folder)
+    resumed = [r for r in rows if r["run_dirs"] == stopped[0]["run_dirs"] and r["status"] == "completed"]
+    assert len(resumed) == 1 and sum(r["status"] in FINISHED for r in rows) == 3
+    assert len(list((folder / "runs").iterdir())) == 3  # the resumed trial kept its run folder
+    rows_written = metrics(run_dir)
+    assert [int(r["epoch"]) for r in rows_written] == list(range(12))  # contiguous, no epoch twice
+    again = train(OmegaConf.load(run_dir / "config.yaml"), run_root=tmp_path / "uninterrupted")
+    timing = ("epoch_time_s", "samples_per_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows_written] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in metrics(again.run_dir)]
+    assert float(resumed[0]["value"]) == max(float(r["val_acc"]) for r in rows_written)
+    wait_for(lambda: not squeue(job_of(done.stdout)), timeout=60)  # the requeued task, cancelled once done
+
+
+@needs_slurm
+@pytest.mark.slow
+def test_a_worker_killed_without_warning_has_its_trial_failed_by_the_heartbeat_and_retried(tmp_path):
+    done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--launcher", "slurm", "--workers", "2", "--trials", "4",
+                      "--pruner", "none", "--heartbeat", "1", "--grace", "4", *SLOW_EPOCHS[:-1], "trainer.epochs=6",
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
+    _, task = wait_for(lambda: trial_mid_run(folder, epochs_done=1))
+    subprocess.run(["scancel", "--signal=KILL", task], check=True)
+    watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
+    assert watched.returncode == 0, watched.stderr
+    rows = read_rows(folder)
+    assert sum(r["status"] in FINISHED for r in rows) == 4
+    assert not any(r["state"] == "RUNNING" for r in rows)
+    killed = [r for r in rows if r["status"] == "interrupted"]
+    assert len(killed) == 1 and killed[0]["job"] == task
+    retried = [r for r in rows if r["param.optimizer.lr"] == killed[0]["param.optimizer.lr"] and r["status"] in FINISHED]
+    assert len(retried) == 1 and retried[0]["job"] != task
+    wait_for(lambda: not squeue(job_of(done.stdout)), timeout=60)
+
+
+@needs_slurm
+@pytest.mark.slow
+def test_a_bad_partition_on_the_cluster_submits_nothing(tmp_path):
+    before = subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True, check=True).stdout
+    done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--launcher", "slurm", "launcher.partition=nope", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "launcher.partition=nope: no such Slurm partition; choose from: debug" in done.stderr
+    assert subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True, check=True).stdout == before
