@@ -72,6 +72,19 @@ def test_a_resume_after_a_signal_appends_each_epoch_once(compose_cfg, monkeypatc
     assert_one_value_per_epoch(run)
 
 
+def test_a_resume_from_an_older_checkpoint_keeps_one_value_per_epoch(compose_cfg):
+    import shutil
+
+    run = train(compose_cfg(*TB, "trainer.epochs=3")).run_dir
+    # as if killed hard after epoch 2's events were flushed, with the checkpoint of epoch 0
+    older = train(compose_cfg(*TB, "trainer.epochs=1", "trainer.checkpoint_every_s=0")).run_dir
+    shutil.copy(older / "checkpoint.pt", run / "checkpoint.pt")
+    before = scalars(run)["val_acc"]
+    train(compose_cfg(*TB, "trainer.epochs=3"), resume_dir=run)
+    assert_one_value_per_epoch(run)
+    assert scalars(run)["val_acc"] == before  # the same run, recomputed
+
+
 def test_events_of_epochs_a_resume_recomputes_are_dropped(compose_cfg):
     # a run killed hard after epoch 2's events were flushed but with its checkpoint at epoch 0
     run = train(compose_cfg(*TB, "trainer.epochs=3")).run_dir
