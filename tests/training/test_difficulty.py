@@ -63,6 +63,21 @@ def test_a_full_batch_is_the_epochs_pool(compose_cfg):
            [(1, math.ceil(n / 2)), (2, math.ceil(n * 3 / 4)), (3, n)]
 
 
+def test_schedules_and_diagnostics_count_each_epochs_own_steps(compose_cfg):
+    cfg = compose_cfg(*CURRICULUM, "schedule=cosine", "optimizer.lr=0.1", "trainer.epochs=3",
+                      "trainer.diagnostics=true")
+    run = train(cfg).run_dir
+    n = len(read_scores(run))
+    steps = [math.ceil(admitted_count(n, 0.25, 2, e) / 50) for e in range(3)]
+    table = rows(run)
+    for epoch, r in enumerate(table):  # lr: the epoch's last step, at progress epoch + (steps - 1) / steps
+        t = epoch + (steps[epoch] - 1) / steps[epoch]
+        assert float(r["lr"]) == pytest.approx(0.1 * (1 + math.cos(math.pi * t / 3)) / 2, rel=1e-12)
+    with open(run / "layers.csv") as f:
+        recorded = {(int(r["epoch"]), int(r["step"])) for r in csv.DictReader(f)}
+    assert recorded == {(-1, 0)} | {(e, int(r["step"])) for e, r in enumerate(table)}  # each epoch's last step
+
+
 def test_random_order_is_unchanged_and_writes_no_scores(compose_cfg):
     run = train(compose_cfg("data.order=random")).run_dir
     plain = train(compose_cfg()).run_dir
