@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     table = sub.add_parser("table", help="the README's table from the studies' verdict.json files")
     table.add_argument("--out", metavar="DIR", default="outputs/studies", help="where study folders are")
     table.add_argument("--docs", metavar="DIR", help="also copy each full study's study.md and figure here")
+    table.add_argument("--readme", metavar="FILE", help="also put the table into FILE between the lines "
+                                                        "<!-- studies --> and <!-- /studies -->")
     table.set_defaults(handler=print_table)
     study.set_defaults(handler=lambda args: _missing_action(study))
 
@@ -91,5 +93,12 @@ def print_table(args) -> int:
         for v in verdicts:
             for file in ("study.md", v["figure"]):
                 shutil.copyfile(out / v["study"] / file, docs / (f"{v['study']}.md" if file == "study.md" else file))
-    print(readme_table(verdicts, study_names(), args.docs or "docs/studies"))
+    text = readme_table(verdicts, study_names(), args.docs or "docs/studies")
+    if args.readme:
+        from runner.runs.files import write_atomic
+        from runner.study.write import between_markers
+
+        readme = Path(args.readme)
+        write_atomic(readme, between_markers(readme.read_text(), text))
+    print(text)
     return 0

@@ -19,7 +19,7 @@ def load_dataset(data_cfg: dict, val_fraction: float, seed: int, standardize: bo
     pool, x_test, y_test = separate_test(pool, test_fraction, seed, data_cfg["name"])
     train_idx, val_idx = split_indices(pool, val_fraction, seed)
     x_train, x_val = pool.x[train_idx], pool.x[val_idx]
-    if standardize:
+    if standardize and data_cfg.get("standardize", True):
         mean, std = standardization_stats(x_train)
     else:
         mean, std = torch.zeros(()), torch.ones(())

@@ -61,6 +61,9 @@ def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts:
     from runner.study.verdict import judge, overall
     from runner.study.write import summary_table, write_outputs
 
+    earlier = _earlier_compute(folder, records)
+    trained = any(not r.reused for r in records)
+    facts = {**facts, "compute_s": earlier + facts["wall_time_s"] if trained or not earlier else earlier}
     epochs = {(p.arm, p.seed, p.variant): int(p.cfg.trainer.epochs) for p in planned}
     values, rows = measure_all(spec, records, lambda r: epochs.get((r.arm, r.seed, r.variant), 0))
     results = [judge(c, values[c["measure"]]) for c in spec.criteria]
@@ -73,10 +76,23 @@ def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts:
                         for name, by_arm in values.items()},
                "values": values, "seeds": facts["seeds"], "quick_overrides": facts["quick_overrides"],
                "runs": len(records), "reused": sum(r.reused for r in records), "wall_time_s": facts["wall_time_s"],
+               "compute_s": facts["compute_s"],
                "figure": figure, "folder": str(folder), "machine": machine(), "optlab": _version(), "scaled_down": spec.scaled_down}
     verdict = json.loads(json.dumps(verdict, default=_plain))
     write_outputs(folder, spec, summary_table(spec, values, rows), rows, verdict)
     return verdict
+
+
+def _earlier_compute(folder: Path, records: list) -> float:
+    """The time earlier invocations spent on the runs this one reused (from the last
+    verdict.json): so a study's compute time survives reruns that only reuse runs."""
+    path = folder / "verdict.json"
+    if not any(r.reused for r in records) or not path.is_file():
+        return 0.0
+    try:
+        return float(json.loads(path.read_text()).get("compute_s", 0.0))
+    except (ValueError, OSError):
+        return 0.0
 
 
 def _summary(per_seed: dict) -> dict:

@@ -54,7 +54,8 @@ def judge(criterion: dict, values: Values) -> dict:
         outcome = _directional(effect, criterion["direction"], float(criterion.get("margin", 0.0)))
     else:
         outcome = _equivalence(effect, float(criterion["margin"]))
-    return {"criterion": describe_criterion(criterion), "arms": {criterion["a"]: a, criterion["b"]: b},
+    return {"criterion": describe_criterion(criterion), "label": label_of(criterion),
+            "arms": {criterion["a"]: a, criterion["b"]: b},
             "effect": effect, "outcome": outcome}
 
 
@@ -109,7 +110,8 @@ def _every_seed(criterion: dict, values: Values) -> dict:
     effect = {"mean": summary["mean"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
               "min": min(per_seed.values(), default=math.nan), "max": max(per_seed.values(), default=math.nan),
               "seeds_passing": sum(passes.values()), "seeds": len(passes)}
-    return {"criterion": describe_criterion(criterion), "arms": {label: summary}, "effect": effect,
+    return {"criterion": describe_criterion(criterion), "label": label_of(criterion), "arms": {label: summary},
+            "effect": effect,
             "per_seed": per_seed, "outcome": outcome}
 
 
@@ -117,6 +119,17 @@ def _passes(value: float, op: str, threshold: float) -> bool:
     if value is None or not math.isfinite(value):
         return False
     return value < threshold if op == "<" else value > threshold
+
+
+def label_of(c: dict) -> str:
+    """The criterion in a few words, for tables."""
+    if c["kind"] == "every_seed":
+        subject = c.get("arm") or f"{c['a']} {'/' if c.get('of', 'ratio') == 'ratio' else '-'} {c['b']}"
+        return f"{c['measure']}: {subject} {c['op']} {c['threshold']:g} in every seed"
+    f = "log10 " if c.get("log") else ""
+    if c["kind"] == "equivalent":
+        return f"{f}{c['measure']}: {c['a']} - {c['b']} within +-{c['margin']:g}"
+    return f"{f}{c['measure']}: {c['a']} - {c['b']} {'>' if c['direction'] == 'greater' else '<'} 0"
 
 
 def describe_criterion(c: dict) -> str:

@@ -78,7 +78,8 @@ def study_md(spec, table: pd.DataFrame, verdict: dict) -> str:
     lines += ["", "## Results", "", _markdown(table), "", f"![{spec.name}]({verdict['figure']})", ""]
     if spec.notes:
         lines += ["## Notes", "", spec.notes, ""]
-    lines += [(f"{verdict['runs']} runs ({verdict['reused']} reused), {verdict['wall_time_s']:.0f} s on "
+    lines += [(f"{verdict['runs']} runs ({verdict['reused']} reused), {verdict['compute_s']:.0f} s in all "
+               f"({verdict['wall_time_s']:.0f} s this time) on "
                f"{verdict['machine']}; optlab {verdict['optlab']}. Rerun with "
                f"`optlab study run {spec.name}{' --quick' if quick else ''}`."), ""]
     return "\n".join(lines)
@@ -92,6 +93,10 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join([head, *body])
 
 
+def _run_time(v: dict) -> str:
+    return f"{v.get('compute_s', v['wall_time_s']):.0f} s"
+
+
 def readme_table(verdicts: list[dict], names: list[str], docs: str = "docs/studies") -> str:
     """The README's table: one row per study, from its verdict.json (or 'not run yet')."""
     by_name = {v["study"]: v for v in verdicts}
@@ -101,8 +106,23 @@ def readme_table(verdicts: list[dict], names: list[str], docs: str = "docs/studi
         if v is None:
             lines.append(f"| {name} | | not run in full yet | | |")
             continue
-        first = v["criteria"][0]
         verdict = v["verdict"] + (" (quick)" if v["quick"] else "")
-        lines.append(f"| [{name}]({docs}/{name}.md) | {v['claim']} | {verdict} | "
-                     f"{first['criterion']}: {effect_text(first)} | {v['wall_time_s']:.0f} s |")
+        effects = "<br>".join(f"{result['outcome']}: {result['label']}: {effect_text(result)}"
+                              for result in v["criteria"])
+        lines.append(f"| [{name}]({docs}/{name}.md) | {v['claim']} | **{verdict}** | {effects} | {_run_time(v)} |")
     return "\n".join(lines)
+
+
+MARKERS = ("<!-- studies -->", "<!-- /studies -->")
+
+
+def between_markers(document: str, table: str) -> str:
+    """The document with the text between the study-table markers replaced by table."""
+    from runner.errors import ConfigError
+
+    start, end = MARKERS
+    if document.count(start) != 1 or document.count(end) != 1:
+        raise ConfigError(f"--readme: the file needs one line {start} and one line {end} around the table")
+    head, rest = document.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{table}\n{end}{tail}"

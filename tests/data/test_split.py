@@ -70,3 +70,12 @@ def test_regression_test_fraction_and_a_too_large_one():
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (72, 18, 10)
     with pytest.raises(ConfigError, match="trainer.test_fraction"):
         load_dataset({"name": "linreg", "n_samples": 4, "n_features": 3, "noise": 0.1}, 0.2, 0, test_fraction=0.1)
+
+
+def test_data_standardize_false_keeps_the_raw_inputs():
+    raw = load_dataset({"name": "digits", "standardize": False}, 0.2, seed=0)
+    std = load_dataset({"name": "digits", "standardize": True}, 0.2, seed=0)
+    assert float(raw.x_train.min()) == 0.0 and float(raw.x_train.max()) == 16.0  # the digits' pixel counts
+    assert torch.equal(raw.mean, torch.zeros(())) and torch.equal(raw.std, torch.ones(()))
+    mean, scale = standardization_stats(raw.x_train)
+    assert torch.allclose(std.x_train, (raw.x_train - mean) / scale)
