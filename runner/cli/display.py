@@ -28,9 +28,11 @@ def summary_table(summary: dict) -> Table:
     table = Table(title=f"run {summary.get('status', '?')}", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("status", "epochs_done", "best_val_acc", "final_val_acc", "final_val_loss",
-                "final_train_loss", "wall_time_s", "device", "seed"):
+    for key in ("status", "reason", "epochs_done", "best_val_acc", "final_val_acc", "final_val_loss",
+                "final_train_loss", "best_epoch", "test_acc", "test_loss", "wall_time_s", "device", "seed"):
         value = summary.get(key)
+        if value is None and key in ("reason", "best_epoch", "test_acc", "test_loss"):
+            continue  # shown only when the run has one
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     return table
 

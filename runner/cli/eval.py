@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="test", help="val or test (default test)")
     p.add_argument("--data", nargs="+", metavar="OVERRIDE",
                    help="other data instead of a split: data overrides as for `optlab train` (data=npz data.path=F)")
-    p.add_argument("--device", help="where to evaluate (default: the run's trainer.device)")
+    p.add_argument("--device", help="where to evaluate (default: the run's trainer.device, or the CPU where "
+                                    "this machine lacks it)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     p.add_argument("--config-dir", metavar="DIR", help="extra config folder, as for `optlab train`")
     p.set_defaults(handler=run)
@@ -33,7 +34,7 @@ def run(args) -> int:
     split = check_split(args.split)
     saved = read_model_file(run_dir)
     t = saved["config"]["trainer"]
-    device = resolve_device(args.device or str(t["device"]))
+    device = resolve_device(args.device) if args.device else _usable(str(t["device"]), resolve_device)
     model = rebuild_model(run_dir, saved, device)
     x, y, what = _inputs(args, run_dir, saved, split)
     loss, acc = evaluate(model, x, y, loss_fn(saved["task"], saved["config"]), saved["task"],
@@ -41,6 +42,16 @@ def run(args) -> int:
     result = {"run": str(run_dir), "data": what, "n": len(x), "loss": loss, "acc": acc}
     _show(result, args.format)
     return 0
+
+
+def _usable(name: str, resolve_device):
+    """The run's device where this machine has it, else the CPU."""
+    from runner.errors import ConfigError
+
+    try:
+        return resolve_device(name)
+    except ConfigError:
+        return resolve_device("cpu")
 
 
 def _inputs(args, run_dir: Path, saved: dict, split: str):
@@ -67,7 +78,7 @@ def _show(result: dict, fmt: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['run']}: model.pt on {result['data']}")
+    table = Table(title=f"model.pt on {result['data']}", caption=result["run"])
     for column in ("n", "loss", "acc"):
         table.add_column(column, justify="right")
     acc = "" if result["acc"] is None else f"{result['acc']:.4f}"
