@@ -120,3 +120,21 @@ def test_lr_scale_groups_save_and_load_in_torch_optims_format(compose_cfg):
 def test_an_unknown_lr_scale_prefix_exits_2(compose_cfg):
     with pytest.raises(ConfigError, match=r"optimizer.lr_scale.hed: hed matches no parameter; .*: features.1.0, "):
         build(compose_cfg("optimizer.lr_scale={hed: 10}"))
+
+
+def test_a_resumed_run_continues_the_groups_and_the_noise_exactly(optlab, tmp_path):
+    """Param groups, frozen parameters and the noisy norm's generator go through a checkpoint:
+    2 epochs extended to 4 (a resume from the checkpoint) equal a 4-epoch run."""
+    import csv
+
+    def table(folder):
+        with open(tmp_path / folder / "metrics.csv") as f:
+            return [{k: v for k, v in r.items() if k not in ("epoch_time_s", "samples_per_s")} for r in csv.DictReader(f)]
+
+    setting = ["trainer.progress=false", "norm=batch", "norm.noise=true", "optimizer=momentum",
+               "optimizer.lr_scale={head: 3}", "trainer.freeze=[features.1.0]"]
+    short = optlab("train", *setting, "trainer.epochs=2").stdout.strip().splitlines()[-1]
+    resumed = optlab("train", "--resume", short, "trainer.epochs=4")
+    assert resumed.returncode == 0, resumed.stderr
+    straight = optlab("train", *setting, "trainer.epochs=4").stdout.strip().splitlines()[-1]
+    assert table(short) == table(straight) and len(table(straight)) == 4
