@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
+import importlib
+import inspect
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
 
@@ -123,6 +128,9 @@ class Spec:
     description: str  # one line, for `optlab list`
     keys: tuple[Key, ...] = ()
     named: ClassVar[bool] = True  # the option's mapping says `name: <spec name>`
+    # your own component (`custom`): the parameters of the function its `_target_` names;
+    # it takes any key besides its own and passes them on in cfg
+    target: tuple[str, ...] = ()
 
     def key_names(self) -> list[str]:
         return [k.name for k in self.keys]
@@ -184,3 +192,51 @@ class Registry(Generic[S]):
 
     def __iter__(self) -> Iterator[S]:
         return iter(self._specs[name] for name in self.names())
+
+
+# ---------------------------------------------------------------- your own components
+
+
+TARGET = Key("_target_", None, kind=str)  # module:function (or module.function), Hydra's convention
+
+
+@functools.cache  # a schedule's function is looked up every step
+def import_target(where: str, target: str | None, params: tuple[str, ...]) -> Callable:
+    """The function `target` names (`pkg.module:function` or `pkg.module.function`), imported
+    from sys.path or the working directory, after a check that it takes `params`; every
+    failure is a ConfigError of one line naming `where` (`model._target_`)."""
+    if not target:
+        raise ConfigError(f"{where}: missing; name your function as {where}=module:function, "
+                          f"taking ({', '.join(params)})")
+    module_name, _, attr = target.rpartition(":") if ":" in target else target.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"{where}={target}: expected module:function")
+    function = getattr(_import_module(where, target, module_name), attr, None)
+    if function is None:
+        raise ConfigError(f"{where}={target}: module {module_name} has no attribute {attr}")
+    if not callable(function):
+        raise ConfigError(f"{where}={target}: {attr} is not a function")
+    _check_signature(where, target, function, params)
+    return function
+
+
+def _import_module(where: str, target: str, module_name: str):
+    if os.getcwd() not in sys.path:  # the console script's sys.path lacks the directory it runs in
+        sys.path.append(os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:  # a missing module, or one whose own code fails: the user's to fix
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ConfigError(f"{where}={target}: cannot import {module_name} ({detail})") from None
+
+
+def _check_signature(where: str, target: str, function: Callable, params: tuple[str, ...]) -> None:
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: called as it is
+    try:
+        signature.bind(*params)
+    except TypeError:
+        raise ConfigError(f"{where}={target}: {function.__name__}{signature} does not take "
+                          f"({', '.join(params)})") from None

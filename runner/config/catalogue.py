@@ -3,7 +3,8 @@ with their one-line description and their keys with defaults.
 
 An option file's description is its leading comment when it has one (a user's file may say
 what it is for), else the description of the spec the file names; the built-in files have
-none, so `optlab list` shows the specs' own words.
+none, so `optlab list` shows the specs' own words. A file that names your own function
+(`_target_`) shows it beside its description.
 """
 from __future__ import annotations
 
@@ -79,6 +80,8 @@ def options(group: str, config_dir: str | None = None) -> list[Option]:
         values = yaml.safe_load(path.read_text()) or {}
         values.pop("name", None)
         description = leading_comment(path) or " ".join(spec.description for _, spec in file_specs(group, path))
+        if values.get("_target_"):  # your own component: which function it is
+            description = f"{leading_comment(path) or f'Your own {group}'} ({values['_target_']})"
         found.append(Option(group, name, description, values))
     return found
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.config.specs import GROUPS, augmentations, option_specs
 from runner.errors import ConfigError
-from runner.registry import Key, Spec, as_typed
+from runner.registry import Key, Spec, as_typed, import_target
 
 KeyTree = dict  # {part: Key | KeyTree}: a spec's keys nested at their dots
 
@@ -43,6 +43,8 @@ def validate(cfg: DictConfig, strict: bool = True) -> None:
             path = f"{group}.{entry}" if entry else group
             checker = _Checker(cfg, path, spec, strict)
             checker.mapping(path, values[entry] if entry else values, key_tree(spec))
+            if spec.target and strict:  # your own component: its function imports and takes its arguments
+                import_target(f"{path}._target_", values.get("_target_"), spec.target)
 
 
 def _resolved(cfg: DictConfig) -> dict:
@@ -94,7 +96,7 @@ class _Checker:
         for sub, value in values.items():
             where, node = f"{path}.{sub}", tree.get(sub)
             if node is None:
-                if self.strict:
+                if self.strict and not self.spec.target:  # a custom option passes any other key on
                     raise unknown_key(where)
             elif isinstance(node, dict):
                 if not isinstance(value, dict):

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from runner.errors import ConfigError
-from runner.registry import NON_NEGATIVE, POSITIVE, Key, Registry, Spec
+from runner.registry import NON_NEGATIVE, POSITIVE, TARGET, Key, Registry, Spec, import_target
 
 WeightInit = Callable[[torch.Tensor, dict, float], None]  # (weight, init cfg, gain)
 BiasInit = Callable[[nn.Module, dict, "InitContext"], None]  # (layer, bias cfg + is_head, context)
@@ -312,6 +312,17 @@ WEIGHT_INITS.add(InitSpec(
                 "authors' code), until |Var(B_L) - 1| < tol_var or t_max tries. No gain."))
 
 
+
+def _whole_model(weight: torch.Tensor, init_cfg: dict, gain: float) -> None:
+    raise RuntimeError("init=custom initializes the whole model in initialize(), not layer by layer")
+
+
+WEIGHT_INITS.add(InitSpec(
+    name="custom", draw=_whole_model, keys=(TARGET,), target=("cfg", "module"),
+    description="Your own init: init._target_=module:function names a function (cfg, module) -> None that "
+                "initializes the whole model in place (no bias rule); cfg is the init option's mapping. No gain."))
+
+
 # ---------------------------------------------------------------- applying them
 
 def init_layers(model: nn.Module) -> list[nn.Module]:
@@ -345,6 +356,9 @@ def initialize(model: nn.Module, init_cfg: dict, act_cfg: dict, ctx: InitContext
     after_all step (data-dependent rules such as LSUV)."""
     ctx = ctx or InitContext()
     rule = WEIGHT_INITS.get(init_cfg["name"])
+    if rule.target:  # init=custom: the user's function sets every parameter
+        import_target("init._target_", init_cfg["_target_"], rule.target)(dict(init_cfg), model)
+        return
     bias_cfg = init_cfg["bias"]
     bias_rule = BIAS_INITS.get(bias_cfg["name"])
     gain = rule_gain(rule, init_cfg, act_cfg)

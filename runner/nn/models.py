@@ -16,7 +16,16 @@ import torch.nn as nn
 
 from runner.errors import ConfigError
 from runner.nn.layers import norm_and_activation, reparametrize
-from runner.registry import HALF_OPEN_UNIT, NON_NEGATIVE, Key, Registry, Spec, at_least
+from runner.registry import (
+    HALF_OPEN_UNIT,
+    NON_NEGATIVE,
+    TARGET,
+    Key,
+    Registry,
+    Spec,
+    at_least,
+    import_target,
+)
 
 
 class Block(nn.Sequential):
@@ -71,6 +80,15 @@ def build_affine(cfg: dict, input_shape: tuple, out_dim: int) -> Network:
     """One affine map of the flattened input: softmax regression on classification data,
     least-squares regression on regression data (the loss follows the data's task)."""
     return Network(nn.Flatten(), nn.Linear(math.prod(input_shape), out_dim))
+
+
+def build_custom(cfg: dict, input_shape: tuple, out_dim: int) -> nn.Module:
+    """model=custom: the user's builder, called with the model option's mapping."""
+    spec, m = MODELS.get("custom"), cfg["model"]
+    model = import_target("model._target_", m["_target_"], spec.target)(dict(m), tuple(input_shape), out_dim)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model._target_={m['_target_']}: returned {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 # ---------------------------------------------------------------- MLP and CNN
@@ -172,6 +190,10 @@ MODELS.add(ModelSpec(
                 "width w, 2w, 4w, the resolution halved at stages 2 and 3; norm -> activation, global average pool, "
                 "linear head.",
     keys=(Key("blocks", 3, at_least(1)), Key("width", 16, at_least(1)), DROPOUT)))
+MODELS.add(ModelSpec(
+    name="custom", build=build_custom, keys=(TARGET,), target=("cfg", "input_shape", "out_dim"),
+    description="Your own model: model._target_=module:function names a builder (cfg, input_shape, out_dim) -> "
+                "nn.Module; cfg is the model option's mapping (any other keys you give it)."))
 
 
 def build_model(cfg: dict, input_shape: tuple, out_dim: int) -> Network:

@@ -24,8 +24,10 @@ from runner.registry import (
     Check,
     Key,
     Registry,
+    TARGET,
     Spec,
     at_least,
+    import_target,
     is_number,
 )
 
@@ -140,7 +142,6 @@ OPTIMIZERS.add(OptimizerSpec(
     name="adamw", cls=torch.optim.AdamW, rule=functional.adam, rule_args=adam_args,
     description="AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, w -= lr * weight_decay * w.",
     keys=(lr_key(0.001), Key("betas", [0.9, 0.999], BETAS), eps_key(1.0e-8), weight_decay_key(0.01), LR_SCALE)))
-
 OPTIMIZERS.add(OptimizerSpec(
     name="newton", cls=second_order.Newton, full_batch=True, closure=True,
     description="Damped Newton on the full batch: w -= lr * (H + damping * I)^-1 g, H the exact Hessian "
@@ -153,6 +154,20 @@ OPTIMIZERS.add(OptimizerSpec(
     keys=(lr_key(1.0), Key("max_iter", 20, at_least(1)), Key("history_size", 100, at_least(1)),
           Key("line_search_fn", None, choices=("strong_wolfe", "null"), kind=str),
           Key("tolerance_grad", 1.0e-7, NON_NEGATIVE), Key("tolerance_change", 1.0e-9, NON_NEGATIVE))))
+OPTIMIZERS.add(OptimizerSpec(
+    name="custom", cls=torch.optim.Optimizer, keys=(TARGET, lr_key(0.1)), target=("cfg", "params"),
+    description="Your own optimizer: optimizer._target_=module:function names a builder (cfg, params) -> "
+                "torch.optim.Optimizer; cfg is the optimizer option's mapping, lr the one the schedule starts from "
+                "(set in every param group each step)."))
+
+
+def build_custom(params: list, cfg: dict) -> torch.optim.Optimizer:
+    """optimizer=custom: the user's builder, called with the option's mapping and the parameters."""
+    optimizer = import_target("optimizer._target_", cfg["_target_"], OPTIMIZERS.get("custom").target)(dict(cfg), params)
+    if not isinstance(getattr(optimizer, "param_groups", None), list) or not callable(getattr(optimizer, "step", None)):
+        raise ConfigError(f"optimizer._target_={cfg['_target_']}: returned {type(optimizer).__name__}, "
+                          "not a torch.optim.Optimizer (param_groups and step())")
+    return optimizer
 
 
 def build_optimizer(params: Iterable, cfg: dict):
@@ -162,6 +177,8 @@ def build_optimizer(params: Iterable, cfg: dict):
     spec = OPTIMIZERS.get(cfg["name"])
     kwargs = {**{key.name: _argument(key, cfg[key.name]) for key in spec.keys if key is not LR_SCALE}, **spec.fixed}
     params = [{**g, "lr": kwargs["lr"] * g["lr_scale"]} if isinstance(g, dict) else g for g in params]
+    if spec.target:
+        return build_custom(params, cfg)
     if spec.rule is None:
         return spec.cls(params, **kwargs)
     return functional.FunctionalOptimizer(params, spec.rule, {**torch_defaults(spec.cls), **kwargs}, spec.rule_args)

@@ -16,12 +16,15 @@ from runner.registry import (
     NON_NEGATIVE,
     OPEN_UNIT,
     POSITIVE,
+    TARGET,
     UNIT,
     Check,
     Key,
     Registry,
     Spec,
     at_least,
+    import_target,
+    is_number,
 )
 
 LrFunction = Callable[[dict, float, float, float], float]  # (cfg, lr0, t, total) -> lr
@@ -164,6 +167,22 @@ def milestones(cfg: dict, group: str) -> list[int]:
     if not EPOCH_LIST.test(values):
         raise ConfigError(f"{group}.milestones={values}: must be {EPOCH_LIST.expect}")
     return [int(m) for m in values]
+
+
+def custom(cfg: dict, lr0: float, t: float, total: float) -> float:
+    """schedule=custom: the user's function of the same arguments as the schedules above."""
+    target = cfg["_target_"]
+    lr = import_target("schedule._target_", target, SCHEDULES.get("custom").target)(cfg, lr0, t, total)
+    if not is_number(lr) or not math.isfinite(lr) or lr < 0:
+        raise ConfigError(f"schedule._target_={target}: returned {lr!r} at t={t}, not a learning rate (a number >= 0)")
+    return float(lr)
+
+
+SCHEDULES.add(ScheduleSpec(
+    name="custom", lr=custom, keys=(TARGET, *common_keys("step")), target=("cfg", "lr0", "t", "total"),
+    description="Your own schedule: schedule._target_=module:function names a pure function (cfg, lr0, t, total) "
+                "-> lr, t the progress in epochs and total the run's epochs (after warmup), as the built-in "
+                "schedules; cfg is the schedule option's mapping."))
 
 
 def learning_rate(cfg: dict, lr0: float, t: float, total: float, unit: float) -> float:

@@ -49,8 +49,9 @@ def cases():
         if group in SMOKED_ELSEWHERE:
             continue
         for option in group_options(group):
-            # options that read files are covered by tests/data/test_disk.py
-            if not (group == "data" and spec_of(group, option).from_disk):
+            # options that read files are covered by tests/data/test_disk.py; your own
+            # components (custom) by tests/test_registry.py, with a user's package
+            if not (group == "data" and spec_of(group, option).from_disk) and option != "custom":
                 yield group, option
 
 
