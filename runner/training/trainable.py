@@ -63,8 +63,9 @@ def frozen_names(model: nn.Module, cfg: dict) -> list[str]:
     if t.get("train_only"):
         frozen |= set(names) - trained_only(model, t["train_only"], cfg["norm"]["name"])
     if names and frozen == set(names):
-        raise ConfigError(f"trainer.freeze={list(t.get('freeze') or [])}, trainer.train_only={t.get('train_only')}: "
-                          "every parameter is frozen, nothing would train")
+        why = f"trainer.train_only={t['train_only']}, " if t.get("train_only") else ""
+        raise ConfigError(f"{why}trainer.freeze=[{', '.join(map(str, t.get('freeze') or []))}]: every parameter is "
+                          "frozen, nothing would train")
     return [name for name in names if name in frozen]
 
 

@@ -13,6 +13,7 @@ from runner.errors import ConfigError
 from runner.runs.folder import load_checkpoint
 
 CHECKPOINT_FILES = {"best": "best.pt", "last": "checkpoint.pt"}  # init.from_checkpoint -> the file
+SHOWN = 6  # tensors named in the line; the rest counted
 
 
 def source_state(run_dir: Path, which: str) -> dict[str, torch.Tensor]:
@@ -50,7 +51,9 @@ def load_from(model: nn.Module, init_cfg: dict) -> list[str]:
                           f"depth?); its parameters: {', '.join(list(state)[:8])}")
     model.load_state_dict(fits, strict=False)
     kept = [k for k in own if k not in fits]
-    detail = ", ".join(f"{k} ({_shape(own[k])}, source {_shape(state[k]) if k in state else 'none'})" for k in kept)
+    detail = ", ".join(f"{k} ({_shape(own[k])}, source {_shape(state[k]) if k in state else 'none'})"
+                       for k in kept[:SHOWN])
+    detail += f" and {len(kept) - SHOWN} more" if len(kept) > SHOWN else ""
     print(f"optlab: init.from={source} ({CHECKPOINT_FILES[which]}): loaded {len(fits)} of {len(own)} tensors"
           + (f"; init={init_cfg['name']} kept for {detail}" if kept else ""), file=sys.stderr)
     return kept
