@@ -77,3 +77,16 @@ def test_fine_tuning_reaches_0_9_in_fewer_epochs_than_training_from_scratch(comp
         scratch = epochs_to(val_accs(train(compose_cfg(*target)).run_dir), 0.9)
         tuned = epochs_to(val_accs(train(compose_cfg(*target, f"init.from={source}")).run_dir), 0.9)
         assert tuned < scratch, (seed, tuned, scratch)
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["init.from=nowhere"], "optlab: error: init.from=nowhere: no such run folder"),
+    (["trainer.freeze=[features.9]"], "optlab: error: trainer.freeze: features.9 matches no parameter; "
+                                      "the parameters are under: features.1.0, features.2.0, head"),
+    (["optimizer.lr_scale={head: 0}"], "optlab: error: optimizer.lr_scale={'head': 0}: must be a mapping of "
+                                       "parameter-name prefixes to numbers > 0"),
+    (["trainer.train_only=head"], "optlab: error: trainer.train_only=head: choose from: norm, norm+head"),
+])
+def test_bad_settings_exit_2_with_one_line(optlab, overrides, line):
+    result = optlab("train", "trainer.progress=false", *overrides)
+    assert (result.returncode, result.stderr.strip().splitlines()) == (2, [line])
