@@ -81,10 +81,10 @@ def test_fine_tuning_reaches_0_9_in_fewer_epochs_than_training_from_scratch(comp
 
 @pytest.mark.parametrize("overrides, line", [
     (["init.from=nowhere"], "optlab: error: init.from=nowhere: no such run folder"),
-    (["trainer.freeze=[features.9]"], "optlab: error: trainer.freeze: features.9 matches no parameter; "
-                                      "the parameters are under: features.1.0, features.2.0, head"),
-    (["optimizer.lr_scale={head: 0}"], "optlab: error: optimizer.lr_scale={'head': 0}: must be a mapping of "
-                                       "parameter-name prefixes to numbers > 0"),
+    (["trainer.freeze=[features.9]"], ("optlab: error: trainer.freeze: features.9 matches no parameter; "
+                                       "the parameters are under: features.1.0, features.2.0, head")),
+    (["optimizer.lr_scale={head: 0}"], ("optlab: error: optimizer.lr_scale={'head': 0}: must be a mapping of "
+                                        "parameter-name prefixes to numbers > 0")),
     (["trainer.train_only=head"], "optlab: error: trainer.train_only=head: choose from: norm, norm+head"),
 ])
 def test_bad_settings_exit_2_with_one_line(optlab, overrides, line):
