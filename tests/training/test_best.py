@@ -63,7 +63,7 @@ def test_best_weights_keep_the_earliest_best_epoch_and_val_acc_means_val_loss_fo
     assert (best.epoch, best.value, best.weights["w"].item()) == (1, 0.7, 1.0)
     regression = BestWeights("val_acc", "regression")
     for epoch, loss in enumerate((3.0, 2.0, 2.5)):
-        regression.offer(epoch, {"val_acc": None, "val_loss": loss}, lambda: {})
+        regression.offer(epoch, {"val_acc": None, "val_loss": loss}, dict)
     assert (regression.metric, regression.epoch, regression.value) == ("val_loss", 1, 2.0)
 
 
