@@ -24,7 +24,7 @@ from pathlib import Path
 
 from runner.errors import Interrupted, OptlabError, StorageError
 from runner.runs.status import Status
-from runner.sweep.objective import Objective, PruneReporter, worst_value
+from runner.sweep.objective import Objective, PruneReporter, job_attrs, worst_value
 from runner.sweep.signals import check_stop
 from runner.sweep.space import suggest, to_overrides
 from runner.sweep.storage import requeue
@@ -152,7 +152,7 @@ class PopulationTrials:
         overrides = to_overrides(self.spec.space, suggest(trial, self.spec.space))
         held = HeldTrial(trial, overrides, self.spec.seeds)
         for key, value in {"status": Status.RUNNING, "overrides": overrides, "worker_pid": os.getpid(),
-                           "threads": self.worker.placement.threads}.items():
+                           "threads": self.worker.placement.threads, **job_attrs()}.items():
             trial.set_user_attr(key, value)
         cfgs = [self.objective.config(overrides, trial.number, k) for k in range(held.runs)]
         reason = why_solo(cfgs[0])

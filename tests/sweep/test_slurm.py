@@ -163,10 +163,10 @@ def test_a_job_array_runs_the_sweep_to_its_budget_and_records_each_trials_job(tm
 @pytest.mark.slow
 def test_fire_and_forget_returns_at_once_and_two_studies_share_the_cluster_without_mixing(tmp_path):
     jobs = {}
-    for study in ("alpha", "beta"):
+    for study, engine in (("alpha", []), ("beta", ["--population", "3"])):  # beta: a population inside the task
         started = time.monotonic()
         done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--study", study, "--launcher", "slurm", "--workers", "1",
-                          "--trials", "3", *SMALL, cwd=tmp_path)
+                          "--trials", "3", *engine, *SMALL, cwd=tmp_path)
         assert done.returncode == 0 and time.monotonic() - started < 20, done.stderr
         jobs[study] = job_of(done.stdout)
         assert squeue(jobs[study])  # queued or running: the command did not wait for it
@@ -242,3 +242,28 @@ def test_a_bad_partition_on_the_cluster_submits_nothing(tmp_path):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "launcher.partition=nope: no such Slurm partition; choose from: debug" in done.stderr
     assert subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True, check=True).stdout == before
+
+
+@needs_slurm
+@pytest.mark.slow
+def test_the_time_limit_warning_stops_the_trial_and_the_task_requeues_itself_to_resume_it(tmp_path):
+    """USR2 is what Slurm sends `signal_delay_s` before the time limit (submitit's preemption
+    signal): the trial stops with its checkpoint and the task requeues itself through submitit;
+    Slurm holds a requeued task back for a while, which the test skips with StartTime=now."""
+    done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--launcher", "slurm", "--workers", "1", "--trials", "2",
+                      "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    job, folder = job_of(done.stdout), tmp_path / "outputs" / "sweeps" / "lr_wd"
+    run_dir, task = wait_for(lambda: trial_mid_run(folder))
+    subprocess.run(["scancel", "--signal=USR2", task], check=True)
+    assert wait_for(lambda: squeue(job).get(task) == "PENDING", timeout=60)  # requeued by the task itself
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
+    watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
+    assert watched.returncode == 0, watched.stderr
+    rows = read_rows(folder)
+    assert [r["status"] for r in rows if r["run_dirs"] == os.path.relpath(run_dir, folder)] == ["interrupted", "completed"]
+    assert sum(r["status"] in FINISHED for r in rows) == 2
+    assert [int(r["epoch"]) for r in metrics(run_dir)] == list(range(12))
+    log = "".join(p.read_text() for p in (folder / "slurm").glob("*_log.*"))
+    assert "Caught signal SIGUSR2" in log and "Requeued job" in log
+    wait_for(lambda: not squeue(job), timeout=60)
