@@ -49,6 +49,7 @@ class LayerProbe:
     def __init__(self, model: nn.Module):
         self.entries = [(name, block, affine_of(block), activation_of(block)) for name, block in blocks(model)]
         self.stats: dict[str, dict] = {name: {} for name, *_ in self.entries}
+        self.outputs: dict[str, torch.Tensor] = {}  # each block's output on the probed batch
         self.handles: list = []
 
     def attach(self) -> "LayerProbe":
@@ -76,6 +77,7 @@ class LayerProbe:
         def hook(module, inputs, output):
             y = output.detach().float()
             self.stats[name].update(act_mean=y.mean().item(), act_std=y.std().item())
+            self.outputs[name] = y
         return hook
 
     def _activation_hook(self, name):
@@ -132,6 +134,7 @@ class Diagnostics:
         self.enabled, self.every = enabled, max(1, int(every))
         self.table = CsvAppender(run_dir / "layers.csv", LAYER_COLUMNS) if enabled else None
         self.current: LayerProbe | None = None
+        self.recorded_outputs: dict[str, torch.Tensor] | None = None
 
     def record_initial(self, model: nn.Module, loss_fn, xb: torch.Tensor, yb: torch.Tensor) -> None:
         """Forward and backward on one batch with a copy of the model: no step is taken, and
@@ -160,7 +163,13 @@ class Diagnostics:
         if self.current is not None:
             self.current.detach()
             self._write(self.current.rows(epoch, step))
+            self.recorded_outputs = self.current.outputs
             self.current = None
+
+    def take_outputs(self) -> dict[str, torch.Tensor] | None:
+        """The block outputs of the step recorded last, once (None when no step was since)."""
+        outputs, self.recorded_outputs = self.recorded_outputs, None
+        return outputs
 
     def _write(self, rows: list[dict]) -> None:
         self.table.append_many(rows)

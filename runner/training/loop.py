@@ -278,7 +278,7 @@ class Run:
         """The row appended, the state moved to the epoch's end, a checkpoint if one is due,
         the caller's look at the row, and a stop if a signal came."""
         self.table.append(row)
-        self.tensorboard.end_epoch(row, self.parts.model, self.diagnostics.recorded_step(epoch, 1) == 0)
+        self.tensorboard.end_epoch(row, self.parts.model, self.diagnostics.take_outputs())
         faults.hit("train.epoch_end")
         if not math.isfinite(row["val_loss"]):
             raise _Diverged(epoch, row["val_loss"])

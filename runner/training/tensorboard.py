@@ -2,9 +2,10 @@
 
 Once per epoch, at its end: every number of the metrics.csv row as a scalar named after its
 column (val_acc, lr, grad_norm, ...), at step = the epoch (counted from 0, as in metrics.csv).
-On the epochs diagnostics records (trainer.diagnostics=true), also a histogram of every
-layer's weights and of their gradients at the epoch's last step. torch's SummaryWriter
-writes on its own thread; nothing is written inside an epoch.
+On the epochs diagnostics records (trainer.diagnostics=true), also histograms of every
+layer's weights and their gradients after the epoch's last step, and of every block's
+output on that step's batch. torch's SummaryWriter writes on its own thread; nothing is
+written inside an epoch.
 
 A resume opens a new event file beside the old ones. Events of epochs the resume computes
 again (written after the last checkpoint by a run killed hard) are first dropped from the
@@ -57,24 +58,28 @@ class TensorBoard:
         if self.writer is not None:
             self.writer.close()
 
-    def end_epoch(self, row: dict, model: torch.nn.Module, with_histograms: bool) -> None:
+    def end_epoch(self, row: dict, model: torch.nn.Module, outputs: dict[str, torch.Tensor] | None) -> None:
+        """The row's numbers; histograms when diagnostics recorded a step (its block outputs)."""
         if self.writer is None:
             return
         epoch = int(row["epoch"])
         for column, value in row.items():
             if column != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(column, value, epoch)
-        if with_histograms:
-            self.histograms(model, epoch)
+        if outputs is not None:
+            self.histograms(model, outputs, epoch)
 
-    def histograms(self, model: torch.nn.Module, epoch: int) -> None:
-        """Each layer's weights (parameters with two or more dimensions) and their gradients."""
+    def histograms(self, model: torch.nn.Module, outputs: dict[str, torch.Tensor], epoch: int) -> None:
+        """Each layer's weights (parameters with two or more dimensions), their gradients, and
+        each block's output."""
         for name, param in model.named_parameters():
             if param.dim() < 2:
                 continue
             self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)
             if param.grad is not None:
                 self.writer.add_histogram(f"gradients/{name}", param.grad.detach().float().cpu(), epoch)
+        for name, output in outputs.items():
+            self.writer.add_histogram(f"activations/{name}", output.cpu(), epoch)
 
 
 def drop_events_from(folder: Path, first_epoch: int) -> None:

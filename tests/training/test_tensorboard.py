@@ -10,7 +10,10 @@ import pytest
 pytest.importorskip("tensorboard")
 tbparse = pytest.importorskip("tbparse")
 
+from runner.config.compose import load_run_config
 from runner.errors import Interrupted
+from runner.training.build import build
+from runner.training.diagnostics import blocks
 from runner.training.loop import train
 from runner.training.tensorboard import drop_events_from
 
@@ -94,14 +97,25 @@ def test_events_of_epochs_a_resume_recomputes_are_dropped(compose_cfg):
     assert "val_acc" not in scalars(run)
 
 
-def test_histograms_of_each_layers_weights_and_gradients_when_diagnostics_are_on(compose_cfg):
+def model_blocks(run):
+    return blocks(build(load_run_config(run)).model)
+
+
+def test_histograms_of_each_layers_weights_gradients_and_outputs_when_diagnostics_are_on(compose_cfg):
     run = train(compose_cfg(*TB, "trainer.diagnostics=true", "diagnostics.every=2", "trainer.epochs=4",
-                            "model.depth=2")).run_dir
+                            "model.depth=2", "model.width=16")).run_dir
     frame = tbparse.SummaryReader(str(run / "tb")).histograms
     tags = sorted(set(frame["tag"]))
     weights = [t for t in tags if t.startswith("weights/")]
     assert len(weights) == 3 and all(t.endswith(".weight") for t in weights)  # two hidden layers and the head
     assert [t.replace("gradients/", "weights/") for t in tags if t.startswith("gradients/")] == weights
+    blocks = [name for name, _ in model_blocks(run)]
+    assert [t for t in tags if t.startswith("activations/")] == sorted(f"activations/{b}" for b in blocks)
+    assert len(blocks) == 2  # the hidden blocks diagnostics probes
+    n_train = len(build(load_run_config(run)).data.x_train)
+    last_batch = n_train % 64 or 64  # the probed step is the epoch's last
+    activation = frame[frame["tag"] == f"activations/{blocks[0]}"].iloc[0]
+    assert activation["counts"].sum() == last_batch * 16  # every unit's output on that batch
     assert sorted(set(frame["step"])) == [1, 3]  # the epochs diagnostics records
     assert not tbparse.SummaryReader(str(train(compose_cfg(*TB)).run_dir / "tb")).histograms.size
 
