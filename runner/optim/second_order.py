@@ -8,6 +8,7 @@ into one vector, which Newton differentiates twice with torch.func.hessian.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -78,7 +79,10 @@ class Newton(torch.optim.Optimizer):
         try:
             direction = torch.linalg.solve(system, g).to(w.dtype)
         except torch.linalg.LinAlgError:
-            raise TrainingFailed("optimizer=newton: H + damping * I is singular; set optimizer.damping > 0") from None
+            direction = torch.full_like(w, math.nan)
+        if not bool(torch.isfinite(direction).all()):  # singular, or singular in float64 rounding
+            raise TrainingFailed("optimizer=newton: H + damping * I is singular (a softmax's Hessian is); "
+                                 "set optimizer.damping > 0")
         chunks = iter(direction.split([p.numel() for p in params]))
         for group in self.param_groups:
             for p in group["params"]:

@@ -312,6 +312,8 @@ class Run:
             return Outcome(Status.INTERRUPTED, str(exc), exc)
         if isinstance(exc, Pruned):
             return Outcome(Status.PRUNED, str(exc) or "pruned by the sweep's pruner")
+        if isinstance(exc, TrainingFailed):  # an optimizer that cannot step (Newton on a singular Hessian)
+            return Outcome(Status.FAILED, str(exc), exc)
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             reason = f"out of memory: {exc}".splitlines()[0]
             return Outcome(Status.FAILED, reason, TrainingFailed(reason))

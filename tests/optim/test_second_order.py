@@ -113,3 +113,15 @@ def test_newton_steps_the_same_whatever_the_order_of_its_param_groups():
         Newton(groups).step(BatchObjective(model, params, loss, {"l1": 0.0, "l2": 0.01}, x, y))
         results.append([p.detach().clone() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_undamped_newton_on_a_softmax_fails_saying_to_damp_and_damped_it_converges(compose_cfg):
+    """A softmax's Hessian is singular (adding one vector to every class's weights changes
+    nothing): pure Newton cannot step; with damping it reaches digits' logistic optimum fast."""
+    from runner.errors import TrainingFailed
+
+    with pytest.raises(TrainingFailed, match="set optimizer.damping > 0"):
+        train(compose_cfg("model=logistic", "optimizer=newton", "trainer.epochs=1"))
+    table = rows(train(compose_cfg("model=logistic", "optimizer=newton", "optimizer.damping=0.001",
+                                   "trainer.epochs=3")).run_dir)
+    assert float(table[-1]["val_acc"]) > 0.95
