@@ -85,7 +85,7 @@ def reference_model(run_dir: Path, data: Dataset, device: torch.device) -> tuple
         raise ConfigError(f"{where}: its model does not take this data (inputs {data.input_shape}, "
                           f"{data.output_dim} outputs): {' '.join(str(exc).split())[:200]}") from None
     mean, std = _reference_stats(saved, ref, data)
-    x = data.x_train if mean is None else (data.x_train.cpu() * data.std + data.mean - mean) / std
+    x = data.x_train if mean is None else (data.x_train.cpu() * data.std.cpu() + data.mean.cpu() - mean) / std
     return model.to(device), x
 
 
