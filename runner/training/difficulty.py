@@ -125,8 +125,10 @@ def keep_scores(batches, run_dir: Path, cfg: dict, fresh: bool) -> None:
     saved = None if fresh else read_scores(run_dir)
     if saved is None:
         write_scores(run_dir, batches.pacing.scores)
-    else:
-        batches.pacing = pacing_for(cfg["data"], saved)
+        return
+    if len(saved) != len(batches):
+        raise DataError(f"{run_dir / SCORES_FILE}: {len(saved)} scores for a training split of {len(batches)} examples")
+    batches.pacing = pacing_for(cfg["data"], saved)
 
 
 def write_scores(run_dir: Path, scores: torch.Tensor) -> None:
@@ -139,4 +141,7 @@ def read_scores(run_dir: Path) -> torch.Tensor | None:
     path = run_dir / SCORES_FILE
     if not path.is_file():
         return None
-    return torch.tensor([float(r["loss"]) for r in read_rows(path)], dtype=torch.float32)
+    try:
+        return torch.tensor([float(r["loss"]) for r in read_rows(path)], dtype=torch.float32)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None

@@ -141,6 +141,19 @@ def test_difficulty_from_a_run_uses_that_runs_model(compose_cfg, weights_file):
     assert set(parts.batches.pacing.pool(0).tolist()) == set(hardest.tolist())
 
 
+def test_a_damaged_scores_file_is_a_bad_run_folder(compose_cfg):
+    from runner.errors import DataError
+
+    cfg = compose_cfg(*CURRICULUM, "trainer.epochs=1", "trainer.checkpoint_every_s=0")
+    run = train(cfg).run_dir
+    (run / "difficulty.csv").write_text("index,loss\n0,1.5\n")
+    with pytest.raises(DataError, match=r"difficulty.csv: 1 scores for a training split of \d+ examples$"):
+        train(compose_cfg(*CURRICULUM, "trainer.epochs=2"), resume_dir=run)
+    (run / "difficulty.csv").write_text("index,loss\n0,easy\n")
+    with pytest.raises(DataError, match=r"difficulty.csv: damaged \(ValueError"):
+        train(compose_cfg(*CURRICULUM, "trainer.epochs=2"), resume_dir=run)
+
+
 def test_difficulty_from_something_that_is_not_a_run_exits_2(compose_cfg, tmp_path):
     with pytest.raises(ConfigError, match=r"^data.difficulty_from=.*: not a run folder \(no config.yaml\)$"):
         build(compose_cfg("data.order=curriculum", f"data.difficulty_from={tmp_path}"))
