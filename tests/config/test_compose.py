@@ -92,7 +92,7 @@ def test_an_unknown_key_names_the_options_that_have_it_and_the_valid_keys():
     assert len(having) >= 3 and "optimizer=adam" not in having
     assert str(info.value) == (f"optimizer.momentum: unknown key, not a key of optimizer=adam; "
                                f"{', '.join(having[:-1])} and {having[-1]} have it; "
-                               f"the keys of optimizer=adam: lr, betas, eps, weight_decay")
+                               f"the keys of optimizer=adam: lr, betas, eps, weight_decay, lr_scale")
 
 
 @pytest.mark.parametrize("overrides, fragment", [

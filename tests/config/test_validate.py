@@ -119,7 +119,7 @@ def test_each_family_refuses_unknown_keys_and_values_outside_the_spec_in_one_lin
 @pytest.mark.parametrize("text, message", [
     ("name: sgd\nlr: 0.05\nmomentum: 0.9\nweight_decay: 0.0\n",
      "optimizer.momentum: unknown key, not a key of optimizer=my_sgd; optimizer=momentum, optimizer=nesterov and "
-     "optimizer=rmsprop have it; the keys of optimizer=my_sgd: lr, weight_decay"),
+     "optimizer=rmsprop have it; the keys of optimizer=my_sgd: lr, weight_decay, lr_scale"),
     ("name: sgd\nlr: 0.05\n",
      "optimizer.weight_decay: missing; optimizer `name: sgd` needs it (default 0.0; only keys whose default is "
      "null can be left out)"),
