@@ -143,3 +143,11 @@ def test_without_the_package_the_key_exits_2_with_the_install_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "optlab: error: trainer.tensorboard=true needs the tensorboard package: pip install 'optlab[tensorboard]'"]
     assert not (tmp_path / "out").exists()
+
+
+def test_tensorboard_runs_train_alone_in_a_population_and_do_not_change_what_a_run_is(compose_cfg):
+    from runner.config.compose import is_bookkeeping
+    from runner.training.population import why_solo
+
+    assert why_solo(compose_cfg(*TB)) == "trainer.tensorboard=true writes one run's event files"
+    assert is_bookkeeping("trainer.tensorboard")  # a rerun with it is a duplicate, not a new sample
