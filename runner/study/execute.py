@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import TrainingFailed
+from runner.errors import Interrupted, TrainingFailed
 from runner.study.spec import Arm, StudySpec
 
 DONE = ("completed", "diverged", "pruned")
@@ -167,7 +167,18 @@ def _train_population(members: list[Planned], runs_dir: Path) -> list[Record]:
     from runner.training.population import train_population
 
     results = train_population([m.cfg for m in members], run_root=runs_dir)
+    stop_if_interrupted(results)
     return [Record(m.arm, m.seed, m.variant, Path(r.run_dir), str(r.status), False) for m, r in zip(members, results)]
+
+
+def stop_if_interrupted(results: list) -> None:
+    """A signal stopped the population: its members' folders are resumable; the study stops too."""
+    import signal
+
+    stopped = [r for r in results if str(r.status) == "interrupted"]
+    if stopped:
+        reason = str(stopped[0].summary.get("reason") or "")
+        raise Interrupted(signal.SIGTERM if "SIGTERM" in reason else signal.SIGINT)
 
 
 def sweep_spec_dict(spec: StudySpec, arm: Arm, seed: int, runs_dir: Path, extra: list[str], quick: bool) -> dict:

@@ -53,3 +53,15 @@ def test_a_killed_study_resumes_its_interrupted_run_and_ends_as_an_uninterrupted
                               for out in ("killed", "clean"))
     assert resumed["values"] == uninterrupted["values"]
     assert len(list((tmp_path / "killed" / "quick" / "symmetry" / "runs").iterdir())) == 6
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_study_inside_a_population_and_the_rerun_finishes_it(tmp_path):
+    args = ("study", "run", "symmetry", "--quick", "--seeds", "2", "--population", "2")
+    stopped = run_optlab(*args, cwd=tmp_path, env={"OPTLAB_FAULT": "population.step@30=sigterm"})
+    assert stopped.returncode == 143, stopped.stderr
+    assert not (tmp_path / "outputs/studies/quick/symmetry/verdict.json").exists()
+    assert len(list((tmp_path / "outputs/studies/quick/symmetry/runs").iterdir())) == 4  # a finished pair, a stopped one
+    rerun = run_optlab(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "6 run(s): 4 reused or resumed, 2 to train" in rerun.stderr
