@@ -17,6 +17,8 @@ from runner.training.diagnostics import blocks
 from runner.training.loop import train
 from runner.training.tensorboard import drop_events_from
 
+pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")  # tbparse's own use of pandas
+
 TB = ("trainer.tensorboard=true",)
 TIMING = {"epoch_time_s", "samples_per_s"}
 
