@@ -27,7 +27,7 @@ needs_slurm = pytest.mark.skipif(
     reason="no Slurm cluster: OPTLAB_TEST_SLURM is unset or sbatch is missing (CI starts one with .ci/slurm.sh)")
 FINISHED = {"completed", "pruned", "diverged", "failed"}
 SMALL = ["model.width=16", "trainer.epochs=3"]
-SLOW_EPOCHS = ["model.depth=3", "model.width=512", "batch.size=4", "trainer.epochs=12"]  # about 0.5 s an epoch
+SLOW_EPOCHS = ["model.depth=3", "model.width=512", "batch.size=4", "trainer.epochs=8"]  # about 0.5 s an epoch
 
 
 # ---------------------------------------------------------------- refused before submitting (no cluster)
@@ -192,7 +192,7 @@ def test_scontrol_requeue_mid_trial_resumes_it_from_its_checkpoint_as_an_uninter
                       "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
-    run_dir, task = wait_for(lambda: trial_mid_run(folder))
+    run_dir, task = wait_for(lambda: trial_mid_run(folder), timeout=300)
     subprocess.run(["scontrol", "requeue", task], check=True)
     watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
     assert watched.returncode == 0, watched.stderr
@@ -203,7 +203,7 @@ def test_scontrol_requeue_mid_trial_resumes_it_from_its_checkpoint_as_an_uninter
     assert len(resumed) == 1 and sum(r["status"] in FINISHED for r in rows) == 3
     assert len(list((folder / "runs").iterdir())) == 3  # the resumed trial kept its run folder
     rows_written = metrics(run_dir)
-    assert [int(r["epoch"]) for r in rows_written] == list(range(12))  # contiguous, no epoch twice
+    assert [int(r["epoch"]) for r in rows_written] == list(range(8))  # contiguous, no epoch twice
     again = train(OmegaConf.load(run_dir / "config.yaml"), run_root=tmp_path / "uninterrupted")
     timing = ("epoch_time_s", "samples_per_s")
     assert [{k: v for k, v in r.items() if k not in timing} for r in rows_written] == \
@@ -220,7 +220,7 @@ def test_a_worker_killed_without_warning_has_its_trial_failed_by_the_heartbeat_a
                       cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
-    _, task = wait_for(lambda: trial_mid_run(folder, epochs_done=1))
+    _, task = wait_for(lambda: trial_mid_run(folder, epochs_done=1), timeout=300)
     subprocess.run(["scancel", "--signal=KILL", task], check=True)
     watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
     assert watched.returncode == 0, watched.stderr
@@ -237,11 +237,10 @@ def test_a_worker_killed_without_warning_has_its_trial_failed_by_the_heartbeat_a
 @needs_slurm
 @pytest.mark.slow
 def test_a_bad_partition_on_the_cluster_submits_nothing(tmp_path):
-    before = subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True, check=True).stdout
     done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--launcher", "slurm", "launcher.partition=nope", cwd=tmp_path)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "launcher.partition=nope: no such Slurm partition; choose from: debug" in done.stderr
-    assert subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True, check=True).stdout == before
+    assert not (tmp_path / "outputs").exists()  # refused before the sweep folder, let alone a job script
 
 
 @needs_slurm
@@ -254,7 +253,7 @@ def test_the_time_limit_warning_stops_the_trial_and_the_task_requeues_itself_to_
                       "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     job, folder = job_of(done.stdout), tmp_path / "outputs" / "sweeps" / "lr_wd"
-    run_dir, task = wait_for(lambda: trial_mid_run(folder))
+    run_dir, task = wait_for(lambda: trial_mid_run(folder), timeout=300)
     subprocess.run(["scancel", "--signal=USR2", task], check=True)
     assert wait_for(lambda: squeue(job).get(task) == "PENDING", timeout=60)  # requeued by the task itself
     subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
@@ -263,7 +262,7 @@ def test_the_time_limit_warning_stops_the_trial_and_the_task_requeues_itself_to_
     rows = read_rows(folder)
     assert [r["status"] for r in rows if r["run_dirs"] == os.path.relpath(run_dir, folder)] == ["interrupted", "completed"]
     assert sum(r["status"] in FINISHED for r in rows) == 2
-    assert [int(r["epoch"]) for r in metrics(run_dir)] == list(range(12))
+    assert [int(r["epoch"]) for r in metrics(run_dir)] == list(range(8))
     log = "".join(p.read_text() for p in (folder / "slurm").glob("*_log.*"))
     assert "Caught signal SIGUSR2" in log and "Requeued job" in log
     wait_for(lambda: not squeue(job), timeout=60)
