@@ -100,6 +100,37 @@ def test_the_launcher_keys_become_submitits_parameters():
     assert "slurm_partition" not in executor_parameters(load_launcher("slurm"), "s")  # the cluster's default
 
 
+def test_watch_reports_jobs_that_ended_short_of_the_budget_and_cancel_scancels_every_array(tmp_path, capsys,
+                                                                                          fake_slurm):
+    """A fake squeue that knows no job (they ended) and a scancel that logs its arguments."""
+    from runner.sweep.slurm import record_submission
+
+    bin_dir = fake_slurm.parent / "fake-bin"
+    (bin_dir / "squeue").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "scancel").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'scancel.log'}\n")
+    for tool in ("squeue", "scancel"):
+        (bin_dir / tool).chmod(0o755)
+    path = write_sweep(tmp_path, trials=1)
+    assert main(["sweep", str(path), "--storage", f"journal:{tmp_path / 'study.journal'}"]) == 0
+    folder = tmp_path / "outputs" / "sweeps" / "tiny"
+    for job in ("41", "42"):
+        record_submission(folder, load_launcher("slurm"), 2, job)
+    main(["sweep", str(path), "--trials", "3", "--storage", f"journal:{tmp_path / 'study.journal'}", "--extend", "2"])
+    assert json.loads((folder / "sweep.json").read_text())["launcher"]["jobs"] == ["41", "42"]  # kept by a rerun
+    capsys.readouterr()
+    assert main(["sweep", "--watch", str(folder)]) == 0  # 3 of 3 finished
+    (folder / "trials.csv").unlink()
+    body = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps({**body, "trials": 5}))
+    capsys.readouterr()
+    assert main(["sweep", "--watch", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "the sweep's Slurm jobs ended with 3 of 5 trials finished" in err
+    assert len(read_rows(folder)) == 3  # --watch rewrote trials.csv
+    assert main(["sweep", "--cancel", str(folder)]) == 0
+    assert (tmp_path / "scancel.log").read_text() == "41 42\n"
+
+
 # ---------------------------------------------------------------- on a real Slurm
 
 def job_of(stdout: str) -> str:
