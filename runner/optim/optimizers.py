@@ -145,7 +145,7 @@ OPTIMIZERS.add(OptimizerSpec(
 OPTIMIZERS.add(OptimizerSpec(
     name="newton", cls=second_order.Newton, full_batch=True, closure=True,
     description="Damped Newton on the full batch: w -= lr * (H + damping * I)^-1 g, H the exact Hessian "
-                "(torch.func.hessian) of the loss + penalties over all parameters; up to max_params parameters.",
+                "(torch.func) of the loss + penalties over all parameters; up to max_params parameters.",
     keys=(lr_key(1.0), Key("damping", 0.0, NON_NEGATIVE), weight_decay_key(), Key("max_params", 20000, at_least(1)))))
 OPTIMIZERS.add(OptimizerSpec(
     name="lbfgs", cls=torch.optim.LBFGS, full_batch=True, closure=True,

@@ -4,7 +4,7 @@ A closure optimizer's step gets a BatchObjective: the training objective (the da
 plus the L1/L2 penalties) on the step's batch. Called, it recomputes the gradients and
 returns the objective (torch's closure convention, which L-BFGS's line search calls);
 `over(params)` is the same objective as a pure function of those parameters flattened
-into one vector, which Newton differentiates twice with torch.func.hessian.
+into one vector, which Newton differentiates twice with torch.func.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class BatchObjective:
 class Newton(torch.optim.Optimizer):
     """Damped Newton on the step's batch: w -= lr * (H + damping * I)^-1 g, with g and the
     exact Hessian H of the objective over all parameters flattened into one vector
-    (torch.func.hessian). weight_decay adds weight_decay/2 * ||w||^2 to the objective, as
+    (exact_hessian). weight_decay adds weight_decay/2 * ||w||^2 to the objective, as
     torch.optim's coupled weight decay adds weight_decay * w to the gradient. The solve is in
     float64; each param group's lr scales its own part of the step."""
 
@@ -72,7 +72,7 @@ class Newton(torch.optim.Optimizer):
         objective = closure.over(params)
         with torch.enable_grad():
             g, value = torch.func.grad_and_value(objective)(w)
-            hessian = torch.func.hessian(objective)(w)
+            hessian = exact_hessian(objective, w)
         decay, damping = float(group["weight_decay"]), float(group["damping"])
         g = g.double() + decay * w.double()
         system = hessian.double() + (decay + damping) * torch.eye(len(w), dtype=torch.float64, device=w.device)
@@ -88,6 +88,16 @@ class Newton(torch.optim.Optimizer):
             for p in group["params"]:
                 p.add_(next(chunks).view_as(p), alpha=-group["lr"])
         return value + 0.5 * decay * w.pow(2).sum()
+
+
+HESSIAN_COLUMNS = 256  # columns per vectorized pass: bounds the memory to that many copies of the activations
+
+
+def exact_hessian(f: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """f's Hessian at w: the Jacobian of its gradient, by reverse mode over reverse mode
+    (torch.func.jacrev of torch.func.grad), HESSIAN_COLUMNS rows at a time: torch.func.hessian
+    takes every column at once, whose memory grows with the square of the size."""
+    return torch.func.jacrev(torch.func.grad(f), chunk_size=HESSIAN_COLUMNS)(w)
 
 
 def check_pure_forward(model: torch.nn.Module) -> None:

@@ -125,3 +125,17 @@ def test_undamped_newton_on_a_softmax_fails_saying_to_damp_and_damped_it_converg
     table = rows(train(compose_cfg("model=logistic", "optimizer=newton", "optimizer.damping=0.001",
                                    "trainer.epochs=3")).run_dir)
     assert float(table[-1]["val_acc"]) > 0.95
+
+
+def test_the_hessian_in_column_chunks_is_torch_func_hessian(monkeypatch):
+    from runner.optim import second_order
+
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 5), torch.randn(40)
+    w = torch.randn(5 * 4 + 4 + 4 + 1)
+
+    def f(v):
+        hidden = torch.tanh(x @ v[:20].view(4, 5).T + v[20:24])
+        return (hidden @ v[24:28] + v[28] - y).pow(2).mean()
+    monkeypatch.setattr(second_order, "HESSIAN_COLUMNS", 7)  # 29 columns: 5 passes, the last one short
+    assert torch.allclose(second_order.exact_hessian(f, w), torch.func.hessian(f)(w), rtol=1e-5, atol=1e-6)
