@@ -139,3 +139,12 @@ def test_the_hessian_in_column_chunks_is_torch_func_hessian(monkeypatch):
         return (hidden @ v[24:28] + v[28] - y).pow(2).mean()
     monkeypatch.setattr(second_order, "HESSIAN_COLUMNS", 7)  # 29 columns: 5 passes, the last one short
     assert torch.allclose(second_order.exact_hessian(f, w), torch.func.hessian(f)(w), rtol=1e-5, atol=1e-6)
+
+
+def test_newton_above_max_params_exits_2_before_a_run_folder_exists(optlab, tmp_path):
+    """The default MLP on digits: 64*128+128 + 128*128+128 + 128*10+10 = 26,122 parameters."""
+    done = optlab("train", "optimizer=newton", "trainer.progress=false", f"trainer.out_dir={tmp_path / 'out'}")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("optlab: error: optimizer=newton: the model has 26122 parameters, more than "
+                                   "optimizer.max_params=20000 (its Hessian has 26122^2 entries)")
+    assert not (tmp_path / "out").exists()
