@@ -71,21 +71,44 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "") + "'"
 
 
-def learned_config(cfg) -> str:
-    """What a run learns from: its config without bookkeeping keys, as comparable text."""
+def learned_config(cfg) -> dict[str, str]:
+    """What a run learns from: its config without bookkeeping keys, each value as comparable text."""
     import json
 
     from runner.config.compose import as_plain, flatten, is_bookkeeping
 
-    flat = {k: v for k, v in flatten(as_plain(cfg)) if not is_bookkeeping(k)}
-    return json.dumps(flat, sort_keys=True, default=str)
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in flatten(as_plain(cfg)) if not is_bookkeeping(k)}
 
 
-def existing_runs(runs_dir: Path) -> dict[str, list[tuple[Path, str, str]]]:
+def option_defaults(cfg) -> dict[str, str]:
+    """Every key of the options this config chose -> its default, as comparable text."""
+    import json
+
+    from runner.config.compose import as_plain
+    from runner.config.specs import GROUPS, option_specs
+
+    plain, out = as_plain(cfg), {}
+    for group in GROUPS:
+        for entry, spec in option_specs(group, plain.get(group) or {}):
+            prefix = f"{group}.{entry}." if entry else f"{group}."
+            out.update({prefix + key.name: json.dumps(key.default, sort_keys=True, default=str) for key in spec.keys})
+    return out
+
+
+def same_learning(old: dict[str, str], new: dict[str, str], defaults: dict[str, str]) -> bool:
+    """Whether a run with config `old` learned what `new` asks for. A key the old run's
+    config lacks (added to optlab after it ran) counts as equal when `new` has its default:
+    new keys are opt-in, so the old run behaved as their default does."""
+    if any(key not in new for key in old):
+        return False
+    return all(old[key] == value if key in old else defaults.get(key) == value for key, value in new.items())
+
+
+def existing_runs(runs_dir: Path) -> dict[str, list[tuple[Path, str, dict]]]:
     """trainer.name -> [(folder, status, learned config)] of the run folders already there."""
     from runner.report.load import load_run
 
-    found: dict[str, list[tuple[Path, str, str]]] = {}
+    found: dict[str, list[tuple[Path, str, dict]]] = {}
     if not runs_dir.is_dir():
         return found
     for folder in sorted(p for p in runs_dir.iterdir() if (p / "config.yaml").is_file()):
@@ -106,10 +129,12 @@ def _read_cfg(folder: Path) -> dict:
 
 
 def match(run: Planned, found: dict) -> tuple[Path, str] | None:
-    """The folder of this planned run already there (a finished one first), if any."""
-    wanted = learned_config(run.cfg)
-    same = [(folder, status) for folder, status, learned in found.get(run.name, []) if learned == wanted]
-    same.sort(key=lambda fs: fs[1] not in DONE)
+    """The folder of this planned run already there (the newest finished one first), if any."""
+    wanted, defaults = learned_config(run.cfg), option_defaults(run.cfg)
+    same = [(folder, status) for folder, status, learned in found.get(run.name, [])
+            if same_learning(learned, wanted, defaults)]
+    same.sort(key=lambda fs: fs[0].name, reverse=True)  # the newest (folders start with their time) ...
+    same.sort(key=lambda fs: fs[1] not in DONE)         # ... of the finished ones
     return same[0] if same else None
 
 
@@ -196,6 +221,15 @@ def sweep_spec_dict(spec: StudySpec, arm: Arm, seed: int, runs_dir: Path, extra:
     return raw
 
 
+def finished_trials(sweep_dir: Path) -> int:
+    """Trials of the sweep in this folder that finished (0 before its first)."""
+    from runner.sweep.outputs import read_trial_rows
+
+    if not (Path(sweep_dir) / "trials.csv").is_file():
+        return 0
+    return sum(row.get("state") == "COMPLETE" for row in read_trial_rows(sweep_dir))
+
+
 def run_sweep_arms(spec: StudySpec, runs_dir: Path, quick: bool, seeds: int | None) -> list[Record]:
     from runner.sweep.build import validate
     from runner.sweep.run import RunOptions, run_workers, start_sweep
@@ -210,8 +244,10 @@ def run_sweep_arms(spec: StudySpec, runs_dir: Path, quick: bool, seeds: int | No
             validate(sweep_spec)
             print(f"study {spec.name}: sweep {arm.name} seed {seed}", file=sys.stderr, flush=True)
             started = start_sweep(sweep_spec, RunOptions())
+            before = finished_trials(started.sweep_dir)
             outcome = run_workers(started, RunOptions(), on_rows=lambda rows: None)
             if outcome.stopped is not None:
                 raise outcome.stopped
-            records.append(Record(arm.name, seed, "", started.sweep_dir, "completed", False))
+            reused = before > 0 and finished_trials(started.sweep_dir) == before
+            records.append(Record(arm.name, seed, "", started.sweep_dir, "completed", reused))
     return records
