@@ -100,8 +100,9 @@ class Objective:
         except (Interrupted, StorageError) as exc:  # not the configuration's fault: it runs again
             stopped = "interrupted by a signal" if isinstance(exc, Interrupted) else str(exc)
             trial.set_user_attr("status", Status.INTERRUPTED)
-            trial.set_user_attr("error", f"{stopped}; queued again: rerun the same `optlab sweep` command to "
-                                         f"continue the sweep")
+            how = ("the next Slurm worker resumes it from its checkpoint" if job_attrs() else
+                   "rerun the same `optlab sweep` command to continue the sweep")
+            trial.set_user_attr("error", f"{stopped}; queued again: {how}")
             requeue(trial.study, trial, resume=isinstance(exc, Interrupted))
             raise
         except Exception as exc:  # one trial's error does not stop the sweep
