@@ -250,21 +250,18 @@ class Follow:
     sleep: Callable[[float], None] = time.sleep
 
     def spec_and_study(self):
+        """The sweep's spec (from sweep.json) and its study, opened for reading."""
         from runner.sweep.outputs import read_sweep_json
         from runner.sweep.spec import spec_from_dict
         from runner.sweep.storage import open_storage
         from runner.sweep.study import open_study, quiet_optuna
 
-        meta = json.loads((Path(self.sweep_dir) / "sweep.json").read_text()) if self._has_json() else {}
-        spec = spec_from_dict(read_sweep_json(self.sweep_dir))
-        url = self.storage_url or meta.get("storage")
+        spec = spec_from_dict(read_sweep_json(self.sweep_dir))  # a ConfigError when it is no sweep folder
+        url = self.storage_url or json.loads((Path(self.sweep_dir) / "sweep.json").read_text()).get("storage")
         if not url:
             raise ConfigError(f"{self.sweep_dir}: sweep.json records no storage; give --storage")
         quiet_optuna()
         return spec, open_study(spec, open_storage(url, existing_in=Path(self.sweep_dir)))
-
-    def _has_json(self) -> bool:
-        return (Path(self.sweep_dir) / "sweep.json").is_file()
 
     def run(self, spec: SweepSpec, study, on_rows: Callable[[list[dict], dict], None]) -> list[dict]:
         """Calls on_rows(rows, alive tasks) every `every` seconds; the last rows."""
