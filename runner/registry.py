@@ -225,7 +225,7 @@ def _import_module(where: str, target: str, module_name: str):
         sys.path.append(os.getcwd())
     try:
         return importlib.import_module(module_name)
-    except Exception as exc:  # a missing module, or one whose own code fails: the user's to fix
+    except Exception as exc:  # noqa: BLE001 -- a missing module, or one whose own code fails: the user's to fix
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise ConfigError(f"{where}={target}: cannot import {module_name} ({detail})") from None
 

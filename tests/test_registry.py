@@ -114,11 +114,11 @@ def test_a_users_init_optimizer_and_schedule_do_what_they_say(user_package, comp
 
 
 @pytest.mark.parametrize("target, message", [
-    ("nosuchpkg.nets:build", "model._target_=nosuchpkg.nets:build: cannot import nosuchpkg.nets "
-                             "(ModuleNotFoundError: No module named 'nosuchpkg')"),
+    ("nosuchpkg.nets:build", ("model._target_=nosuchpkg.nets:build: cannot import nosuchpkg.nets "
+                              "(ModuleNotFoundError: No module named 'nosuchpkg')")),
     ("userpkg.nets:missing", "model._target_=userpkg.nets:missing: module userpkg.nets has no attribute missing"),
-    ("userpkg.nets:no_shape", "model._target_=userpkg.nets:no_shape: no_shape(cfg, out_dim) does not take "
-                              "(cfg, input_shape, out_dim)"),
+    ("userpkg.nets:no_shape", ("model._target_=userpkg.nets:no_shape: no_shape(cfg, out_dim) does not take "
+                               "(cfg, input_shape, out_dim)")),
     ("userpkg.nets.not_a_module", "model._target_=userpkg.nets.not_a_module: returned str, not a torch.nn.Module"),
 ])
 def test_a_bad_target_exits_2_with_one_line(user_package, optlab, target, message):
