@@ -55,7 +55,7 @@ def plan(spec: StudySpec, quick: bool = False, seeds: int | None = None) -> list
     count, extra = seeds_and_overrides(spec, quick, seeds)
     compose, planned = Composer(), []
     for arm in (a for a in spec.arms if a.sweep is None):
-        combos = expand(merge_overrides(list(spec.base) + list(arm.overrides), extra))
+        combos = expand(merge_overrides(merge_overrides(list(spec.base), arm.overrides), extra))
         varying = [i for i in range(len(combos[0])) if len({c[i] for c in combos}) > 1]
         for combo in combos:
             variant = ",".join(combo[i] for i in varying)
@@ -215,9 +215,9 @@ def sweep_spec_dict(spec: StudySpec, arm: Arm, seed: int, runs_dir: Path, extra:
     if quick:
         raw.update(spec.quick.get("sweep", {}))
     raw.update(study=f"{arm.name}-seed{seed}", seed=seed)
-    raw["base"] = merge_overrides(list(spec.base) + list(arm.overrides) + list(raw.get("base", [])),
-                                  extra + [f"trainer.seed={seed}", "trainer.progress=false",
-                                           f"trainer.out_dir={runs_dir}"])
+    base = merge_overrides(merge_overrides(list(spec.base), arm.overrides), raw.get("base", []))
+    raw["base"] = merge_overrides(base, extra + [f"trainer.seed={seed}", "trainer.progress=false",
+                                                 f"trainer.out_dir={runs_dir}"])
     return raw
 
 

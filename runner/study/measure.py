@@ -3,8 +3,9 @@
 Kinds:
 - metric: a metrics.csv column at the final epoch, the best one (`at: best`: max for *_acc,
   min otherwise) or epoch N; `minus: COLUMN` subtracts another column of the same row.
-- to_target: the steps (or epochs, `unit: epochs`) until `column` first reaches `target`
-  (`op: "<="` by default, or ">="). A run that never does, or diverged first, counts as its
+- to_target: the steps (or epochs, `unit: epochs`) at the end of the first epoch whose
+  `column` reaches `target` (`op: "<="` by default, or ">="; train_loss is the epoch's mean,
+  with a full batch the loss before its step). A run that never does, or diverged first, counts as its
   whole budget (epochs x the steps of its first epoch) and is counted as censored: a lower
   bound, so it can only shrink a claimed slowdown.
 - layer: a layers.csv statistic (diagnostics) of the hidden layers at `epoch` (-1: before
