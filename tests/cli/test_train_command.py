@@ -122,7 +122,7 @@ def test_multirun_glob_runs_every_matching_option_into_one_folder(optlab, tmp_pa
     *runs, grid = result.stdout.strip().splitlines()
     assert (tmp_path / grid).parent == tmp_path / "outputs" / "multirun"
     optimizers = [yaml.safe_load((tmp_path / run / "config.yaml").read_text())["optimizer"]["name"] for run in runs]
-    assert optimizers == ["adagrad", "adam", "adamw"]
+    assert optimizers == ["adadelta", "adagrad", "adam", "adamw"]
     assert all((tmp_path / run).parent == tmp_path / grid for run in runs)
 
 

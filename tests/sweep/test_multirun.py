@@ -44,19 +44,19 @@ def test_grid_runs_each_combination_into_its_own_run_folder(tmp_path, capsys):
 
 
 def test_glob_picks_group_options_including_a_users_own(tmp_path):
-    assert expand(["optimizer=glob(ada*)", "c=3"]) == [["optimizer=adagrad", "c=3"], ["optimizer=adam", "c=3"],
-                                                       ["optimizer=adamw", "c=3"]]
+    assert expand(["optimizer=glob(ada*)", "c=3"]) == [["optimizer=adadelta", "c=3"], ["optimizer=adagrad", "c=3"],
+                                                       ["optimizer=adam", "c=3"], ["optimizer=adamw", "c=3"]]
     (tmp_path / "optimizer").mkdir()
     (tmp_path / "optimizer" / "adafactor.yaml").write_text("name: adam\nlr: 0.001\n")
     chosen = [combo[0] for combo in expand(["optimizer=glob(ada*,exclude=adamw)"], str(tmp_path))]
-    assert chosen == ["optimizer=adafactor", "optimizer=adagrad", "optimizer=adam"]
+    assert chosen == ["optimizer=adadelta", "optimizer=adafactor", "optimizer=adagrad", "optimizer=adam"]
     assert [c[0] for c in expand(["norm=glob(*)"])] == [f"norm={name}" for name in group_options("norm")]
 
 
 def test_glob_needs_a_group_and_a_match():
     with pytest.raises(ConfigError, match="glob"):
         expand(["optimizer.lr=glob(*)"])
-    with pytest.raises(ConfigError, match="matches no optimizer option; choose from: adagrad"):
+    with pytest.raises(ConfigError, match="matches no optimizer option; choose from: adadelta, adagrad"):
         expand(["optimizer=glob(zz*)"])
 
 
