@@ -77,5 +77,8 @@ def _layers(ax, spec, records: list) -> None:
             rows.sort(key=lambda r: int(r["layer"]))
             ax.plot([int(r["layer"]) + 1 for r in rows], [float(r[stat]) for r in rows], color=f"C{i}",
                     alpha=0.7, lw=1, marker=".", label=arm if j == 0 else None)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("hidden layer")
     ax.set_ylabel(f"{stat} at {'initialization' if epoch < 0 else f'epoch {epoch}'} (one line per seed)", fontsize=8)
