@@ -162,7 +162,7 @@ def run_task(task: SlurmWorker) -> str:
 
     signal.signal(warning, on_warning)
     study = shared_study(task)
-    stopped = run_workers_of_task(task, lambda: write_outputs(study, task.spec, task.sweep_dir))
+    stopped = run_workers_of_task(task, outputs_keeper(study, task))
     write_outputs(study, task.spec, task.sweep_dir)
     if stopped and warned and callable(requeue_task):
         requeue_task(warned[0], None)  # checkpoints this task, `scontrol requeue`s it and exits
@@ -170,6 +170,20 @@ def run_task(task: SlurmWorker) -> str:
         return "stopped by a signal; its trial is queued to resume from its checkpoint"
     cancel_pending_when_done(study, task.spec)
     return "done"
+
+
+def outputs_keeper(study, task: SlurmWorker) -> Callable[[], None]:
+    """Rewrites trials.csv and best.yaml when the study's rows changed since the last look
+    (a pool of workers calls it every second)."""
+    from runner.sweep.outputs import trial_rows, write_outputs
+
+    written: list = [None]
+
+    def update() -> None:
+        if trial_rows(study, task.spec) != written[0]:
+            written[0] = write_outputs(study, task.spec, task.sweep_dir)
+
+    return update
 
 
 def preemption_signal() -> int:
