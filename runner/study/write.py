@@ -78,8 +78,8 @@ def study_md(spec, table: pd.DataFrame, verdict: dict) -> str:
     lines += ["", "## Results", "", _markdown(table), "", f"![{spec.name}]({verdict['figure']})", ""]
     if spec.notes:
         lines += ["## Notes", "", spec.notes, ""]
-    lines += [(f"{verdict['runs']} runs ({verdict['reused']} reused), {verdict['compute_s']:.0f} s in all "
-               f"({verdict['wall_time_s']:.0f} s this time) on "
+    reused = f" (this invocation reused {verdict['reused']} of them)" if verdict["reused"] else ""
+    lines += [(f"{verdict['runs']} runs{reused}, {verdict['compute_s']:.0f} s in all on "
                f"{verdict['machine']}; optlab {verdict['optlab']}. Rerun with "
                f"`optlab study run {spec.name}{' --quick' if quick else ''}`."), ""]
     return "\n".join(lines)
