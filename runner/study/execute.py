@@ -2,7 +2,8 @@
 
 Every run of a study lives in STUDY_DIR/runs/, named `<arm>-seed<s>[-<variant>]` (trainer.name).
 A folder is reused when its trainer.name and everything it learns from (the config without
-bookkeeping keys) are the planned run's: completed, diverged and pruned runs count as done,
+bookkeeping keys; a key optlab gained since counts as its default) are the planned run's:
+completed, diverged and pruned runs count as done (the newest such folder is used),
 interrupted ones are resumed from their checkpoint, so a study stopped half way goes on where
 it was. New runs of one structure train together as a population of up to K (seed repeats
 and lr grids), the others alone. Sweep arms run one optlab sweep per seed in

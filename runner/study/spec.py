@@ -19,6 +19,7 @@ STUDY_KEYS = {"claim", "source", "scaled_down", "base", "arms", "seeds", "quick"
 MEASURE_KINDS = {"metric", "to_target", "layer", "unit_spread", "sweep_best"}
 CRITERION_KINDS = {"welch", "equivalent", "every_seed"}
 FIGURE_KINDS = {"bars", "curves", "layers"}
+QUICK_KEYS = {"seeds", "overrides", "sweep"}
 DIRECTIONS = ("greater", "less")
 OPS = ("<", ">")
 STUDIES_PLACEHOLDER = "{studies}"  # in an override: the built-in studies folder (its data/ files)
@@ -134,6 +135,9 @@ def check(spec: StudySpec) -> None:
             raise ConfigError(f"study {spec.name}: measure {mname}: kind must be one of {', '.join(sorted(MEASURE_KINDS))}")
     for c in spec.criteria:
         _check_criterion(spec, c, arms)
+    unknown = sorted(set(spec.quick) - QUICK_KEYS)
+    if unknown:
+        raise ConfigError(f"study {spec.name}: quick: unknown key {unknown[0]!r}; keys: {', '.join(sorted(QUICK_KEYS))}")
     if spec.figure.get("kind") not in FIGURE_KINDS:
         raise ConfigError(f"study {spec.name}: figure kind must be one of {', '.join(sorted(FIGURE_KINDS))}")
 

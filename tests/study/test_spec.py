@@ -43,6 +43,7 @@ def test_the_studies_folder_placeholder_points_at_the_shipped_data():
     ({"measures": {"acc": {"kind": "vibes"}}}, "kind must be one of"),
     ({"figure": {"kind": "pie"}}, "figure kind"),
     ({"seeds": 0}, "seeds must be an integer >= 1"),
+    ({"quick": {"epochs": 1}}, "quick: unknown key 'epochs'"),
 ])
 def test_a_bad_study_file_is_one_config_error(change, words):
     with pytest.raises(ConfigError, match=words):
