@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,21 @@ def test_a_job_array_runs_the_sweep_to_its_budget_and_records_each_trials_job(tm
     assert {r["job"] for r in rows} <= {f"{job}_0", f"{job}_1"} and all(r["job"] for r in rows)
     assert json.loads((folder / "sweep.json").read_text())["launcher"]["jobs"] == [job]
     assert json.loads((folder / "sweep.json").read_text())["storage"] == f"journal:{folder.resolve()}/study.journal"
+
+
+@needs_slurm
+@pytest.mark.slow
+def test_the_tasks_share_a_postgresql_study(tmp_path):
+    url = os.environ.get("OPTLAB_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server: OPTLAB_TEST_POSTGRES_URL is unset (CI starts one with .ci/postgres.sh)")
+    study = f"slurm-{uuid.uuid4().hex[:8]}"
+    done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--study", study, "--storage", url, "--launcher", "slurm",
+                      "--workers", "2", "--trials", "4", "--wait", *SMALL, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(tmp_path / "outputs" / "sweeps" / study)
+    assert len(rows) == 4 and all(r["status"] in FINISHED for r in rows)
+    assert {r["job"] for r in rows} <= {f"{job_of(done.stdout)}_{i}" for i in (0, 1)}
 
 
 @needs_slurm
