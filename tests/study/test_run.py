@@ -8,8 +8,7 @@ from runner.study.run import StudyOptions, run_study
 from runner.study.spec import load_study, study_names
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", study_names())
+@pytest.mark.parametrize("name", study_names())  # in this process (sweeps too): about 45 s in all
 def test_every_study_runs_in_quick_mode_and_never_claims_a_reproduction(name, tmp_path):
     verdict = run_study(load_study(name), StudyOptions(quick=True, out_root=tmp_path))
     folder = tmp_path / "quick" / name
