@@ -147,3 +147,26 @@ def user_option(config_dir: Path, group: str, name: str, text: str) -> str:
     (config_dir / group).mkdir(exist_ok=True)
     (config_dir / group / f"{name}.yaml").write_text(text)
     return str(config_dir)
+
+
+# ---------------------------------------------------------------- a signal at an exact step
+
+def sigterm_at_step(monkeypatch, step: int):
+    """The training loop receives SIGTERM during its step number `step` (counted from 1 over
+    the run, resumes not counted), at the gradient clipping that every step calls: the loop
+    then stops at that step's end as it would on a real signal. Returns the call that puts
+    the plain clipping back."""
+    import signal
+
+    import runner.training.loop as loop
+
+    original, calls = loop.clip_gradients, [0]
+
+    def clip_then_signal(params, reg):
+        calls[0] += 1
+        if calls[0] == step:
+            signal.raise_signal(signal.SIGTERM)
+        return original(params, reg)
+
+    monkeypatch.setattr(loop, "clip_gradients", clip_then_signal)
+    return lambda: monkeypatch.setattr(loop, "clip_gradients", original)

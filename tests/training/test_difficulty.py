@@ -2,11 +2,11 @@
 each epoch follow the pacing; resumes rank and order exactly as the uninterrupted run."""
 import csv
 import math
-import signal
 
 import pytest
 import torch
 import torch.nn.functional as F
+from testkit import sigterm_at_step
 
 from runner.data.curriculum import admitted_count
 from runner.errors import ConfigError, Interrupted
@@ -85,23 +85,14 @@ def test_random_order_is_unchanged_and_writes_no_scores(compose_cfg):
 
 
 def test_a_resumed_curriculum_run_equals_an_uninterrupted_one(compose_cfg, monkeypatch):
-    import runner.training.loop as rt
 
     overrides = (*CURRICULUM, "trainer.epochs=3", "trainer.log_every=1", "model.dropout=0.2")
     full = rows(train(compose_cfg(*overrides)).run_dir)
     stop_at_call = int(full[0]["step"]) + 3  # inside epoch 1, whose pool is larger than epoch 0's
-    original, calls = rt.clip_gradients, [0]
-
-    def clip_then_signal(params, reg):
-        calls[0] += 1
-        if calls[0] == stop_at_call:
-            signal.raise_signal(signal.SIGTERM)
-        return original(params, reg)
-
-    monkeypatch.setattr(rt, "clip_gradients", clip_then_signal)
+    restore = sigterm_at_step(monkeypatch, stop_at_call)
     with pytest.raises(Interrupted) as info:
         train(compose_cfg(*overrides))
-    monkeypatch.setattr(rt, "clip_gradients", original)
+    restore()
     assert rows(train(compose_cfg(*overrides), resume_dir=info.value.result.run_dir).run_dir) == full
 
 

@@ -3,6 +3,7 @@ import csv
 
 import pandas as pd
 import pytest
+from testkit import sigterm_at_step
 
 from runner.runs.folder import load_checkpoint
 from runner.training.loop import train
@@ -36,30 +37,19 @@ def test_resume_continues_to_the_same_result(compose_cfg, tmp_path):
 
 @pytest.mark.parametrize("on_device", ["true", "false"])
 def test_a_signal_inside_an_epoch_resumes_at_that_step_with_identical_metrics(compose_cfg, monkeypatch, on_device):
-    import signal
-
-    import runner.training.loop as rt
     from runner.errors import Interrupted
 
     overrides = ("trainer.epochs=3", "model.dropout=0.2", "trainer.log_every=1", f"trainer.data_on_device={on_device}")
     full = rows(train(compose_cfg(*overrides)).run_dir)
     steps_per_epoch, stop_at_call = int(full[0]["step"]), int(full[0]["step"]) + 7
-    original, calls = rt.clip_gradients, [0]
-
-    def clip_then_signal(params, reg):  # called once per step with log_every=1
-        calls[0] += 1
-        if calls[0] == stop_at_call:
-            signal.raise_signal(signal.SIGTERM)
-        return original(params, reg)
-
-    monkeypatch.setattr(rt, "clip_gradients", clip_then_signal)
+    restore = sigterm_at_step(monkeypatch, stop_at_call)
     with pytest.raises(Interrupted) as info:
         train(compose_cfg(*overrides))
     run = info.value.result.run_dir
     ckpt = load_checkpoint(run / "checkpoint.pt")
     assert ckpt["epoch"] == 0 and ckpt["step"] == stop_at_call
     assert ckpt["mid_epoch"]["epoch"] == 1 and ckpt["mid_epoch"]["batches_done"] == stop_at_call - steps_per_epoch
-    monkeypatch.setattr(rt, "clip_gradients", original)
+    restore()
     resumed = rows(train(compose_cfg(*overrides), resume_dir=run).run_dir)
     timing = {"epoch_time_s", "samples_per_s"}
     strip = lambda t: [{k: v for k, v in r.items() if k not in timing} for r in t]

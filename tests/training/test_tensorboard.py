@@ -1,6 +1,5 @@
 """trainer.tensorboard: event files tbparse reads, one value per tag and epoch, also after resumes."""
 import csv
-import signal
 import subprocess
 import sys
 import textwrap
@@ -9,6 +8,8 @@ import pytest
 
 pytest.importorskip("tensorboard")
 tbparse = pytest.importorskip("tbparse")
+
+from testkit import sigterm_at_step
 
 from runner.config.compose import load_run_config
 from runner.errors import Interrupted
@@ -54,22 +55,13 @@ def test_every_epoch_has_every_metrics_column_and_the_metrics_do_not_change(comp
 
 
 def test_a_resume_after_a_signal_appends_each_epoch_once(compose_cfg, monkeypatch):
-    import runner.training.loop as rt
 
     overrides = (*TB, "trainer.epochs=3", "trainer.log_every=1")
     steps_per_epoch = int(rows(train(compose_cfg("trainer.epochs=1", "trainer.log_every=1")).run_dir)[0]["step"])
-    original, calls = rt.clip_gradients, [0]
-
-    def clip_then_signal(params, reg):
-        calls[0] += 1
-        if calls[0] == steps_per_epoch + 2:
-            signal.raise_signal(signal.SIGTERM)
-        return original(params, reg)
-
-    monkeypatch.setattr(rt, "clip_gradients", clip_then_signal)
+    restore = sigterm_at_step(monkeypatch, steps_per_epoch + 2)
     with pytest.raises(Interrupted) as info:
         train(compose_cfg(*overrides))
-    monkeypatch.setattr(rt, "clip_gradients", original)
+    restore()
     run = info.value.result.run_dir
     assert [s for s, _ in scalars(run)["val_acc"]] == [0]
     train(compose_cfg(*overrides), resume_dir=run)
