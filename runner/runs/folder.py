@@ -129,27 +129,25 @@ def save_torch_file(path: Path, state: dict, fault_point: str = "write_atomic") 
 
 
 def load_checkpoint(path: Path) -> dict:
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no checkpoint to resume from") from None
-    except Exception as exc:
-        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    return _torch_load(path, weights_only=False, missing="no checkpoint to resume from")
 
 
 def load_model_file(path: Path) -> dict:
     """model.pt (or best.pt) as `torch.load(path, weights_only=True)` reads it: plain
     containers and tensors only."""
+    return _torch_load(path, weights_only=True, missing="not found (model.pt is written when a run completes)")
+
+
+def _torch_load(path: Path, weights_only: bool, missing: str) -> dict:
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except FileNotFoundError:
-        raise DataError(f"{path}: not found (model.pt is written when a run completes)") from None
+        raise DataError(f"{path}: {missing}") from None
     except Exception as exc:
-        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        kind = "unreadable checkpoint" if not weights_only else "unreadable"
+        raise DataError(f"{path}: {kind} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> Path:
