@@ -14,6 +14,7 @@ import torch
 
 from runner.data._base import DATASETS
 from runner.data.split import load_dataset
+from runner.data.subset import keep_classes
 from runner.errors import ConfigError, DataError
 from runner.nn.models import build_model
 from runner.runs.folder import load_model_file, save_torch_file
@@ -61,9 +62,10 @@ def split_data(run_dir: Path, saved: dict, split: str) -> tuple[torch.Tensor, to
 
 
 def other_data(data_cfg: dict, saved: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every sample of another dataset (its test files too, when it has them), standardized
-    with the run's training statistics; its inputs must have the run's shape."""
-    pool = DATASETS.get(data_cfg["name"]).load(data_cfg, seed)
+    """Every sample of another dataset (its test files too, when it has them; data.keep_classes'
+    only, as training loads them), standardized with the run's training statistics; its inputs
+    must have the run's shape."""
+    pool = keep_classes(DATASETS.get(data_cfg["name"]).load(data_cfg, seed), data_cfg)
     x, y = pool.x, pool.y
     if pool.x_test is not None:
         x, y = torch.cat([x, pool.x_test]), torch.cat([y, pool.y_test])

@@ -106,3 +106,16 @@ def test_report_shows_the_test_numbers_of_the_runs_summaries(optlab, tmp_path):
     tests = [read_json(p)["test_acc"] for p in sorted((tmp_path / "outputs" / "runs").glob("*/summary.json"))]
     report = pd.read_csv(tmp_path / "outputs" / "report-val_acc-final" / "report.csv")
     assert report.loc[0, "test_mean"] == np.mean(tests) and report.loc[0, "n"] == 2
+
+
+def test_other_data_keeps_the_classes_its_overrides_name():
+    """--data data=digits data.keep_classes=[3,7] is what a run with those overrides trained on:
+    those classes only, relabelled 0 and 1."""
+    from runner.config.compose import as_plain, compose
+    from runner.training.export import other_data
+
+    data_cfg = as_plain(compose(["data=digits", "data.keep_classes=[3,7]"])["data"])
+    saved = {"input_shape": [1, 8, 8], "task": "classification", "num_classes": 2,
+             "mean": torch.zeros(1, 1, 1), "std": torch.ones(1, 1, 1)}
+    x, y = other_data(data_cfg, saved, seed=0)
+    assert sorted(torch.unique(y).tolist()) == [0, 1] and len(x) == len(y) < 400
