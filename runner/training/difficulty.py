@@ -12,7 +12,6 @@ exactly as it did, even when the reference run has changed since.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
@@ -25,6 +24,8 @@ from runner.data.split import load_dataset
 from runner.errors import ConfigError, DataError
 from runner.nn.models import build_model
 from runner.runs.files import read_rows, write_atomic
+from runner.runs.folder import load_checkpoint, load_model_file
+from runner.training.transfer import saved_weights
 
 SCORES_FILE = "difficulty.csv"
 WEIGHT_FILES = ("model.pt", "best.pt", "checkpoint.pt")  # the first one present is the run's model
@@ -77,30 +78,16 @@ def reference_model(run_dir: Path, data: Dataset, device: torch.device) -> tuple
     weights_path = next((run_dir / f for f in WEIGHT_FILES if (run_dir / f).is_file()), None)
     if weights_path is None:
         raise ConfigError(f"{where}: the run has no weights yet (none of {', '.join(WEIGHT_FILES)})")
-    saved = _load(weights_path)
+    saved = (load_checkpoint if weights_path.name == "checkpoint.pt" else load_model_file)(weights_path)
     model = build_model(ref, data.input_shape, data.output_dim)
     try:
-        model.load_state_dict(_state_dict(saved))
+        model.load_state_dict(saved_weights(saved))
     except RuntimeError as exc:
         raise ConfigError(f"{where}: its model does not take this data (inputs {data.input_shape}, "
                           f"{data.output_dim} outputs): {' '.join(str(exc).split())[:200]}") from None
     mean, std = _reference_stats(saved, ref, data)
     x = data.x_train if mean is None else (data.x_train.cpu() * data.std.cpu() + data.mean.cpu() - mean) / std
     return model.to(device), x
-
-
-def _load(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=path.name != "checkpoint.pt")
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, not a torch file
-        raise DataError(f"{path}: damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
-
-
-def _state_dict(saved: dict) -> dict:
-    for key in ("state_dict", "model"):
-        if isinstance(saved.get(key), dict):
-            return saved[key]
-    return saved
 
 
 def _reference_stats(saved: dict, ref: dict, data: Dataset) -> tuple[torch.Tensor | None, torch.Tensor | None]:

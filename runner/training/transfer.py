@@ -25,11 +25,18 @@ def source_state(run_dir: Path, which: str) -> dict[str, torch.Tensor]:
         others = [f"{key} ({name})" for key, name in CHECKPOINT_FILES.items() if (run_dir / name).is_file()]
         raise ConfigError(f"init.from={run_dir}: it has no {path.name} (init.from_checkpoint={which}); "
                           f"it has: {', '.join(others) or 'no checkpoint'}")
-    saved = load_checkpoint(path)
-    state = saved.get("model", saved.get("state_dict", saved)) if isinstance(saved, dict) else None
+    state = saved_weights(load_checkpoint(path))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"init.from={run_dir}: {path.name} holds no model weights")
     return state
+
+
+def saved_weights(saved):
+    """The model's state_dict in a loaded checkpoint.pt (`model`), best.pt or model.pt
+    (`state_dict`), or a bare state_dict."""
+    if not isinstance(saved, dict):
+        return None
+    return saved.get("model", saved.get("state_dict", saved))
 
 
 def _shape(t: torch.Tensor) -> str:
