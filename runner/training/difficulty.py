@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from runner.config.compose import as_plain, load_run_config
 from runner.data._base import Dataset
 from runner.data.curriculum import Pacing, is_paced, pacing_for
-from runner.data.split import load_dataset
 from runner.errors import ConfigError, DataError
 from runner.nn.models import build_model
 from runner.runs.files import read_rows, write_atomic
 from runner.runs.folder import load_checkpoint, load_model_file
+from runner.training.export import run_dataset
 from runner.training.transfer import saved_weights
 
 SCORES_FILE = "difficulty.csv"
@@ -95,9 +95,7 @@ def _reference_stats(saved: dict, ref: dict, data: Dataset) -> tuple[torch.Tenso
     if isinstance(saved.get("mean"), torch.Tensor) and isinstance(saved.get("std"), torch.Tensor):
         mean, std = saved["mean"], saved["std"]
     else:
-        t = ref["trainer"]
-        extra = {"test_fraction": float(t["test_fraction"])} if t.get("test_fraction") else {}
-        ref_data = load_dataset(ref["data"], float(t["val_fraction"]), int(t["seed"]), **extra)
+        ref_data = run_dataset(ref)
         mean, std = ref_data.mean, ref_data.std
     if torch.equal(mean.cpu(), data.mean.cpu()) and torch.equal(std.cpu(), data.std.cpu()):
         return None, None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from runner.data._base import DATASETS
+from runner.data._base import DATASETS, Dataset
 from runner.data.split import load_dataset
 from runner.data.subset import keep_classes
 from runner.errors import ConfigError, DataError
@@ -48,11 +48,16 @@ def rebuild_model(run_dir: Path, saved: dict, device: torch.device) -> torch.nn.
     return model.to(device).eval()
 
 
+def run_dataset(c: dict) -> Dataset:
+    """A run's dataset drawn again from its config: the data, the seed and the split fractions."""
+    t = c["trainer"]
+    return load_dataset(c["data"], float(t["val_fraction"]), int(t["seed"]), test_fraction=float(t.get("test_fraction", 0.0)))
+
+
 def split_data(run_dir: Path, saved: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's validation or test split, drawn again from its data, seed and fractions."""
     c = saved["config"]
-    t = c["trainer"]
-    data = load_dataset(c["data"], float(t["val_fraction"]), int(t["seed"]), test_fraction=float(t.get("test_fraction", 0.0)))
+    data = run_dataset(c)
     if split == "val":
         return data.x_val, data.y_val
     if not data.has_test:
