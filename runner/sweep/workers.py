@@ -34,6 +34,7 @@ from runner.sweep.storage import open_storage, requeue
 from runner.sweep.study import (
     GRACE_S,
     HEARTBEAT_S,
+    Tally,
     make_pruner,
     make_sampler,
     open_study,
@@ -80,17 +81,9 @@ class Worker:
         waits; each of those either shows life (a heartbeat within the grace period) or is
         failed by the stale check, so no wait outlives a dead worker's trial by more than
         the grace period."""
-        import optuna
-
         while True:
-            check_stop()
-            if self.spec.timeout is not None and self.clock() - started >= self.spec.timeout:
-                return False
-            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
-                return False
-            optuna.storages.fail_stale_trials(study)
-            count = tally(study)
-            if count.finished >= self.spec.trials:
+            count = self._count(study, started)
+            if count is None or count.finished >= self.spec.trials:
                 return False
             if count.finished + count.running < self.spec.trials:
                 return True
@@ -99,16 +92,21 @@ class Worker:
     def room(self, study, started: float) -> int:
         """How many trials may be asked for now (the budget less finished and running ones;
         none past the timeout or a grid's end), without waiting."""
+        count = self._count(study, started)
+        return 0 if count is None else self.spec.trials - count.finished - count.running
+
+    def _count(self, study, started: float) -> Tally | None:
+        """The study's finished and running trials once stale ones are failed; None when no
+        trial may start any more (past the timeout, or the grid is exhausted)."""
         import optuna
 
         check_stop()
         if self.spec.timeout is not None and self.clock() - started >= self.spec.timeout:
-            return 0
+            return None
         if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
-            return 0
+            return None
         optuna.storages.fail_stale_trials(study)
-        count = tally(study)
-        return self.spec.trials - count.finished - count.running
+        return tally(study)
 
     def on_stale_trial(self, study, trial) -> None:
         """A dead worker's trial: run its configuration again, and close the run folders it
