@@ -22,6 +22,7 @@ from runner.training.best import BestWeights
 
 MODEL_FILE = "model.pt"
 SPLITS = ("val", "test")
+MODEL_KEYS = ("state_dict", "config", "input_shape", "mean", "std", "num_classes", "output_dim", "task")  # what eval reads
 
 
 def write_model_file(run_dir: Path, parts, weights: dict, best: BestWeights) -> None:
@@ -34,7 +35,16 @@ def write_model_file(run_dir: Path, parts, weights: dict, best: BestWeights) -> 
 
 
 def read_model_file(run_dir: Path) -> dict:
-    return load_model_file(Path(run_dir) / MODEL_FILE)
+    """model.pt; one without MODEL_KEYS (not written by optlab) is a DataError."""
+    saved = load_model_file(Path(run_dir) / MODEL_FILE)
+    missing = [key for key in MODEL_KEYS if key not in saved] if isinstance(saved, dict) else list(MODEL_KEYS)
+    if missing:
+        raise not_rebuildable(run_dir, f"no {', '.join(missing)}")
+    return saved
+
+
+def not_rebuildable(run_dir: Path, detail: str) -> DataError:
+    return DataError(f"{run_dir}/{MODEL_FILE}: does not hold a model optlab can rebuild ({detail})")
 
 
 def rebuild_model(run_dir: Path, saved: dict, device: torch.device) -> torch.nn.Module:
@@ -43,8 +53,7 @@ def rebuild_model(run_dir: Path, saved: dict, device: torch.device) -> torch.nn.
         model = build_model(saved["config"], tuple(saved["input_shape"]), int(saved["output_dim"]))
         model.load_state_dict(saved["state_dict"])
     except (KeyError, RuntimeError, TypeError) as exc:
-        detail = " ".join(str(exc).split())[:200]
-        raise DataError(f"{run_dir}/{MODEL_FILE}: does not hold a model optlab can rebuild ({detail})") from None
+        raise not_rebuildable(run_dir, " ".join(str(exc).split())[:200]) from None
     return model.to(device).eval()
 
 

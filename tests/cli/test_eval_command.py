@@ -119,3 +119,11 @@ def test_other_data_keeps_the_classes_its_overrides_name():
              "mean": torch.zeros(1, 1, 1), "std": torch.ones(1, 1, 1)}
     x, y = other_data(data_cfg, saved, seed=0)
     assert sorted(torch.unique(y).tolist()) == [0, 1] and len(x) == len(y) < 400
+
+
+def test_a_model_file_optlab_did_not_write_exits_3(optlab, tmp_path):
+    (tmp_path / "foreign").mkdir()
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "foreign" / "model.pt")  # a bare state_dict
+    result = optlab("eval", str(tmp_path / "foreign"))
+    assert result.returncode == 3 and "does not hold a model optlab can rebuild" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
