@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 
 from runner.errors import ConfigError
+from runner.study.spec import REDUCTIONS
 
 CENSORED = "censored"
 
@@ -96,7 +97,7 @@ def reduce_layers(values: list[float], how: str) -> float:
         return ratio
     if how == "per_layer":
         return ratio ** (1 / (len(values) - 1)) if len(values) > 1 and ratio >= 0 else math.nan
-    raise ConfigError(f"layer measure: reduce {how!r}: choose from first, last, mean, ratio, per_layer")
+    raise ConfigError(f"layer measure: reduce {how!r}: choose from {', '.join(REDUCTIONS)}")
 
 
 def unit_spread(run_dir: Path) -> float:

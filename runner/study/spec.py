@@ -16,12 +16,15 @@ from runner.errors import ConfigError
 
 STUDY_KEYS = {"claim", "source", "scaled_down", "base", "arms", "seeds", "quick", "measures", "criteria",
               "figure", "population", "notes"}
-MEASURE_KINDS = {"metric", "to_target", "layer", "unit_spread", "sweep_best"}
+MEASURE_KINDS = {"metric": ("column",), "to_target": ("column", "target"), "layer": ("stat",),  # kind -> keys it needs
+                 "unit_spread": (), "sweep_best": ()}
+REDUCTIONS = ("first", "last", "mean", "ratio", "per_layer")
 CRITERION_KINDS = {"welch", "equivalent", "every_seed"}
 FIGURE_KINDS = {"bars", "curves", "layers"}
 QUICK_KEYS = {"seeds", "overrides", "sweep"}
 DIRECTIONS = ("greater", "less")
 OPS = ("<", ">")
+PAIRINGS = ("ratio", "diff")
 STUDIES_PLACEHOLDER = "{studies}"  # in an override: the built-in studies folder (its data/ files)
 
 
@@ -96,11 +99,13 @@ def spec_from_dict(name: str, raw: dict, path: str = "") -> StudySpec:
         if not raw.get(key):
             raise ConfigError(f"study {name}: {key} is missing")
     arms = tuple(_arm(name, arm, body) for arm, body in raw["arms"].items())
+    population = raw.get("population")
     spec = StudySpec(name=name, claim=str(raw["claim"]).strip(), source=str(raw["source"]).strip(),
                      scaled_down=str(raw["scaled_down"]).strip(), base=tuple(_overrides(name, raw.get("base"))),
                      arms=arms, seeds=_positive(name, "seeds", raw.get("seeds", 5)), measures=dict(raw["measures"]),
                      criteria=tuple(raw["criteria"]), figure=dict(raw["figure"]), quick=dict(raw.get("quick") or {}),
-                     population=raw.get("population"), notes=str(raw.get("notes") or "").strip(), path=path)
+                     population=None if population is None else _positive(name, "population", population),
+                     notes=str(raw.get("notes") or "").strip(), path=path)
     check(spec)
     return spec
 
@@ -131,8 +136,7 @@ def check(spec: StudySpec) -> None:
     """Every measure, criterion and figure names things that exist."""
     arms = {a.name for a in spec.arms}
     for mname, m in spec.measures.items():
-        if m.get("kind") not in MEASURE_KINDS:
-            raise ConfigError(f"study {spec.name}: measure {mname}: kind must be one of {', '.join(sorted(MEASURE_KINDS))}")
+        _check_measure(f"study {spec.name}: measure {mname}", m)
     for c in spec.criteria:
         _check_criterion(spec, c, arms)
     unknown = sorted(set(spec.quick) - QUICK_KEYS)
@@ -140,6 +144,22 @@ def check(spec: StudySpec) -> None:
         raise ConfigError(f"study {spec.name}: quick: unknown key {unknown[0]!r}; keys: {', '.join(sorted(QUICK_KEYS))}")
     if spec.figure.get("kind") not in FIGURE_KINDS:
         raise ConfigError(f"study {spec.name}: figure kind must be one of {', '.join(sorted(FIGURE_KINDS))}")
+    if "measure" in spec.figure and spec.figure["measure"] not in spec.measures:
+        raise ConfigError(f"study {spec.name}: figure measure must be one of {', '.join(spec.measures)}")
+
+
+def _check_measure(where: str, m: dict) -> None:
+    kind = m.get("kind")
+    if kind not in MEASURE_KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(sorted(MEASURE_KINDS))}")
+    missing = [key for key in MEASURE_KINDS[kind] if key not in m]
+    if missing:
+        raise ConfigError(f"{where}: {kind} needs {' and '.join(missing)}")
+    at = m.get("at", "final")
+    if kind == "metric" and at not in ("final", "best") and not isinstance(at, int):
+        raise ConfigError(f"{where}: at must be final, best or an epoch number, not {at!r}")
+    if kind == "layer" and m.get("reduce", "ratio") not in REDUCTIONS:
+        raise ConfigError(f"{where}: reduce {m['reduce']!r}: choose from {', '.join(REDUCTIONS)}")
 
 
 def _check_criterion(spec: StudySpec, c: dict, arms: set[str]) -> None:
@@ -151,9 +171,26 @@ def _check_criterion(spec: StudySpec, c: dict, arms: set[str]) -> None:
     named = [c[k] for k in ("a", "b", "arm") if k in c]
     if not named or any(a not in arms for a in named):
         raise ConfigError(f"{where}: arms must be among {', '.join(sorted(arms))}")
+    if c["kind"] == "every_seed":
+        _check_every_seed(where, c)
+    elif not ("a" in c and "b" in c):
+        raise ConfigError(f"{where}: {c['kind']} compares two arms: give a and b")
     if c["kind"] == "welch" and c.get("direction") not in DIRECTIONS:
         raise ConfigError(f"{where}: direction must be greater or less")
-    if c["kind"] == "equivalent" and not float(c.get("margin", 0)) > 0:
+    if "margin" in c and not _is_number(c["margin"]):
+        raise ConfigError(f"{where}: margin must be a number")
+    if c["kind"] == "equivalent" and not c.get("margin", 0) > 0:
         raise ConfigError(f"{where}: equivalent needs a margin > 0")
-    if c["kind"] == "every_seed" and c.get("op") not in OPS:
+
+
+def _check_every_seed(where: str, c: dict) -> None:
+    if ("arm" in c) == ("a" in c) or ("a" in c) != ("b" in c):
+        raise ConfigError(f"{where}: every_seed takes one arm, or a and b (their values paired seed by seed)")
+    if c.get("of", "ratio") not in PAIRINGS:
+        raise ConfigError(f"{where}: of must be ratio or diff")
+    if c.get("op") not in OPS or not _is_number(c.get("threshold")):
         raise ConfigError(f"{where}: every_seed needs op '<' or '>' and a threshold")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -44,6 +44,19 @@ def test_the_studies_folder_placeholder_points_at_the_shipped_data():
     ({"figure": {"kind": "pie"}}, "figure kind"),
     ({"seeds": 0}, "seeds must be an integer >= 1"),
     ({"quick": {"epochs": 1}}, "quick: unknown key 'epochs'"),
+    # what judging, measuring or drawing would otherwise trip over only after every run trained
+    ({"criteria": [{"kind": "welch", "measure": "acc", "a": "a", "direction": "greater"}]}, "give a and b"),
+    ({"criteria": [{"kind": "equivalent", "measure": "acc", "arm": "a", "margin": 0.1}]}, "give a and b"),
+    ({"criteria": [{"kind": "every_seed", "measure": "acc", "arm": "a", "op": "<"}]}, "a threshold"),
+    ({"criteria": [{"kind": "every_seed", "measure": "acc", "a": "a", "op": "<", "threshold": 1}]}, "one arm, or a and b"),
+    ({"criteria": [{"kind": "every_seed", "measure": "acc", "a": "a", "b": "b", "of": "sum", "op": "<",
+                    "threshold": 1}]}, "of must be ratio or diff"),
+    ({"measures": {"acc": {"kind": "metric"}}}, "metric needs column"),
+    ({"measures": {"acc": {"kind": "to_target", "column": "val_loss"}}}, "to_target needs target"),
+    ({"measures": {"acc": {"kind": "metric", "column": "val_acc", "at": "last"}}}, "at must be final, best"),
+    ({"measures": {"acc": {"kind": "layer", "stat": "act_std", "reduce": "median"}}}, "reduce 'median'"),
+    ({"figure": {"kind": "bars", "measure": "loss"}}, "figure measure must be one of"),
+    ({"population": "auto"}, "population must be an integer >= 1"),
 ])
 def test_a_bad_study_file_is_one_config_error(change, words):
     with pytest.raises(ConfigError, match=words):
