@@ -58,7 +58,7 @@ def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts:
     """Measures, criteria and the verdict from the runs; every output file written."""
     from runner.study.figure import draw
     from runner.study.measure import measure_all
-    from runner.study.verdict import judge, overall
+    from runner.study.verdict import arm_summary, judge, overall
     from runner.study.write import summary_table, write_outputs
 
     earlier = _earlier_compute(folder, records)
@@ -72,13 +72,13 @@ def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts:
     verdict = {"study": spec.name, "claim": spec.claim, "source": spec.source,
                **overall([r["outcome"] for r in results], facts["quick"]),
                "criteria": results, "effect": results[0]["effect"],
-               "arms": {name: {arm: _summary(per_seed) for arm, per_seed in by_arm.items()}
+               "arms": {name: {arm: arm_summary(per_seed) for arm, per_seed in by_arm.items()}
                         for name, by_arm in values.items()},
                "values": values, "seeds": facts["seeds"], "quick_overrides": facts["quick_overrides"],
                "runs": len(records), "reused": sum(r.reused for r in records), "wall_time_s": facts["wall_time_s"],
                "compute_s": facts["compute_s"],
                "figure": figure, "folder": str(folder), "machine": machine(), "optlab": _version(), "scaled_down": spec.scaled_down}
-    verdict = json.loads(json.dumps(verdict, default=_plain))
+    verdict = json.loads(json.dumps(verdict, default=str))  # plain JSON values, as verdict.json will hold
     write_outputs(folder, spec, summary_table(spec, values, rows), rows, verdict)
     return verdict
 
@@ -93,16 +93,6 @@ def _earlier_compute(folder: Path, records: list) -> float:
         return float(json.loads(path.read_text()).get("compute_s", 0.0))
     except (ValueError, OSError):
         return 0.0
-
-
-def _summary(per_seed: dict) -> dict:
-    from runner.study.verdict import arm_summary
-
-    return arm_summary(per_seed)
-
-
-def _plain(value):
-    return str(value)
 
 
 def machine() -> str:

@@ -50,14 +50,8 @@ def effect_text(result: dict) -> str:
 def write_outputs(folder: Path, spec, table: pd.DataFrame, rows: list[dict], verdict: dict) -> None:
     write_atomic(folder / "table.csv", table.to_csv(index=False))
     write_atomic(folder / "runs.csv", pd.DataFrame(rows).to_csv(index=False))
-    write_atomic(folder / "verdict.json", json.dumps(verdict, indent=2, default=_json_default) + "\n")
+    write_atomic(folder / "verdict.json", json.dumps(verdict, indent=2) + "\n")
     write_atomic(folder / "study.md", study_md(spec, table, verdict))
-
-
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return str(value)
 
 
 def study_md(spec, table: pd.DataFrame, verdict: dict) -> str:
