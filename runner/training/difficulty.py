@@ -59,7 +59,7 @@ def difficulty(c: dict, data: Dataset, model: torch.nn.Module) -> torch.Tensor:
     source = c["data"].get("difficulty_from")
     if source is None:
         return example_losses(model, data.x_train, data.y_train, data.task)
-    reference, x = reference_model(Path(source), data, next(model.parameters()).device)
+    reference, x = reference_model(Path(str(source)).expanduser(), data, next(model.parameters()).device)
     return example_losses(reference, x, data.y_train, data.task)
 
 

@@ -154,3 +154,12 @@ def test_curriculum_runs_train_alone_in_a_population(compose_cfg):
     assert why_solo(compose_cfg("data.order=curriculum")) == \
         "data.order=curriculum admits one run's examples by its own difficulty"
     assert why_solo(compose_cfg()) is None
+
+
+def test_difficulty_from_expands_the_home_folder(compose_cfg, monkeypatch):
+    teacher = train(compose_cfg("trainer.epochs=1")).run_dir
+    monkeypatch.setenv("HOME", str(teacher.parent))
+    cfg = compose_cfg("data.order=curriculum", f"data.difficulty_from={teacher}", "trainer.epochs=1")
+    expected = build(cfg).batches.pacing.scores
+    cfg.data.difficulty_from = f"~/{teacher.name}"  # as init.from and the data paths take it
+    assert torch.equal(build(cfg).batches.pacing.scores, expected)
