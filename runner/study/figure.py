@@ -24,20 +24,21 @@ def draw(spec, values: dict, records: list, path: Path, quick: bool) -> None:
         ax.set_yscale("log")
     title = spec.figure.get("title") or spec.name
     ax.set_title(f"{title}{' (quick)' if quick else ''}", fontsize=10)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False) if ax.get_legend_handles_labels()[0] else None
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def _bars(ax, spec, values: dict) -> None:
-    from runner.study.verdict import arm_summary
+    from runner.study.verdict import arm_summary, finite
 
     name = spec.figure.get("measure") or spec.criteria[0]["measure"]
     per_arm = values[name]
     arms = [a.name for a in spec.arms]
     for i, arm in enumerate(arms):
-        seeds = [v for v in per_arm[arm].values() if v is not None and math.isfinite(v)]
+        seeds = finite(per_arm[arm])
         s = arm_summary(per_arm[arm])
         if s["n"]:
             low, high = s["ci_low"], s["ci_high"]
@@ -64,17 +65,14 @@ def _curves(ax, spec, records: list) -> None:
 
 
 def _layers(ax, spec, records: list) -> None:
-    import csv
+    from runner.study.measure import layer_rows
 
     stat, epoch = spec.figure.get("stat", "act_std"), int(spec.figure.get("epoch", -1))
     for i, arm in enumerate(a.name for a in spec.arms):
         for j, record in enumerate(r for r in records if r.arm == arm):
-            path = Path(record.path) / "layers.csv"
-            if not path.is_file():
+            rows = layer_rows(record.path, epoch)
+            if rows is None:
                 continue
-            with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if r["epoch"] and int(r["epoch"]) == epoch]
-            rows.sort(key=lambda r: int(r["layer"]))
             ax.plot([int(r["layer"]) + 1 for r in rows], [float(r[stat]) for r in rows], color=f"C{i}",
                     alpha=0.7, lw=1, marker=".", label=arm if j == 0 else None)
     from matplotlib.ticker import MaxNLocator

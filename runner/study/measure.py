@@ -72,14 +72,21 @@ def to_target(rows: list[dict], m: dict, epochs: int) -> tuple[float, bool]:
     return float(per_epoch * epochs), True
 
 
-def layer_value(run_dir: Path, m: dict) -> float:
+def layer_rows(run_dir: Path, epoch: int) -> list[dict] | None:
+    """layers.csv's rows of one epoch (-1: before the first step) in layer order; None without the file."""
     path = Path(run_dir) / "layers.csv"
     if not path.is_file():
-        raise ConfigError(f"{run_dir}: no layers.csv (a layer measure needs trainer.diagnostics=true)")
-    epoch = int(m.get("epoch", -1))
+        return None
     with path.open() as f:
         rows = [r for r in csv.DictReader(f) if r["epoch"] and int(r["epoch"]) == epoch]
-    values = [float(r[m["stat"]]) for r in sorted(rows, key=lambda r: int(r["layer"]))]
+    return sorted(rows, key=lambda r: int(r["layer"]))
+
+
+def layer_value(run_dir: Path, m: dict) -> float:
+    rows = layer_rows(run_dir, int(m.get("epoch", -1)))
+    if rows is None:
+        raise ConfigError(f"{run_dir}: no layers.csv (a layer measure needs trainer.diagnostics=true)")
+    values = [float(r[m["stat"]]) for r in rows]
     if not values:
         return math.nan
     return reduce_layers(values, m.get("reduce", "ratio"))
