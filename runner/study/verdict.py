@@ -88,12 +88,17 @@ def paired(criterion: dict, values: Values) -> dict[int, float]:
     if "b" not in criterion:
         return dict(a)
     b = values[criterion["b"]]
-    how = criterion.get("of", "ratio")
+    ratio = _pairing(criterion) == "/"
     out = {}
     for seed in sorted(set(a) & set(b)):
         x, y = float(a[seed]), float(b[seed])
-        out[seed] = (x / y if y != 0 else math.nan) if how == "ratio" else x - y
+        out[seed] = (x / y if y != 0 else math.nan) if ratio else x - y
     return out
+
+
+def _pairing(c: dict) -> str:
+    """How every_seed pairs two arms' values of a seed: "/" (ratio, the default) or "-" (diff)."""
+    return "/" if c.get("of", "ratio") == "ratio" else "-"
 
 
 def _every_seed(criterion: dict, values: Values) -> dict:
@@ -104,8 +109,7 @@ def _every_seed(criterion: dict, values: Values) -> dict:
         outcome = INCONCLUSIVE
     else:
         outcome = REPRODUCED if all(passes.values()) else NOT_REPRODUCED
-    label = criterion.get("arm") or (f"{criterion['a']}/{criterion['b']}" if criterion.get("of", "ratio") == "ratio"
-                                     else f"{criterion['a']}-{criterion['b']}")
+    label = criterion.get("arm") or f"{criterion['a']}{_pairing(criterion)}{criterion['b']}"
     summary = arm_summary(per_seed)
     effect = {"mean": summary["mean"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
               "min": min(per_seed.values(), default=math.nan), "max": max(per_seed.values(), default=math.nan),
@@ -124,7 +128,7 @@ def _passes(value: float, op: str, threshold: float) -> bool:
 def label_of(c: dict) -> str:
     """The criterion in a few words, for tables."""
     if c["kind"] == "every_seed":
-        subject = c.get("arm") or f"{c['a']} {'/' if c.get('of', 'ratio') == 'ratio' else '-'} {c['b']}"
+        subject = c.get("arm") or f"{c['a']} {_pairing(c)} {c['b']}"
         return f"{c['measure']}: {subject} {c['op']} {c['threshold']:g} in every seed"
     f = "log10 " if c.get("log") else ""
     if c["kind"] == "equivalent":
@@ -137,8 +141,7 @@ def describe_criterion(c: dict) -> str:
     measure = c["measure"]
     if c["kind"] == "every_seed":
         if "b" in c:
-            of = "/" if c.get("of", "ratio") == "ratio" else "-"
-            subject = f"{measure}({c['a']}) {of} {measure}({c['b']})"
+            subject = f"{measure}({c['a']}) {_pairing(c)} {measure}({c['b']})"
         else:
             subject = f"{measure}({c['arm']})"
         return f"{subject} {c['op']} {c['threshold']:g} in every seed"
