@@ -231,24 +231,33 @@ def finished_trials(sweep_dir: Path) -> int:
     return sum(row.get("state") == "COMPLETE" for row in read_trial_rows(sweep_dir))
 
 
-def run_sweep_arms(spec: StudySpec, runs_dir: Path, quick: bool, seeds: int | None) -> list[Record]:
+def plan_sweeps(spec: StudySpec, runs_dir: Path, quick: bool = False, seeds: int | None = None) -> list[tuple]:
+    """(arm, seed, sweep spec) of every sweep of the sweep arms, validated before anything trains."""
     from runner.sweep.build import validate
-    from runner.sweep.run import RunOptions, run_workers, start_sweep
     from runner.sweep.spec import spec_from_dict
 
     count, extra = seeds_and_overrides(spec, quick, seeds)
-    records = []
+    planned = []
     for arm in (a for a in spec.arms if a.sweep is not None):
         for seed in range(count):
             sweep_spec = spec_from_dict(sweep_spec_dict(spec, arm, seed, runs_dir, extra, quick),
                                         source=f"study {spec.name}, arm {arm.name}")
             validate(sweep_spec)
-            print(f"study {spec.name}: sweep {arm.name} seed {seed}", file=sys.stderr, flush=True)
-            started = start_sweep(sweep_spec, RunOptions())
-            before = finished_trials(started.sweep_dir)
-            outcome = run_workers(started, RunOptions(), on_rows=lambda rows: None)
-            if outcome.stopped is not None:
-                raise outcome.stopped
-            reused = before > 0 and finished_trials(started.sweep_dir) == before
-            records.append(Record(arm.name, seed, "", started.sweep_dir, "completed", reused))
+            planned.append((arm.name, seed, sweep_spec))
+    return planned
+
+
+def run_sweep_arms(spec: StudySpec, planned: list[tuple]) -> list[Record]:
+    from runner.sweep.run import RunOptions, run_workers, start_sweep
+
+    records = []
+    for arm, seed, sweep_spec in planned:
+        print(f"study {spec.name}: sweep {arm} seed {seed}", file=sys.stderr, flush=True)
+        started = start_sweep(sweep_spec, RunOptions())
+        before = finished_trials(started.sweep_dir)
+        outcome = run_workers(started, RunOptions(), on_rows=lambda rows: None)
+        if outcome.stopped is not None:
+            raise outcome.stopped
+        reused = before > 0 and finished_trials(started.sweep_dir) == before
+        records.append(Record(arm, seed, "", started.sweep_dir, "completed", reused))
     return records

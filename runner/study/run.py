@@ -37,6 +37,7 @@ def run_study(spec: StudySpec, options: StudyOptions) -> dict:
     from runner.runs.files import make_dirs
     from runner.study.execute import (
         plan,
+        plan_sweeps,
         run_grid_arms,
         run_sweep_arms,
         seeds_and_overrides,
@@ -46,8 +47,9 @@ def run_study(spec: StudySpec, options: StudyOptions) -> dict:
     folder = make_dirs(study_dir(spec, options))
     runs_dir = make_dirs(folder / "runs")
     planned = plan(spec, options.quick, options.seeds)
+    sweeps = plan_sweeps(spec, runs_dir, options.quick, options.seeds)
     records = run_grid_arms(spec, runs_dir, planned, population_of(spec, options))
-    records += run_sweep_arms(spec, runs_dir, options.quick, options.seeds)
+    records += run_sweep_arms(spec, sweeps)
     wall = time.perf_counter() - start
     seeds, extra = seeds_and_overrides(spec, options.quick, options.seeds)
     return conclude(spec, folder, records, planned, {"seeds": seeds, "quick_overrides": extra, "wall_time_s": wall,

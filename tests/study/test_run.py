@@ -64,3 +64,21 @@ def test_sigterm_stops_a_study_inside_a_population_and_the_rerun_finishes_it(tmp
     rerun = run_optlab(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "6 run(s): 4 reused or resumed, 2 to train" in rerun.stderr
+
+
+def test_a_bad_sweep_arm_stops_the_study_before_any_run_trains(tmp_path):
+    from runner.errors import ConfigError
+    from runner.study.spec import spec_from_dict
+
+    base = ["data=digits", "model=mlp", "model.depth=1", "model.width=8", "trainer.epochs=1"]
+    spec = spec_from_dict("mixed", {
+        "claim": "c", "source": "s", "scaled_down": "d", "base": base, "seeds": 1,
+        "arms": {"grid": [], "swept": {"sweep": {"metric": "val_acc", "sampler": "nope", "trials": 2,
+                                                  "space": {"optimizer.lr": {"type": "float", "low": 0.01,
+                                                                              "high": 0.5}}}}},
+        "measures": {"acc": {"kind": "metric", "column": "val_acc"}},
+        "criteria": [{"kind": "every_seed", "measure": "acc", "arm": "grid", "op": ">", "threshold": 0}],
+        "figure": {"kind": "bars"}})
+    with pytest.raises(ConfigError, match="sampler 'nope'"):
+        run_study(spec, StudyOptions(out_root=tmp_path))
+    assert not list((tmp_path / "mixed" / "runs").iterdir())
