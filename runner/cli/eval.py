@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from runner.optim.regularize import loss_fn
-    from runner.training.build import make_autocast, resolve_device
+    from runner.training.build import make_autocast
     from runner.training.export import check_split, read_model_file, rebuild_model
     from runner.training.loop import evaluate
 
@@ -34,7 +34,7 @@ def run(args) -> int:
     split = check_split(args.split)
     saved = read_model_file(run_dir)
     t = saved["config"]["trainer"]
-    device = resolve_device(args.device) if args.device else _usable(str(t["device"]), resolve_device)
+    device = _device(args.device, str(t["device"]))
     model = rebuild_model(run_dir, saved, device)
     x, y, what = _inputs(args, run_dir, saved, split)
     loss, acc = evaluate(model, x, y, loss_fn(saved["task"], saved["config"]), saved["task"],
@@ -44,12 +44,15 @@ def run(args) -> int:
     return 0
 
 
-def _usable(name: str, resolve_device):
-    """The run's device where this machine has it, else the CPU."""
+def _device(requested: str | None, run_device: str):
+    """--device, else the run's device where this machine has it, else the CPU."""
     from runner.errors import ConfigError
+    from runner.training.build import resolve_device
 
+    if requested:
+        return resolve_device(requested)
     try:
-        return resolve_device(name)
+        return resolve_device(run_device)
     except ConfigError:
         return resolve_device("cpu")
 
