@@ -98,6 +98,7 @@ def spec_from_dict(name: str, raw: dict, path: str = "") -> StudySpec:
     for key in ("claim", "source", "scaled_down", "arms", "measures", "criteria", "figure"):
         if not raw.get(key):
             raise ConfigError(f"study {name}: {key} is missing")
+    _check_shapes(name, raw)
     arms = tuple(_arm(name, arm, body) for arm, body in raw["arms"].items())
     population = raw.get("population")
     spec = StudySpec(name=name, claim=str(raw["claim"]).strip(), source=str(raw["source"]).strip(),
@@ -110,10 +111,23 @@ def spec_from_dict(name: str, raw: dict, path: str = "") -> StudySpec:
     return spec
 
 
+def _check_shapes(name: str, raw: dict) -> None:
+    """The containers the checks below walk through, so a wrong one is a line, not a traceback."""
+    for key in ("arms", "measures", "figure", "quick"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise ConfigError(f"study {name}: {key} must be a mapping")
+    if not all(isinstance(m, dict) for m in raw["measures"].values()):
+        raise ConfigError(f"study {name}: measures must be a mapping of names to mappings like {{kind: metric, ...}}")
+    if not isinstance(raw["criteria"], list) or not all(isinstance(c, dict) for c in raw["criteria"]):
+        raise ConfigError(f"study {name}: criteria must be a list of mappings like {{kind: welch, ...}}")
+
+
 def _arm(study: str, name: str, body: Any) -> Arm:
     if isinstance(body, dict):
         if "sweep" not in body:
             raise ConfigError(f"study {study}: arm {name}: a mapping arm needs `sweep` (else give a list of overrides)")
+        if not isinstance(body["sweep"], dict):
+            raise ConfigError(f"study {study}: arm {name}: sweep must be a mapping of sweep settings")
         return Arm(name, tuple(_overrides(study, body.get("overrides"))), dict(body["sweep"]))
     return Arm(name, tuple(_overrides(study, body)))
 

@@ -57,6 +57,11 @@ def test_the_studies_folder_placeholder_points_at_the_shipped_data():
     ({"measures": {"acc": {"kind": "layer", "stat": "act_std", "reduce": "median"}}}, "reduce 'median'"),
     ({"figure": {"kind": "bars", "measure": "loss"}}, "figure measure must be one of"),
     ({"population": "auto"}, "population must be an integer >= 1"),
+    ({"arms": ["a", "b"]}, "arms must be a mapping"),
+    ({"measures": {"acc": "val_acc"}}, "measures must be a mapping"),
+    ({"criteria": {"kind": "welch"}}, "criteria must be a list of mappings"),
+    ({"figure": "bars"}, "figure must be a mapping"),
+    ({"arms": {"a": {"sweep": "random"}, "b": []}}, "arm a: sweep must be a mapping"),
 ])
 def test_a_bad_study_file_is_one_config_error(change, words):
     with pytest.raises(ConfigError, match=words):
