@@ -121,8 +121,8 @@ def unit_spread(run_dir: Path) -> float:
 
 
 def spread_of(w) -> float:
-    centered = w - w.mean(dim=0, keepdim=True)
-    return float(centered.norm() / w.norm().clamp_min(1e-300)) if float(w.norm()) > 0 else 0.0
+    norm = float(w.norm())
+    return float((w - w.mean(dim=0, keepdim=True)).norm()) / norm if norm > 0 else 0.0
 
 
 def sweep_best(sweep_dir: Path) -> float:
