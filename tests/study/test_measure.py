@@ -54,13 +54,3 @@ def test_variants_of_a_seed_combine_by_their_best():
     assert combine(None, 5.0, None) == 5.0
     assert combine(5.0, 3.0, "min") == 3.0 and combine(5.0, 3.0, "max") == 5.0
     assert combine(math.nan, 3.0, "min") == 3.0
-
-
-def test_the_readme_table_goes_between_its_markers_only():
-    from runner.errors import ConfigError
-    from runner.study.write import between_markers
-
-    doc = "intro\n<!-- studies -->\nold table\n<!-- /studies -->\nafter\n"
-    assert between_markers(doc, "| new |") == "intro\n<!-- studies -->\n| new |\n<!-- /studies -->\nafter\n"
-    with pytest.raises(ConfigError, match="needs one line"):
-        between_markers("no markers", "| new |")

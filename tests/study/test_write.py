@@ -1,0 +1,12 @@
+"""The study's written outputs: the README's table."""
+import pytest
+
+from runner.errors import ConfigError
+from runner.study.write import between_markers
+
+
+def test_the_readme_table_goes_between_its_markers_only():
+    doc = "intro\n<!-- studies -->\nold table\n<!-- /studies -->\nafter\n"
+    assert between_markers(doc, "| new |") == "intro\n<!-- studies -->\n| new |\n<!-- /studies -->\nafter\n"
+    with pytest.raises(ConfigError, match="needs one line"):
+        between_markers("no markers", "| new |")
