@@ -3,7 +3,9 @@
 Each criterion is judged on per-seed values ({arm: {seed: value}}) alone:
 - welch: mean(a) - mean(b) in the claimed direction. Reproduced when the 95% Welch interval
   lies on the claimed side of 0; not reproduced when it lies below `margin` (the smallest
-  effect the claim means; default 0) on that side; otherwise inconclusive. `log: true`
+  effect the claim means; default 0) on that side; otherwise inconclusive. An interval that
+  does both (above 0, below a positive margin) is reproduced: the rule as the shipped
+  studies were written with it. `log: true`
   compares log10 values (ratios). Fewer than two finite values in an arm: inconclusive.
 - equivalent: |mean(a) - mean(b)| small. Reproduced when the Welch interval lies inside
   (-margin, margin); not reproduced when it lies wholly outside; otherwise inconclusive.
