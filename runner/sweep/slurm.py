@@ -151,6 +151,7 @@ def submitted_jobs(sweep_dir: Path) -> list[str]:
 def run_task(task: SlurmWorker) -> str:
     """One array task: its workers until the budget is reached or a signal stops them."""
     from runner.sweep.outputs import write_outputs
+    from runner.sweep.run import OutputsKeeper, StartedSweep
 
     warning = preemption_signal()
     warned: list[int] = []
@@ -162,7 +163,9 @@ def run_task(task: SlurmWorker) -> str:
 
     signal.signal(warning, on_warning)
     study = shared_study(task)
-    stopped = run_workers_of_task(task, outputs_keeper(study, task))
+    keeper = OutputsKeeper(StartedSweep(task.spec, task.sweep_dir, task.storage_url, study, task.device),
+                           on_rows=lambda rows: None)  # nothing shows them inside a task
+    stopped = run_workers_of_task(task, keeper.update)
     write_outputs(study, task.spec, task.sweep_dir)
     if stopped and warned and callable(requeue_task):
         requeue_task(warned[0], None)  # checkpoints this task, `scontrol requeue`s it and exits
@@ -170,20 +173,6 @@ def run_task(task: SlurmWorker) -> str:
         return "stopped by a signal; its trial is queued to resume from its checkpoint"
     cancel_pending_when_done(study, task.spec)
     return "done"
-
-
-def outputs_keeper(study, task: SlurmWorker) -> Callable[[], None]:
-    """Rewrites trials.csv and best.yaml when the study's rows changed since the last look
-    (a pool of workers calls it every second)."""
-    from runner.sweep.outputs import trial_rows, write_outputs
-
-    written: list = [None]
-
-    def update() -> None:
-        if trial_rows(study, task.spec) != written[0]:
-            written[0] = write_outputs(study, task.spec, task.sweep_dir)
-
-    return update
 
 
 def preemption_signal() -> int:
