@@ -56,14 +56,18 @@ def partitions() -> list[str]:
 
 
 def _slurm(command: list[str]) -> str:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError(f"{command[0]}: Slurm does not answer ({exc})") from None
+    done = _call(command)
     if done.returncode != 0:
         reason = " ".join(done.stderr.split())[:200] or f"exit code {done.returncode}"
         raise ConfigError(f"{' '.join(command[:2])}: Slurm does not answer ({reason})")
     return done.stdout
+
+
+def _call(command: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"{command[0]}: Slurm does not answer ({exc})") from None
 
 
 # ---------------------------------------------------------------- submitting
@@ -229,8 +233,7 @@ def cancel_pending_when_done(study, spec: SweepSpec) -> None:
 
 def jobs_alive(job_ids: list[str]) -> dict[str, str]:
     """The array tasks still queued or running: task id -> Slurm state."""
-    done = subprocess.run(["squeue", "--noheader", "--array", "--format=%i %T", "--jobs", ",".join(job_ids)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = _call(["squeue", "--noheader", "--array", "--format=%i %T", "--jobs", ",".join(job_ids)])
     if done.returncode != 0:  # squeue refuses ids it has forgotten: none of them is alive
         return {}
     return dict(line.split(None, 1) for line in done.stdout.splitlines() if len(line.split()) == 2)

@@ -132,6 +132,18 @@ def test_watch_reports_jobs_that_ended_short_of_the_budget_and_cancel_scancels_e
     assert (tmp_path / "scancel.log").read_text() == "41 42\n"
 
 
+def test_a_squeue_that_does_not_answer_is_one_line_not_a_traceback(monkeypatch):
+    from runner.errors import ConfigError
+    from runner.sweep import slurm
+
+    def hang(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(slurm.subprocess, "run", hang)
+    with pytest.raises(ConfigError, match=r"^squeue: Slurm does not answer \(.*timed out after 60 seconds\)$"):
+        slurm.jobs_alive(["41"])
+
+
 # ---------------------------------------------------------------- on a real Slurm
 
 def job_of(stdout: str) -> str:
