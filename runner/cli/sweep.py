@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from runner.errors import print_error_line
+from runner.runs.status import FINISHED
 from runner.sweep.outputs import param_column
 from runner.sweep.spec import SweepSpec
 
@@ -153,9 +154,6 @@ def cancel_sweep(sweep_dir: Path) -> int:
     return 0
 
 
-FINISHED = ("completed", "diverged", "pruned", "failed")
-
-
 def finish(spec: SweepSpec, sweep_dir: Path, outcome) -> int:
     """The final table, what to do next, and the sweep folder as stdout's last line."""
     from runner.cli.display import print_table
@@ -252,7 +250,7 @@ class SweepView:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
 
-        finished = sum(r["status"] in ("completed", "diverged", "pruned", "failed") for r in rows)
+        finished = sum(r["status"] in FINISHED for r in rows)
         running = sum(r["status"] == "running" for r in rows)
         line = Table.grid(padding=(0, 1))
         line.add_row(f"sweep {self.spec.study}", ProgressBar(total=self.spec.trials, completed=finished, width=30),
