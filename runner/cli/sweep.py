@@ -106,6 +106,8 @@ def check_launcher_flags(args, kind: str) -> None:
         raise ConfigError("--workers and --wait: for --launcher slurm; a local sweep uses --jobs")
     if kind == "slurm" and args.jobs is not None:
         raise ConfigError("--jobs: for local sweeps; with --launcher slurm give --workers (Slurm array tasks)")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be >= 1")
 
 
 def submit_sweep(sweep, launcher, args, options) -> int:

@@ -113,8 +113,6 @@ def submit(sweep, launcher: Launcher, workers: int, heartbeat: int, grace: int) 
     """One job array of `workers` tasks for the started sweep; its job id, recorded in sweep.json."""
     import submitit
 
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: must be >= 1")
     executor = submitit.AutoExecutor(folder=sweep.sweep_dir / LOGS, cluster="slurm")
     executor.update_parameters(**executor_parameters(launcher, sweep.spec.study))
     task = SlurmWorker(sweep.spec, Path(sweep.sweep_dir).resolve(), sweep.storage_url, sweep.device, heartbeat, grace)

@@ -86,6 +86,12 @@ def test_slurm_flags_belong_to_slurm_and_jobs_to_local_sweeps(tmp_path, capsys, 
     assert "no Slurm job recorded" in refused(capsys, "--cancel", str(tmp_path))
 
 
+def test_no_workers_is_refused_before_the_sweep_folder_and_study_are_made(tmp_path, capsys, fake_slurm):
+    err = refused(capsys, str(write_sweep(tmp_path)), "--launcher", "slurm", "--workers", "0")
+    assert err.endswith("--workers 0: must be >= 1")
+    assert not (tmp_path / "outputs").exists() and not fake_slurm.exists()
+
+
 def test_the_launcher_keys_become_submitits_parameters():
     launcher = load_launcher("slurm", None, ["launcher.partition=gpu", "launcher.account=lab", "launcher.qos=high",
                                              "launcher.time_min=30", "launcher.gpus_per_worker=2",
