@@ -106,9 +106,8 @@ class Objective:
             requeue(trial.study, trial, resume=isinstance(exc, Interrupted))
             raise
         except Exception as exc:  # one trial's error does not stop the sweep
-            message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-            if isinstance(exc, OptlabError):
-                message = " ".join(str(exc).split())[:500]
+            text = str(exc) if isinstance(exc, OptlabError) else f"{type(exc).__name__}: {exc}"
+            message = " ".join(text.split())[:500]
             trial.set_user_attr("status", Status.FAILED)
             trial.set_user_attr("error", message)
             raise TrialFailed(message) from exc
