@@ -39,6 +39,7 @@ class Launcher:
 
 
 KEYS = tuple(f.name for f in fields(Launcher))
+DEFAULT = Launcher()
 
 
 def launcher_dirs(config_dir: str | None) -> list[Path]:
@@ -105,11 +106,11 @@ def launcher_from_dict(raw: dict, where: str) -> Launcher:
         raise ConfigError(f"launcher.additional_parameters ({where}): a mapping of sbatch option -> value")
     return Launcher(
         name=str(raw["name"]), kind=kind, partition=_text(raw, "partition"), account=_text(raw, "account"),
-        qos=_text(raw, "qos"), time_min=_count(raw, "time_min", 60, 1),
-        gpus_per_worker=_count(raw, "gpus_per_worker", 0, 0), cpus_per_worker=_count(raw, "cpus_per_worker", 1, 1),
-        mem_gb=_memory(raw.get("mem_gb")), array_parallelism=_count(raw, "array_parallelism", None, 1),
+        qos=_text(raw, "qos"), time_min=_count(raw, "time_min", 1),
+        gpus_per_worker=_count(raw, "gpus_per_worker", 0), cpus_per_worker=_count(raw, "cpus_per_worker", 1),
+        mem_gb=_memory(raw.get("mem_gb")), array_parallelism=_count(raw, "array_parallelism", 1),
         constraint=_text(raw, "constraint"), setup=tuple(setup), additional_parameters=dict(extra),
-        signal_delay_s=_count(raw, "signal_delay_s", 120, 0),
+        signal_delay_s=_count(raw, "signal_delay_s", 0),
     )
 
 
@@ -118,8 +119,8 @@ def _text(raw: dict, key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _count(raw: dict, key: str, default: int | None, minimum: int) -> int | None:
-    value = raw.get(key, default)
+def _count(raw: dict, key: str, minimum: int) -> int | None:
+    value = raw.get(key, getattr(DEFAULT, key))
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
