@@ -192,7 +192,7 @@ def open_journal(url: str, heartbeat: int | None, grace: int | None, on_stale: C
     """A journal file's storage, with the heartbeat described at the top; its folder must exist
     and be writable (checked here, so an unreachable one stops the sweep before it starts)."""
     path = Path(url[len(JOURNAL):]).expanduser()
-    if not str(path) or not path.parent.is_dir():
+    if not path.parent.is_dir():
         raise ConfigError(f"--storage {url}: cannot open the storage (folder {path.parent} does not exist)")
     try:
         with open(path, "ab"):
