@@ -187,6 +187,7 @@ def worker_main(args: WorkerArgs) -> None:
     """Entry point of a spawned worker process; its exit code says how it ended."""
     _die_with_parent()
     install_stop_handlers()  # for the life of the process: a signal while it exits is no traceback
+    _leave_preemption_to_the_task()
     try:
         _use_threads(args.placement.threads)
         _worker(args).run()
@@ -197,6 +198,16 @@ def worker_main(args: WorkerArgs) -> None:
     except OptlabError as exc:
         print(f"optlab: worker {args.placement.worker}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+def _leave_preemption_to_the_task() -> None:
+    """Inside a Slurm job: Slurm sends submitit's preemption signal to every process of the
+    task, and its default action kills. The task's own process turns it into a SIGTERM that
+    the pool passes on (slurm.run_task), so a spawned worker ignores it."""
+    if os.environ.get("SLURM_JOB_ID"):
+        from runner.sweep.slurm import preemption_signal
+
+        signal.signal(preemption_signal(), signal.SIG_IGN)
 
 
 def _die_with_parent() -> None:

@@ -150,6 +150,39 @@ def test_a_squeue_that_does_not_answer_is_one_line_not_a_traceback(monkeypatch):
         slurm.jobs_alive(["41"])
 
 
+def test_a_spawned_worker_inside_a_slurm_job_leaves_the_preemption_signal_to_its_task(tmp_path, monkeypatch):
+    """Slurm signals every process of a task: a pool's worker must not die of USR2 (its default
+    action) but stop cleanly on the SIGTERM that the task's own process passes on."""
+    import dataclasses
+    import multiprocessing
+    import signal
+
+    from testkit import sweep_folder, tiny_spec
+
+    from runner.sweep.objective import Placement
+    from runner.sweep.storage import default_storage
+    from runner.sweep.workers import WorkerArgs, worker_main
+
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    spec = tiny_spec(tmp_path, trials=1)
+    spec = dataclasses.replace(spec, base=(*[o for o in spec.base if not o.startswith("trainer.epochs")],
+                                           "trainer.epochs=500"))
+    folder = sweep_folder(tmp_path, "unit")
+    folder.mkdir(parents=True)
+    args = WorkerArgs(spec, folder, default_storage(folder), Placement(), heartbeat=5, grace=20)
+    worker = multiprocessing.get_context("spawn").Process(target=worker_main, args=(args,))
+    worker.start()
+    try:
+        wait_for(lambda: (folder / "runs").is_dir() and any((folder / "runs").iterdir()), timeout=120)
+        os.kill(worker.pid, signal.SIGUSR2)  # a lower number than SIGTERM: delivered first
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.join(120)
+    finally:
+        if worker.is_alive():
+            worker.kill()
+    assert worker.exitcode == 128 + signal.SIGTERM
+
+
 # ---------------------------------------------------------------- on a real Slurm
 
 def job_of(stdout: str) -> str:
