@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from testkit import read_rows, run_optlab, write_sweep
+import yaml
+from testkit import REPO, read_rows, run_optlab, write_sweep
 
 from runner.cli.app import main
 from runner.sweep.launcher import load_launcher
@@ -29,6 +30,15 @@ needs_slurm = pytest.mark.skipif(
 FINISHED = {"completed", "pruned", "diverged", "failed"}
 SMALL = ["model.width=16", "trainer.epochs=3"]
 SLOW_EPOCHS = ["model.depth=3", "model.width=512", "batch.size=4", "trainer.epochs=8"]  # about 0.5 s an epoch
+
+
+def stable_lr_wd(tmp_path: Path) -> str:
+    """sweeps/lr_wd.yaml with lr at most 0.01, in tmp_path (the study keeps its name): at batch 4
+    the file's larger lrs can diverge, and the resume tests compare 8 epochs of one trial."""
+    body = yaml.safe_load((REPO / "sweeps" / "lr_wd.yaml").read_text())
+    body["space"]["optimizer.lr"]["high"] = 0.01
+    (tmp_path / "lr_wd.yaml").write_text(yaml.safe_dump(body))
+    return "lr_wd.yaml"
 
 
 # ---------------------------------------------------------------- refused before submitting (no cluster)
@@ -286,7 +296,7 @@ def test_scontrol_requeue_mid_trial_resumes_it_from_its_checkpoint_as_an_uninter
 
     from runner.training.loop import train
 
-    done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--launcher", "slurm", "--workers", "2", "--trials", "3",
+    done = run_optlab("sweep", stable_lr_wd(tmp_path), "--launcher", "slurm", "--workers", "2", "--trials", "3",
                       "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
@@ -347,7 +357,7 @@ def test_the_time_limit_warning_stops_the_trial_and_the_task_requeues_itself_to_
     """USR2 is what Slurm sends `signal_delay_s` before the time limit (submitit's preemption
     signal): the trial stops with its checkpoint and the task requeues itself through submitit;
     Slurm holds a requeued task back for a while, which the test skips with StartTime=now."""
-    done = run_optlab("sweep", "sweeps/lr_wd.yaml", "--launcher", "slurm", "--workers", "1", "--trials", "2",
+    done = run_optlab("sweep", stable_lr_wd(tmp_path), "--launcher", "slurm", "--workers", "1", "--trials", "2",
                       "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     job, folder = job_of(done.stdout), tmp_path / "outputs" / "sweeps" / "lr_wd"
