@@ -229,11 +229,12 @@ def cancel_pending_when_done(study, spec: SweepSpec) -> None:
 # ---------------------------------------------------------------- from the login node
 
 
-def jobs_alive(job_ids: list[str]) -> dict[str, str]:
-    """The array tasks still queued or running: task id -> Slurm state."""
+def jobs_alive(job_ids: list[str]) -> dict[str, str] | None:
+    """The array tasks still queued or running: task id -> Slurm state. None when squeue got
+    no answer this time (a busy controller times out its clients): not knowing is not "none"."""
     done = _call(["squeue", "--noheader", "--array", "--format=%i %T", "--jobs", ",".join(job_ids)])
     if done.returncode != 0:  # squeue refuses ids it has forgotten: none of them is alive
-        return {}
+        return {} if "invalid job id" in done.stderr.lower() else None
     return dict(line.split(None, 1) for line in done.stdout.splitlines() if len(line.split()) == 2)
 
 
@@ -251,6 +252,7 @@ class Follow:
     sweep_dir: Path
     storage_url: str | None = None
     every: float = 2.0
+    patience: float = 120.0  # seconds without an answer from squeue before the watch gives up
     sleep: Callable[[float], None] = time.sleep
 
     def spec_and_study(self):
@@ -272,9 +274,17 @@ class Follow:
         from runner.sweep.outputs import trial_rows
         from runner.sweep.study import tally
 
-        jobs = submitted_jobs(self.sweep_dir)
+        jobs, unanswered_since = submitted_jobs(self.sweep_dir), None
+        known = {job: "UNKNOWN" for job in jobs}  # alive until squeue says otherwise
         while True:
             alive = jobs_alive(jobs)
+            if alive is None:  # the last answer stands until squeue has been silent for `patience`
+                unanswered_since = time.monotonic() if unanswered_since is None else unanswered_since
+                if time.monotonic() - unanswered_since > self.patience:
+                    raise ConfigError(f"squeue: Slurm has not answered for {self.patience:g} s")
+                alive = known
+            else:
+                known, unanswered_since = alive, None
             rows = trial_rows(study, spec)
             on_rows(rows, alive)
             count = tally(study)

@@ -160,6 +160,28 @@ def test_a_squeue_that_does_not_answer_is_one_line_not_a_traceback(monkeypatch):
         slurm.jobs_alive(["41"])
 
 
+def test_watch_keeps_following_through_a_squeue_without_answer_and_gives_up_after_its_patience(monkeypatch):
+    import types
+
+    from runner.errors import ConfigError
+    from runner.sweep import outputs, slurm, study
+
+    answers = iter([None, {"7_0": "RUNNING"}, None, {}])
+    monkeypatch.setattr(slurm, "submitted_jobs", lambda folder: ["7"])
+    monkeypatch.setattr(slurm, "jobs_alive", lambda jobs: next(answers))
+    monkeypatch.setattr(outputs, "trial_rows", lambda study_, spec: [])
+    monkeypatch.setattr(study, "tally", lambda study_: study.Tally(0, 1))
+    spec, seen = types.SimpleNamespace(trials=2), []
+    slurm.Follow("sweep", sleep=lambda s: None).run(spec, None, lambda rows, alive: seen.append(dict(alive)))
+    assert seen == [{"7": "UNKNOWN"}, {"7_0": "RUNNING"}, {"7_0": "RUNNING"}, {}]  # silence is not "none alive"
+
+    clock = iter([1.0, 1.0, 200.0])  # silent at 1 s, still at 200 s
+    monkeypatch.setattr(slurm.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(slurm, "jobs_alive", lambda jobs: None)
+    with pytest.raises(ConfigError, match=r"^squeue: Slurm has not answered for 120 s$"):
+        slurm.Follow("sweep", sleep=lambda s: None).run(spec, None, lambda rows, alive: None)
+
+
 def test_a_spawned_worker_inside_a_slurm_job_leaves_the_preemption_signal_to_its_task(tmp_path, monkeypatch):
     """Slurm signals every process of a task: a pool's worker must not die of USR2 (its default
     action) but stop cleanly on the SIGTERM that the task's own process passes on."""
