@@ -274,7 +274,7 @@ class Follow:
         from runner.sweep.outputs import trial_rows
         from runner.sweep.study import tally
 
-        jobs, unanswered_since = submitted_jobs(self.sweep_dir), None
+        jobs, unanswered_since, gone = submitted_jobs(self.sweep_dir), None, False
         known = {job: "UNKNOWN" for job in jobs}  # alive until squeue says otherwise
         while True:
             alive = jobs_alive(jobs)
@@ -288,6 +288,7 @@ class Follow:
             rows = trial_rows(study, spec)
             on_rows(rows, alive)
             count = tally(study)
-            if (count.finished >= spec.trials and count.running == 0) or not alive:
+            if (count.finished >= spec.trials and count.running == 0) or (not alive and gone):
                 return rows
+            gone = not alive  # "none alive" twice in a row: one empty answer may catch a requeue in passing
             self.sleep(self.every)

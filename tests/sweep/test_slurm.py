@@ -166,14 +166,15 @@ def test_watch_keeps_following_through_a_squeue_without_answer_and_gives_up_afte
     from runner.errors import ConfigError
     from runner.sweep import outputs, slurm, study
 
-    answers = iter([None, {"7_0": "RUNNING"}, None, {}])
+    answers = iter([None, {"7_0": "RUNNING"}, None, {}, {"7_0": "PENDING"}, {}, {}])
     monkeypatch.setattr(slurm, "submitted_jobs", lambda folder: ["7"])
     monkeypatch.setattr(slurm, "jobs_alive", lambda jobs: next(answers))
     monkeypatch.setattr(outputs, "trial_rows", lambda study_, spec: [])
     monkeypatch.setattr(study, "tally", lambda study_: study.Tally(0, 1))
     spec, seen = types.SimpleNamespace(trials=2), []
     slurm.Follow("sweep", sleep=lambda s: None).run(spec, None, lambda rows, alive: seen.append(dict(alive)))
-    assert seen == [{"7": "UNKNOWN"}, {"7_0": "RUNNING"}, {"7_0": "RUNNING"}, {}]  # silence is not "none alive"
+    # silence is not "none alive", and the watch ends on the second "none alive" in a row only
+    assert seen == [{"7": "UNKNOWN"}, {"7_0": "RUNNING"}, {"7_0": "RUNNING"}, {}, {"7_0": "PENDING"}, {}, {}]
 
     clock = iter([1.0, 1.0, 200.0])  # silent at 1 s, still at 200 s
     monkeypatch.setattr(slurm.time, "monotonic", lambda: next(clock))
