@@ -38,6 +38,9 @@ class ScheduleSpec(Spec):
     flat_within_epoch: bool = False
     # runs after each epoch's validation and returns the schedule's next state (reduce on plateau)
     after_epoch: AfterEpoch | None = None
+    # the lr at epoch t does not depend on trainer.epochs, so a finished run can be continued
+    # (cosine and one-cycle stretch with the run's length)
+    extendable: bool = False
 
 
 def epoch_numbers(values) -> bool:
@@ -124,23 +127,23 @@ def reduce_on_plateau(cfg: dict, state: dict, val_loss: float) -> dict:
 
 
 SCHEDULES.add(ScheduleSpec(
-    name="constant", lr=constant, flat_within_epoch=True,
+    name="constant", lr=constant, extendable=True, flat_within_epoch=True,
     description="The learning rate stays at optimizer.lr (after an optional linear warmup).",
     keys=common_keys("step")))
 SCHEDULES.add(ScheduleSpec(
-    name="step", lr=step, flat_within_epoch=True,
+    name="step", lr=step, extendable=True, flat_within_epoch=True,
     description="lr = lr0 * gamma ** floor(t / step_size), t in epochs after warmup.",
     keys=(Key("step_size", 10, at_least(1)), Key("gamma", 0.1, POSITIVE), *common_keys("epoch"))))
 SCHEDULES.add(ScheduleSpec(
-    name="multistep", lr=multistep, flat_within_epoch=True,
+    name="multistep", lr=multistep, extendable=True, flat_within_epoch=True,
     description="lr = lr0 * gamma ** (number of milestones reached); milestones are epochs counted after warmup.",
     keys=(Key("milestones", [10, 15], EPOCH_LIST), Key("gamma", 0.1, POSITIVE), *common_keys("epoch"))))
 SCHEDULES.add(ScheduleSpec(
-    name="exponential", lr=exponential,
+    name="exponential", lr=exponential, extendable=True,
     description="lr = lr0 * gamma ** t, t in epochs (a factor gamma per epoch).",
     keys=(Key("gamma", 0.9, POSITIVE), *common_keys("epoch"))))
 SCHEDULES.add(ScheduleSpec(
-    name="inverse_time", lr=inverse_time,
+    name="inverse_time", lr=inverse_time, extendable=True,
     description="1/t decay: lr = lr0 / (1 + k * t), t in epochs.",
     keys=(Key("k", 0.5, NON_NEGATIVE), *common_keys("epoch"))))
 SCHEDULES.add(ScheduleSpec(
@@ -154,7 +157,7 @@ SCHEDULES.add(ScheduleSpec(
     keys=(Key("max_lr", None, POSITIVE, kind=float), Key("pct_start", 0.3, OPEN_UNIT),
           Key("div_factor", 25.0, POSITIVE), Key("final_div_factor", 10000.0, POSITIVE), *common_keys("step"))))
 SCHEDULES.add(ScheduleSpec(
-    name="plateau", lr=plateau, flat_within_epoch=True, after_epoch=reduce_on_plateau,
+    name="plateau", lr=plateau, extendable=True, flat_within_epoch=True, after_epoch=reduce_on_plateau,
     description="Reduce on plateau: lr *= factor once the validation loss has not improved by more than "
                 "threshold (relative) for more than `patience` epochs; the lr never drops below min_scale * lr0.",
     keys=(Key("factor", 0.1, OPEN_UNIT), Key("patience", 5, NON_NEGATIVE), Key("threshold", 1.0e-4, HALF_OPEN_UNIT),

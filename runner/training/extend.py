@@ -12,12 +12,11 @@ from omegaconf import DictConfig
 
 from runner.config.compose import to_yaml
 from runner.errors import ConfigError
+from runner.optim.schedules import SCHEDULES
 from runner.runs.files import write_atomic
 from runner.runs.folder import write_summary
 from runner.runs.status import Status
 
-# their lr at epoch t is the same whatever trainer.epochs is (cosine and one-cycle stretch with it)
-EXTENDABLE_SCHEDULES = ("constant", "step", "multistep", "exponential", "inverse_time", "plateau")
 EXTENDABLE_STATUSES = (Status.COMPLETED, Status.INTERRUPTED)
 
 
@@ -42,10 +41,11 @@ def extend_run(run_dir: Path, cfg: DictConfig, previous: dict, epochs: int) -> D
     if epochs <= done or (epochs <= old and previous.get("reason") != "early_stopped"):
         raise ConfigError(f"trainer.epochs={epochs}: {run_dir} already trained {done} of its {old} epochs; "
                           f"extend it to more")
-    if schedule not in EXTENDABLE_SCHEDULES:
+    extendable = [spec.name for spec in SCHEDULES if spec.extendable]
+    if schedule not in extendable:
         raise ConfigError(f"trainer.epochs={epochs} on --resume: schedule={schedule} depends on the run's length, "
                           f"so its first {old} epochs would not be those of a {epochs}-epoch run; runs can be "
-                          f"extended with: {', '.join(EXTENDABLE_SCHEDULES)}")
+                          f"extended with: {', '.join(extendable)}")
     cfg.trainer.epochs = epochs
     write_atomic(Path(run_dir) / "config.yaml", to_yaml(cfg))
     write_summary(Path(run_dir) / "summary.json",
