@@ -35,7 +35,13 @@ def penalty(model: torch.nn.Module, reg: dict) -> torch.Tensor | float:
     """Explicit L1/L2 penalties on weights (not biases or norm gains): l2/2 * ||w||^2 + l1 * |w|."""
     if not (reg["l1"] or reg["l2"]):
         return 0.0
-    return penalty_of([p for p in model.parameters() if p.dim() > 1 and p.requires_grad], reg)
+    return penalty_of([p for p in model.parameters() if is_penalized(p)], reg)
+
+
+def is_penalized(param: torch.Tensor) -> bool:
+    """A trained weight matrix or kernel: what the L1/L2 penalties cover (biases, norm gains
+    and frozen parameters are not)."""
+    return param.dim() > 1 and param.requires_grad
 
 
 def penalty_of(weights: list[torch.Tensor], reg: dict) -> torch.Tensor | float:

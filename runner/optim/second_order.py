@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call
 
 from runner.errors import ConfigError, TrainingFailed
-from runner.optim.regularize import penalty, penalty_of
+from runner.optim.regularize import is_penalized, penalty, penalty_of
 
 
 class BatchObjective:
@@ -43,7 +43,7 @@ class BatchObjective:
 
         def objective(flat: torch.Tensor) -> torch.Tensor:
             replaced = {index[id(p)]: chunk.view_as(p) for p, chunk in zip(params, flat.split(sizes))}
-            weights = [replaced.get(name, p) for name, p in named.items() if p.dim() > 1 and p.requires_grad]
+            weights = [replaced.get(name, p) for name, p in named.items() if is_penalized(p)]
             out = functional_call(self.model, {**named, **replaced}, (self.x,))
             return self.loss(out, self.y) + penalty_of(weights, self.reg)
         return objective
