@@ -87,9 +87,17 @@ def check_finished_runs(rows: list[dict], folder: Path) -> None:
 
 
 def test_two_workers_are_processes_with_the_cores_split_between_them(tmp_path):
-    path = write_sweep(tmp_path, trials=4, epochs=3)  # long enough that the second worker is up before the end
-    result = subprocess.run([*optlab_executable(), "sweep", str(path), "--jobs", "2"], cwd=tmp_path,
-                            env=env(OMP_NUM_THREADS=""), capture_output=True, text=True, timeout=300)
+    path, gate = write_sweep(tmp_path, trials=4, epochs=3), tmp_path / "gate"
+    # each worker holds at its first epoch's end until both hold a trial: neither can finish the sweep alone
+    sweep = subprocess.Popen([*optlab_executable(), "sweep", str(path), "--jobs", "2"], cwd=tmp_path,
+                             env=env(OMP_NUM_THREADS="", OPTLAB_FAULT="train.epoch_end=wait", OPTLAB_FAULT_GATE=str(gate)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "outputs" / "sweeps" / "tiny"
+    wait_for(lambda: len({t.user_attrs.get("worker_pid") for t in load(folder).trials
+                          if t.state.name == "RUNNING" and t.user_attrs.get("worker_pid")}) == 2)
+    gate.touch()
+    stdout, stderr = sweep.communicate(timeout=300)
+    result = subprocess.CompletedProcess(sweep.args, sweep.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "outputs" / "sweeps" / "tiny"
     assert result.stdout.strip().splitlines()[-1] == "outputs/sweeps/tiny"
