@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from runner.data.loaders import DeviceBatches, StreamingBatches
+from optlab.data.loaders import DeviceBatches, StreamingBatches
 
 SHAPES = {"mnist": (60000, 1, 28, 28), "cifar": (50000, 3, 32, 32)}
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from runner.config.compose import compose
-from runner.training.loop import train
+from optlab.config.compose import compose
+from optlab.training.loop import train
 
 BASE = ["trainer.progress=false", "trainer.epochs=8", "model=mlp", "model.depth=8", "model.width=128"]
 

@@ -40,25 +40,25 @@ step cifar_files 120 python3 "$REPO/bench/write_cifar10.py" "$WORK/cifar" --per-
 
 # the issue's command as written (defaults: plain SGD, no normalization), then a ResNet that learns
 # this data in a few epochs (batch norm, momentum) in each precision and data path
-step resnet_issue_command 150 python3 -m runner train data=cifar10 model=resnet "trainer.device=$DEVICE" \
+step resnet_issue_command 150 python3 -m optlab train data=cifar10 model=resnet "trainer.device=$DEVICE" \
      trainer.precision=bf16 "data.root=$WORK/cifar" "trainer.out_dir=$WORK/o" trainer.epochs=2 trainer.progress=false
 metrics_tail resnet_issue_command
 RESNET=(data=cifar10 "data.root=$WORK/cifar" model=resnet norm=batch optimizer=momentum optimizer.lr=0.05
         "trainer.device=$DEVICE" trainer.progress=false "trainer.out_dir=$WORK/o" trainer.epochs=5 batch.size=256)
-step resnet_bf16 150 python3 -m runner train "${RESNET[@]}" trainer.precision=bf16
+step resnet_bf16 150 python3 -m optlab train "${RESNET[@]}" trainer.precision=bf16
 metrics_tail resnet_bf16
-step resnet_fp16_channels_last 150 python3 -m runner train "${RESNET[@]}" trainer.precision=16 trainer.channels_last=true
+step resnet_fp16_channels_last 150 python3 -m optlab train "${RESNET[@]}" trainer.precision=16 trainer.channels_last=true
 metrics_tail resnet_fp16_channels_last
-step resnet_fp32 150 python3 -m runner train "${RESNET[@]}" trainer.precision=32
+step resnet_fp32 150 python3 -m optlab train "${RESNET[@]}" trainer.precision=32
 metrics_tail resnet_fp32
-step resnet_bf16_compile 240 python3 -m runner train "${RESNET[@]}" trainer.precision=bf16 trainer.compile=true
+step resnet_bf16_compile 240 python3 -m optlab train "${RESNET[@]}" trainer.precision=bf16 trainer.compile=true
 metrics_tail resnet_bf16_compile
-step resnet_streamed 150 python3 -m runner train "${RESNET[@]}" trainer.precision=bf16 trainer.data_on_device=false
+step resnet_streamed 150 python3 -m optlab train "${RESNET[@]}" trainer.precision=bf16 trainer.data_on_device=false
 metrics_tail resnet_streamed
 
 TAIL=12 step train_overhead 240 python3 "$REPO/bench/train_overhead.py" --device "$DEVICE" --repeats 3
 TAIL=8 step data_path 120 python3 "$REPO/bench/data_path.py" --device "$DEVICE" --repeats 3
-step sweep_4_per_gpu 180 python3 -m runner sweep lr_wd --trials 16 --per-gpu 4 "trainer.out_dir=$WORK/o"
+step sweep_4_per_gpu 180 python3 -m optlab sweep lr_wd --trials 16 --per-gpu 4 "trainer.out_dir=$WORK/o"
 cp "$(ls -td "$WORK"/o/sweeps/*/ | head -1)trials.csv" "$OUT_DIR/sweep_trials.csv" 2>/dev/null
 [ -n "${SKIP_TESTS:-}" ] || TAIL=15 step pytest 240 python3 -m pytest -q -n 8 -p no:cacheprovider "$REPO/tests"
 cat "$OUT_DIR/steps.txt"

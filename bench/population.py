@@ -51,7 +51,7 @@ def spread(low: float, high: float, n: int) -> list[float]:
 def run_variant(path: Path, folder: Path, flags: list[str], device: str, threads: int) -> dict:
     """One `optlab sweep` in a child process: its wall time, finished trials and peak memory."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    command = [sys.executable, "-m", "runner", "sweep", str(path), *flags, f"trainer.device={device}",
+    command = [sys.executable, "-m", "optlab", "sweep", str(path), *flags, f"trainer.device={device}",
                f"trainer.out_dir={folder}"]
     started = time.perf_counter()
     child = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

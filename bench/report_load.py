@@ -1,7 +1,7 @@
 """How long `optlab report` takes to read run folders.
 
 Writes N synthetic run folders (a full-size config.yaml, summary.json and a metrics.csv of
-E epochs, as optlab train writes them) to a temporary folder, then times runner.report.load
+E epochs, as optlab train writes them) to a temporary folder, then times optlab.report.load
 and the aggregation over them, and prints the seconds per run.
 
     python bench/report_load.py [--runs 1000] [--epochs 20]
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
-    from runner import report
+    from optlab import report
 
     with tempfile.TemporaryDirectory() as tmp:
         write_runs(Path(tmp), args.runs, args.epochs)

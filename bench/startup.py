@@ -43,7 +43,7 @@ def import_breakdown(cwd: str, top: int = 12) -> list[tuple[float, str]]:
         return found
 
     torch_only = imports(["-c", "import torch"])
-    optlab = imports(["-c", f"import torch; from runner.cli.app import main; main({RUN!r})"])  # torch first
+    optlab = imports(["-c", f"import torch; from optlab.cli.app import main; main({RUN!r})"])  # torch first
     extra = [(seconds, name) for name, seconds in optlab.items() if name not in torch_only]
     return sorted(extra, reverse=True)[:top]
 
@@ -55,14 +55,14 @@ def phases(cwd: str) -> dict[str, float]:
 
     times = {}
     started = time.perf_counter()
-    from runner.config.compose import compose
+    from optlab.config.compose import compose
     cfg = compose(RUN[1:])
     times["compose (first: Hydra and the specs)"] = time.perf_counter() - started
-    from runner.training.build import build
+    from optlab.training.build import build
     mark = time.perf_counter()
     build(cfg)
     times["build (data, model, optimizer)"] = time.perf_counter() - mark
-    from runner.training.loop import train
+    from optlab.training.loop import train
     mark = time.perf_counter()
     train(cfg)
     times["train (build, one epoch, run folder, summary)"] = time.perf_counter() - mark

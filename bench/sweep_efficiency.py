@@ -28,7 +28,7 @@ SPACE = {"optimizer.lr": {"type": "float", "low": 1.0e-4, "high": 1.0, "log": Tr
 
 
 def best_of_sweep(workdir: Path, sampler: str, seed: int, args) -> float:
-    from runner.cli.app import main
+    from optlab.cli.app import main
 
     study = f"{sampler}-{seed}"
     sweep = workdir / f"{study}.yaml"

@@ -25,8 +25,8 @@ SPACE = {"optimizer.lr": {"type": "float", "low": 1.0e-4, "high": 1.0, "log": Tr
 
 def run_sweep(workdir: Path, pruner: str, args) -> dict:
     """One in-process `optlab sweep`; returns epochs spent and the best value."""
-    from runner.cli.app import main
-    from runner.runs.files import read_rows
+    from optlab.cli.app import main
+    from optlab.runs.files import read_rows
 
     sweep = workdir / f"{pruner}.yaml"
     sweep.write_text(yaml.safe_dump({

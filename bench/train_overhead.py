@@ -6,7 +6,7 @@ with the same optimizer, accumulate train loss/accuracy on the device, read them
 per epoch and evaluate on the validation split after each epoch. optlab also writes its
 metrics row every epoch and its checkpoints: that is part of what it costs.
 
-optlab's steps update with its functional optimizers (runner.optim.functional: torch.optim's
+optlab's steps update with its functional optimizers (optlab.optim.functional: torch.optim's
 arithmetic, bitwise, without torch.optim's per-call profiler range and hook walk) and clear
 gradients without zero_grad's profiler range (clear_gradients). A textbook loop pays for
 both, so a third loop, `plain+trims`, is the plain loop with those two swapped in: optlab's
@@ -43,10 +43,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from runner.config.compose import compose
-from runner.optim.optimizers import build_optimizer, clear_gradients
-from runner.training.build import build
-from runner.training.loop import train
+from optlab.config.compose import compose
+from optlab.optim.optimizers import build_optimizer, clear_gradients
+from optlab.training.build import build
+from optlab.training.loop import train
 
 PLAIN_LOOPS = {"plain": False, "plain+trims": True}  # name -> with optlab's step trims
 INTERLEAVED_EPOCHS = {"mlp-digits": 150, "cnn-shapes": 16}

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.data._base import DATASETS
-from runner.data.generated import load_shapes
+from optlab.data._base import DATASETS
+from optlab.data.generated import load_shapes
 
 
 def batch_rows(n: int, seed: int) -> tuple[np.ndarray, list[int]]:

@@ -1,3 +1,3 @@
-from runner.cli.app import console_main
+from optlab.cli.app import console_main
 
 raise SystemExit(console_main())

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
 
-from runner.errors import ConfigError
+from optlab.errors import ConfigError
 
 # ---------------------------------------------------------------- keys
 

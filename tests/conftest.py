@@ -30,7 +30,7 @@ def one_thread(monkeypatch):
 def composed():
     """Configs composed once per test run, by overrides: Hydra's compose is the slow part of
     making a config, and hundreds of tests ask for the same few."""
-    from runner.config.compose import compose
+    from optlab.config.compose import compose
 
     cache: dict[tuple, object] = {}
 
@@ -78,7 +78,7 @@ def optlab(tmp_path, monkeypatch, capsys):
     """optlab(*args) runs the CLI's main() in this process, from tmp_path (not the repo root):
     its exit code, stdout and stderr as a subprocess would give them, without a process's
     start-up (seconds of importing torch)."""
-    from runner.cli import main
+    from optlab.cli import main
 
     def run(*args: str, env: dict | None = None, timeout: float | None = None) -> Finished:
         monkeypatch.chdir(tmp_path)

@@ -7,12 +7,12 @@ import sys
 import pytest
 import torch
 
-from runner.config.specs import named_registries
-from runner.optim.schedules import SCHEDULES
-from runner.registry import Key, import_target
-from runner.training.build import build
-from runner.training.loop import train
-from runner.training.population import why_solo
+from optlab.config.specs import named_registries
+from optlab.optim.schedules import SCHEDULES
+from optlab.registry import Key, import_target
+from optlab.training.build import build
+from optlab.training.loop import train
+from optlab.training.population import why_solo
 
 
 def test_spec_defaults_fill_every_key_and_refuse_unknown_ones():

@@ -21,9 +21,9 @@ TINY = ["trainer.epochs=2", "trainer.progress=false"]
 
 
 def optlab_executable() -> list[str]:
-    """The installed console script next to this interpreter, else `python -m runner`."""
+    """The installed console script next to this interpreter, else `python -m optlab`."""
     script = Path(sys.executable).with_name("optlab")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "runner"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "optlab"]
 
 
 def run_optlab(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -52,7 +52,7 @@ def write_sweep(tmp_path: Path, **fields) -> Path:
 
 def tiny_spec(tmp_path: Path, trials: int):
     """The SweepSpec of study `unit`: random trials over optimizer.lr, writing under tmp_path/outputs."""
-    from runner.sweep.spec import spec_from_dict
+    from optlab.sweep.spec import spec_from_dict
 
     return spec_from_dict({"study": "unit", "trials": trials, "sampler": "random",
                            "base": [*TINY_BASE, f"trainer.out_dir={tmp_path / 'outputs'}"],
@@ -158,7 +158,7 @@ def sigterm_at_step(monkeypatch, step: int):
     the plain clipping back."""
     import signal
 
-    import runner.training.loop as loop
+    import optlab.training.loop as loop
 
     original, calls = loop.clip_gradients, [0]
 

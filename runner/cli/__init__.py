@@ -1,4 +1,4 @@
 """The `optlab` command: argv -> a sub-command, errors -> one line and an exit code."""
-from runner.cli.app import console_main, main
+from optlab.cli.app import console_main, main
 
 __all__ = ["console_main", "main"]

@@ -12,10 +12,10 @@ import os
 import sys
 import traceback
 
-from runner.cli import eval as evaluate
-from runner.cli import listing, lrfind, report, rerun, study, sweep, train
-from runner.cli.display import debug, report_error
-from runner.errors import ConfigError, OptlabError, storage_error
+from optlab.cli import eval as evaluate
+from optlab.cli import listing, lrfind, report, rerun, study, sweep, train
+from optlab.cli.display import debug, report_error
+from optlab.errors import ConfigError, OptlabError, storage_error
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,7 +40,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from runner import __version__
+    from optlab import __version__
 
     parser = Parser(prog="optlab", description="A command-line lab for studying how neural networks train.")
     parser.add_argument("--version", action="version", version=f"optlab {__version__}")
@@ -90,7 +90,7 @@ def console_main() -> int:
     import atexit
     import signal
 
-    from runner import faults
+    from optlab import faults
 
     code = main()
     atexit.register(faults.hit, "cli.shutdown")  # runs first among exit handlers; a no-op unless armed

@@ -8,7 +8,7 @@ import traceback
 from rich.console import Console
 from rich.table import Table
 
-from runner.errors import print_error_line
+from optlab.errors import print_error_line
 
 PIPE_WIDTH = 100_000  # piped or redirected: no width to fit, so tables keep their natural width
 

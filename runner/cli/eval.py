@@ -25,10 +25,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from runner.optim.regularize import loss_fn
-    from runner.training.build import make_autocast
-    from runner.training.export import check_split, read_model_file, rebuild_model
-    from runner.training.loop import evaluate
+    from optlab.optim.regularize import loss_fn
+    from optlab.training.build import make_autocast
+    from optlab.training.export import check_split, read_model_file, rebuild_model
+    from optlab.training.loop import evaluate
 
     run_dir = Path(args.run)
     split = check_split(args.split)
@@ -46,8 +46,8 @@ def run(args) -> int:
 
 def _device(requested: str | None, run_device: str):
     """--device, else the run's device where this machine has it, else the CPU."""
-    from runner.errors import ConfigError
-    from runner.training.build import resolve_device
+    from optlab.errors import ConfigError
+    from optlab.training.build import resolve_device
 
     if requested:
         return resolve_device(requested)
@@ -58,13 +58,13 @@ def _device(requested: str | None, run_device: str):
 
 
 def _inputs(args, run_dir: Path, saved: dict, split: str):
-    from runner.training.export import other_data, split_data
+    from optlab.training.export import other_data, split_data
 
     if not args.data:
         x, y = split_data(run_dir, saved, split)
         return x, y, split
-    from runner.config.compose import as_plain, compose
-    from runner.errors import ConfigError
+    from optlab.config.compose import as_plain, compose
+    from optlab.errors import ConfigError
 
     bad = [o for o in args.data if not o.lstrip("+~").startswith("data")]
     if bad:

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from runner.config.catalogue import GROUPS, flat_defaults, options
+    from optlab.config.catalogue import GROUPS, flat_defaults, options
 
     groups = [args.group] if args.group else list(GROUPS)
     header = ["group", "option", "description"] + (["keys (defaults)"] if args.group else [])
@@ -28,7 +28,7 @@ def run(args) -> int:
         return 0
     from rich.table import Table
 
-    from runner.cli.display import print_table
+    from optlab.cli.display import print_table
 
     table = Table(title="optlab config options" if not args.group else f"{args.group} options")
     for name in header:

@@ -20,10 +20,10 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from runner.config.compose import compose
-    from runner.errors import ConfigError
-    from runner.runs.folder import new_run_dir, remove_if_empty
-    from runner.training.lrfind import write_results
+    from optlab.config.compose import compose
+    from optlab.errors import ConfigError
+    from optlab.runs.folder import new_run_dir, remove_if_empty
+    from optlab.training.lrfind import write_results
 
     if not (0 < args.lr_min < args.lr_max):
         raise ConfigError(f"--min {args.lr_min} --max {args.lr_max}: need 0 < min < max")
@@ -52,8 +52,8 @@ def run(args) -> int:
 def _run_with_progress(cfg, args):
     from rich.progress import Progress
 
-    from runner.cli.display import stderr_console
-    from runner.training.lrfind import run_range_test
+    from optlab.cli.display import stderr_console
+    from optlab.training.lrfind import run_range_test
 
     console = stderr_console()
     if not cfg.trainer.progress or not console.is_terminal:  # a bar piped to a file is only noise

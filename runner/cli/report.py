@@ -1,6 +1,6 @@
 """`optlab report`: argparse, the terminal table (rich) and the files of a report folder.
 
-Tables come from runner.report, pictures from runner.plots; this module only decides what
+Tables come from optlab.report, pictures from optlab.plots; this module only decides what
 goes where. Warnings (skipped folders, notes) go to stderr; the last stdout line is always
 the report folder.
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 
-from runner.errors import ConfigError, DataError
+from optlab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd
-from runner.runs.files import write_atomic
+from optlab.runs.files import write_atomic
 
 DESCRIPTION = """\
 Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folders
@@ -45,7 +45,7 @@ examples:
   optlab report outputs/sweeps/a outputs/sweeps/b --compare --by optimizer"""
 
 
-AT_CHOICES = ("final", "best")  # which epoch of a metrics.csv column (runner.report.resolve_metric)
+AT_CHOICES = ("final", "best")  # which epoch of a metrics.csv column (optlab.report.resolve_metric)
 
 
 def register(subparsers) -> None:
@@ -85,7 +85,7 @@ def register(subparsers) -> None:
 
 
 def run_report(args) -> int:
-    from runner import report
+    from optlab import report
 
     if args.layers:
         return run_layer_report(args)
@@ -121,7 +121,7 @@ def run_report(args) -> int:
 
 
 def run_layer_report(args) -> int:
-    from runner.report.layer_plots import write_layer_plots
+    from optlab.report.layer_plots import write_layer_plots
 
     run_dirs = sorted({p.parent for path in args.paths for p in _layer_tables(Path(path))})
     if not run_dirs:
@@ -188,7 +188,7 @@ class ReportFolder:
         self.written.append(name)
 
     def save(self, fig, name: str) -> None:
-        from runner.report import plots
+        from optlab.report import plots
 
         name = _file_name(name)
         tmp = self.path / f".{Path(name).stem}.{os.getpid()}.tmp.png"
@@ -243,7 +243,7 @@ def _check_disjoint(collection, paths: list[str]) -> None:
 
 
 def _statuses(text: str) -> tuple[str, ...]:
-    from runner.report.load import STATUSES
+    from optlab.report.load import STATUSES
 
     chosen = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [s for s in chosen if s not in STATUSES]
@@ -253,7 +253,7 @@ def _statuses(text: str) -> tuple[str, ...]:
 
 
 def _keys(by: str | None, collection) -> list[str]:
-    from runner import report
+    from optlab import report
 
     if by is None:
         return report.differing_keys(collection.runs, collection.config_keys)
@@ -265,7 +265,7 @@ def _keys(by: str | None, collection) -> list[str]:
 # ---------------------------------------------------------------- terminal
 
 def _print(renderable) -> None:
-    from runner.cli.display import print_table
+    from optlab.cli.display import print_table
 
     print_table(renderable)
 
@@ -366,8 +366,8 @@ MAX_KEY_PLOTS = 8
 
 def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_over, folder: ReportFolder) -> list[str]:
     """Every PNG this report can draw; returns notes on the ones it could not."""
-    from runner import report
-    from runner.report import plots
+    from optlab import report
+    from optlab.report import plots
 
     notes = []
     order = list(table["group"])
@@ -391,8 +391,8 @@ def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_
 
 
 def _sweep_plots(sweep, metric, folder: ReportFolder) -> list[str]:
-    from runner import report
-    from runner.report import plots
+    from optlab import report
+    from optlab.report import plots
 
     name = sweep.meta.get("metric") or "value"
     history = report.best_so_far(sweep.trials, report.sweep_direction(sweep, metric.maximize))

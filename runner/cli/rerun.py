@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from runner.errors import ConfigError, TrainingFailed, print_error_line
+from optlab.errors import ConfigError, TrainingFailed, print_error_line
 
 
 def register(subparsers) -> None:
@@ -26,8 +26,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from runner.config.compose import compose
-    from runner.runs.files import make_dirs
+    from optlab.config.compose import compose
+    from optlab.runs.files import make_dirs
 
     if args.top < 1 or args.seeds < 1:
         raise ConfigError(f"--top {args.top} --seeds {args.seeds}: both must be >= 1")
@@ -44,16 +44,16 @@ def run(args) -> int:
 
 
 def read_sweep(sweep_dir: Path):
-    from runner.sweep.build import recorded_spec
-    from runner.sweep.outputs import read_trial_rows
+    from optlab.sweep.build import recorded_spec
+    from optlab.sweep.outputs import read_trial_rows
 
     return recorded_spec(sweep_dir), read_trial_rows(sweep_dir)
 
 
 def best_configurations(spec, rows: list[dict], top: int) -> list[tuple[int, list[str]]]:
     """(trial number, overrides) of the best completed trials, best first."""
-    from runner.sweep.outputs import assignment_of_row, best_rows
-    from runner.sweep.space import to_overrides
+    from optlab.sweep.outputs import assignment_of_row, best_rows
+    from optlab.sweep.space import to_overrides
 
     best = best_rows(rows, spec.direction, top)
     if not best:
@@ -64,8 +64,8 @@ def best_configurations(spec, rows: list[dict], top: int) -> list[tuple[int, lis
 
 def train_once(spec, number: int, overrides: list[str], seed: int, rerun_dir: Path) -> None:
     """One fresh-seed run, unless a completed one for this trial and seed is there already."""
-    from runner.config.compose import compose
-    from runner.training.loop import train
+    from optlab.config.compose import compose
+    from optlab.training.loop import train
 
     name = f"trial{number:04d}-seed{seed}"
     if any(_completed(run) for run in rerun_dir.glob(f"*-{name}")):
@@ -92,7 +92,7 @@ def _completed(run: Path) -> bool:
 
 def report(rerun_dir: Path, spec) -> int:
     """The seed-aggregated table of the reruns, as `optlab report` shows it."""
-    from runner.cli.app import build_parser
+    from optlab.cli.app import build_parser
 
     args = build_parser().parse_args(["report", str(rerun_dir), "--metric", spec.metric, "--no-plots"])
     return args.handler(args)

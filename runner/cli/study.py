@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from runner.errors import ConfigError
+from optlab.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -39,7 +39,7 @@ def _missing_action(parser) -> int:
 
 
 def list_studies(args) -> int:
-    from runner.study.spec import load_study, study_names
+    from optlab.study.spec import load_study, study_names
 
     for name in study_names():
         spec = load_study(name)
@@ -48,9 +48,9 @@ def list_studies(args) -> int:
 
 
 def run_studies(args) -> int:
-    from runner.cli.train import population_size
-    from runner.study.run import StudyOptions, run_study
-    from runner.study.spec import load_study, study_names
+    from optlab.cli.train import population_size
+    from optlab.study.run import StudyOptions, run_study
+    from optlab.study.spec import load_study, study_names
 
     if args.all == bool(args.name):
         raise ConfigError("optlab study run: give one study NAME or --all")
@@ -67,7 +67,7 @@ def run_studies(args) -> int:
 
 
 def _print_verdict(verdict: dict) -> None:
-    from runner.study.write import effect_text
+    from optlab.study.write import effect_text
 
     note = f" (quick; the criteria gave {verdict['quick_outcome']})" if verdict["quick"] else ""
     print(f"{verdict['study']}: {verdict['verdict']}{note} in {verdict['wall_time_s']:.0f} s", file=sys.stderr)
@@ -79,8 +79,8 @@ def _print_verdict(verdict: dict) -> None:
 def print_table(args) -> int:
     import shutil
 
-    from runner.study.spec import study_names
-    from runner.study.write import readme_table
+    from optlab.study.spec import study_names
+    from optlab.study.write import readme_table
 
     out, verdicts = Path(args.out), []
     for name in study_names():
@@ -95,8 +95,8 @@ def print_table(args) -> int:
                 shutil.copyfile(out / v["study"] / file, docs / (f"{v['study']}.md" if file == "study.md" else file))
     text = readme_table(verdicts, study_names(), args.docs or "docs/studies")
     if args.readme:
-        from runner.runs.files import write_atomic
-        from runner.study.write import between_markers
+        from optlab.runs.files import write_atomic
+        from optlab.study.write import between_markers
 
         readme = Path(args.readme)
         write_atomic(readme, between_markers(readme.read_text(), text))

@@ -5,7 +5,7 @@
                  [--launcher slurm --workers W [--wait] [launcher.KEY=VALUE ...]]
     optlab sweep --watch SWEEP_DIR | --cancel SWEEP_DIR
 
-runner.sweep builds the spec (build.py) and runs the sweep (run.py), writing trials.csv as it
+optlab.sweep builds the spec (build.py) and runs the sweep (run.py), writing trials.csv as it
 goes; this module only shows the rows it is handed. The live view (stderr) shows progress
 over the budget, the best so far and the top trials; on a terminal it redraws in place,
 elsewhere it prints a line per finished trial. stdout gets the final table and, as its last
@@ -16,10 +16,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runner.errors import print_error_line
-from runner.runs.status import FINISHED
-from runner.sweep.outputs import param_column
-from runner.sweep.spec import SweepSpec
+from optlab.errors import print_error_line
+from optlab.runs.status import FINISHED
+from optlab.sweep.outputs import param_column
+from optlab.sweep.spec import SweepSpec
 
 TOP_LIVE, TOP_FINAL = 5, 10
 
@@ -68,10 +68,10 @@ SPEC_CHANGES = ("trials", "sampler", "pruner", "study", "timeout", "seeds", "see
 
 
 def run_sweep(args) -> int:
-    from runner.sweep.build import build_spec
-    from runner.sweep.launcher import launcher_overrides, load_launcher
-    from runner.sweep.run import RunOptions, run_workers, start_sweep
-    from runner.sweep.study import GRACE_S, HEARTBEAT_S
+    from optlab.sweep.build import build_spec
+    from optlab.sweep.launcher import launcher_overrides, load_launcher
+    from optlab.sweep.run import RunOptions, run_workers, start_sweep
+    from optlab.sweep.study import GRACE_S, HEARTBEAT_S
 
     if args.watch or args.cancel:
         return watch_sweep(Path(args.watch), args.storage) if args.watch else cancel_sweep(Path(args.cancel))
@@ -84,7 +84,7 @@ def run_sweep(args) -> int:
     options = RunOptions(storage=args.storage, extend=args.extend, heartbeat=args.heartbeat or HEARTBEAT_S,
                          grace=args.grace or GRACE_S, launcher=launcher.kind)
     if launcher.kind == "slurm":
-        from runner.sweep.slurm import check_cluster
+        from optlab.sweep.slurm import check_cluster
 
         check_cluster(launcher)
     spec = build_spec(None if args.refine else args.file, refine=args.refine or None, top=args.top,
@@ -100,7 +100,7 @@ def run_sweep(args) -> int:
 
 
 def check_launcher_flags(args, kind: str) -> None:
-    from runner.errors import ConfigError
+    from optlab.errors import ConfigError
 
     if kind != "slurm" and (args.workers is not None or args.wait):
         raise ConfigError("--workers and --wait: for --launcher slurm; a local sweep uses --jobs")
@@ -113,7 +113,7 @@ def check_launcher_flags(args, kind: str) -> None:
 def submit_sweep(sweep, launcher, args, options) -> int:
     """Submit the job array; print its id and the sweep folder (stdout's last line), or with
     --wait follow it to the end."""
-    from runner.sweep.slurm import submit
+    from optlab.sweep.slurm import submit
 
     workers = args.workers or 1
     job_id = submit(sweep, launcher, workers, options.heartbeat, options.grace)
@@ -128,9 +128,9 @@ def submit_sweep(sweep, launcher, args, options) -> int:
 
 def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None) -> int:
     """The live view of a Slurm sweep until its budget is reached or its jobs are gone."""
-    from runner.sweep.outputs import best_trial, write_outputs
-    from runner.sweep.run import Outcome
-    from runner.sweep.slurm import Follow
+    from optlab.sweep.outputs import best_trial, write_outputs
+    from optlab.sweep.run import Outcome
+    from optlab.sweep.slurm import Follow
 
     follow = Follow(sweep_dir, storage)
     spec, study = follow.spec_and_study()
@@ -148,7 +148,7 @@ def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None)
 
 
 def cancel_sweep(sweep_dir: Path) -> int:
-    from runner.sweep.slurm import cancel
+    from optlab.sweep.slurm import cancel
 
     jobs = cancel(sweep_dir)
     print(f"cancelled Slurm job{'s' if len(jobs) > 1 else ''} {', '.join(jobs)}", file=sys.stderr)
@@ -158,7 +158,7 @@ def cancel_sweep(sweep_dir: Path) -> int:
 
 def finish(spec: SweepSpec, sweep_dir: Path, outcome) -> int:
     """The final table, what to do next, and the sweep folder as stdout's last line."""
-    from runner.cli.display import print_table
+    from optlab.cli.display import print_table
 
     print_table(final_table(spec, outcome.rows))
     code = outcome.code
@@ -213,7 +213,7 @@ class SweepView:
     """Shows the rows it is handed on stderr; it reads nothing else and writes no file."""
 
     def __init__(self, spec: SweepSpec):
-        from runner.cli.display import stderr_console
+        from optlab.cli.display import stderr_console
 
         self.spec = spec
         self.console = stderr_console()

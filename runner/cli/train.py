@@ -4,9 +4,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runner.cli.display import report_error
-from runner.errors import ConfigError, OptlabError, print_error_line
-from runner.runs.status import Status
+from optlab.cli.display import report_error
+from optlab.errors import ConfigError, OptlabError, print_error_line
+from optlab.runs.status import Status
 
 
 def register(subparsers) -> None:
@@ -29,12 +29,12 @@ def register(subparsers) -> None:
 def run_train(args) -> int:
     from rich.console import Console
 
-    from runner.config.compose import compose, load_run_config, to_yaml
+    from optlab.config.compose import compose, load_run_config, to_yaml
 
     show_config = _cfg_requested(args)
     if args.resume:
-        from runner.runs.files import read_json
-        from runner.training.extend import extend_run, requested_epochs
+        from optlab.runs.files import read_json
+        from optlab.training.extend import extend_run, requested_epochs
 
         epochs = requested_epochs(args.overrides) if args.overrides else None  # --resume RUN trainer.epochs=M
         run_dir = Path(args.resume)
@@ -50,7 +50,7 @@ def run_train(args) -> int:
     if args.population is not None and not args.multirun:
         raise ConfigError("--population packs the runs of a grid: use it with -m (optlab train -m ... --population K)")
     if args.multirun:
-        from runner.sweep.multirun import run_grid, show_grid
+        from optlab.sweep.multirun import run_grid, show_grid
         if show_config:
             return show_grid(args.overrides, args.config_dir)
         return run_grid(args.overrides, args.config_dir, population_size(args.population))
@@ -66,7 +66,7 @@ def population_size(text: str | None) -> int | None:
     if text is None:
         return None
     if text == "auto":
-        from runner.training.population import AUTO_SIZE
+        from optlab.training.population import AUTO_SIZE
 
         return AUTO_SIZE
     if not text.isdigit() or int(text) < 1:
@@ -97,8 +97,8 @@ def _cfg_requested(args) -> bool:
 def _train_and_report(cfg, resume_dir=None) -> int:
     from rich.console import Console
 
-    from runner.cli.display import summary_table
-    from runner.training.loop import train
+    from optlab.cli.display import summary_table
+    from optlab.training.loop import train
 
     try:
         result = train(cfg, resume_dir=resume_dir)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from runner.config.compose import GROUPS, group_options, option_file
-from runner.config.specs import option_specs
-from runner.errors import ConfigError
-from runner.registry import Spec
+from optlab.config.compose import GROUPS, group_options, option_file
+from optlab.config.specs import option_specs
+from optlab.errors import ConfigError
+from optlab.registry import Spec
 
 __all__ = ["GROUPS", "Option", "flat_defaults", "option_keys", "options"]
 

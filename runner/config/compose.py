@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from runner.config.specs import GROUPS
-from runner.config.validate import (
+from optlab.config.specs import GROUPS
+from optlab.config.validate import (
     UnknownKey,
     flatten,  # noqa: F401  (report and sweep import it from here)
     is_required,
@@ -23,8 +23,8 @@ from runner.config.validate import (
     unknown_key,
     validate,
 )
-from runner.errors import ConfigError
-from runner.registry import as_typed
+from optlab.errors import ConfigError
+from optlab.registry import as_typed
 
 # Keys that name, place, time or watch a run without changing what it learns: never grouping
 # keys, and two runs that differ only in them (and not in the seed) are duplicates.
@@ -54,7 +54,7 @@ def is_bookkeeping(key: str) -> bool:
 
 
 def builtin_config_dir() -> Path:
-    """conf/ ships inside the wheel as runner/conf; a source checkout has it beside runner/."""
+    """conf/ ships inside the wheel as optlab/conf; a source checkout has it beside the source folder runner/."""
     here = Path(__file__).resolve().parents[1]  # the runner package
     for candidate in (here / "conf", here.parent / "conf"):
         if (candidate / "config.yaml").is_file():
@@ -268,7 +268,7 @@ def _explain_hydra_error(exc: Exception) -> ConfigError:
 
 def _unknown_key_message(key: str, parsed: list, config_dir: str | None) -> str:
     """Which option was chosen, which other options have the key, and the chosen one's keys."""
-    from runner.config.catalogue import option_keys
+    from optlab.config.catalogue import option_keys
 
     group, _, sub = key.partition(".")
     chosen = _chosen_options(group, parsed, config_dir)
@@ -303,7 +303,7 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
-    from runner.errors import DataError
+    from optlab.errors import DataError
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():

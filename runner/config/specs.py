@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Mapping
 
-from runner.errors import ConfigError
-from runner.registry import (
+from optlab.errors import ConfigError
+from optlab.registry import (
     HALF_OPEN_UNIT,
     NON_NEGATIVE,
     OPEN_UNIT,
@@ -67,27 +67,27 @@ DIAGNOSTICS = KeysOnlySpec(
 def named_registries() -> dict[str, Registry]:
     """The registry of each group that chooses its option by `name:` (imported on first use:
     the components import torch)."""
-    from runner.data._base import DATASETS
-    from runner.nn.init import WEIGHT_INITS
-    from runner.nn.layers import ACTIVATIONS, NORMS
-    from runner.nn.models import MODELS
-    from runner.optim.batching import BATCH_PLANS
-    from runner.optim.optimizers import OPTIMIZERS
-    from runner.optim.schedules import SCHEDULES
+    from optlab.data._base import DATASETS
+    from optlab.nn.init import WEIGHT_INITS
+    from optlab.nn.layers import ACTIVATIONS, NORMS
+    from optlab.nn.models import MODELS
+    from optlab.optim.batching import BATCH_PLANS
+    from optlab.optim.optimizers import OPTIMIZERS
+    from optlab.optim.schedules import SCHEDULES
 
     return {"data": DATASETS, "model": MODELS, "init": WEIGHT_INITS, "norm": NORMS, "activation": ACTIVATIONS,
             "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "batch": BATCH_PLANS}
 
 
 def augmentations() -> Registry:
-    from runner.data.augment import AUGMENTATIONS
+    from optlab.data.augment import AUGMENTATIONS
 
     return AUGMENTATIONS
 
 
 def keys_only_spec(group: str) -> KeysOnlySpec | None:
     if group == "regularize":
-        from runner.optim.regularize import REGULARIZE
+        from optlab.optim.regularize import REGULARIZE
 
         return REGULARIZE
     return {"trainer": TRAINER, "diagnostics": DIAGNOSTICS}.get(group)

@@ -11,9 +11,9 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner.config.specs import GROUPS, augmentations, option_specs
-from runner.errors import ConfigError
-from runner.registry import Key, Spec, as_typed, import_target
+from optlab.config.specs import GROUPS, augmentations, option_specs
+from optlab.errors import ConfigError
+from optlab.registry import Key, Spec, as_typed, import_target
 
 KeyTree = dict  # {part: Key | KeyTree}: a spec's keys nested at their dots
 

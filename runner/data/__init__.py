@@ -1,2 +1,2 @@
 """Datasets as tensors: sources (built in, generated, on disk), the validation split, standardization, loaders, augmentation."""
-from runner.data import builtin, disk, generated  # noqa: F401  (each source registers its datasets)
+from optlab.data import builtin, disk, generated  # noqa: F401  (each source registers its datasets)

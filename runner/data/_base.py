@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from runner.data.curriculum import ORDER_KEYS
-from runner.data.subset import SUBSET_KEYS
-from runner.registry import NON_NEGATIVE, Key, Registry, Spec, at_least
+from optlab.data.curriculum import ORDER_KEYS
+from optlab.data.subset import SUBSET_KEYS
+from optlab.registry import NON_NEGATIVE, Key, Registry, Spec, at_least
 
 
 @dataclass

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from runner.errors import ConfigError
-from runner.registry import NON_NEGATIVE, POSITIVE, UNIT, Key, Registry, Spec, at_least
+from optlab.errors import ConfigError
+from optlab.registry import NON_NEGATIVE, POSITIVE, UNIT, Key, Registry, Spec, at_least
 
 Augmentation = Callable[[torch.Tensor, torch.Tensor, dict, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 

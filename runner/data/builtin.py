@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runner.data._base import (
+from optlab.data._base import (
     DATASETS,
     DatasetSpec,
     Pool,
@@ -17,8 +17,8 @@ from runner.data._base import (
     n_samples_key,
     noise_key,
 )
-from runner.errors import DataError
-from runner.registry import POSITIVE, Key, at_least
+from optlab.errors import DataError
+from optlab.registry import POSITIVE, Key, at_least
 
 
 def sklearn_data_file(name: str) -> Path:

@@ -26,7 +26,7 @@ from fractions import Fraction
 
 import torch
 
-from runner.registry import Check, Key, at_least
+from optlab.registry import Check, Key, at_least
 
 ORDERS = ("random", "curriculum", "anti_curriculum")
 

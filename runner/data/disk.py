@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runner.data._base import DATASETS, ROOT, TASK, DatasetSpec, Pool
-from runner.errors import ConfigError, DataError
-from runner.registry import Key
+from optlab.data._base import DATASETS, ROOT, TASK, DatasetSpec, Pool
+from optlab.errors import ConfigError, DataError
+from optlab.registry import Key
 
 
 # ---------------------------------------------------------------- finding files

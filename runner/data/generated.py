@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from runner.data._base import DATASETS, DatasetSpec, Pool, n_samples_key, noise_key
-from runner.registry import Check, Key, at_least
+from optlab.data._base import DATASETS, DatasetSpec, Pool, n_samples_key, noise_key
+from optlab.registry import Check, Key, at_least
 
 
 def shape_masks(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> list[np.ndarray]:

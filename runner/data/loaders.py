@@ -7,8 +7,8 @@ from typing import Iterator
 
 import torch
 
-from runner.data._base import Dataset
-from runner.data.curriculum import Pacing
+from optlab.data._base import Dataset
+from optlab.data.curriculum import Pacing
 
 
 class _Batches:

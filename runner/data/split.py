@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from runner.data._base import DATASETS, Dataset, Pool
-from runner.data.subset import keep_classes
-from runner.errors import ConfigError
+from optlab.data._base import DATASETS, Dataset, Pool
+from optlab.data.subset import keep_classes
+from optlab.errors import ConfigError
 
 TEST_SEED_OFFSET = 104_729  # the test split's own stream of the seed, apart from the validation split's
 

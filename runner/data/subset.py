@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import torch
 
-from runner.errors import ConfigError
-from runner.registry import Check, Key
+from optlab.errors import ConfigError
+from optlab.registry import Check, Key
 
 
 def _class_list(value) -> bool:

@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from runner.errors import ConfigError
-from runner.registry import NON_NEGATIVE, POSITIVE, TARGET, Key, Registry, Spec, import_target
+from optlab.errors import ConfigError
+from optlab.registry import NON_NEGATIVE, POSITIVE, TARGET, Key, Registry, Spec, import_target
 
 WeightInit = Callable[[torch.Tensor, dict, float], None]  # (weight, init cfg, gain)
 BiasInit = Callable[[nn.Module, dict, "InitContext"], None]  # (layer, bias cfg + is_head, context)
@@ -37,7 +37,7 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
 
 
 def activation_of(act_cfg: dict):
-    from runner.nn.layers import ACTIVATIONS
+    from optlab.nn.layers import ACTIVATIONS
 
     return ACTIVATIONS.get(act_cfg["name"])
 

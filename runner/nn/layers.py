@@ -7,8 +7,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from runner.errors import ConfigError
-from runner.registry import NON_NEGATIVE, POSITIVE, UNIT, Key, Registry, Spec, at_least
+from optlab.errors import ConfigError
+from optlab.registry import NON_NEGATIVE, POSITIVE, UNIT, Key, Registry, Spec, at_least
 
 # ---------------------------------------------------------------- activations
 

@@ -1,4 +1,4 @@
-"""Models with pluggable normalization, activation, dropout and init (via runner.init).
+"""Models with pluggable normalization, activation, dropout and init (via optlab.init).
 
 Every model is a `Network(features, head)`: `features` is built from `Block`s (linear/conv
 -> norm -> activation -> dropout, or with norm after the activation when
@@ -14,9 +14,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from runner.errors import ConfigError
-from runner.nn.layers import norm_and_activation, reparametrize
-from runner.registry import (
+from optlab.errors import ConfigError
+from optlab.nn.layers import norm_and_activation, reparametrize
+from optlab.registry import (
     HALF_OPEN_UNIT,
     NON_NEGATIVE,
     TARGET,

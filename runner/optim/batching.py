@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from runner.optim.schedules import EPOCH_LIST, milestones
-from runner.registry import Key, Registry, Spec, at_least
+from optlab.optim.schedules import EPOCH_LIST, milestones
+from optlab.registry import Key, Registry, Spec, at_least
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,7 +2,7 @@
 
 Each spec names the torch class whose arithmetic it is, the keys it takes (under the
 class's keyword names) and the arguments it fixes (what makes `momentum` heavy ball and
-`nesterov` Nesterov), and its rule in runner.optim.functional: runs update with that rule
+`nesterov` Nesterov), and its rule in optlab.optim.functional: runs update with that rule
 (bitwise the torch class's update), keeping torch.optim's state_dict format; a spec
 without a rule builds the torch class itself.
 """
@@ -15,9 +15,9 @@ from typing import Callable, Iterable
 
 import torch
 
-from runner.errors import ConfigError
-from runner.optim import functional, second_order
-from runner.registry import (
+from optlab.errors import ConfigError
+from optlab.optim import functional, second_order
+from optlab.registry import (
     HALF_OPEN_UNIT,
     NON_NEGATIVE,
     POSITIVE,
@@ -39,7 +39,7 @@ class OptimizerSpec(Spec):
     full_batch: bool = False  # one step per epoch on the whole training split (gradient descent)
     rule: functional.Rule | None = None  # its functional form; None: the torch class is built
     rule_args: Callable[[dict], dict] | None = None  # a param group -> the rule's hyper-parameters
-    # step(closure) re-evaluates the batch's objective (runner.optim.second_order.BatchObjective)
+    # step(closure) re-evaluates the batch's objective (optlab.optim.second_order.BatchObjective)
     closure: bool = False
 
 
@@ -173,7 +173,7 @@ def build_custom(params: list, cfg: dict) -> torch.optim.Optimizer:
 def build_optimizer(params: Iterable, cfg: dict):
     """The option's functional optimizer (its torch class when it has no rule). `params`:
     tensors, or param groups (dicts with `params` and an `lr_scale`, as
-    runner.training.trainable makes them for optimizer.lr_scale)."""
+    optlab.training.trainable makes them for optimizer.lr_scale)."""
     spec = OPTIMIZERS.get(cfg["name"])
     kwargs = {**{key.name: _argument(key, cfg[key.name]) for key in spec.keys if key is not LR_SCALE}, **spec.fixed}
     params = [{**g, "lr": kwargs["lr"] * g["lr_scale"]} if isinstance(g, dict) else g for g in params]

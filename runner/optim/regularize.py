@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from runner.registry import HALF_OPEN_UNIT, NON_NEGATIVE, POSITIVE, Key, KeysOnlySpec
+from optlab.registry import HALF_OPEN_UNIT, NON_NEGATIVE, POSITIVE, Key, KeysOnlySpec
 
 REGULARIZE = KeysOnlySpec(
     name="regularize",

@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from runner.errors import ConfigError
-from runner.registry import (
+from optlab.errors import ConfigError
+from optlab.registry import (
     HALF_OPEN_UNIT,
     NON_NEGATIVE,
     OPEN_UNIT,

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 from torch.func import functional_call
 
-from runner.errors import ConfigError, TrainingFailed
-from runner.optim.regularize import is_penalized, penalty, penalty_of
+from optlab.errors import ConfigError, TrainingFailed
+from optlab.optim.regularize import is_penalized, penalty, penalty_of
 
 
 class BatchObjective:

@@ -1,5 +1,5 @@
 """Reports: run and sweep folders -> seed-aggregated tables, statistics and plots."""
-from runner.report.groups import (
+from optlab.report.groups import (
                                   ALL,
                                   Metric,
                                   aggregate,
@@ -15,7 +15,7 @@ from runner.report.groups import (
                                   replicate_ids,
                                   resolve_metric,
 )
-from runner.report.load import (
+from optlab.report.load import (
                                   STATUSES,
                                   Collection,
                                   Skipped,
@@ -24,8 +24,8 @@ from runner.report.load import (
                                   load_run,
                                   load_sweep,
 )
-from runner.report.stats import describe, t_quantile, t_sf, welch
-from runner.report.sweeps import (
+from optlab.report.stats import describe, t_quantile, t_sf, welch
+from optlab.report.sweeps import (
                                   ALL_TRIALS,
                                   best_so_far,
                                   branch_importances,

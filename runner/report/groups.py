@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from runner.config.compose import GROUPS, is_bookkeeping
-from runner.errors import ConfigError
-from runner.report.load import STATUSES, Collection
-from runner.report.stats import describe, welch
-from runner.runs.status import Status
+from optlab.config.compose import GROUPS, is_bookkeeping
+from optlab.errors import ConfigError
+from optlab.report.load import STATUSES, Collection
+from optlab.report.stats import describe, welch
+from optlab.runs.status import Status
 
 SEED_KEY = "trainer.seed"  # replicates differ in it: never a grouping key, always part of a run's identity
 

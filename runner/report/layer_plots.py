@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from runner.errors import DataError
+from optlab.errors import DataError
 
 
 def load_layers(run_dir: Path) -> pd.DataFrame:

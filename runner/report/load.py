@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from runner.config.compose import GROUPS, flatten
-from runner.errors import DataError
-from runner.runs.files import complete_lines
-from runner.runs.folder import process_alive
-from runner.runs.status import Status
-from runner.sweep.outputs import read_trials_table, trial_of_run_folder
+from optlab.config.compose import GROUPS, flatten
+from optlab.errors import DataError
+from optlab.runs.files import complete_lines
+from optlab.runs.folder import process_alive
+from optlab.runs.status import Status
+from optlab.sweep.outputs import read_trials_table, trial_of_run_folder
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
 

@@ -58,7 +58,7 @@ def learning_curves(table: pd.DataFrame, column: str, order: list[str] | None = 
 
 
 def _split(column: str) -> str:
-    from runner.report.groups import split_of
+    from optlab.report.groups import split_of
 
     return split_of(column)
 

@@ -5,8 +5,8 @@ import warnings
 
 import pandas as pd
 
-from runner.report.load import Sweep
-from runner.sweep.storage import open_storage
+from optlab.report.load import Sweep
+from optlab.sweep.storage import open_storage
 
 
 def best_so_far(trials: pd.DataFrame, maximize: bool) -> pd.DataFrame:

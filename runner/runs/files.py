@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from runner import faults
-from runner.errors import DataError, storage_error
+from optlab import faults
+from optlab.errors import DataError, storage_error
 
 
 def make_dirs(path: Path) -> Path:

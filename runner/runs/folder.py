@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from runner.errors import ConfigError, DataError, StorageError, storage_error
-from runner.runs.files import (
+from optlab.errors import ConfigError, DataError, StorageError, storage_error
+from optlab.runs.files import (
     CsvAppender,
     json_text,
     make_dirs,
@@ -20,7 +20,7 @@ from runner.runs.files import (
     write_atomic,
     write_json,
 )
-from runner.runs.status import Status
+from optlab.runs.status import Status
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "batch_size", "train_loss", "train_acc", "val_loss",
                   "val_acc", "grad_norm", "epoch_time_s", "samples_per_s"]

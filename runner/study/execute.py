@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import Interrupted, TrainingFailed
-from runner.study.spec import Arm, StudySpec
+from optlab.errors import Interrupted, TrainingFailed
+from optlab.study.spec import Arm, StudySpec
 
 DONE = ("completed", "diverged", "pruned")
 
@@ -49,9 +49,9 @@ def seeds_and_overrides(spec: StudySpec, quick: bool, seeds: int | None) -> tupl
 
 def plan(spec: StudySpec, quick: bool = False, seeds: int | None = None) -> list[Planned]:
     """Every run of the grid arms, composed (and so validated) before anything trains."""
-    from runner.config.compose import Composer
-    from runner.sweep.build import merge_overrides
-    from runner.sweep.multirun import expand
+    from optlab.config.compose import Composer
+    from optlab.sweep.build import merge_overrides
+    from optlab.sweep.multirun import expand
 
     count, extra = seeds_and_overrides(spec, quick, seeds)
     compose, planned = Composer(), []
@@ -76,7 +76,7 @@ def learned_config(cfg) -> dict[str, str]:
     """What a run learns from: its config without bookkeeping keys, each value as comparable text."""
     import json
 
-    from runner.config.compose import as_plain, flatten, is_bookkeeping
+    from optlab.config.compose import as_plain, flatten, is_bookkeeping
 
     return {k: json.dumps(v, sort_keys=True, default=str) for k, v in flatten(as_plain(cfg)) if not is_bookkeeping(k)}
 
@@ -85,8 +85,8 @@ def option_defaults(cfg) -> dict[str, str]:
     """Every key of the options this config chose -> its default, as comparable text."""
     import json
 
-    from runner.config.compose import as_plain
-    from runner.config.specs import GROUPS, option_specs
+    from optlab.config.compose import as_plain
+    from optlab.config.specs import GROUPS, option_specs
 
     plain, out = as_plain(cfg), {}
     for group in GROUPS:
@@ -107,7 +107,7 @@ def same_learning(old: dict[str, str], new: dict[str, str], defaults: dict[str, 
 
 def existing_runs(runs_dir: Path) -> dict[str, list[tuple[Path, str, dict]]]:
     """trainer.name -> [(folder, status, learned config)] of the run folders already there."""
-    from runner.report.load import load_run
+    from optlab.report.load import load_run
 
     found: dict[str, list[tuple[Path, str, dict]]] = {}
     if not runs_dir.is_dir():
@@ -159,7 +159,7 @@ def run_grid_arms(spec: StudySpec, runs_dir: Path, planned: list[Planned], popul
 
 
 def train_fresh(fresh: list[Planned], runs_dir: Path, population: int) -> list[Record]:
-    from runner.sweep.multirun import GridRun, batches
+    from optlab.sweep.multirun import GridRun, batches
 
     by_name = {run.name: run for run in fresh}
     records = []
@@ -172,11 +172,11 @@ def train_fresh(fresh: list[Planned], runs_dir: Path, population: int) -> list[R
 
 
 def _train_one(run: Planned, runs_dir: Path, resume: Path | None = None) -> Record:
-    from runner.training.loop import train
+    from optlab.training.loop import train
 
     try:
         if resume is not None:
-            from runner.config.compose import load_run_config
+            from optlab.config.compose import load_run_config
 
             result = train(load_run_config(resume), resume_dir=resume)
         else:
@@ -190,7 +190,7 @@ def _train_one(run: Planned, runs_dir: Path, resume: Path | None = None) -> Reco
 
 
 def _train_population(members: list[Planned], runs_dir: Path) -> list[Record]:
-    from runner.training.population import train_population
+    from optlab.training.population import train_population
 
     results = train_population([m.cfg for m in members], run_root=runs_dir)
     stop_if_interrupted(results)
@@ -210,7 +210,7 @@ def stop_if_interrupted(results: list) -> None:
 def sweep_spec_dict(spec: StudySpec, arm: Arm, seed: int, runs_dir: Path, extra: list[str], quick: bool) -> dict:
     """One seed's sweep of a sweep arm: the arm's settings, the sampler seeded by the seed,
     base = the study's base + the arm's overrides (+ quick ones), trained with that seed."""
-    from runner.sweep.build import merge_overrides
+    from optlab.sweep.build import merge_overrides
 
     raw = dict(arm.sweep)
     if quick:
@@ -224,7 +224,7 @@ def sweep_spec_dict(spec: StudySpec, arm: Arm, seed: int, runs_dir: Path, extra:
 
 def finished_trials(sweep_dir: Path) -> int:
     """Trials of the sweep in this folder that finished (0 before its first)."""
-    from runner.sweep.outputs import read_trial_rows
+    from optlab.sweep.outputs import read_trial_rows
 
     if not (Path(sweep_dir) / "trials.csv").is_file():
         return 0
@@ -233,8 +233,8 @@ def finished_trials(sweep_dir: Path) -> int:
 
 def plan_sweeps(spec: StudySpec, runs_dir: Path, quick: bool = False, seeds: int | None = None) -> list[tuple]:
     """(arm, seed, sweep spec) of every sweep of the sweep arms, validated before anything trains."""
-    from runner.sweep.build import validate
-    from runner.sweep.spec import spec_from_dict
+    from optlab.sweep.build import validate
+    from optlab.sweep.spec import spec_from_dict
 
     count, extra = seeds_and_overrides(spec, quick, seeds)
     planned = []
@@ -248,7 +248,7 @@ def plan_sweeps(spec: StudySpec, runs_dir: Path, quick: bool = False, seeds: int
 
 
 def run_sweep_arms(spec: StudySpec, planned: list[tuple]) -> list[Record]:
-    from runner.sweep.run import RunOptions, run_workers, start_sweep
+    from optlab.sweep.run import RunOptions, run_workers, start_sweep
 
     records = []
     for arm, seed, sweep_spec in planned:

@@ -32,7 +32,7 @@ def draw(spec, values: dict, records: list, path: Path, quick: bool) -> None:
 
 
 def _bars(ax, spec, values: dict) -> None:
-    from runner.study.verdict import arm_summary, finite
+    from optlab.study.verdict import arm_summary, finite
 
     name = spec.figure.get("measure") or spec.criteria[0]["measure"]
     per_arm = values[name]
@@ -50,7 +50,7 @@ def _bars(ax, spec, values: dict) -> None:
 
 
 def _curves(ax, spec, records: list) -> None:
-    from runner.study.measure import rows_of
+    from optlab.study.measure import rows_of
 
     column = spec.figure.get("column", "val_acc")
     x_key = spec.figure.get("x", "epoch")
@@ -65,7 +65,7 @@ def _curves(ax, spec, records: list) -> None:
 
 
 def _layers(ax, spec, records: list) -> None:
-    from runner.study.measure import layer_rows
+    from optlab.study.measure import layer_rows
 
     stat, epoch = spec.figure.get("stat", "act_std"), int(spec.figure.get("epoch", -1))
     for i, arm in enumerate(a.name for a in spec.arms):

@@ -23,14 +23,14 @@ import csv
 import math
 from pathlib import Path
 
-from runner.errors import ConfigError
-from runner.study.spec import REDUCTIONS
+from optlab.errors import ConfigError
+from optlab.study.spec import REDUCTIONS
 
 CENSORED = "censored"
 
 
 def rows_of(run_dir: Path) -> list[dict]:
-    from runner.report.load import read_metrics
+    from optlab.report.load import read_metrics
 
     table, _ = read_metrics(Path(run_dir) / "metrics.csv")
     names = list(table)
@@ -109,7 +109,7 @@ def reduce_layers(values: list[float], how: str) -> float:
 
 def unit_spread(run_dir: Path) -> float:
     """How far the hidden units of a layer are from being identical, at the end of training."""
-    from runner.runs.folder import load_checkpoint
+    from optlab.runs.folder import load_checkpoint
 
     path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():
@@ -126,7 +126,7 @@ def spread_of(w) -> float:
 
 
 def sweep_best(sweep_dir: Path) -> float:
-    from runner.sweep.outputs import best_rows, read_sweep_json, read_trial_rows
+    from optlab.sweep.outputs import best_rows, read_sweep_json, read_trial_rows
 
     meta = read_sweep_json(sweep_dir)
     best = best_rows(read_trial_rows(sweep_dir), str(meta["direction"]), 1)

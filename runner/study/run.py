@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.study.spec import StudySpec
+from optlab.study.spec import StudySpec
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ def study_dir(spec: StudySpec, options: StudyOptions) -> Path:
 
 
 def population_of(spec: StudySpec, options: StudyOptions) -> int:
-    from runner.training.population import AUTO_SIZE
+    from optlab.training.population import AUTO_SIZE
 
     if options.population is not None:
         return options.population
@@ -34,8 +34,8 @@ def population_of(spec: StudySpec, options: StudyOptions) -> int:
 
 def run_study(spec: StudySpec, options: StudyOptions) -> dict:
     """Run (or finish) the study and write its outputs; returns verdict.json's content."""
-    from runner.runs.files import make_dirs
-    from runner.study.execute import (
+    from optlab.runs.files import make_dirs
+    from optlab.study.execute import (
         plan,
         plan_sweeps,
         run_grid_arms,
@@ -58,10 +58,10 @@ def run_study(spec: StudySpec, options: StudyOptions) -> dict:
 
 def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts: dict) -> dict:
     """Measures, criteria and the verdict from the runs; every output file written."""
-    from runner.study.figure import draw
-    from runner.study.measure import measure_all
-    from runner.study.verdict import arm_summary, judge, overall
-    from runner.study.write import summary_table, write_outputs
+    from optlab.study.figure import draw
+    from optlab.study.measure import measure_all
+    from optlab.study.verdict import arm_summary, judge, overall
+    from optlab.study.write import summary_table, write_outputs
 
     earlier = _earlier_compute(folder, records)
     trained = any(not r.reused for r in records)
@@ -111,6 +111,6 @@ def _threads() -> int:
 
 
 def _version() -> str:
-    from runner import __version__
+    from optlab import __version__
 
     return __version__

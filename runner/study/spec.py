@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from runner.errors import ConfigError
+from optlab.errors import ConfigError
 
 STUDY_KEYS = {"claim", "source", "scaled_down", "base", "arms", "seeds", "quick", "measures", "criteria",
               "figure", "population", "notes"}
@@ -57,7 +57,7 @@ class StudySpec:
 
 
 def builtin_studies_dir() -> Path:
-    """studies/ ships inside the wheel as runner/studies; a source checkout has it beside runner/."""
+    """studies/ ships inside the wheel as optlab/studies; a source checkout has it beside the source folder runner/."""
     here = Path(__file__).resolve().parents[1]
     for candidate in (here / "studies", here.parent / "studies"):
         if candidate.is_dir():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from runner.report.stats import describe, welch
+from optlab.report.stats import describe, welch
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not_reproduced", "inconclusive"
 Values = dict[str, dict[int, float]]  # arm -> seed -> value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from runner.runs.files import write_atomic
+from optlab.runs.files import write_atomic
 
 
 def fmt(x: float) -> str:
@@ -21,7 +21,7 @@ def fmt(x: float) -> str:
 
 def summary_table(spec, values: dict, rows: list[dict]) -> pd.DataFrame:
     """One row per measure and arm: n, mean, std, 95% interval, missing and censored seeds."""
-    from runner.study.verdict import arm_summary
+    from optlab.study.verdict import arm_summary
 
     out = []
     frame = pd.DataFrame(rows)
@@ -112,7 +112,7 @@ MARKERS = ("<!-- studies -->", "<!-- /studies -->")
 
 def between_markers(document: str, table: str) -> str:
     """The document with the text between the study-table markers replaced by table."""
-    from runner.errors import ConfigError
+    from optlab.errors import ConfigError
 
     start, end = MARKERS
     if document.count(start) != 1 or document.count(end) != 1:

@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner.errors import ConfigError
-from runner.sweep.outputs import (
+from optlab.errors import ConfigError
+from optlab.sweep.outputs import (
     assignment_of_row,
     best_rows,
     read_sweep_json,
     read_trial_rows,
 )
-from runner.sweep.space import check_probes, refine_space
-from runner.sweep.spec import (
+from optlab.sweep.space import check_probes, refine_space
+from optlab.sweep.spec import (
     SweepSpec,
     base_overrides,
     check_settings,

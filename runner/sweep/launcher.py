@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from runner.errors import ConfigError
+from optlab.errors import ConfigError
 
 KINDS = ("local", "slurm")
 
@@ -44,7 +44,7 @@ DEFAULT = Launcher()
 
 def launcher_dirs(config_dir: str | None) -> list[Path]:
     """The user's launcher folder first (its files win), then the built-in one."""
-    from runner.config.compose import builtin_config_dir
+    from optlab.config.compose import builtin_config_dir
 
     dirs = [Path(config_dir).expanduser() / "launcher"] if config_dir else []
     return dirs + [builtin_config_dir() / "launcher"]

@@ -7,7 +7,7 @@ first run starts. The runs of one invocation go to OUT_DIR/multirun/<timestamp>/
 by the overrides that vary (Hydra's override_dirname: sorted, joined by commas).
 A run that diverges or fails does not stop the grid; SIGINT/SIGTERM do. With
 `--population K` the grid's runs that share a structure train K at a time as one population
-(runner.training.population): seed repeats and lr grids then cost little more than one run;
+(optlab.training.population): seed repeats and lr grids then cost little more than one run;
 runs that cannot share one train alone, with a line saying why.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from runner.errors import ConfigError, DataError, TrainingFailed, print_error_line
-from runner.runs.status import Status
+from optlab.errors import ConfigError, DataError, TrainingFailed, print_error_line
+from optlab.runs.status import Status
 
 
 @dataclass
@@ -34,7 +34,7 @@ class GridRun:
 
 def expand(overrides: list[str], config_dir: str | None = None) -> list[list[str]]:
     """The grid: one override list per combination of the sweep values."""
-    from runner.config.compose import parse_overrides
+    from optlab.config.compose import parse_overrides
 
     axes = []
     for o in parse_overrides(overrides):
@@ -50,7 +50,7 @@ def expand(overrides: list[str], config_dir: str | None = None) -> list[list[str
 def _sweep_values(override, config_dir: str | None) -> list[str]:
     from hydra.core.override_parser.types import Glob
 
-    from runner.config.compose import GROUPS, group_options
+    from optlab.config.compose import GROUPS, group_options
 
     if not isinstance(override.value(), Glob):
         return list(override.sweep_string_iterator())
@@ -67,7 +67,7 @@ def _sweep_values(override, config_dir: str | None) -> list[str]:
 
 def compose_grid(overrides: list[str], config_dir: str | None) -> list[GridRun]:
     """Every combination composed and named, before anything runs."""
-    from runner.config.compose import Composer
+    from optlab.config.compose import Composer
 
     grid = expand(overrides, config_dir)
     varying = [i for i in range(len(grid[0])) if len({combo[i] for combo in grid}) > 1]
@@ -88,7 +88,7 @@ def run_name(overrides: list[str]) -> str:
 
 def show_grid(overrides: list[str], config_dir: str | None) -> int:
     """`-m ... --cfg`: each composed config, as YAML documents; nothing runs."""
-    from runner.config.compose import to_yaml
+    from optlab.config.compose import to_yaml
 
     runs = compose_grid(overrides, config_dir)
     for i, run in enumerate(runs):
@@ -119,7 +119,7 @@ def run_grid(overrides: list[str], config_dir: str | None, population: int | Non
 def batches(runs: list[GridRun], size: int) -> list[list[GridRun]]:
     """The runs in groups that train together: up to `size` runs of one structure (in grid
     order); a run that cannot join a population is a group of its own, said on stderr."""
-    from runner.training.population import structure, why_solo
+    from optlab.training.population import structure, why_solo
 
     if size == 1:
         return [[run] for run in runs]
@@ -163,14 +163,14 @@ def _write_record(folder: Path, overrides: list[str], config_dir: str | None) ->
     """multirun.yaml: the command's overrides, so the folder says how it was made."""
     import yaml
 
-    from runner.runs.files import write_atomic
+    from optlab.runs.files import write_atomic
 
     write_atomic(folder / "multirun.yaml", yaml.safe_dump({"overrides": list(overrides), "config_dir": config_dir},
                                                           sort_keys=False))
 
 
 def _run_one(run: GridRun, folder: Path) -> dict:
-    from runner.training.loop import train
+    from optlab.training.loop import train
 
     try:
         result = train(run.cfg, run_root=folder)
@@ -185,7 +185,7 @@ def _run_one(run: GridRun, folder: Path) -> dict:
 
 
 def _run_population(batch: list[GridRun], folder: Path) -> list[dict]:
-    from runner.training.population import train_population
+    from optlab.training.population import train_population
 
     results = train_population([run.cfg for run in batch], run_root=folder)
     rows = []

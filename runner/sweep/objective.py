@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import Interrupted, OptlabError, Pruned, StorageError, TrainingFailed
-from runner.runs.status import Status
-from runner.sweep.signals import check_stop
-from runner.sweep.space import suggest, to_overrides
-from runner.sweep.spec import SweepSpec
-from runner.sweep.storage import requeue
-from runner.sweep.study import ahead_of
+from optlab.errors import Interrupted, OptlabError, Pruned, StorageError, TrainingFailed
+from optlab.runs.status import Status
+from optlab.sweep.signals import check_stop
+from optlab.sweep.space import suggest, to_overrides
+from optlab.sweep.spec import SweepSpec
+from optlab.sweep.storage import requeue
+from optlab.sweep.study import ahead_of
 
 
 class TrialFailed(Exception):
@@ -78,7 +78,7 @@ class Objective:
     placement: Placement = field(default_factory=Placement)
 
     def __post_init__(self):
-        from runner.config.compose import Composer
+        from optlab.config.compose import Composer
 
         self.compose = Composer(self.spec.config_dir)  # trials differ in values: Hydra composes once
 
@@ -132,7 +132,7 @@ class Objective:
 
     def _run_one(self, trial, overrides: list[str], k: int, run_dirs: list[str]):
         """Train seed k; its run folder joins the trial's run_dirs as soon as it exists."""
-        from runner.training.loop import train
+        from optlab.training.loop import train
 
         cfg = self.config(overrides, trial.number, k)
         reporter = PruneReporter(trial, self.spec.metric, self.spec.direction, k * int(cfg.trainer.epochs))

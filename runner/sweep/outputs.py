@@ -22,12 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConfigError, DataError
-from runner.runs.files import write_atomic
-from runner.runs.status import Status
-from runner.sweep.space import format_value
-from runner.sweep.spec import Param, SweepSpec
-from runner.sweep.study import trial_status
+from optlab.errors import ConfigError, DataError
+from optlab.runs.files import write_atomic
+from optlab.runs.status import Status
+from optlab.sweep.space import format_value
+from optlab.sweep.spec import Param, SweepSpec
+from optlab.sweep.study import trial_status
 
 TRIALS_CSV = "trials.csv"
 
@@ -134,7 +134,7 @@ def write_outputs(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
 
 
 def write_sweep_json(spec: SweepSpec, sweep_dir: Path, storage_url: str) -> None:
-    from runner.sweep.storage import hide_password
+    from optlab.sweep.storage import hide_password
 
     data = spec.to_json()
     data["storage"] = hide_password(storage_url)

@@ -2,7 +2,7 @@
 
 The worker asks the sampler for trials in batches (up to K runs at once, within the
 budget), composes each trial's runs (one per seed), groups them by structure
-(runner.training.population.structure) and trains one structure's runs as a population.
+(optlab.training.population.structure) and trains one structure's runs as a population.
 Every run is a member that reports every epoch to its own trial, so the pruner judges each
 separately. When a member's run ends (completed, pruned, diverged, failed), its slot takes
 the next run of the same structure at the next epoch boundary: a waiting run, or a new
@@ -22,12 +22,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import Interrupted, OptlabError, StorageError
-from runner.runs.status import Status
-from runner.sweep.objective import Objective, PruneReporter, job_attrs, worst_value
-from runner.sweep.signals import check_stop
-from runner.sweep.space import suggest, to_overrides
-from runner.sweep.storage import requeue
+from optlab.errors import Interrupted, OptlabError, StorageError
+from optlab.runs.status import Status
+from optlab.sweep.objective import Objective, PruneReporter, job_attrs, worst_value
+from optlab.sweep.signals import check_stop
+from optlab.sweep.space import suggest, to_overrides
+from optlab.sweep.storage import requeue
 
 
 @dataclass
@@ -140,14 +140,14 @@ class PopulationTrials:
     def _ahead_counts(self, numbers: list[int]) -> dict[int, int]:
         """Per trial number, the finished or running trials numbered before it (study.ahead_of
         for many trials from one read of the study)."""
-        from runner.sweep.study import is_finished, trial_status
+        from optlab.sweep.study import is_finished, trial_status
 
         counted = sorted(t.number for t in self.study.get_trials(deepcopy=False)
                          if is_finished(t) or trial_status(t) == Status.RUNNING)
         return {n: sum(1 for c in counted if c < n) for n in numbers}
 
     def _sample(self, trial) -> None:
-        from runner.training.population import structure, why_solo
+        from optlab.training.population import structure, why_solo
 
         overrides = to_overrides(self.spec.space, suggest(trial, self.spec.space))
         held = HeldTrial(trial, overrides, self.spec.seeds)
@@ -221,7 +221,7 @@ class PopulationTrials:
     # ------------------------------------------------------------ populations
 
     def _start_population(self, room) -> bool:
-        from runner.training.population import Population, structure
+        from optlab.training.population import Population, structure
 
         first = self._next_job(None, room)
         if first is None:
@@ -251,9 +251,9 @@ class PopulationTrials:
         job.held.trial.set_user_attr("run_dirs", list(job.held.run_dirs))
 
     def _train_epoch(self, room) -> None:
-        from runner.training.checkpoint import RunFolderWriter
-        from runner.training.population import end_population_epoch, train_population_epoch
-        from runner.training.signals import stop_on_signals
+        from optlab.training.checkpoint import RunFolderWriter
+        from optlab.training.population import end_population_epoch, train_population_epoch
+        from optlab.training.signals import stop_on_signals
 
         with stop_on_signals() as signals, RunFolderWriter() as writer:
             train_population_epoch(self.population, signals)
@@ -274,7 +274,7 @@ class PopulationTrials:
         return ended
 
     def _member_ended(self, k: int) -> None:
-        from runner.training.population import member_result
+        from optlab.training.population import member_result
 
         job, member = self.slots[k], self.population.members[k]
         result = member_result(member)
@@ -300,7 +300,7 @@ class PopulationTrials:
         for k, job in enumerate(self.slots):
             member = self.population.members[k]
             if job is not None and job.held is held and member.active:
-                from runner.training.loop import Outcome
+                from optlab.training.loop import Outcome
 
                 member.outcome = Outcome(Status.PRUNED, "its trial was pruned")
 
@@ -356,8 +356,8 @@ class PopulationTrials:
             self._tell(h.trial, Status.INTERRUPTED)
 
     def _close_member(self, k: int, exc: Exception) -> None:
-        from runner.training.loop import Outcome
-        from runner.training.population import member_result
+        from optlab.training.loop import Outcome
+        from optlab.training.population import member_result
 
         member = self.population.members[k]
         if member.active:
@@ -367,9 +367,9 @@ class PopulationTrials:
 
 def run_population_worker(worker) -> None:
     """The worker loop of a population sweep (Worker.run, for spec.population > 1)."""
-    from runner.sweep.storage import open_storage
-    from runner.sweep.study import make_pruner, make_sampler, open_study, quiet_optuna
-    from runner.sweep.workers import warm_up
+    from optlab.sweep.storage import open_storage
+    from optlab.sweep.study import make_pruner, make_sampler, open_study, quiet_optuna
+    from optlab.sweep.workers import warm_up
 
     quiet_optuna()
     storage = open_storage(worker.storage_url, heartbeat=worker.heartbeat, grace=worker.grace,

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConfigError, Interrupted
-from runner.sweep.outputs import best_trial, trial_rows, write_outputs, write_sweep_json
-from runner.sweep.spec import SweepSpec
-from runner.sweep.study import (
+from optlab.errors import ConfigError, Interrupted
+from optlab.sweep.outputs import best_trial, trial_rows, write_outputs, write_sweep_json
+from optlab.sweep.spec import SweepSpec
+from optlab.sweep.study import (
     GRACE_S,
     HEARTBEAT_S,
     claim_study,
@@ -64,9 +64,9 @@ class Outcome:
 def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
     """The sweep folder and study, claimed for this spec (a study of other settings is
     refused), the budget settled, and sweep.json written."""
-    from runner.config.compose import compose
-    from runner.runs.files import make_dirs
-    from runner.sweep.storage import default_storage, open_storage
+    from optlab.config.compose import compose
+    from optlab.runs.files import make_dirs
+    from optlab.sweep.storage import default_storage, open_storage
 
     base_cfg = compose(spec.base, spec.config_dir)
     sweep_dir = make_dirs(Path(str(base_cfg.trainer.out_dir)) / "sweeps" / spec.study)
@@ -81,7 +81,7 @@ def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
 
 def run_workers(sweep: StartedSweep, options: RunOptions, on_rows: OnRows) -> Outcome:
     """Run the workers to the budget (one in this process, or a pool of spawned ones)."""
-    from runner.sweep.workers import WorkerPool, run_in_process
+    from optlab.sweep.workers import WorkerPool, run_in_process
 
     jobs = worker_args(sweep, options)
     keeper = OutputsKeeper(sweep, on_rows)
@@ -101,7 +101,7 @@ def run_workers(sweep: StartedSweep, options: RunOptions, on_rows: OnRows) -> Ou
 
 def worker_args(sweep: StartedSweep, options: RunOptions) -> list:
     """One WorkerArgs per worker, placed by workers.plan."""
-    from runner.sweep.workers import WorkerArgs, available_cores, plan, visible_gpus
+    from optlab.sweep.workers import WorkerArgs, available_cores, plan, visible_gpus
 
     spec = sweep.spec
     placements = plan(spec.jobs, spec.per_gpu, visible_gpus(sweep.device), available_cores())

@@ -5,7 +5,7 @@ never raised from the handler: raising there could land inside Hydra or Optuna, 
 record it as an ordinary trial error. Code acts on a recorded signal at safe points:
 check_stop() (before a trial, before each run, after each epoch) raises Interrupted, and
 stop_signal() says which signal came first. During training, train() handles the signals
-itself (runner.training.signals) and passes a late one on to this handler.
+itself (optlab.training.signals) and passes a late one on to this handler.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable
 from contextlib import contextmanager
 
-from runner.errors import Interrupted
+from optlab.errors import Interrupted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import ConfigError, Interrupted
-from runner.sweep.launcher import Launcher
-from runner.sweep.spec import SweepSpec
+from optlab.errors import ConfigError, Interrupted
+from optlab.sweep.launcher import Launcher
+from optlab.sweep.spec import SweepSpec
 
 LOGS = "slurm"  # submitit's folder in the sweep folder: the job scripts, pickles and logs
 
@@ -128,8 +128,8 @@ def submit(sweep, launcher: Launcher, workers: int, heartbeat: int, grace: int) 
 
 def record_submission(sweep_dir: Path, launcher: Launcher, workers: int, job_id: str) -> None:
     """sweep.json's `launcher`: every job array submitted for this sweep folder, newest last."""
-    from runner.runs.files import write_atomic
-    from runner.sweep.outputs import read_launcher_record
+    from optlab.runs.files import write_atomic
+    from optlab.sweep.outputs import read_launcher_record
 
     path = Path(sweep_dir) / "sweep.json"
     data = json.loads(path.read_text())
@@ -139,7 +139,7 @@ def record_submission(sweep_dir: Path, launcher: Launcher, workers: int, job_id:
 
 
 def submitted_jobs(sweep_dir: Path) -> list[str]:
-    from runner.sweep.outputs import read_launcher_record
+    from optlab.sweep.outputs import read_launcher_record
 
     jobs = read_launcher_record(sweep_dir).get("jobs", [])
     if not jobs:
@@ -152,8 +152,8 @@ def submitted_jobs(sweep_dir: Path) -> list[str]:
 
 def run_task(task: SlurmWorker) -> str:
     """One array task: its workers until the budget is reached or a signal stops them."""
-    from runner.sweep.outputs import write_outputs
-    from runner.sweep.run import OutputsKeeper, StartedSweep
+    from optlab.sweep.outputs import write_outputs
+    from optlab.sweep.run import OutputsKeeper, StartedSweep
 
     warning = preemption_signal()
     warned: list[int] = []
@@ -183,8 +183,8 @@ def preemption_signal() -> int:
 
 
 def shared_study(task: SlurmWorker):
-    from runner.sweep.storage import open_storage
-    from runner.sweep.study import open_study, quiet_optuna
+    from optlab.sweep.storage import open_storage
+    from optlab.sweep.study import open_study, quiet_optuna
 
     quiet_optuna()
     return open_study(task.spec, open_storage(task.storage_url))
@@ -193,7 +193,7 @@ def shared_study(task: SlurmWorker):
 def run_workers_of_task(task: SlurmWorker, after_trial: Callable[[], None]) -> bool:
     """The task's workers (one per GPU x per_gpu, else one), in this process or spawned;
     whether a signal stopped them."""
-    from runner.sweep.workers import (
+    from optlab.sweep.workers import (
         WorkerArgs,
         WorkerPool,
         available_cores,
@@ -219,7 +219,7 @@ def run_workers_of_task(task: SlurmWorker, after_trial: Callable[[], None]) -> b
 
 def cancel_pending_when_done(study, spec: SweepSpec) -> None:
     """The budget is reached: the array's tasks still waiting in the queue are cancelled."""
-    from runner.sweep.study import tally
+    from optlab.sweep.study import tally
 
     array = os.environ.get("SLURM_ARRAY_JOB_ID")
     if array and tally(study).finished >= spec.trials:
@@ -257,10 +257,10 @@ class Follow:
 
     def spec_and_study(self):
         """The sweep's spec (from sweep.json) and its study, opened for reading."""
-        from runner.sweep.outputs import read_sweep_json
-        from runner.sweep.spec import spec_from_dict
-        from runner.sweep.storage import open_storage
-        from runner.sweep.study import open_study, quiet_optuna
+        from optlab.sweep.outputs import read_sweep_json
+        from optlab.sweep.spec import spec_from_dict
+        from optlab.sweep.storage import open_storage
+        from optlab.sweep.study import open_study, quiet_optuna
 
         spec = spec_from_dict(read_sweep_json(self.sweep_dir))  # a ConfigError when it is no sweep folder
         url = self.storage_url or json.loads((Path(self.sweep_dir) / "sweep.json").read_text()).get("storage")
@@ -271,8 +271,8 @@ class Follow:
 
     def run(self, spec: SweepSpec, study, on_rows: Callable[[list[dict], dict], None]) -> list[dict]:
         """Calls on_rows(rows, alive tasks) every `every` seconds; the last rows."""
-        from runner.sweep.outputs import trial_rows
-        from runner.sweep.study import tally
+        from optlab.sweep.outputs import trial_rows
+        from optlab.sweep.study import tally
 
         jobs, unanswered_since, gone = submitted_jobs(self.sweep_dir), None, False
         known = {job: "UNKNOWN" for job in jobs}  # alive until squeue says otherwise

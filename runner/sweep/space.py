@@ -5,8 +5,8 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from runner.errors import ConfigError
-from runner.sweep.spec import Param, SweepSpec
+from optlab.errors import ConfigError
+from optlab.sweep.spec import Param, SweepSpec
 
 
 def is_active(param: Param, assignment: dict) -> bool:
@@ -50,7 +50,7 @@ def grid_space(spec: SweepSpec) -> dict[str, list]:
 def check_probes(spec: SweepSpec) -> None:
     """Compose base + probe samples so that bad keys, values out of range and impossible
     conditions fail now with one line (see probe_assignments)."""
-    from runner.config.compose import compose
+    from optlab.config.compose import compose
 
     _check_group_choices(spec)
     for assignment in probe_assignments(spec.space, _deep_groups(spec)):
@@ -62,7 +62,7 @@ def check_probes(spec: SweepSpec) -> None:
 
 
 def _check_group_choices(spec: SweepSpec) -> None:
-    from runner.config.compose import GROUPS, group_options
+    from optlab.config.compose import GROUPS, group_options
 
     for p in spec.space:
         if p.kind == "categorical" and p.key in GROUPS:

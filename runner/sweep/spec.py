@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from runner.errors import ConfigError
+from optlab.errors import ConfigError
 
 SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "qmc")
 
@@ -131,7 +131,7 @@ def spread(low: float, high: float, points: int, log: bool, integer: bool) -> li
 def find_sweep_file(name: str) -> Path:
     """A path, else a file of that name in the built-in sweeps/ folder (with or without
     .yaml), so `sweeps/lr_wd.yaml`, `lr_wd.yaml` and `lr_wd` work from any directory."""
-    from runner.config.compose import builtin_sweeps_dir
+    from optlab.config.compose import builtin_sweeps_dir
 
     path = Path(name)
     if path.is_file():
@@ -189,11 +189,11 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
 
 
 def population_size(value: Any) -> int | None:
-    """`population: K` (an integer >= 1) or `auto` (runner.training.population.AUTO_SIZE)."""
+    """`population: K` (an integer >= 1) or `auto` (optlab.training.population.AUTO_SIZE)."""
     if value is None:
         return None
     if value == "auto":
-        from runner.training.population import AUTO_SIZE
+        from optlab.training.population import AUTO_SIZE
 
         return AUTO_SIZE
     if isinstance(value, str) and value.isdigit():

@@ -33,8 +33,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import faults
-from runner.errors import ConfigError, DataError
+from optlab import faults
+from optlab.errors import ConfigError, DataError
 
 JOURNAL = "journal:"
 
@@ -255,7 +255,7 @@ def _creation_race(exc: Exception) -> bool:
 
 
 def _unreachable(url: str, exc: Exception) -> ConfigError:
-    from runner.errors import storage_error
+    from optlab.errors import storage_error
 
     fault = storage_error(exc, hide_password(url))
     if fault is not None:

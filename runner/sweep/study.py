@@ -6,10 +6,10 @@ import json
 import warnings
 from dataclasses import dataclass, replace
 
-from runner.errors import ConfigError
-from runner.runs.status import Status
-from runner.sweep.space import grid_space
-from runner.sweep.spec import SweepSpec
+from optlab.errors import ConfigError
+from optlab.runs.status import Status
+from optlab.sweep.space import grid_space
+from optlab.sweep.spec import SweepSpec
 
 HEARTBEAT_S = 5  # seconds between heartbeats of a running trial
 
@@ -44,7 +44,7 @@ def fingerprint(spec: SweepSpec, base_cfg) -> dict:
     """What defines a study's trials, as flat key -> JSON text: the composed base config
     (keys that do not change what a run learns aside), the space, the metric and direction,
     the seeds, sampler and pruner. The budget, workers, timeout and storage are not in it."""
-    from runner.config.compose import as_plain, flatten, is_bookkeeping
+    from optlab.config.compose import as_plain, flatten, is_bookkeeping
 
     settings = {"metric": spec.metric, "direction": spec.direction, "seeds": spec.seeds, "sampler": spec.sampler,
                 "pruner": spec.pruner, "grid_points": spec.grid_points,

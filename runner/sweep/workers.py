@@ -19,19 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import faults
-from runner.errors import ConfigError, Interrupted, OptlabError
-from runner.runs.folder import close_orphan_run
-from runner.sweep.objective import Objective, Placement, TrialFailed, _Surplus
-from runner.sweep.signals import (
+from optlab import faults
+from optlab.errors import ConfigError, Interrupted, OptlabError
+from optlab.runs.folder import close_orphan_run
+from optlab.sweep.objective import Objective, Placement, TrialFailed, _Surplus
+from optlab.sweep.signals import (
     check_stop,
     install_stop_handlers,
     stop_handlers,
     stop_signal,
 )
-from runner.sweep.spec import SweepSpec
-from runner.sweep.storage import open_storage, requeue
-from runner.sweep.study import (
+from optlab.sweep.spec import SweepSpec
+from optlab.sweep.storage import open_storage, requeue
+from optlab.sweep.study import (
     GRACE_S,
     HEARTBEAT_S,
     Tally,
@@ -59,7 +59,7 @@ class Worker:
 
     def run(self) -> None:
         if (self.spec.population or 1) > 1:
-            from runner.sweep.population import run_population_worker
+            from optlab.sweep.population import run_population_worker
 
             return run_population_worker(self)
         quiet_optuna()
@@ -119,7 +119,7 @@ class Worker:
 def warm_up(spec: SweepSpec) -> None:
     """Import the training stack and compose the base config once before the first trial,
     so that a worker's start-up is not counted in its first trial's duration."""
-    from runner.config.compose import compose
+    from optlab.config.compose import compose
 
     compose(spec.base, spec.config_dir)
 
@@ -205,7 +205,7 @@ def _leave_preemption_to_the_task() -> None:
     task, and its default action kills. The task's own process turns it into a SIGTERM that
     the pool passes on (slurm.run_task), so a spawned worker ignores it."""
     if os.environ.get("SLURM_JOB_ID"):
-        from runner.sweep.slurm import preemption_signal
+        from optlab.sweep.slurm import preemption_signal
 
         signal.signal(preemption_signal(), signal.SIG_IGN)
 

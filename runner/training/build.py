@@ -13,22 +13,22 @@ from typing import Callable
 import numpy as np
 import torch
 
-from runner.config.compose import as_plain
-from runner.data._base import Dataset
-from runner.data.augment import build_pipeline
-from runner.data.loaders import DeviceBatches, StreamingBatches, keep_data_on_device
-from runner.data.split import load_dataset
-from runner.errors import ConfigError
-from runner.nn.init import InitContext, initialize
-from runner.nn.layers import set_noise_generator
-from runner.nn.models import build_model
-from runner.optim import batching, schedules
-from runner.optim.optimizers import build_optimizer, is_full_batch, needs_closure
-from runner.optim.regularize import loss_fn
-from runner.optim.second_order import BatchObjective, check_pure_forward
-from runner.training import difficulty, tensorboard
-from runner.training.trainable import freeze, param_groups
-from runner.training.transfer import load_from
+from optlab.config.compose import as_plain
+from optlab.data._base import Dataset
+from optlab.data.augment import build_pipeline
+from optlab.data.loaders import DeviceBatches, StreamingBatches, keep_data_on_device
+from optlab.data.split import load_dataset
+from optlab.errors import ConfigError
+from optlab.nn.init import InitContext, initialize
+from optlab.nn.layers import set_noise_generator
+from optlab.nn.models import build_model
+from optlab.optim import batching, schedules
+from optlab.optim.optimizers import build_optimizer, is_full_batch, needs_closure
+from optlab.optim.regularize import loss_fn
+from optlab.optim.second_order import BatchObjective, check_pure_forward
+from optlab.training import difficulty, tensorboard
+from optlab.training.trainable import freeze, param_groups
+from optlab.training.transfer import load_from
 
 
 def resolve_device(name: str) -> torch.device:

@@ -7,14 +7,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from runner.runs.files import (
+from optlab.runs.files import (
     CsvAppender,
 )
-from runner.runs.folder import (
+from optlab.runs.folder import (
     save_checkpoint,
     save_torch_file,
 )
-from runner.training.best import BEST_FILE, BestWeights
+from optlab.training.best import BEST_FILE, BestWeights
 
 
 class RunFolderWriter:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from runner.runs.files import CsvAppender
+from optlab.runs.files import CsvAppender
 
 LAYER_COLUMNS = ["epoch", "step", "layer", "name", "kind", "act_mean", "act_std", "saturated_frac",
                  "dead_frac", "grad_norm", "update_ratio", "weight_std"]
@@ -24,7 +24,7 @@ SATURATING = {nn.Sigmoid: lambda y: (y < 0.01) | (y > 0.99), nn.Tanh: lambda y: 
 
 
 def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    from runner.nn.models import Block
+    from optlab.nn.models import Block
 
     return [(name, m) for name, m in model.named_modules() if isinstance(m, Block)]
 

@@ -17,15 +17,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from runner.config.compose import as_plain, load_run_config
-from runner.data._base import Dataset
-from runner.data.curriculum import Pacing, is_paced, pacing_for
-from runner.errors import ConfigError, DataError
-from runner.nn.models import build_model
-from runner.runs.files import read_rows, write_atomic
-from runner.runs.folder import load_checkpoint, load_model_file
-from runner.training.export import run_dataset
-from runner.training.transfer import saved_weights
+from optlab.config.compose import as_plain, load_run_config
+from optlab.data._base import Dataset
+from optlab.data.curriculum import Pacing, is_paced, pacing_for
+from optlab.errors import ConfigError, DataError
+from optlab.nn.models import build_model
+from optlab.runs.files import read_rows, write_atomic
+from optlab.runs.folder import load_checkpoint, load_model_file
+from optlab.training.export import run_dataset
+from optlab.training.transfer import saved_weights
 
 SCORES_FILE = "difficulty.csv"
 WEIGHT_FILES = ("model.pt", "best.pt", "checkpoint.pt")  # the first one present is the run's model

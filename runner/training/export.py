@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
-from runner.data._base import DATASETS, Dataset
-from runner.data.split import load_dataset
-from runner.data.subset import keep_classes
-from runner.errors import ConfigError, DataError
-from runner.nn.models import build_model
-from runner.runs.folder import load_model_file, save_torch_file
-from runner.training.best import BestWeights
+from optlab.data._base import DATASETS, Dataset
+from optlab.data.split import load_dataset
+from optlab.data.subset import keep_classes
+from optlab.errors import ConfigError, DataError
+from optlab.nn.models import build_model
+from optlab.runs.folder import load_model_file, save_torch_file
+from optlab.training.best import BestWeights
 
 MODEL_FILE = "model.pt"
 SPLITS = ("val", "test")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from runner.config.compose import to_yaml
-from runner.errors import ConfigError
-from runner.optim.schedules import SCHEDULES
-from runner.runs.files import write_atomic
-from runner.runs.folder import write_summary
-from runner.runs.status import Status
+from optlab.config.compose import to_yaml
+from optlab.errors import ConfigError
+from optlab.optim.schedules import SCHEDULES
+from optlab.runs.files import write_atomic
+from optlab.runs.folder import write_summary
+from optlab.runs.status import Status
 
 EXTENDABLE_STATUSES = (Status.COMPLETED, Status.INTERRUPTED)
 

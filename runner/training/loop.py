@@ -23,10 +23,10 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import runner
-from runner import faults
-from runner.config.compose import to_yaml
-from runner.errors import (
+import optlab
+from optlab import faults
+from optlab.config.compose import to_yaml
+from optlab.errors import (
     ConfigError,
     Interrupted,
     OptlabError,
@@ -35,11 +35,11 @@ from runner.errors import (
     TrainingFailed,
     storage_error,
 )
-from runner.optim import schedules
-from runner.optim.optimizers import clear_gradients, set_lr
-from runner.optim.regularize import clip_gradients, penalty
-from runner.runs.files import CsvAppender, read_rows
-from runner.runs.folder import (
+from optlab.optim import schedules
+from optlab.optim.optimizers import clear_gradients, set_lr
+from optlab.optim.regularize import clip_gradients, penalty
+from optlab.runs.files import CsvAppender, read_rows
+from optlab.runs.folder import (
     METRIC_COLUMNS,
     check_not_running_elsewhere,
     checkpoint_to_resume,
@@ -49,17 +49,17 @@ from runner.runs.folder import (
     start_run_folder,
     write_summary,
 )
-from runner.runs.status import Status
-from runner.training.best import Watch
-from runner.training.build import Parts, build
-from runner.training.checkpoint import Checkpointer, RunFolderWriter
-from runner.training.diagnostics import Diagnostics
-from runner.training.difficulty import keep_scores
-from runner.training.export import write_model_file
-from runner.training.progress import TrainProgress
-from runner.training.signals import stop_on_signals
-from runner.training.state import RunState, cpu_snapshot, host_rng_states
-from runner.training.tensorboard import TensorBoard
+from optlab.runs.status import Status
+from optlab.training.best import Watch
+from optlab.training.build import Parts, build
+from optlab.training.checkpoint import Checkpointer, RunFolderWriter
+from optlab.training.diagnostics import Diagnostics
+from optlab.training.difficulty import keep_scores
+from optlab.training.export import write_model_file
+from optlab.training.progress import TrainProgress
+from optlab.training.signals import stop_on_signals
+from optlab.training.state import RunState, cpu_snapshot, host_rng_states
+from optlab.training.tensorboard import TensorBoard
 
 EpochHook = Callable[[int, dict], None]  # (epoch, metrics row); may raise Pruned
 
@@ -378,7 +378,7 @@ def evaluate(model, x, y, loss, task: str, batch_size: int, autocast) -> tuple[f
 
 
 def versions() -> dict:
-    return {"optlab": runner.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"optlab": optlab.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def _all_rows(run_dir: Path) -> list[dict]:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.errors import ConfigError
-from runner.optim.optimizers import set_lr
-from runner.training.build import build
+from optlab.errors import ConfigError
+from optlab.optim.optimizers import set_lr
+from optlab.training.build import build
 
 
 @dataclass
@@ -76,7 +76,7 @@ def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int =
 def _suggest(lrs: list[float], losses: list[float], smoothed: list[float]) -> RangeTest:
     finite = [i for i, v in enumerate(smoothed) if math.isfinite(v)]
     if len(finite) < 3:
-        from runner.errors import TrainingFailed
+        from optlab.errors import TrainingFailed
         raise TrainingFailed(f"lr-find: the loss blew up within {len(lrs)} steps; lower --min")
     curve = np.array([smoothed[i] for i in finite])
     log_lr = np.log10([lrs[i] for i in finite])
@@ -89,7 +89,7 @@ def _suggest(lrs: list[float], losses: list[float], smoothed: list[float]) -> Ra
 
 
 def write_results(result: RangeTest, out_dir: Path) -> list[Path]:
-    from runner.runs.files import CsvAppender
+    from optlab.runs.files import CsvAppender
 
     table = CsvAppender(out_dir / "lr_find.csv", ["step", "lr", "loss", "smoothed_loss"])
     for i, (lr, raw, smooth) in enumerate(zip(result.lrs, result.losses, result.smoothed)):

@@ -10,7 +10,7 @@ init, its batch-order and augmentation generators), then the parameters and buff
 stacked to [K, ...] and one vmapped forward and backward serves every member: batch norm
 keeps per-member statistics and running buffers, dropout draws per member
 (randomness="different": a member with dropout is statistically, not bitwise, its solo
-run). The update rules are runner.optim.functional's, with per-member hyper-parameters as
+run). The update rules are optlab.optim.functional's, with per-member hyper-parameters as
 [K] tensors. Clipping, penalties, metrics and the divergence check are per member; a member
 that diverges is masked (its lr is 0, its loss leaves the sum) and the others go on
 unchanged. Every member writes an ordinary run folder (summary.json says
@@ -30,18 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from runner import faults
-from runner.config.compose import as_plain, flatten, is_bookkeeping
-from runner.data.curriculum import is_paced
-from runner.errors import Interrupted, OptlabError, Pruned
-from runner.optim import schedules
-from runner.optim.optimizers import OPTIMIZERS
-from runner.runs.status import Status
-from runner.training.build import Parts, build
-from runner.training.checkpoint import RunFolderWriter
-from runner.training.loop import Outcome, Run, RunResult, _Diverged
-from runner.training.signals import stop_on_signals
-from runner.training.state import cpu_snapshot
+from optlab import faults
+from optlab.config.compose import as_plain, flatten, is_bookkeeping
+from optlab.data.curriculum import is_paced
+from optlab.errors import Interrupted, OptlabError, Pruned
+from optlab.optim import schedules
+from optlab.optim.optimizers import OPTIMIZERS
+from optlab.runs.status import Status
+from optlab.training.build import Parts, build
+from optlab.training.checkpoint import RunFolderWriter
+from optlab.training.loop import Outcome, Run, RunResult, _Diverged
+from optlab.training.signals import stop_on_signals
+from optlab.training.state import cpu_snapshot
 
 PER_MEMBER_PREFIXES = ("optimizer.", "schedule.", "regularize.l1", "regularize.l2", "regularize.clip_norm",
                        "regularize.clip_value", "regularize.label_smoothing", "init.std", "init.r", "init.gain",

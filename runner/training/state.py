@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runner.errors import DataError
+from optlab.errors import DataError
 
 
 @dataclass

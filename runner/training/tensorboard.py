@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from runner.errors import ConfigError
-from runner.runs.files import make_dirs, write_atomic
+from optlab.errors import ConfigError
+from optlab.runs.files import make_dirs, write_atomic
 
 FOLDER = "tb"
 INSTALL = "pip install 'optlab[tensorboard]'"

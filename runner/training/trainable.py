@@ -6,7 +6,7 @@ import fnmatch
 import torch
 from torch import nn
 
-from runner.errors import ConfigError
+from optlab.errors import ConfigError
 
 # the layers whose scale and shift trainer.train_only=norm trains (Frankle et al.)
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)

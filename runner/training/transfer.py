@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runner.errors import ConfigError
-from runner.runs.folder import load_checkpoint
+from optlab.errors import ConfigError
+from optlab.runs.folder import load_checkpoint
 
 CHECKPOINT_FILES = {"best": "best.pt", "last": "checkpoint.pt"}  # init.from_checkpoint -> the file
 SHOWN = 6  # tensors named in the line; the rest counted

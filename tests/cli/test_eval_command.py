@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from runner.runs.files import read_json
+from optlab.runs.files import read_json
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -67,8 +67,8 @@ def test_an_mnist_run_measures_its_test_files_and_eval_reproduces_it(optlab, tmp
 
 def test_the_model_file_alone_rebuilds_the_network(optlab, tmp_path):
     """What a user outside optlab does: torch.load, build, load_state_dict, standardize, predict."""
-    from runner.data.split import load_dataset
-    from runner.nn.models import build_model
+    from optlab.data.split import load_dataset
+    from optlab.nn.models import build_model
 
     run = mnist_run(optlab, tmp_path)
     saved = torch.load(run / "model.pt", weights_only=True)
@@ -111,8 +111,8 @@ def test_report_shows_the_test_numbers_of_the_runs_summaries(optlab, tmp_path):
 def test_other_data_keeps_the_classes_its_overrides_name():
     """--data data=digits data.keep_classes=[3,7] is what a run with those overrides trained on:
     those classes only, relabelled 0 and 1."""
-    from runner.config.compose import as_plain, compose
-    from runner.training.export import other_data
+    from optlab.config.compose import as_plain, compose
+    from optlab.training.export import other_data
 
     data_cfg = as_plain(compose(["data=digits", "data.keep_classes=[3,7]"])["data"])
     saved = {"input_shape": [1, 8, 8], "task": "classification", "num_classes": 2,

@@ -1,7 +1,7 @@
 """`optlab list` piped: not cut to the terminal, and as CSV."""
 from __future__ import annotations
 
-from runner.cli.app import main
+from optlab.cli.app import main
 
 
 def test_list_piped_is_not_cut_and_speaks_csv(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from testkit import config, make_sweep, write_run
 
-from runner.cli.app import main
+from optlab.cli.app import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -114,7 +114,7 @@ def test_nothing_readable_exits_3(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_real_runs_through_the_command(optlab, compose_cfg, tmp_path):
-    from runner.training.loop import train
+    from optlab.training.loop import train
 
     for optimizer in ("adam", "sgd"):  # real training, in this process (torch is already loaded)
         assert train(compose_cfg(f"optimizer={optimizer}", "model.width=16")).status == "completed"
@@ -130,8 +130,8 @@ def test_real_runs_through_the_command(optlab, compose_cfg, tmp_path):
     for name in ("curves_val_acc.png", "curves_train_loss.png"):
         assert_png(folder / name)
     # the same figures, inspected as objects
-    from runner import report
-    from runner.report import plots
+    from optlab import report
+    from optlab.report import plots
 
     collection = report.load([tmp_path / "outputs"])
     fig = plots.learning_curves(report.group_curves(collection, ["optimizer"], "val_acc"), "val_acc")
@@ -252,8 +252,8 @@ class Captured:
 
 
 def test_plots_of_a_sweep_use_its_log_scale_and_per_branch_importances(tmp_path):
-    from runner import report
-    from runner.cli import report as report_cli
+    from optlab import report
+    from optlab.cli import report as report_cli
 
     folder = make_sweep(tmp_path, trials=8)
     for i, lr in enumerate([1e-3, 3e-3, 1e-2, 3e-2]):  # 1.5 decades: linear by the decade rule
@@ -275,8 +275,8 @@ def test_plots_of_a_sweep_use_its_log_scale_and_per_branch_importances(tmp_path)
 
 
 def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
-    from runner import report
-    from runner.cli import report as report_cli
+    from optlab import report
+    from optlab.cli import report as report_cli
 
     a, b = tmp_path / "a", tmp_path / "b"
     for i, lr in enumerate([1e-4, 1e-3, 1e-2, 1e-1]):  # the same configs and seeds on both sides, other results

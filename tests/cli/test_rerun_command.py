@@ -4,7 +4,7 @@ from __future__ import annotations
 import yaml
 from testkit import study_of, write_sweep
 
-from runner.cli.app import main
+from optlab.cli.app import main
 
 
 def test_rerun_trains_the_best_configuration_with_fresh_seeds(tmp_path, capsys):

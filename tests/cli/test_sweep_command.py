@@ -5,9 +5,9 @@ from testkit import tiny_spec
 
 
 def test_the_live_view_writes_nothing(tmp_path, monkeypatch):
-    from runner.cli.sweep import SweepView
-    from runner.runs import files
-    from runner.sweep import outputs
+    from optlab.cli.sweep import SweepView
+    from optlab.runs import files
+    from optlab.sweep import outputs
 
     def refuse(*args, **kwargs):
         raise AssertionError("the view wrote a file")

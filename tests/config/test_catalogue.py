@@ -6,11 +6,11 @@ import math
 import pytest
 from testkit import REPO, user_option
 
-from runner.config.catalogue import options
-from runner.config.compose import GROUPS, group_options
-from runner.config.specs import every_spec, named_registries
-from runner.errors import ConfigError
-from runner.training.loop import train
+from optlab.config.catalogue import options
+from optlab.config.compose import GROUPS, group_options
+from optlab.config.specs import every_spec, named_registries
+from optlab.errors import ConfigError
+from optlab.training.loop import train
 
 SMOKED_ELSEWHERE = {"optimizer", "schedule", "batch", "augment"}  # each test file trains every option
 # Small sizes for speed, wherever the chosen model or data takes the key (8 divides norm.groups' default).

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from runner.config.compose import GROUPS, compose, group_options, is_bookkeeping
-from runner.errors import ConfigError
+from optlab.config.compose import GROUPS, compose, group_options, is_bookkeeping
+from optlab.errors import ConfigError
 
 
 def test_default_config_composes_every_group():
@@ -40,7 +40,7 @@ def test_user_config_dir_adds_and_overrides_options(tmp_path):
 
 
 def test_tilde_deletes_a_key_whose_default_is_null(compose_cfg):
-    from runner.training.loop import train
+    from optlab.training.loop import train
 
     assert "clip_norm" not in compose(["~regularize.clip_norm"]).regularize
     assert "clip_norm" not in compose(["regularize.clip_norm=1.0", "~regularize.clip_norm=1.0"]).regularize
@@ -79,8 +79,8 @@ def test_hydra_job_settings_are_refused_naming_optlabs_own(override):
 
 
 def options_with_key(group: str, key: str) -> list[str]:
-    from runner.config.catalogue import options
-    from runner.config.compose import flatten
+    from optlab.config.catalogue import options
+    from optlab.config.compose import flatten
 
     return [o.name for o in options(group) if key in dict(flatten(o.defaults))]
 

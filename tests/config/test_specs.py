@@ -1,9 +1,9 @@
 """Every built-in option YAML declares exactly its spec's keys and defaults, and leaves it the description."""
 import pytest
 
-from runner.config.catalogue import file_specs, file_values, leading_comment, options
-from runner.config.compose import GROUPS, builtin_config_dir, group_options
-from runner.config.specs import every_spec, named_registries
+from optlab.config.catalogue import file_specs, file_values, leading_comment, options
+from optlab.config.compose import GROUPS, builtin_config_dir, group_options
+from optlab.config.specs import every_spec, named_registries
 
 
 def builtin_files():

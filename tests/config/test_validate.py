@@ -5,9 +5,9 @@ import pytest
 from omegaconf import OmegaConf
 from testkit import user_option
 
-from runner.config.compose import GROUPS, compose
-from runner.config.specs import named_registries
-from runner.errors import ConfigError
+from optlab.config.compose import GROUPS, compose
+from optlab.config.specs import named_registries
+from optlab.errors import ConfigError
 
 
 @pytest.mark.parametrize("override, fragment", [
@@ -46,8 +46,8 @@ def test_null_is_refused_where_the_default_is_a_value(key, expected):
 
 def nullable_keys() -> list[tuple[str, str, str]]:
     """(group, option, dotted key) of every key whose option's YAML default is null."""
-    from runner.config.catalogue import options
-    from runner.config.compose import flatten
+    from optlab.config.catalogue import options
+    from optlab.config.compose import flatten
 
     return [(group, option.name, f"{group}.{key}") for group in GROUPS for option in options(group)
             for key, value in flatten(option.defaults)

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runner.config.compose import compose, group_options
-from runner.data.augment import AUGMENTATIONS, _beta_sample, build_pipeline
-from runner.errors import ConfigError
-from runner.training.loop import train
+from optlab.config.compose import compose, group_options
+from optlab.data.augment import AUGMENTATIONS, _beta_sample, build_pipeline
+from optlab.errors import ConfigError
+from optlab.training.loop import train
 
 
 def images(n=64, c=2, h=8, w=8, seed=0) -> torch.Tensor:

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from runner.data.split import load_dataset
-from runner.nn.layers import NORMS
-from runner.nn.models import build_model
+from optlab.data.split import load_dataset
+from optlab.nn.layers import NORMS
+from optlab.nn.models import build_model
 
 
 def test_digits_spirals_moons_shapes():

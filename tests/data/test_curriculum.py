@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from runner.config.compose import compose
-from runner.data._base import DATASETS
-from runner.data.curriculum import (
+from optlab.config.compose import compose
+from optlab.data._base import DATASETS
+from optlab.data.curriculum import (
     ORDER_KEYS,
     Pacing,
     admitted_count,
@@ -14,8 +14,8 @@ from runner.data.curriculum import (
     pacing_for,
     ranking,
 )
-from runner.data.loaders import DeviceBatches, StreamingBatches
-from runner.errors import ConfigError
+from optlab.data.loaders import DeviceBatches, StreamingBatches
+from optlab.errors import ConfigError
 
 
 @pytest.mark.parametrize("n, start, pace_epochs, counts", [

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from runner.data._base import DATASETS
-from runner.data.split import load_dataset
-from runner.errors import ConfigError, DataError
+from optlab.data._base import DATASETS
+from optlab.data.split import load_dataset
+from optlab.errors import ConfigError, DataError
 
 N = 20  # images per file; labels i % 4 so a 0.2 validation split keeps one per class
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from runner.data.loaders import (
+from optlab.data.loaders import (
     DeviceBatches,
     StreamingBatches,
     data_fits,
     keep_data_on_device,
 )
-from runner.data.split import load_dataset
-from runner.training.loop import train
+from optlab.data.split import load_dataset
+from optlab.training.loop import train
 
 
 def test_device_batches_cover_every_sample_once_per_epoch():

@@ -1,8 +1,8 @@
 """The held-out validation split, and standardization with training statistics only."""
 import torch
 
-from runner.data._base import Pool
-from runner.data.split import load_dataset, split_indices, standardization_stats
+from optlab.data._base import Pool
+from optlab.data.split import load_dataset, split_indices, standardization_stats
 
 
 def test_validation_split_is_held_out_stratified_and_seeded():
@@ -34,7 +34,7 @@ def test_per_feature_statistics_for_tables_keep_constant_features_finite():
 
 
 def test_test_fraction_holds_out_a_seeded_stratified_split_disjoint_from_train_and_validation(monkeypatch):
-    from runner.data._base import DATASETS, DatasetSpec
+    from optlab.data._base import DATASETS, DatasetSpec
 
     numbered = DatasetSpec(name="_ids", description="rows numbered 0..199, four classes",
                            load=lambda cfg, seed: Pool(torch.arange(200.0).unsqueeze(1), torch.arange(200) % 4))
@@ -64,7 +64,7 @@ def test_test_split_is_standardized_with_the_training_statistics():
 def test_regression_test_fraction_and_a_too_large_one():
     import pytest
 
-    from runner.errors import ConfigError
+    from optlab.errors import ConfigError
 
     data = load_dataset({"name": "linreg", "n_samples": 100, "n_features": 3, "noise": 0.1}, 0.2, 0, test_fraction=0.1)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (72, 18, 10)

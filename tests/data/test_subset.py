@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from runner.data._base import Pool
-from runner.data.split import load_dataset
-from runner.data.subset import keep_classes
-from runner.errors import ConfigError
+from optlab.data._base import Pool
+from optlab.data.split import load_dataset
+from optlab.data.subset import keep_classes
+from optlab.errors import ConfigError
 
 
 def test_kept_classes_are_relabelled_in_the_order_listed():

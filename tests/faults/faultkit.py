@@ -1,5 +1,5 @@
 """What the fault tests share: real optlab processes with a fault armed at an exact moment
-(runner.faults), real tmpfs mounts for full and read-only disks, and metric comparisons."""
+(optlab.faults), real tmpfs mounts for full and read-only disks, and metric comparisons."""
 from __future__ import annotations
 
 import csv
@@ -17,7 +17,7 @@ SMALL_RUN = ["data=digits", "model=mlp", "model.depth=1", "model.width=16", "opt
 
 def optlab_command() -> list[str]:
     script = Path(sys.executable).with_name("optlab")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "runner"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "optlab"]
 
 
 def child_env(fault: str | None = None, **extra: str) -> dict:

@@ -18,8 +18,8 @@ from faultkit import (
     temp_files,
     )
 
-from runner.errors import StorageError
-from runner.runs import files as metrics
+from optlab.errors import StorageError
+from optlab.runs import files as metrics
 
 pytestmark = pytest.mark.slow  # real processes
 

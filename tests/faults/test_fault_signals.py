@@ -19,7 +19,7 @@ from faultkit import (
     temp_files,
 )
 
-from runner.cli.app import main
+from optlab.cli.app import main
 
 pytestmark = pytest.mark.slow  # real processes
 
@@ -77,8 +77,8 @@ def test_killed_before_its_first_checkpoint_the_run_starts_over_and_completes(tm
 
 
 def test_a_run_whose_process_is_gone_is_shown_as_interrupted_and_resumes(tmp_path, capsys):
-    from runner import report
-    from runner.runs.folder import process_alive
+    from optlab import report
+    from optlab.runs.folder import process_alive
 
     optlab("train", *SMALL_RUN, "trainer.out_dir=out", cwd=tmp_path, fault="train.epoch_end=kill")
     run = only_run(tmp_path / "out")

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner.config.compose import as_plain, builtin_config_dir
-from runner.errors import ConfigError
-from runner.nn.init import (
+from optlab.config.compose import as_plain, builtin_config_dir
+from optlab.errors import ConfigError
+from optlab.nn.init import (
     BIAS_INITS,
     WEIGHT_INITS,
     InitContext,
@@ -17,8 +17,8 @@ from runner.nn.init import (
     initialize,
     output_variance,
 )
-from runner.nn.layers import ACTIVATIONS, NORMS
-from runner.nn.models import build_model
+from optlab.nn.layers import ACTIVATIONS, NORMS
+from optlab.nn.models import build_model
 
 BIG = (300, 500)  # 150k samples: sample std within ~0.5% of the true one
 TANH_GAIN = 5 / 3

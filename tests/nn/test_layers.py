@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner.config.compose import as_plain, builtin_config_dir
-from runner.errors import ConfigError
-from runner.nn.init import activation_gain
-from runner.nn.layers import ACTIVATIONS, NORMS, make_activation, make_norm
-from runner.nn.models import build_model, make_block
+from optlab.config.compose import as_plain, builtin_config_dir
+from optlab.errors import ConfigError
+from optlab.nn.init import activation_gain
+from optlab.nn.layers import ACTIVATIONS, NORMS, make_activation, make_norm
+from optlab.nn.models import build_model, make_block
 
 
 def norm_cfg(name: str, **keys) -> dict:
@@ -189,7 +189,7 @@ def test_every_activation_yaml_composes_and_builds_an_mlp(compose_cfg, option):
 def test_noisy_batch_norm_is_batch_norm_times_s_plus_m_in_training(spatial, shape):
     """Training output = BN(x) * s + m with s ~ N(1, scale_std^2), m ~ N(0, mean_std^2), one
     per unit, drawn s first then m from the layer's generator; running statistics as plain BN."""
-    from runner.nn.layers import NoiseAfterNorm, set_noise_generator
+    from optlab.nn.layers import NoiseAfterNorm, set_noise_generator
 
     cfg = norm_cfg("batch", noise=True, noise_mean_std=0.3, noise_scale_std=0.2)
     noisy, plain = make_norm(cfg, 6, spatial), make_norm(norm_cfg("batch"), 6, spatial)
@@ -220,7 +220,7 @@ def test_noisy_batch_norm_noise_has_the_configured_moments():
 
 
 def test_noisy_batch_norm_runs_are_reproducible_and_differ_from_plain(compose_cfg):
-    from runner.training.loop import train
+    from optlab.training.loop import train
 
     def final(*overrides):
         return train(compose_cfg("norm=batch", "trainer.epochs=1", *overrides)).summary["final_val_loss"]

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner.config.compose import as_plain, builtin_config_dir
-from runner.errors import ConfigError
-from runner.nn.layers import NORMS
-from runner.nn.models import Block, Network, ResidualUnit, build_model
+from optlab.config.compose import as_plain, builtin_config_dir
+from optlab.errors import ConfigError
+from optlab.nn.layers import NORMS
+from optlab.nn.models import Block, Network, ResidualUnit, build_model
 
 
 def cfg_for(model: dict, norm: str = "none", activation: str = "relu", dropout=None) -> dict:
@@ -123,7 +123,7 @@ def test_every_model_yaml_composes_and_builds(compose_cfg, option):
 
 
 def test_depth_zero_is_a_linear_model(compose_cfg):
-    from runner.nn.models import build_model
+    from optlab.nn.models import build_model
 
     model = build_model(dict(compose_cfg("model=mlp", "model.depth=0")), (1, 8, 8), 10)
     assert [type(m).__name__ for m in model.modules() if len(list(m.parameters(recurse=False)))] == ["Linear"]

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from runner.config.compose import group_options
-from runner.errors import ConfigError
-from runner.optim.batching import BATCH_PLANS, batch_size_at, lr_scale
-from runner.training.loop import train
+from optlab.config.compose import group_options
+from optlab.errors import ConfigError
+from optlab.optim.batching import BATCH_PLANS, batch_size_at, lr_scale
+from optlab.training.loop import train
 
 N_TRAIN = 800  # moons: 1000 samples, 20% held out
 

@@ -2,7 +2,7 @@
 stacks them) against torch.optim, member by member."""
 import torch
 
-from runner.optim import functional
+from optlab.optim import functional
 
 GRADS = [torch.tensor([[0.5, -1.0, 0.25], [0.2, 0.3, -0.4], [-0.7, 0.1, 0.9]]),
          torch.tensor([[0.2, 0.3, -0.4], [0.5, -1.0, 0.25], [0.3, 0.3, 0.3]])]

@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runner.config.compose import as_plain, compose, group_options
-from runner.nn.models import build_model
-from runner.optim.optimizers import build_optimizer
-from runner.optim.regularize import REGULARIZE, clip_gradients, loss_fn, penalty
-from runner.training.loop import train
+from optlab.config.compose import as_plain, compose, group_options
+from optlab.nn.models import build_model
+from optlab.optim.optimizers import build_optimizer
+from optlab.optim.regularize import REGULARIZE, clip_gradients, loss_fn, penalty
+from optlab.training.loop import train
 
 
 def small_net(bias=True) -> torch.nn.Module:

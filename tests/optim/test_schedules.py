@@ -3,11 +3,11 @@ import math
 
 import pytest
 
-import runner.training.build as loop
-from runner.config.compose import group_options
-from runner.errors import ConfigError
-from runner.optim.schedules import SCHEDULES, after_epoch, learning_rate, progress
-from runner.training.loop import train
+import optlab.training.build as loop
+from optlab.config.compose import group_options
+from optlab.errors import ConfigError
+from optlab.optim.schedules import SCHEDULES, after_epoch, learning_rate, progress
+from optlab.training.loop import train
 
 LR0 = 0.2
 
@@ -150,7 +150,7 @@ def test_every_schedule_option_trains_one_tiny_epoch(compose_cfg, option):
 
 @pytest.mark.parametrize("name", [n for n in SCHEDULES.names() if not SCHEDULES.get(n).target])
 def test_schedules_the_loop_evaluates_once_per_epoch_are_flat_within_epochs(name):
-    from runner.optim.schedules import changes_within_epoch
+    from optlab.optim.schedules import changes_within_epoch
 
     steps = 7
     for cfg in (option_cfg(name), option_cfg(name, warmup_epochs=2), option_cfg(name, interval="epoch")):

@@ -5,11 +5,11 @@ import csv
 import pytest
 import torch
 
-from runner.errors import ConfigError
-from runner.optim.regularize import loss_fn
-from runner.optim.second_order import BatchObjective, Newton
-from runner.training.build import build
-from runner.training.loop import train
+from optlab.errors import ConfigError
+from optlab.optim.regularize import loss_fn
+from optlab.optim.second_order import BatchObjective, Newton
+from optlab.training.build import build
+from optlab.training.loop import train
 
 
 def rows(run_dir) -> list[dict]:
@@ -94,7 +94,7 @@ def test_what_a_closure_optimizer_cannot_honour_is_a_config_error(compose_cfg, o
 
 
 def test_the_lr_range_test_refuses_a_closure_optimizer(compose_cfg):
-    from runner.training.lrfind import run_range_test
+    from optlab.training.lrfind import run_range_test
 
     with pytest.raises(ConfigError, match="first-order"):
         run_range_test(compose_cfg("data=moons", "optimizer=lbfgs"), steps=3)
@@ -118,7 +118,7 @@ def test_newton_steps_the_same_whatever_the_order_of_its_param_groups():
 def test_undamped_newton_on_a_softmax_fails_saying_to_damp_and_damped_it_converges(compose_cfg):
     """A softmax's Hessian is singular (adding one vector to every class's weights changes
     nothing): pure Newton cannot step; with damping it reaches digits' logistic optimum fast."""
-    from runner.errors import TrainingFailed
+    from optlab.errors import TrainingFailed
 
     with pytest.raises(TrainingFailed, match="set optimizer.damping > 0"):
         train(compose_cfg("model=logistic", "optimizer=newton", "trainer.epochs=1"))
@@ -128,7 +128,7 @@ def test_undamped_newton_on_a_softmax_fails_saying_to_damp_and_damped_it_converg
 
 
 def test_the_hessian_in_column_chunks_is_torch_func_hessian(monkeypatch):
-    from runner.optim import second_order
+    from optlab.optim import second_order
 
     torch.manual_seed(0)
     x, y = torch.randn(40, 5), torch.randn(40)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from testkit import T_975_DF1, T_975_DF2, config, write_run
 
-from runner import report
-from runner.errors import ConfigError
+from optlab import report
+from optlab.errors import ConfigError
 
 
 def aggregate(root: Path, by: list[str] | None = None, metric: str = "val_acc", target=None, direction="auto",

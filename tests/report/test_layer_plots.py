@@ -1,11 +1,11 @@
 """Per-layer plots: `optlab report --layers` draws each run's signal against depth."""
-from runner.training.loop import train
+from optlab.training.loop import train
 
 DEEP_TANH = ("model=mlp", "model.depth=20", "model.width=64", "activation=tanh")
 
 
 def test_report_layers_plots_signal_against_depth(compose_cfg, optlab, tmp_path):
-    from runner.report.layer_plots import load_layers, plot_signal_vs_depth
+    from optlab.report.layer_plots import load_layers, plot_signal_vs_depth
 
     for init in ("init=normal", "init=xavier_uniform"):
         train(compose_cfg(*DEEP_TANH, "model.depth=6", init, "trainer.diagnostics=true", "trainer.epochs=1"))

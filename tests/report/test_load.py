@@ -4,7 +4,7 @@ from __future__ import annotations
 import yaml
 from testkit import METRIC_HEADER, config, write_run
 
-from runner import report
+from optlab import report
 
 
 def test_runs_table_has_config_keys_group_choices_and_summary(runs_root):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from runner.report import plots
+from optlab.report import plots
 
 
 def labels(fig):
@@ -85,7 +85,7 @@ def curves_table():
 
 
 def every_report_figure():
-    from runner.report.layer_plots import (
+    from optlab.report.layer_plots import (
         plot_health_over_training,
         plot_signal_vs_depth,
     )

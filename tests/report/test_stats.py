@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from testkit import T_975_DF1, T_975_DF2
 
-from runner import report
+from optlab import report
 
 
 def test_t_quantiles_agree_with_tables_and_the_cauchy_closed_form():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from testkit import make_sweep
 
-from runner import report
+from optlab import report
 
 
 def test_best_so_far_keeps_only_complete_trials_in_order():

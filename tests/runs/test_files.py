@@ -3,8 +3,8 @@ import os
 
 import torch
 
-from runner.runs.files import CsvAppender, read_rows, truncate_after_epoch, write_atomic
-from runner.runs.folder import load_checkpoint, save_checkpoint
+from optlab.runs.files import CsvAppender, read_rows, truncate_after_epoch, write_atomic
+from optlab.runs.folder import load_checkpoint, save_checkpoint
 
 
 def test_rows_are_appended_and_a_torn_last_line_is_skipped(tmp_path):

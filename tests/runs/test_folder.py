@@ -3,9 +3,9 @@ import csv
 
 import pytest
 
-from runner.runs.files import read_json
-from runner.runs.folder import METRIC_COLUMNS, load_checkpoint
-from runner.training.loop import train
+from optlab.runs.files import read_json
+from optlab.runs.folder import METRIC_COLUMNS, load_checkpoint
+from optlab.training.loop import train
 
 
 def rows(run_dir):

@@ -1,5 +1,5 @@
 """Which run folders a study reuses: the same name and the same learned config."""
-from runner.study.execute import learned_config, option_defaults, same_learning
+from optlab.study.execute import learned_config, option_defaults, same_learning
 
 
 def test_bookkeeping_keys_do_not_count_and_learned_ones_do(compose_cfg):

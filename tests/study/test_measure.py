@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from runner.study.measure import (
+from optlab.study.measure import (
     combine,
     metric_value,
     reduce_layers,

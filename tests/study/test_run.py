@@ -4,8 +4,8 @@ import json
 import pytest
 from testkit import run_optlab
 
-from runner.study.run import StudyOptions, run_study
-from runner.study.spec import load_study, study_names
+from optlab.study.run import StudyOptions, run_study
+from optlab.study.spec import load_study, study_names
 
 
 @pytest.mark.parametrize("name", study_names())  # in this process (sweeps too): about 45 s in all
@@ -67,8 +67,8 @@ def test_sigterm_stops_a_study_inside_a_population_and_the_rerun_finishes_it(tmp
 
 
 def test_a_bad_sweep_arm_stops_the_study_before_any_run_trains(tmp_path):
-    from runner.errors import ConfigError
-    from runner.study.spec import spec_from_dict
+    from optlab.errors import ConfigError
+    from optlab.study.spec import spec_from_dict
 
     base = ["data=digits", "model=mlp", "model.depth=1", "model.width=8", "trainer.epochs=1"]
     spec = spec_from_dict("mixed", {

@@ -1,8 +1,8 @@
 """Study files: every shipped one loads and is checked; mistakes exit 2 with one line."""
 import pytest
 
-from runner.errors import ConfigError
-from runner.study.spec import (
+from optlab.errors import ConfigError
+from optlab.study.spec import (
     builtin_studies_dir,
     load_study,
     spec_from_dict,

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from runner.study.verdict import (
+from optlab.study.verdict import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
     REPRODUCED,

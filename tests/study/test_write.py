@@ -1,8 +1,8 @@
 """The study's written outputs: the README's table."""
 import pytest
 
-from runner.errors import ConfigError
-from runner.study.write import between_markers
+from optlab.errors import ConfigError
+from optlab.study.write import between_markers
 
 
 def test_the_readme_table_goes_between_its_markers_only():

@@ -6,9 +6,9 @@ from dataclasses import asdict
 import pytest
 import yaml
 
-from runner.config.compose import builtin_config_dir
-from runner.errors import ConfigError
-from runner.sweep.launcher import KEYS, Launcher, launcher_overrides, load_launcher
+from optlab.config.compose import builtin_config_dir
+from optlab.errors import ConfigError
+from optlab.sweep.launcher import KEYS, Launcher, launcher_overrides, load_launcher
 
 
 def test_the_builtin_slurm_file_declares_every_key_with_the_specs_defaults():

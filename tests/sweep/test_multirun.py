@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.config.compose import group_options
-from runner.errors import ConfigError
-from runner.sweep.multirun import expand, run_grid, run_name
+from optlab.config.compose import group_options
+from optlab.errors import ConfigError
+from optlab.sweep.multirun import expand, run_grid, run_name
 
 
 def test_expand_is_the_product_of_the_sweep_values_in_order():
@@ -29,7 +29,7 @@ def test_every_combination_is_validated_before_the_first_run(tmp_path):
 
 
 def test_grid_runs_each_combination_into_its_own_run_folder(tmp_path, capsys):
-    from runner.cli.app import main
+    from optlab.cli.app import main
 
     code = main(["train", "-m", f"trainer.out_dir={tmp_path}", "trainer.epochs=1", "trainer.progress=false",
                      "model.width=8", "optimizer.lr=0.05,0.2", "model.depth=1,2"])
@@ -68,8 +68,8 @@ def test_run_names_are_the_varying_overrides_sorted_and_safe_as_folder_names():
 def test_a_multirun_writes_one_folder_whose_runs_are_named_by_what_varies(tmp_path, capsys):
     import shutil
 
-    from runner.cli.app import main
-    from runner.report.load import load
+    from optlab.cli.app import main
+    from optlab.report.load import load
 
     code = main(["train", "-m", f"trainer.out_dir={tmp_path}", "trainer.epochs=1", "trainer.progress=false",
                  "model.width=8", "trainer.seed=0,1", "norm=batch,layer"])
@@ -89,7 +89,7 @@ def test_a_multirun_writes_one_folder_whose_runs_are_named_by_what_varies(tmp_pa
 
 
 def test_a_multirun_with_cfg_prints_every_config_and_makes_no_folder(tmp_path, capsys):
-    from runner.cli.app import main
+    from optlab.cli.app import main
 
     assert main(["train", "-m", "optimizer=sgd,adam", f"trainer.out_dir={tmp_path}", "--cfg"]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))

@@ -9,10 +9,10 @@ import pytest
 import yaml
 from testkit import read_rows, sweep_folder, tiny_spec, write_sweep
 
-from runner.cli.app import main
-from runner.errors import Pruned
-from runner.sweep.objective import Objective, PruneReporter
-from runner.sweep.study import trial_status
+from optlab.cli.app import main
+from optlab.errors import Pruned
+from optlab.sweep.objective import Objective, PruneReporter
+from optlab.sweep.study import trial_status
 
 
 def test_sweep_records_a_diverged_trial_as_worst_and_goes_on(tmp_path, capsys):
@@ -80,7 +80,7 @@ def test_a_trial_stopped_by_sigterm_resumes_from_its_checkpoint_as_if_never_stop
     from omegaconf import OmegaConf
     from testkit import TINY_BASE, run_optlab
 
-    from runner.training.loop import train
+    from optlab.training.loop import train
 
     base = [o for o in TINY_BASE if not o.startswith("trainer.epochs")] + ["trainer.epochs=3",
                                                                            f"trainer.out_dir={tmp_path / 'outputs'}"]

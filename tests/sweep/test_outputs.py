@@ -4,15 +4,15 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from runner.errors import DataError
-from runner.sweep.outputs import assignment_of_row, best_rows, read_trial_rows
-from runner.sweep.space import suggest
-from runner.sweep.spec import spec_from_dict
+from optlab.errors import DataError
+from optlab.sweep.outputs import assignment_of_row, best_rows, read_trial_rows
+from optlab.sweep.space import suggest
+from optlab.sweep.spec import spec_from_dict
 
 
 def test_trials_csv_reads_back_what_was_written_for_refine_rerun_and_report(tmp_path):
-    from runner import report
-    from runner.sweep.outputs import (
+    from optlab import report
+    from optlab.sweep.outputs import (
         read_trials_table,
         trial_of_run_folder,
         write_outputs,
@@ -41,7 +41,7 @@ def test_trials_csv_reads_back_what_was_written_for_refine_rerun_and_report(tmp_
 
 
 def test_a_malformed_trials_csv_is_a_data_error_for_report(tmp_path):
-    from runner import report
+    from optlab import report
 
     (tmp_path / "trials.csv").write_bytes(b"number,value\n\xff\xfe\x00broken")
     with pytest.raises(DataError, match="trials.csv is malformed"):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 from testkit import read_rows, sweep_folder, write_sweep
 
-from runner.cli.app import main
+from optlab.cli.app import main
 
 
 def test_trials_csv_is_kept_current_by_the_sweep_not_by_its_view(tmp_path, monkeypatch):
     """The view is handed the rows after they are on disk; it is a stand-in that writes nothing."""
-    import runner.cli.sweep as cli_sweep
+    import optlab.cli.sweep as cli_sweep
 
     shown = []
 

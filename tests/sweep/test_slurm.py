@@ -19,9 +19,9 @@ import pytest
 import yaml
 from testkit import REPO, read_rows, run_optlab, write_sweep
 
-from runner.cli.app import main
-from runner.sweep.launcher import load_launcher
-from runner.sweep.slurm import executor_parameters
+from optlab.cli.app import main
+from optlab.sweep.launcher import load_launcher
+from optlab.sweep.slurm import executor_parameters
 
 SLURM = os.environ.get("OPTLAB_TEST_SLURM")
 needs_slurm = pytest.mark.skipif(
@@ -120,7 +120,7 @@ def test_the_launcher_keys_become_submitits_parameters():
 def test_watch_reports_jobs_that_ended_short_of_the_budget_and_cancel_scancels_every_array(tmp_path, capsys,
                                                                                           fake_slurm):
     """A fake squeue that knows no job (they ended) and a scancel that logs its arguments."""
-    from runner.sweep.slurm import record_submission
+    from optlab.sweep.slurm import record_submission
 
     bin_dir = fake_slurm.parent / "fake-bin"
     (bin_dir / "squeue").write_text("#!/bin/sh\nexit 0\n")
@@ -149,8 +149,8 @@ def test_watch_reports_jobs_that_ended_short_of_the_budget_and_cancel_scancels_e
 
 
 def test_a_squeue_that_does_not_answer_is_one_line_not_a_traceback(monkeypatch):
-    from runner.errors import ConfigError
-    from runner.sweep import slurm
+    from optlab.errors import ConfigError
+    from optlab.sweep import slurm
 
     def hang(command, **kwargs):
         raise subprocess.TimeoutExpired(command, kwargs["timeout"])
@@ -163,8 +163,8 @@ def test_a_squeue_that_does_not_answer_is_one_line_not_a_traceback(monkeypatch):
 def test_watch_keeps_following_through_a_squeue_without_answer_and_gives_up_after_its_patience(monkeypatch):
     import types
 
-    from runner.errors import ConfigError
-    from runner.sweep import outputs, slurm, study
+    from optlab.errors import ConfigError
+    from optlab.sweep import outputs, slurm, study
 
     answers = iter([None, {"7_0": "RUNNING"}, None, {}, {"7_0": "PENDING"}, {}, {}])
     monkeypatch.setattr(slurm, "submitted_jobs", lambda folder: ["7"])
@@ -192,9 +192,9 @@ def test_a_spawned_worker_inside_a_slurm_job_leaves_the_preemption_signal_to_its
 
     from testkit import sweep_folder, tiny_spec
 
-    from runner.sweep.objective import Placement
-    from runner.sweep.storage import default_storage
-    from runner.sweep.workers import WorkerArgs, worker_main
+    from optlab.sweep.objective import Placement
+    from optlab.sweep.storage import default_storage
+    from optlab.sweep.workers import WorkerArgs, worker_main
 
     monkeypatch.setenv("SLURM_JOB_ID", "41")
     spec = tiny_spec(tmp_path, trials=1)
@@ -245,10 +245,10 @@ def metrics(run_dir: Path) -> list[dict]:
 
 def trial_mid_run(folder: Path, epochs_done: int = 2):
     """(run folder, Slurm task) of a running trial with at least epochs_done epochs written."""
-    from runner.sweep.outputs import read_sweep_json
-    from runner.sweep.spec import spec_from_dict
-    from runner.sweep.storage import open_storage
-    from runner.sweep.study import open_study, quiet_optuna
+    from optlab.sweep.outputs import read_sweep_json
+    from optlab.sweep.spec import spec_from_dict
+    from optlab.sweep.storage import open_storage
+    from optlab.sweep.study import open_study, quiet_optuna
 
     quiet_optuna()
     meta = json.loads((folder / "sweep.json").read_text())
@@ -317,7 +317,7 @@ def test_fire_and_forget_returns_at_once_and_two_studies_share_the_cluster_witho
 def test_scontrol_requeue_mid_trial_resumes_it_from_its_checkpoint_as_an_uninterrupted_run(tmp_path):
     from omegaconf import OmegaConf
 
-    from runner.training.loop import train
+    from optlab.training.loop import train
 
     done = run_optlab("sweep", stable_lr_wd(tmp_path), "--launcher", "slurm", "--workers", "2", "--trials", "3",
                       "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)

@@ -6,9 +6,9 @@ import math
 import optuna
 from testkit import REPO
 
-from runner.sweep.outputs import assignment_of_row, best_rows
-from runner.sweep.space import refine_space, suggest, to_overrides
-from runner.sweep.spec import read_sweep_file, spec_from_dict
+from optlab.sweep.outputs import assignment_of_row, best_rows
+from optlab.sweep.space import refine_space, suggest, to_overrides
+from optlab.sweep.spec import read_sweep_file, spec_from_dict
 
 
 def test_conditional_parameters_follow_their_condition():

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 from testkit import tiny_spec
 
-from runner.cli.app import main
-from runner.sweep.spec import parse_space
+from optlab.cli.app import main
+from optlab.sweep.spec import parse_space
 
 
 def test_space_types_and_grid_values():

@@ -8,16 +8,16 @@ import optuna
 import pytest
 from testkit import make_sweep, read_rows, sweep_folder, tiny_spec, write_sweep
 
-from runner.cli.app import main
-from runner.errors import ConfigError, DataError
-from runner.sweep.storage import (
+from optlab.cli.app import main
+from optlab.errors import ConfigError, DataError
+from optlab.sweep.storage import (
     default_storage,
     network_filesystem,
     open_storage,
     refuse_sqlite_on_network,
 )
-from runner.sweep.study import open_study, trial_status
-from runner.sweep.workers import Worker
+from optlab.sweep.study import open_study, trial_status
+from optlab.sweep.workers import Worker
 
 
 def test_unreachable_storage_exits_2(tmp_path, capsys):
@@ -62,7 +62,7 @@ def test_workers_racing_to_create_the_tables_retry_instead_of_failing(tmp_path, 
     (SQLite and PostgreSQL word it differently) means the tables exist now: it tries again."""
     import sqlalchemy.exc
 
-    from runner.sweep import storage
+    from optlab.sweep import storage
 
     real_init, calls = optuna.storages.RDBStorage.__init__, []
 
@@ -83,7 +83,7 @@ def test_reading_a_study_for_a_report_never_creates_a_database_file(tmp_path):
     missing = tmp_path / "nowhere.db"
     with pytest.raises(DataError, match="not found"):
         open_storage(f"sqlite:///{missing}", existing_in=folder)
-    from runner import report
+    from optlab import report
 
     sweep = report.Sweep(folder, "demo", {"storage": f"sqlite:///{missing}"}, report.load_sweep(folder).trials)
     importances, notes = report.param_importances(sweep)
@@ -92,7 +92,7 @@ def test_reading_a_study_for_a_report_never_creates_a_database_file(tmp_path):
 
 
 def test_a_moved_sweep_folder_still_finds_its_sqlite_study_for_a_report(tmp_path):
-    from runner import report
+    from optlab import report
 
     folder = make_sweep(tmp_path / "before", storage_kind="sqlite")
     moved = folder.rename(tmp_path / "moved")  # sweep.json still names the old absolute path

@@ -8,9 +8,9 @@ import optuna
 import pytest
 from testkit import finished, read_rows, study_of, sweep_folder, write_sweep
 
-from runner.cli.app import main
-from runner.sweep.space import suggest
-from runner.sweep.spec import spec_from_dict
+from optlab.cli.app import main
+from optlab.sweep.space import suggest
+from optlab.sweep.spec import spec_from_dict
 
 
 def test_a_rerun_with_a_changed_base_override_exits_2_naming_the_key(tmp_path, capsys, storage_url):
@@ -86,7 +86,7 @@ def test_rerun_continues_to_the_budget_instead_of_adding_to_it(tmp_path, capsys,
 @pytest.mark.parametrize("sampler", ["random", "grid", "tpe", "gp", "qmc", "cmaes"])
 @pytest.mark.parametrize("pruner", ["none", "median", "successive_halving", "hyperband"])
 def test_every_sampler_and_pruner_drives_a_conditional_space(sampler, pruner):
-    from runner.sweep.study import make_pruner, make_sampler
+    from optlab.sweep.study import make_pruner, make_sampler
 
     spec = spec_from_dict({"study": "s", "sampler": sampler, "pruner": pruner, "trials": 6, "space": {
         "optimizer": ["momentum", "adam"],

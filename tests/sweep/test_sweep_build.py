@@ -7,17 +7,17 @@ import optuna
 import pytest
 from testkit import REPO, read_rows, sweep_folder, write_sweep
 
-from runner.cli.app import main
-from runner.sweep.build import build_spec
-from runner.sweep.outputs import read_trial_rows
-from runner.sweep.space import suggest, to_overrides
+from optlab.cli.app import main
+from optlab.sweep.build import build_spec
+from optlab.sweep.outputs import read_trial_rows
+from optlab.sweep.space import suggest, to_overrides
 
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.stem for p in SWEEP_FILES])
 def test_every_sweep_file_composes_with_a_sample_of_its_space(path):
-    from runner.config.compose import compose
+    from optlab.config.compose import compose
 
     spec = build_spec(str(path))  # validated: base + probe samples of the space composed
     study = optuna.create_study(direction=spec.direction, sampler=optuna.samplers.RandomSampler(seed=1))
@@ -64,7 +64,7 @@ def test_refine_cli_starts_a_narrowed_study(tmp_path, capsys, monkeypatch):
 def test_the_spec_is_validated_once_per_sweep_start(tmp_path, monkeypatch):
     """Settings checked and probes composed once, for a sweep file and for --refine (which
     also reads the old sweep's spec)."""
-    from runner.sweep import build, space, spec
+    from optlab.sweep import build, space, spec
 
     calls = {"settings": 0, "probes": 0}
 

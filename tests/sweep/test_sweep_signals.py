@@ -5,12 +5,12 @@ import signal
 
 import pytest
 
-from runner.errors import Interrupted
+from optlab.errors import Interrupted
 
 
 def test_one_signal_contract_records_forwards_and_restores(monkeypatch):
-    from runner.sweep import signals
-    from runner.sweep.signals import check_stop, stop_handlers, stop_signal
+    from optlab.sweep import signals
+    from optlab.sweep.signals import check_stop, stop_handlers, stop_signal
 
     # the record outlives the block (the next install forgets it): this test's signals go in
     # a list of their own, so that a Worker run later in this process does not see them

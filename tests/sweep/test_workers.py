@@ -4,10 +4,10 @@ from __future__ import annotations
 import optuna
 from testkit import study_of, sweep_folder, tiny_spec, write_sweep
 
-from runner.cli.app import main
-from runner.sweep.storage import open_storage
-from runner.sweep.study import open_study
-from runner.sweep.workers import Worker
+from optlab.cli.app import main
+from optlab.sweep.storage import open_storage
+from optlab.sweep.study import open_study
+from optlab.sweep.workers import Worker
 
 
 def test_worker_waits_for_a_running_peer_instead_of_starting_past_the_budget(tmp_path, storage_url):
@@ -29,7 +29,7 @@ def test_worker_waits_for_a_running_peer_instead_of_starting_past_the_budget(tmp
 
 
 def test_workers_split_cores_on_cpu_and_go_round_robin_over_gpus():
-    from runner.sweep.workers import plan
+    from optlab.sweep.workers import plan
 
     cpu = plan(2, per_gpu=1, gpus=0, cores=2)
     assert [(p.worker, p.threads, p.device) for p in cpu] == [(0, 1, None), (1, 1, None)]
@@ -41,7 +41,7 @@ def test_workers_split_cores_on_cpu_and_go_round_robin_over_gpus():
 
 def test_a_workers_start_up_is_not_counted_in_its_first_trial(tmp_path, monkeypatch):
     """The first trial starts only once the worker has imported and composed what it needs."""
-    import runner.sweep.workers as study_module
+    import optlab.sweep.workers as study_module
 
     ready = {}
     real_warm_up = study_module.warm_up

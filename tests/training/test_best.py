@@ -8,11 +8,11 @@ import csv
 import pytest
 import torch
 
-from runner.config.compose import compose
-from runner.runs.files import read_json
-from runner.training.best import BestWeights, EarlyStopping
-from runner.training.loop import train
-from runner.training.population import train_population
+from optlab.config.compose import compose
+from optlab.runs.files import read_json
+from optlab.training.best import BestWeights, EarlyStopping
+from optlab.training.loop import train
+from optlab.training.population import train_population
 
 # lr 0.1 for two epochs, then 1e-9 of it: the validation loss stalls from epoch 2 on
 STALLING = ("schedule=step", "schedule.step_size=2", "schedule.gamma=1e-9", "trainer.epochs=10",
@@ -79,10 +79,10 @@ def test_a_stalling_run_stops_early_with_its_best_epoch(compose_cfg):
 
 
 def test_best_pt_holds_the_best_epochs_weights_not_the_last(compose_cfg):
-    from runner.optim.regularize import loss_fn
-    from runner.training.build import make_autocast
-    from runner.training.export import read_model_file, rebuild_model, split_data
-    from runner.training.loop import evaluate
+    from optlab.optim.regularize import loss_fn
+    from optlab.training.build import make_autocast
+    from optlab.training.export import read_model_file, rebuild_model, split_data
+    from optlab.training.loop import evaluate
 
     run = train(compose_cfg("optimizer.lr=2.0", "trainer.epochs=4")).run_dir  # val_acc jumps about
     table = rows(run)
@@ -101,8 +101,8 @@ def test_best_pt_holds_the_best_epochs_weights_not_the_last(compose_cfg):
 
 
 def test_a_run_interrupted_as_its_patience_ran_out_resumes_into_the_same_early_stop(compose_cfg, monkeypatch):
-    from runner import faults
-    from runner.errors import Interrupted
+    from optlab import faults
+    from optlab.errors import Interrupted
 
     cfg = compose_cfg(*STALLING)
     monkeypatch.setattr(faults, "_plan", {"train.epoch_end": (4, "sigterm")})  # after epoch 3: the count is full

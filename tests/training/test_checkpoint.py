@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from runner.training.checkpoint import RunFolderWriter
-from runner.training.loop import train
+from optlab.training.checkpoint import RunFolderWriter
+from optlab.training.loop import train
 
 
 def test_checkpointer_snapshots_only_when_a_write_is_due_and_never_twice(monkeypatch, tmp_path):
-    import runner.training.checkpoint as rt
-    from runner.runs.files import CsvAppender
+    import optlab.training.checkpoint as rt
+    from optlab.runs.files import CsvAppender
 
     written, taken = [], []
     monkeypatch.setattr(rt, "save_checkpoint", lambda path, state: written.append(state["epoch"]))
@@ -43,7 +43,7 @@ def test_run_folder_writer_reraises_a_failed_write():
 
 
 def test_checkpoint_snapshot_does_not_follow_later_training(compose_cfg, tmp_path):
-    from runner.runs.folder import load_checkpoint
+    from optlab.runs.folder import load_checkpoint
 
     run = train(compose_cfg("trainer.checkpoint_every_s=0"), run_root=tmp_path).run_dir
     ckpt = load_checkpoint(run / "checkpoint.pt")

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner.nn.models import Block
-from runner.training.diagnostics import LAYER_COLUMNS, LayerProbe
-from runner.training.loop import train
+from optlab.nn.models import Block
+from optlab.training.diagnostics import LAYER_COLUMNS, LayerProbe
+from optlab.training.loop import train
 
 
 def initial_layers(compose_cfg, *overrides):

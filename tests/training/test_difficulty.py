@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from testkit import sigterm_at_step
 
-from runner.data.curriculum import admitted_count
-from runner.errors import ConfigError, Interrupted
-from runner.training.build import build
-from runner.training.difficulty import example_losses, read_scores
-from runner.training.loop import train
-from runner.training.population import why_solo
+from optlab.data.curriculum import admitted_count
+from optlab.errors import ConfigError, Interrupted
+from optlab.training.build import build
+from optlab.training.difficulty import example_losses, read_scores
+from optlab.training.loop import train
+from optlab.training.population import why_solo
 
 CURRICULUM = ("data.order=curriculum", "data.pacing.start=0.25", "data.pacing.epochs=2", "batch.size=50")
 TIMING = {"epoch_time_s", "samples_per_s"}
@@ -102,7 +102,7 @@ def test_a_resume_ranks_by_the_scores_the_run_wrote(compose_cfg):
     n = len(read_scores(run))
     reversed_scores = torch.arange(n, 0, -1, dtype=torch.float32)  # as if the reference had changed
     (run / "difficulty.csv").write_text("index,loss\n" + "".join(f"{i},{v}\n" for i, v in enumerate(reversed_scores.tolist())))
-    from runner.training.loop import Run
+    from optlab.training.loop import Run
 
     parts = build(compose_cfg(*CURRICULUM, "trainer.epochs=2"))
     Run.open(parts, cfg, None, run)
@@ -133,7 +133,7 @@ def test_difficulty_from_a_run_uses_that_runs_model(compose_cfg, weights_file):
 
 
 def test_a_damaged_scores_file_is_a_bad_run_folder(compose_cfg):
-    from runner.errors import DataError
+    from optlab.errors import DataError
 
     cfg = compose_cfg(*CURRICULUM, "trainer.epochs=1", "trainer.checkpoint_every_s=0")
     run = train(cfg).run_dir

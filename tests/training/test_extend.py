@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from runner.runs.files import read_json
+from optlab.runs.files import read_json
 
 TIMING = ("epoch_time_s", "samples_per_s")
 

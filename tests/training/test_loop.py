@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from runner.errors import Pruned, TrainingFailed
-from runner.runs.files import read_json
-from runner.runs.folder import METRIC_COLUMNS
-from runner.training.loop import train
+from optlab.errors import Pruned, TrainingFailed
+from optlab.runs.files import read_json
+from optlab.runs.folder import METRIC_COLUMNS
+from optlab.training.loop import train
 
 
 def rows(run_dir):
@@ -16,7 +16,7 @@ def rows(run_dir):
 
 
 def test_steps_and_batch_size_follow_the_plan(compose_cfg):
-    from runner.data.split import load_dataset
+    from optlab.data.split import load_dataset
 
     n_train = len(load_dataset({"name": "digits"}, 0.2, seed=0).x_train)
     table = rows(train(compose_cfg("batch.size=100", "trainer.epochs=2")).run_dir)
@@ -60,8 +60,8 @@ def test_epoch_hook_can_prune(compose_cfg):
 
 
 def test_regression_task_trains_with_mse(compose_cfg):
-    pytest.importorskip("runner.data")
-    from runner.data._base import DATASETS
+    pytest.importorskip("optlab.data")
+    from optlab.data._base import DATASETS
     if "linreg" not in DATASETS:
         pytest.skip("linreg dataset not registered")
     result = train(compose_cfg("data=linreg", "model=linear", "optimizer.lr=0.01"))

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from runner.training.loop import train
-from runner.training.lrfind import lr_at, run_range_test, write_results
+from optlab.training.loop import train
+from optlab.training.lrfind import lr_at, run_range_test, write_results
 
 
 def test_lr_grows_exponentially_from_min_to_max():

@@ -9,11 +9,11 @@ import statistics
 import pytest
 import torch
 
-from runner.config.compose import compose
-from runner.optim.optimizers import OPTIMIZERS
-from runner.training import build as build_module
-from runner.training.loop import train
-from runner.training.population import structure, train_population, why_solo
+from optlab.config.compose import compose
+from optlab.optim.optimizers import OPTIMIZERS
+from optlab.training import build as build_module
+from optlab.training.loop import train
+from optlab.training.population import structure, train_population, why_solo
 
 SMALL = ["model.width=32", "trainer.progress=false"]
 METRICS = ("train_loss", "val_loss", "val_acc")
@@ -120,7 +120,7 @@ def test_over_five_epochs_the_gap_stays_within_float32_rounding(tmp_path, one_ul
 
 def test_dropout_members_are_their_solo_runs_in_distribution(tmp_path):
     """Dropout masks differ from solo's: the members' mean lies in the solo runs' 95% interval."""
-    from runner.report.stats import describe
+    from optlab.report.stats import describe
 
     cfgs = [compose([*SMALL, "trainer.epochs=3", f"trainer.out_dir={tmp_path}", "model.dropout=0.3",
                      f"trainer.seed={k}"]) for k in range(8)]
@@ -146,7 +146,7 @@ def test_a_member_that_diverges_ends_alone_and_the_others_do_not_notice(tmp_path
 def test_each_member_is_an_ordinary_run_folder_a_solo_run_resumes(tmp_path):
     """A member pruned after its first epoch leaves a checkpoint; `optlab train --resume`
     continues it solo to the metrics its solo run has (to float32 rounding)."""
-    from runner.errors import Pruned
+    from optlab.errors import Pruned
 
     cfgs = member_cfgs(tmp_path, 3, "optimizer=momentum", "norm=batch", epochs=3)
 

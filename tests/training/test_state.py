@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from testkit import sigterm_at_step
 
-from runner.runs.folder import load_checkpoint
-from runner.training.loop import train
+from optlab.runs.folder import load_checkpoint
+from optlab.training.loop import train
 
 
 def rows(run_dir):
@@ -37,7 +37,7 @@ def test_resume_continues_to_the_same_result(compose_cfg, tmp_path):
 
 @pytest.mark.parametrize("on_device", ["true", "false"])
 def test_a_signal_inside_an_epoch_resumes_at_that_step_with_identical_metrics(compose_cfg, monkeypatch, on_device):
-    from runner.errors import Interrupted
+    from optlab.errors import Interrupted
 
     overrides = ("trainer.epochs=3", "model.dropout=0.2", "trainer.log_every=1", f"trainer.data_on_device={on_device}")
     full = rows(train(compose_cfg(*overrides)).run_dir)

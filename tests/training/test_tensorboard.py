@@ -11,12 +11,12 @@ tbparse = pytest.importorskip("tbparse")
 
 from testkit import sigterm_at_step
 
-from runner.config.compose import load_run_config
-from runner.errors import Interrupted
-from runner.training.build import build
-from runner.training.diagnostics import blocks
-from runner.training.loop import train
-from runner.training.tensorboard import drop_events_from
+from optlab.config.compose import load_run_config
+from optlab.errors import Interrupted
+from optlab.training.build import build
+from optlab.training.diagnostics import blocks
+from optlab.training.loop import train
+from optlab.training.tensorboard import drop_events_from
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")  # tbparse's own use of pandas
 
@@ -129,7 +129,7 @@ def test_without_the_package_the_key_exits_2_with_the_install_line(tmp_path):
         sys.meta_path.insert(0, BlockTensorBoard())
     """))
     env = {"PYTHONPATH": str(blocker), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    code = "import sys; from runner.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from optlab.cli import main; sys.exit(main(sys.argv[1:]))"
     done = subprocess.run([sys.executable, "-c", code, "train", "trainer.tensorboard=true", "trainer.epochs=1",
                            "trainer.progress=false", f"trainer.out_dir={tmp_path / 'out'}"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
@@ -140,8 +140,8 @@ def test_without_the_package_the_key_exits_2_with_the_install_line(tmp_path):
 
 
 def test_tensorboard_runs_train_alone_in_a_population_and_do_not_change_what_a_run_is(compose_cfg):
-    from runner.config.compose import is_bookkeeping
-    from runner.training.population import why_solo
+    from optlab.config.compose import is_bookkeeping
+    from optlab.training.population import why_solo
 
     assert why_solo(compose_cfg(*TB)) == "trainer.tensorboard=true writes one run's event files"
     assert is_bookkeeping("trainer.tensorboard")  # a rerun with it is a duplicate, not a new sample

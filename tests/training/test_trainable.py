@@ -3,12 +3,12 @@ parameters move, and by how much."""
 import pytest
 import torch
 
-from runner.errors import ConfigError
-from runner.optim.optimizers import set_lr
-from runner.runs.folder import load_checkpoint
-from runner.training.build import build
-from runner.training.loop import train
-from runner.training.trainable import matches, norm_parameter_names
+from optlab.errors import ConfigError
+from optlab.optim.optimizers import set_lr
+from optlab.runs.folder import load_checkpoint
+from optlab.training.build import build
+from optlab.training.loop import train
+from optlab.training.trainable import matches, norm_parameter_names
 
 
 def initial_and_final(cfg) -> tuple[dict, dict, dict]:

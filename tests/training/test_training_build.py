@@ -5,16 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-import runner.training.build as loop
-from runner.errors import ConfigError
-from runner.training.build import prepare_model
-from runner.training.loop import train
+import optlab.training.build as loop
+from optlab.errors import ConfigError
+from optlab.training.build import prepare_model
+from optlab.training.loop import train
 
 
 @pytest.mark.parametrize("overrides", [("schedule=multistep", "schedule.milestones=[1.5,3]"),
                                        ("batch=increasing", "batch.milestones=[a]")])
 def test_bad_milestones_fail_before_a_run_folder_exists(compose_cfg, tmp_path, overrides):
-    from runner.errors import ConfigError
+    from optlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="milestones"):
         train(compose_cfg(*overrides))
@@ -63,6 +63,6 @@ def test_only_training_batches_are_augmented(monkeypatch, compose_cfg):
 
     monkeypatch.setattr(loop, "build_pipeline", counting_build)
     result = train(compose_cfg("augment=noise", "trainer.epochs=1", "model=logistic"))
-    from runner.data.split import load_dataset
+    from optlab.data.split import load_dataset
     n_train = len(load_dataset({"name": "digits"}, 0.2, seed=0).x_train)
     assert sum(seen) == n_train and result.status == "completed"

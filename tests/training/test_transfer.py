@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from runner.errors import ConfigError
-from runner.training.build import build
-from runner.training.loop import train
+from optlab.errors import ConfigError
+from optlab.training.build import build
+from optlab.training.loop import train
 
 SUBSET = "data.keep_classes=[0,1,2,3,4]"
 
