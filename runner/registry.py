@@ -88,6 +88,16 @@ class Key:
     def type(self) -> type | None:
         return self.kind if self.default is None else type(self.default)
 
+    def rule(self) -> str:
+        """What the key takes beyond its type, in the words its complaints use ("> 0", "one
+        of: pre, post", "a number > 0, or activation"); "" when any value of its type goes."""
+        if self.choices:
+            return f"one of: {', '.join(self.choices)}"
+        if self.words:
+            number = f"a number {self.check.expect}" if self.check is not None else "a number"
+            return f"{number}, or {', '.join(self.words)}"
+        return self.check.expect if self.check is not None else ""
+
     def complaint(self, value: Any) -> str | None:
         """What is wrong with `value` (resolved) for this key, or None when it is fine."""
         if value is None:

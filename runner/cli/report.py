@@ -98,8 +98,8 @@ def run_report(args) -> int:
     if args.compare:
         _check_disjoint(collection, args.paths)
     metric = report.resolve_metric(args.metric, collection, args.direction, args.at)
-    keys = _keys(args.by, collection) if args.by or not args.compare else []  # compare: all A vs all B
-    stats_over = _statuses(args.stats_over)
+    keys = report.grouping_keys(args.by, collection) if args.by or not args.compare else []  # compare: all A vs all B
+    stats_over = report.chosen_statuses(args.stats_over)
     table_keys = ["source", *keys] if args.compare else keys
     table = report.aggregate(collection, table_keys, metric, args.target, stats_over)
     options = _options(args, metric, stats_over)
@@ -240,26 +240,6 @@ def _check_disjoint(collection, paths: list[str]) -> None:
     for path in paths:
         if str(Path(path)) not in found:
             raise DataError(f"--compare: no readable runs under {path}")
-
-
-def _statuses(text: str) -> tuple[str, ...]:
-    from optlab.report.load import STATUSES
-
-    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in chosen if s not in STATUSES]
-    if unknown or not chosen:
-        raise ConfigError(f"--stats-over {text}: choose from: {', '.join(STATUSES)}")
-    return chosen
-
-
-def _keys(by: str | None, collection) -> list[str]:
-    from optlab import report
-
-    if by is None:
-        return report.differing_keys(collection.runs, collection.config_keys)
-    keys = [k.strip() for k in by.split(",") if k.strip()]
-    report.check_keys(keys, collection)
-    return keys
 
 
 # ---------------------------------------------------------------- terminal

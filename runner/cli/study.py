@@ -27,8 +27,9 @@ def register(subparsers) -> None:
     table = sub.add_parser("table", help="the README's table from the studies' verdict.json files")
     table.add_argument("--out", metavar="DIR", default="outputs/studies", help="where study folders are")
     table.add_argument("--docs", metavar="DIR", help="also copy each full study's study.md and figure here")
-    table.add_argument("--readme", metavar="FILE", help="also put the table into FILE between the lines "
-                                                        "<!-- studies --> and <!-- /studies -->")
+    table.add_argument("--readme", metavar="FILE", action="append",
+                       help="also put the table into FILE between the lines <!-- studies --> and "
+                            "<!-- /studies -->, its links relative to FILE (repeatable)")
     table.set_defaults(handler=print_table)
     study.set_defaults(handler=lambda args: _missing_action(study))
 
@@ -93,12 +94,14 @@ def print_table(args) -> int:
         for v in verdicts:
             for file in ("study.md", v["figure"]):
                 shutil.copyfile(out / v["study"] / file, docs / (f"{v['study']}.md" if file == "study.md" else file))
-    text = readme_table(verdicts, study_names(), args.docs or "docs/studies")
-    if args.readme:
+    pages = args.docs or "docs/studies"
+    for readme in map(Path, args.readme or []):
+        import os
+
         from optlab.runs.files import write_atomic
         from optlab.study.write import between_markers
 
-        readme = Path(args.readme)
-        write_atomic(readme, between_markers(readme.read_text(), text))
-    print(text)
+        links = os.path.relpath(pages, readme.parent)  # README.md links docs/studies/, docs/studies.md studies/
+        write_atomic(readme, between_markers(readme.read_text(), readme_table(verdicts, study_names(), links)))
+    print(readme_table(verdicts, study_names(), pages))
     return 0

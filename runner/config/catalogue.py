@@ -19,7 +19,7 @@ from optlab.config.specs import option_specs
 from optlab.errors import ConfigError
 from optlab.registry import Spec
 
-__all__ = ["GROUPS", "Option", "flat_defaults", "option_keys", "options"]
+__all__ = ["GROUPS", "Option", "flat_defaults", "key_rules", "option_keys", "options"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,13 @@ def option_keys(group: str, name: str, config_dir: str | None = None) -> list[st
     path = option_file(group, name, config_dir)
     return [f"{entry}.{key}" if entry else key
             for entry, spec in file_specs(group, path) for key in spec.key_names()]
+
+
+def key_rules(group: str, name: str, config_dir: str | None = None) -> dict[str, str]:
+    """An option's keys as its file writes them (`bias.name`; an augment entry's without the
+    entry) and what each takes beyond its type (Key.rule), from the specs the file names."""
+    path = option_file(group, name, config_dir)
+    return {key.name: key.rule() for _, spec in file_specs(group, path) for key in spec.keys}
 
 
 def options(group: str, config_dir: str | None = None) -> list[Option]:

@@ -9,6 +9,7 @@ from optlab.report.groups import (
                                   epochs_to_target,
                                   group_curves,
                                   group_labels,
+                                  grouping_keys,
                                   merge_duplicates,
                                   numeric_keys,
                                   pooled_keys,
@@ -20,6 +21,7 @@ from optlab.report.load import (
                                   Collection,
                                   Skipped,
                                   Sweep,
+                                  chosen_statuses,
                                   load,
                                   load_run,
                                   load_sweep,
@@ -36,7 +38,7 @@ from optlab.report.sweeps import (
 )
 
 __all__ = ["ALL", "ALL_TRIALS", "Collection", "Metric", "STATUSES", "Skipped", "Sweep", "aggregate", "best_so_far", "branch_importances",
-           "check_keys", "compare", "conditioning_params", "describe", "differing_keys", "epochs_to_target",
-           "group_curves", "group_labels", "load", "load_run", "load_sweep", "log_scaled", "merge_duplicates",
+           "check_keys", "chosen_statuses", "compare", "conditioning_params", "describe", "differing_keys", "epochs_to_target",
+           "group_curves", "group_labels", "grouping_keys", "load", "load_run", "load_sweep", "log_scaled", "merge_duplicates",
            "numeric_keys", "param_importances", "pooled_keys", "replicate_ids", "resolve_metric", "sweep_direction",
            "t_quantile", "t_sf", "welch"]

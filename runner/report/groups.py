@@ -159,6 +159,16 @@ def numeric_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
     return out
 
 
+def grouping_keys(by: str | list[str] | None, collection: Collection) -> list[str]:
+    """The keys a report groups by: `by` (comma-separated, or a list), each checked against
+    the runs; None: the config keys that differ between the runs, the seed excluded."""
+    if by is None:
+        return differing_keys(collection.runs, collection.config_keys)
+    keys = [k.strip() for k in (by.split(",") if isinstance(by, str) else by) if k.strip()]
+    check_keys(keys, collection)
+    return keys
+
+
 def check_keys(keys: list[str], collection: Collection) -> None:
     missing = [k for k in keys if k not in collection.runs.columns]
     if missing:

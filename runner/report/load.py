@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from optlab.config.compose import GROUPS, flatten
-from optlab.errors import DataError
+from optlab.errors import ConfigError, DataError
 from optlab.runs.files import complete_lines
 from optlab.runs.folder import process_alive
 from optlab.runs.status import Status
@@ -27,6 +27,17 @@ SWEEP_FILES = ("trials.csv", "sweep.json")
 
 
 STATUSES = (Status.COMPLETED, Status.DIVERGED, Status.PRUNED, Status.FAILED, Status.INTERRUPTED, Status.RUNNING)
+
+
+def chosen_statuses(text: str | list[str]) -> tuple[str, ...]:
+    """The statuses whose runs enter a report's statistics (--stats-over: comma-separated,
+    or a list); an unknown one is a ConfigError naming the choices."""
+    chosen = tuple(s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip())
+    unknown = [s for s in chosen if s not in STATUSES]
+    if unknown or not chosen:
+        raise ConfigError(f"--stats-over {text if isinstance(text, str) else ','.join(text)}: "
+                          f"choose from: {', '.join(STATUSES)}")
+    return chosen
 
 
 SUMMARY_SKIP = ("run_dir",)
