@@ -41,8 +41,8 @@ class Context:
         return [a.name for a in self.spec.arms]
 
 
-def draw(spec, values: dict, rows: list[dict], path: Path, quick: bool) -> None:
-    """The figure to `path` (written whole or not at all)."""
+def draw(spec, values: dict, rows: list[dict], path: Path, quick: bool):
+    """The figure to `path` (written whole or not at all); returns it."""
     from matplotlib.figure import Figure
 
     from optlab.report.plots import save
@@ -59,6 +59,7 @@ def draw(spec, values: dict, rows: list[dict], path: Path, quick: bool) -> None:
     partial = Path(path).with_name(f".{Path(path).stem}.{os.getpid()}.tmp.png")
     save(fig, partial)
     os.replace(partial, path)
+    return fig
 
 
 def _legend(fig) -> None:
