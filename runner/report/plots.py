@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, LogFormatter, MaxNLocator, NullLocator
 
 MAX_CURVES = 10  # more groups than this: the best ranked ones are drawn, the title says so
-MAX_TICKED_VALUES = 12  # a key with at most this many values (a grid) gets a tick and a line at each
+MAX_TICKED_VALUES = 12  # a grid of at most this many values gets a tick and a line through each
+GRID_GAPS = 2.5  # how uneven a grid's steps may be (on a linear or a log scale) before it reads as a sample
 MIN_IMPORTANCE_TRIALS = 20  # fANOVA on fewer trials: the figure carries a warning
 LINESTYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")  # with 4 line styles: 20 distinct pairs
@@ -96,21 +97,36 @@ def wants_log(values, sampled_log: bool | None = None) -> bool:
     return bool(sampled_log) or math.log10(values.max() / values.min()) >= 1.0
 
 
+def is_grid(values) -> bool:
+    """Whether a key's values look like a grid, not a random sample: at most MAX_TICKED_VALUES
+    of them, evenly spaced on a linear or a log scale (64, 128, 256; 0.001, 0.003, 0.01; the
+    largest gap at most GRID_GAPS times the smallest), so a tick and a line through each help."""
+    distinct = sorted(pd.to_numeric(pd.Series(values), errors="coerce").dropna().unique())
+    if not 1 < len(distinct) <= MAX_TICKED_VALUES:
+        return False
+    scales = [distinct] + ([[math.log10(v) for v in distinct]] if distinct[0] > 0 else [])
+    for where in scales:
+        gaps = [b - a for a, b in zip(where, where[1:])]
+        if max(gaps) <= GRID_GAPS * min(gaps):
+            return True
+    return False
+
+
 def key_axis(ax, values, sampled_log: bool | None = None) -> None:
-    """The x axis of a config key: log by wants_log; a grid's few values get a tick each,
-    written out (64, 128, 256, not 10^2); integer keys get integer ticks."""
+    """The x axis of a config key: log by wants_log; a grid's values get a tick each, written
+    out (64, 128, 256, not 10^2); integer keys get integer ticks."""
     values = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
     log = wants_log(values, sampled_log)
     if log:
         log_scale(ax, "x")
-    distinct = sorted(values.unique())
-    if 1 < len(distinct) <= MAX_TICKED_VALUES:
+    if is_grid(values):
+        distinct = sorted(values.unique())
         ax.xaxis.set_major_locator(FixedLocator(distinct))
         ax.xaxis.set_major_formatter(lambda value, _: significant(value))
         ax.xaxis.set_minor_locator(NullLocator())
         if len(distinct) > 6:
             ax.tick_params(axis="x", labelrotation=30)
-    elif len(values) and (values == values.round()).all():
+    elif not log and len(values) and (values == values.round()).all():
         integer_ticks(ax.xaxis)
 
 
@@ -122,6 +138,15 @@ def significant(value: float, digits: int = 3) -> str:
 
 
 _VALUE = re.compile(r"(?<==)[-+]?(?:\d+\.\d*|\.\d+|\d+(?=[eE]))(?:[eE][-+]?\d+)?(?=$|[,\s)])")
+
+
+def natural_order(labels) -> list[str]:
+    """Labels in the order of their numbers (width=64 before width=256), text alphabetically."""
+    def key(label: str) -> list:
+        parts = re.split(r"([-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)", label)
+        return [(0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts) if p]
+
+    return sorted(labels, key=key)
 
 
 def legend_labels(labels: list[str]) -> list[str]:
@@ -170,14 +195,16 @@ def _split(column: str) -> str:
 
 def colour_keys(runs: pd.DataFrame, key: str, keys: list[str]) -> tuple[list[str], list[str]]:
     """(the grouping keys a metric-vs-`key` plot colours by, the ones it pools): every other
-    grouping key gets its own colour per value, so no line mixes runs that differ in one;
-    when their combinations are more than MAX_CURVES (a key sampled at random), the numeric
-    ones are pooled instead and the title says so."""
+    grouping key gets a colour per value, so no line mixes runs that differ in one, except a
+    numeric key sampled at random (no value repeats, or more combinations than MAX_CURVES):
+    a colour per sampled value says nothing, so it is pooled and the title says so."""
     others = [k for k in keys if k != key and k in runs]
-    if len(runs[others].astype(str).drop_duplicates()) <= MAX_CURVES:
-        return others, []
     numeric = [k for k in others if pd.to_numeric(runs[k], errors="coerce").notna().all()]
-    return [k for k in others if k not in numeric], numeric
+    sampled = [k for k in numeric if runs[k].nunique() == len(runs) > 2]
+    coloured = [k for k in others if k not in sampled]
+    if len(runs[coloured].astype(str).drop_duplicates()) > MAX_CURVES:
+        coloured = [k for k in coloured if k not in numeric]
+    return coloured, [k for k in others if k not in coloured]
 
 
 def metric_vs_key(runs: pd.DataFrame, key: str, value_column: str, metric_name: str,
@@ -192,8 +219,8 @@ def metric_vs_key(runs: pd.DataFrame, key: str, value_column: str, metric_name: 
     data = pd.DataFrame({"x": pd.to_numeric(runs[key], errors="coerce"),
                          "y": pd.to_numeric(runs[value_column], errors="coerce"),
                          "hue": "runs" if hue is None else hue.reindex(runs.index).astype(str)}).dropna()
-    grid = data["x"].nunique() <= MAX_TICKED_VALUES
-    names = sorted(data["hue"].unique())
+    grid = is_grid(data["x"])
+    names = natural_order(data["hue"].unique())
     for i, (name, label) in enumerate(zip(names, legend_labels(names))):
         part = data[data["hue"] == name]
         look = style(i)
@@ -204,8 +231,9 @@ def metric_vs_key(runs: pd.DataFrame, key: str, value_column: str, metric_name: 
     key_axis(ax, data["x"], log)
     colour = f", colour = {hue_name}" if hue_name else ""
     mixed = f", pooled over {pooled}" if pooled else ""
+    lines = ", lines = mean over seeds" if ax.lines else ""
     ax.set(xlabel=key, ylabel=metric_name, title=f"{metric_name} vs {key}\n"
-           f"(one point per config and seed{colour}{mixed}, lines = mean over seeds; n = {len(data)})")
+           f"(one point per config and seed{colour}{mixed}{lines}; n = {len(data)})")
     legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
@@ -243,14 +271,15 @@ def importances(table: pd.DataFrame, study: str, metric_name: str = "the objecti
         position += len(part) + 1  # a gap between branches
     ax.set_yticks([row for row, _ in ticks], [name for _, name in ticks])
     per_branch = ", each branch sums to 1" if len(branches) > 1 else ", sums to 1"
-    ax.set(xlabel=f"importance (Optuna fANOVA{per_branch})", ylabel="parameter",
-           title=f"{study}: parameter importances for {metric_name}"
-                 + ("\nper branch of the conditional space" if len(branches) > 1 else ""))
     fewest = int(table["trials"].min())
-    if fewest < MIN_IMPORTANCE_TRIALS:
-        ax.set_title(f"warning: from only {fewest} trials (fewer than {MIN_IMPORTANCE_TRIALS}): "
-                     "a rough ranking, not a measurement", loc="left", color="firebrick", fontsize="small",
-                     y=1.0, pad=ax.title.get_fontsize() * (2.8 if len(branches) > 1 else 1.6))
+    few = fewest < MIN_IMPORTANCE_TRIALS
+    ax.set_xlabel(f"importance (Optuna fANOVA{per_branch})")
+    ax.set_ylabel("parameter")
+    ax.set_title(f"{study}: parameter importances for {metric_name}"
+                 + ("\nper branch of the conditional space" if len(branches) > 1 else ""), pad=20 if few else 6)
+    if few:  # under the title, above the bars
+        ax.text(0.0, 1.02, f"warning: from only {fewest} trials (fewer than {MIN_IMPORTANCE_TRIALS}): "
+                "a rough ranking, not a measurement", transform=ax.transAxes, color="firebrick", fontsize="small")
     handles, names = ax.get_legend_handles_labels()
     legend_outside(ax, handles=handles[::-1], labels=names[::-1])  # top to bottom, as the bars
     return fig
