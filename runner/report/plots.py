@@ -69,8 +69,8 @@ def line(ax, x, y, i: int, **kwargs):
 
 
 def integer_ticks(axis) -> None:
-    """Epochs, steps, trials and layers are counted: no tick at 2.5."""
-    axis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    """Epochs, steps, trials and layers are counted: no tick at 2.5 (nor at 0.98 around a lone 1)."""
+    axis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1))
 
 
 class _PlainMinorLabels(LogFormatter):

@@ -191,7 +191,9 @@ def test_importances_from_fewer_than_20_trials_carry_a_warning():
 def test_epoch_and_trial_axes_have_integer_ticks_only():
     history = pd.DataFrame({"number": [0, 1, 2], "value": [0.5, 0.4, 0.8], "best": [0.5, 0.5, 0.8]})
     table = curves_table()[lambda t: t["epoch"] < 2]  # two epochs: a locator left alone ticks 1.2, 1.4, ...
-    for fig in (plots.best_so_far(history, "val_acc", "demo"), plots.learning_curves(table, "val_acc")):
+    one = curves_table()[lambda t: t["epoch"] == 0]  # one epoch: 0.96, 0.98, 1.0, ...
+    for fig in (plots.best_so_far(history, "val_acc", "demo"), plots.learning_curves(table, "val_acc"),
+                plots.learning_curves(one, "val_acc")):
         legend_collisions(fig)  # draws it
         ticks = visible_ticks(fig.axes[0].xaxis)
         assert ticks and all(float(t).is_integer() for t in ticks), (fig.axes[0].get_xlabel(), ticks)
