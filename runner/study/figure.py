@@ -215,6 +215,12 @@ def _seed_lines(ax, i: int, series: list[pd.Series], log: bool, mean: bool = Tru
         return None
     centre = pd.DataFrame([_centre(list(row), log) for row in complete.itertuples(index=False)],
                           index=complete.index, columns=["mean", "low", "high"])
+    if len(centre) == 1:  # one point (a single epoch): a band has no width; a whisker, beside the other arms'
+        x = centre.index[0]
+        ax.errorbar([x + 0.05 * i], centre["mean"], yerr=[centre["mean"] - centre["low"], centre["high"] - centre["mean"]],
+                    **{**look, "linestyle": "none"}, capsize=5)
+        ax.set_xlim(x - 0.5, x + 0.5)
+        return centre["mean"]
     line(ax, centre.index, centre["mean"], i, linewidth=2)
     if len(series) > 1:
         ax.fill_between(centre.index, centre["low"], centre["high"], color=look["color"], alpha=0.18, linewidth=0)
