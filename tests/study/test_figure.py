@@ -148,3 +148,15 @@ def test_every_shipped_figure_shows_what_its_verdict_compares(name):
         assert any(drawn_by(p, measure, spec.measures[measure], first) for p in panels), (name, measure)
     if any(arm.sweep for arm in spec.arms):  # what each search method tried, not only its best
         assert any(p["kind"] == "trials" for p in panels), name
+
+
+def test_a_single_epoch_gets_a_whisker_per_arm_and_the_tick_1(tmp_path):
+    values, rows = {name: {"a": {}, "b": {}} for name in MEASURES}, []
+    for arm in ("a", "b"):
+        for seed in SEEDS:
+            folder = write_run(tmp_path / "runs", f"{arm}-seed{seed}", config(seed=seed), [0.5 + 0.1 * seed])
+            rows.append({"arm": arm, "seed": seed, "variant": "", "path": str(folder)})
+    ax = draw(study({"kind": "curves", "column": "val_acc"}), values, rows, tmp_path / "f.png", quick=True).axes[0]
+    legend_collisions(ax.figure)  # draws it
+    assert len(ax.containers) == 2 and visible_ticks(ax.xaxis) == [1]
+    assert "quick" in ax.figure.get_suptitle()
