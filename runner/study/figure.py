@@ -97,7 +97,7 @@ def _bars(ax, context: Context, panel: dict) -> None:
         if seeds:
             ax.errorbar(i, mean, yerr=[[mean - low], [high - mean]] if len(seeds) > 1 else None,
                         fmt="none" if scale == "linear" else look["marker"], color=look["color"], capsize=5,
-                        markersize=8, elinewidth=1.5)
+                        markersize=8, elinewidth=1.5, fillstyle=look["fillstyle"])
         _seed_dots(ax, context, name, arm, i)
         _arm_handle(ax, i, arm, len(seeds))
     _thresholds(ax, context, name)
@@ -128,7 +128,7 @@ def _censored_seeds(context: Context, name: str, arm: str) -> set:
     flag, per_seed = f"{name}_censored", {}
     for row in context.rows:
         if row["arm"] == arm:
-            per_seed.setdefault(row["seed"], []).append(bool(row.get(flag, False) is True))
+            per_seed.setdefault(row["seed"], []).append(row.get(flag) is True)
     return {seed for seed, flags in per_seed.items() if all(flags)}
 
 

@@ -160,3 +160,13 @@ def test_a_single_epoch_gets_a_whisker_per_arm_and_the_tick_1(tmp_path):
     legend_collisions(ax.figure)  # draws it
     assert len(ax.containers) == 2 and visible_ticks(ax.xaxis) == [1]
     assert "quick" in ax.figure.get_suptitle()
+
+
+def test_a_seed_that_never_reached_the_target_is_marked_as_a_lower_bound(runs, tmp_path):
+    values, rows = runs
+    rows[0]["to_loss_censored"] = True  # arm a, seed 0: its budget, not a time to the target
+    ax = draw(study({"kind": "bars", "measure": "to_loss", "log": True}), values, rows, tmp_path / "f.png",
+              quick=False).axes[0]
+    marked = [c for c in ax.collections if c.get_label().startswith("seed that never reached the target")]
+    assert len(marked) == 1 and list(marked[0].get_offsets()[0]) == [0.3, 20.0]
+    assert ax.get_ylabel() == "to_loss (steps to the target) (log scale)"
