@@ -140,6 +140,45 @@ def make_sweep(root: Path, trials: int = 6, storage_kind: str = "journal") -> Pa
     return folder
 
 
+# ---------------------------------------------------------------- figures as a reader sees them
+
+def rendered(fig):
+    """The figure drawn on an Agg canvas, as saving it would: its renderer, for extents."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def legend_collisions(fig) -> list[str]:
+    """What the figure's legends cover: any axes' data area, its axes' tick labels and labels, its title."""
+    renderer = rendered(fig)
+    covered = []
+    for legend in [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends):
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            parts = {"axes": ax.get_window_extent(renderer), "x axis labels": ax.xaxis.get_tightbbox(renderer),
+                     "y axis labels": ax.yaxis.get_tightbbox(renderer)}
+            if ax.get_title():
+                parts["title"] = ax.title.get_window_extent(renderer)
+            covered += [f"legend covers the {name} of {ax.get_title()!r}" for name, part in parts.items()
+                        if part is not None and box.overlaps(part)]
+    return covered
+
+
+def visible_ticks(axis) -> list[float]:
+    """The major tick positions inside the axis' view."""
+    low, high = sorted(axis.get_view_interval())
+    return [t for t in axis.get_majorticklocs() if low - 1e-9 <= t <= high + 1e-9]
+
+
+def looks(ax) -> list[tuple]:
+    """(line style, marker, fill style) of every labelled line: what tells curves apart beyond colour."""
+    return [(line.get_linestyle(), line.get_marker(), line.get_fillstyle()) for line in ax.get_lines()
+            if not line.get_label().startswith("_")]
+
+
 # ---------------------------------------------------------------- a user's option files
 
 def user_option(config_dir: Path, group: str, name: str, text: str) -> str:

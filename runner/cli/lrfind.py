@@ -22,6 +22,7 @@ def run(args) -> int:
 
     from optlab.config.compose import compose
     from optlab.errors import ConfigError
+    from optlab.report import plots
     from optlab.runs.folder import new_run_dir, remove_if_empty
     from optlab.training.lrfind import write_results
 
@@ -34,6 +35,7 @@ def run(args) -> int:
     try:
         result = _run_with_progress(cfg, args)
         write_results(result, out_dir)
+        plots.save(plots.lr_range_test(result), out_dir / "lr_find.png")
     except BaseException:
         remove_if_empty(out_dir)
         raise

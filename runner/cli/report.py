@@ -360,10 +360,10 @@ def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_
     seeds = report.merge_duplicates(used, [metric.column])
     varying = report.numeric_keys(runs, report.differing_keys(runs, collection.config_keys))
     for key in varying[:MAX_KEY_PLOTS]:
-        others = [k for k in keys if k != key and k not in varying]  # colour by the categorical keys
+        others, pooled = plots.colour_keys(seeds, key, keys)
         hue = report.group_labels(seeds, others) if others else None
         fig = plots.metric_vs_key(seeds, key, metric.column, metric.label, hue, ", ".join(others),
-                                  report.log_scaled(collection.sweeps, key))
+                                  report.log_scaled(collection.sweeps, key), ", ".join(pooled))
         folder.save(fig, f"{metric.name}_vs_{key}.png")
     for sweep in collection.sweeps:
         notes += _sweep_plots(sweep, metric, folder)

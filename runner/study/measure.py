@@ -65,7 +65,7 @@ def to_target(rows: list[dict], m: dict, epochs: int) -> tuple[float, bool]:
     for r in rows:
         v = r.get(column, math.nan)
         if math.isfinite(v) and (v <= target if op == "<=" else v >= target):
-            return float(r[unit]), False
+            return float(r[unit] + (1 if unit == "epoch" else 0)), False  # metrics.csv's epoch 0 is 1 epoch trained
     if unit == "epoch":
         return float(epochs), True
     per_epoch = rows[0]["step"] if rows else math.nan

@@ -70,7 +70,7 @@ def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts:
     values, rows = measure_all(spec, records, lambda r: epochs.get((r.arm, r.seed, r.variant), 0))
     results = [judge(c, values[c["measure"]]) for c in spec.criteria]
     figure = f"{spec.name}.png"
-    draw(spec, values, records, folder / figure, facts["quick"])
+    draw(spec, values, rows, folder / figure, facts["quick"])
     verdict = {"study": spec.name, "claim": spec.claim, "source": spec.source,
                **overall([r["outcome"] for r in results], facts["quick"]),
                "criteria": results, "effect": results[0]["effect"],

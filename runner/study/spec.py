@@ -20,7 +20,7 @@ MEASURE_KINDS = {"metric": ("column",), "to_target": ("column", "target"), "laye
                  "unit_spread": (), "sweep_best": ()}
 REDUCTIONS = ("first", "last", "mean", "ratio", "per_layer")
 CRITERION_KINDS = {"welch", "equivalent", "every_seed"}
-FIGURE_KINDS = {"bars", "curves", "layers"}
+FIGURE_KINDS = {"bars", "curves", "layers", "trials"}
 QUICK_KEYS = {"seeds", "overrides", "sweep"}
 DIRECTIONS = ("greater", "less")
 OPS = ("<", ">")
@@ -156,10 +156,24 @@ def check(spec: StudySpec) -> None:
     unknown = sorted(set(spec.quick) - QUICK_KEYS)
     if unknown:
         raise ConfigError(f"study {spec.name}: quick: unknown key {unknown[0]!r}; keys: {', '.join(sorted(QUICK_KEYS))}")
-    if spec.figure.get("kind") not in FIGURE_KINDS:
-        raise ConfigError(f"study {spec.name}: figure kind must be one of {', '.join(sorted(FIGURE_KINDS))}")
-    if "measure" in spec.figure and spec.figure["measure"] not in spec.measures:
-        raise ConfigError(f"study {spec.name}: figure measure must be one of {', '.join(spec.measures)}")
+    for panel in figure_panels(spec.figure):
+        _check_panel(spec, panel)
+
+
+def figure_panels(figure: dict) -> list[dict]:
+    """The figure's panels, side by side: its `panels` list, or the figure itself as one panel."""
+    panels = figure.get("panels")
+    return list(panels) if isinstance(panels, list) and panels else [figure]
+
+
+def _check_panel(spec: StudySpec, panel: Any) -> None:
+    where = f"study {spec.name}: figure"
+    if not isinstance(panel, dict) or panel.get("kind") not in FIGURE_KINDS:
+        raise ConfigError(f"{where} kind must be one of {', '.join(sorted(FIGURE_KINDS))}")
+    if "measure" in panel and panel["measure"] not in spec.measures:
+        raise ConfigError(f"{where} measure must be one of {', '.join(spec.measures)}")
+    if panel["kind"] == "trials" and not (panel.get("x") and any(a.sweep for a in spec.arms)):
+        raise ConfigError(f"{where}: a trials panel needs x (a searched key) and a sweep arm")
 
 
 def _check_measure(where: str, m: dict) -> None:

@@ -12,23 +12,24 @@ from optlab.study.measure import (
     to_target,
 )
 
-ROWS = [{"epoch": 1, "step": 10, "train_loss": 1.0, "train_acc": 0.6, "val_acc": 0.5},
-        {"epoch": 2, "step": 20, "train_loss": 0.4, "train_acc": 0.9, "val_acc": 0.8},
-        {"epoch": 3, "step": 30, "train_loss": 0.2, "train_acc": 1.0, "val_acc": 0.7}]
+ROWS = [{"epoch": 0, "step": 10, "train_loss": 1.0, "train_acc": 0.6, "val_acc": 0.5},  # as metrics.csv: the first
+        {"epoch": 1, "step": 20, "train_loss": 0.4, "train_acc": 0.9, "val_acc": 0.8},  # epoch is epoch 0
+        {"epoch": 2, "step": 30, "train_loss": 0.2, "train_acc": 1.0, "val_acc": 0.7}]
 
 
 def test_metric_at_final_best_and_an_epoch_and_a_gap():
     assert metric_value(ROWS, {"column": "val_acc"}) == 0.7
     assert metric_value(ROWS, {"column": "val_acc", "at": "best"}) == 0.8
     assert metric_value(ROWS, {"column": "train_loss", "at": "best"}) == 0.2
-    assert metric_value(ROWS, {"column": "val_acc", "at": 1}) == 0.5
+    assert metric_value(ROWS, {"column": "val_acc", "at": 1}) == 0.8  # metrics.csv's epoch 1
     assert metric_value(ROWS, {"column": "train_acc", "minus": "val_acc"}) == pytest.approx(0.3)
 
 
 def test_steps_to_target_and_the_censored_budget():
     assert to_target(ROWS, {"column": "train_loss", "target": 0.5}, epochs=3) == (20.0, False)
     assert to_target(ROWS, {"column": "val_acc", "target": 0.75, "op": ">="}, epochs=3) == (20.0, False)
-    assert to_target(ROWS, {"column": "train_loss", "target": 0.5, "unit": "epochs"}, epochs=3) == (2.0, False)
+    assert to_target(ROWS, {"column": "train_loss", "target": 0.5, "unit": "epochs"}, epochs=3) == (2.0, False)  # 20 steps
+    assert to_target(ROWS, {"column": "train_loss", "target": 2.0, "unit": "epochs"}, epochs=3) == (1.0, False)
     diverged = ROWS[:1]  # one epoch of 10 steps, then it diverged: the budget of 5 epochs, censored
     assert to_target(diverged, {"column": "train_loss", "target": 0.1}, epochs=5) == (50.0, True)
 
