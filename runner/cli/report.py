@@ -78,6 +78,9 @@ def register(subparsers) -> None:
     parser.add_argument("--compare", action="store_true",
                         help="exactly two PATHs A and B: side by side, A - B with Welch's 95%% CI")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained interactive page (tables, parallel "
+                             "coordinates that filter them, charts) that opens offline in any browser")
     parser.add_argument("--layers", action="store_true",
                         help="plot per-layer diagnostics (layers.csv of runs trained with trainer.diagnostics=true): "
                              "activation std and gradient norm against depth, saturation/dead units over training")
@@ -115,6 +118,11 @@ def run_report(args) -> int:
     if not args.no_plots:
         for note in write_plots(collection, table, table_keys, metric, stats_over, folder):
             print(f"note: {note}", file=sys.stderr)
+    if args.html:
+        from optlab.report import html_page, html_runs
+
+        page = html_runs.runs_page(collection, table, table_keys, metric, stats_over, args.paths)
+        folder.write("report.html", html_page.render(page))
     folder.finish()
     print(folder.path)
     return 0
