@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from html import escape
 
 import pandas as pd
 
@@ -37,7 +38,8 @@ def runs_page(collection, table: pd.DataFrame, keys: list[str], metric, stats_ov
     group_runs = {label: [int(i) for i in members] for label, members in runs.groupby(labels, sort=False).groups.items()}
     groups = [{"label": str(label), "runs": group_runs.get(label, [])} for label in table["group"]]
     notes = [f"skipped {s.path}: {s.reason}" for s in collection.skipped] + list(collection.notes)
-    sections = [groups_section(table, keys, metric), *brush_sections(collection, runs, varying, metric),
+    brush_views, brush = brush_sections(collection, runs, varying, metric)
+    sections = [groups_section(table, keys, metric), *brush_views,
                 runs_section(runs, varying, metric, bool(collection.sweeps)),
                 *key_sections(collection, runs, table, keys, varying, metric, stats_over, index_of),
                 *curve_sections(keys, metric)]
@@ -47,7 +49,7 @@ def runs_page(collection, table: pd.DataFrame, keys: list[str], metric, stats_ov
                         f"{', '.join(stats_over)}",
             "facts": html_page.generated_facts({"runs": len(runs), "groups": len(table)}),
             "notes": notes, "runs": [_run_entry(row, varying, metric) for _, row in runs.iterrows()],
-            "groups": groups, "max_curves": MAX_CURVES, "sections": sections,
+            "groups": groups, "max_curves": MAX_CURVES, "sections": sections, "brush": brush,
             "curves": curve_data(collection, keys, metric, labels, index_of, list(table["group"]))}
     for sweep in collection.sweeps:
         page["sections"] += sweep_sections(sweep, runs, metric)
@@ -55,13 +57,13 @@ def runs_page(collection, table: pd.DataFrame, keys: list[str], metric, stats_ov
 
 
 def _run_entry(row: pd.Series, varying: list[str], metric) -> dict:
-    """A run as the page knows it: name, folder, and the text shown when hovering it."""
+    """A run as the page knows it: name, folder, and the text shown when hovering it (its
+    values of the keys that vary, seed, status, metric and folder; escaped, for the markup)."""
     path = os.path.abspath(str(row["run_dir"]))
-    config = "<br>".join(f"{k} = {_show(row.get(k))}" for k in varying)
-    value = f"{metric.name} = {_show(row.get(metric.column))}"
-    return {"name": str(row["run"]), "path": path,
-            "hover": f"<b>{row['run']}</b><br>{config}{'<br>' if config else ''}seed {_show(row.get('seed'))}, "
-                     f"{row['status']}, {value}<br>{path}"}
+    lines = [f"<b>{escape(str(row['run']))}</b>", *(escape(f"{k} = {_show(row.get(k))}") for k in varying),
+             escape(f"seed {_show(row.get('seed'))}, {row['status']}, {metric.name} = {_show(row.get(metric.column))}"),
+             escape(path)]
+    return {"name": str(row["run"]), "path": path, "hover": "<br>".join(lines)}
 
 
 def _show(value) -> str:
@@ -133,28 +135,24 @@ def runs_section(runs: pd.DataFrame, varying: list[str], metric, in_sweeps: bool
 
 # ---------------------------------------------------------------- parallel coordinates
 
-def brush_sections(collection, runs: pd.DataFrame, varying: list[str], metric) -> list[dict]:
-    """Parallel coordinates over the keys that vary and the metric; brushing an axis selects
-    the runs inside its range (the page's `brush` holds every run's value on each axis)."""
+def brush_sections(collection, runs: pd.DataFrame, varying: list[str], metric) -> tuple[list[dict], dict | None]:
+    """Parallel coordinates over the keys that vary and the metric (page.js draws them as SVG:
+    no WebGL), and the page's `brush`: every run's value on each axis, so that brushing an
+    axis selects exactly the runs inside its range."""
     dims = [_dimension(runs, key, report.log_scaled(collection.sweeps, key)) for key in varying]
     dims = [d for d in dims if d is not None]
     if not dims:
-        return []
+        return [], None
     values = pd.to_numeric(runs[metric.column], errors="coerce")
     dims.append({"label": metric.label, "values": [None if math.isnan(v) else float(v) for v in values]})
-    drawn = [i for i in range(len(runs)) if all(d["values"][i] is not None for d in dims)]
-    trace = {"type": "parcoords", "labelangle": 0, "labelfont": {"size": 11},
-             "line": {"color": rounded(values.iloc[drawn]), "colorscale": "Viridis", "showscale": True,
-                      "reversescale": not metric.maximize, "colorbar": {"title": {"text": metric.name}}},
-             "dimensions": [{**{k: v for k, v in d.items() if k != "values"},
-                             "values": rounded([d["values"][i] for i in drawn], 8)} for d in dims]}
-    left_out = len(runs) - len(drawn)
-    caption = ("One line per run; drag along an axis to select a range (several ranges per axis, on several "
-               "axes: a run must be inside all); click an axis outside its range to drop it."
+    drawn = sum(all(d["values"][i] is not None for d in dims) for i in range(len(runs)))
+    left_out = len(runs) - drawn
+    caption = ("One line per run, coloured by the metric. Drag along an axis to select a range (on several axes: "
+               "a run must be inside all of them); click an axis to drop its range. Hover a line for its run."
                + (f" {left_out} run(s) without a value on every axis (diverged, failed, or a key their branch "
-                  "lacks) are not drawn; the tables still filter them by the axes they have." if left_out else ""))
-    return [{"kind": "chart", "id": BRUSH_CHART, "role": "brush", "title": "Parallel coordinates", "caption": caption,
-             "figure": {"data": [trace], "layout": {"height": 420, "margin": {"l": 70, "r": 40, "t": 70, "b": 30}}}}]
+                  "lacks) are not drawn; the tables filter them by the axes they have." if left_out else ""))
+    brush = {"chart": BRUSH_CHART, "dims": dims, "maximize": metric.maximize}
+    return [{"kind": "parcoords", "id": BRUSH_CHART, "title": "Parallel coordinates", "caption": caption}], brush
 
 
 def _dimension(runs: pd.DataFrame, key: str, sampled_log: bool | None) -> dict | None:
@@ -369,8 +367,8 @@ def _intermediate_sections(sweep, name: str) -> list[dict]:
             x += [int(s) + 1 for s in trial["step"]] + [None]
             y += rounded(trial["value"]) + [None]
             text += [f"trial {number} ({state.lower()})"] * len(trial) + [""]
-        traces.append({"type": "scatter", "mode": "lines+markers", "name": f"{state.lower()} ({part['number'].nunique()})",
-                       "x": x, "y": y, "text": text, "marker": {"size": 4}, "line": {"width": 1},
+        traces.append({"type": "scatter", "mode": "lines", "name": f"{state.lower()} ({part['number'].nunique()})",
+                       "x": x, "y": y, "text": text, "line": {"width": 1}, "opacity": 0.6,
                        "hovertemplate": "%{text}<br>epoch %{x}: %{y}<extra></extra>"})
     return [{"kind": "chart", "id": f"intermediate-{sweep.study}", "title": f"Sweep {sweep.study}: intermediate values",
              "caption": f"each trial's {name} as reported to the pruner after every epoch (the values the pruner "

@@ -80,30 +80,43 @@
 
   // ------------------------------------------------------------------ tables
 
+  const ROWS_SHOWN = 100;  // rows put on the page at first: a thousand-row table's layout costs seconds
+
   function table(spec, box) {
     const filter = el("input", {type: "search", class: "filter", placeholder: "filter rows (words, all must match)",
                                 "aria-label": `filter ${spec.title || "rows"}`});
     const count = el("span", {class: "count"});
-    box.append(el("div", {class: "table-tools"}, filter, count));
+    const more = el("button", {type: "button", class: "show-all", hidden: ""});
+    box.append(el("div", {class: "table-tools"}, filter, count, more));
     const head = el("tr", {});
     const body = el("tbody", {});
-    const view = {spec, body, count, filter, rows: [], sort: null};
+    const view = {spec, body, count, filter, more, limit: ROWS_SHOWN, sort: null,
+                  rows: spec.rows.map((row) => ({row, tr: null, text: rowText(spec, row)}))};
     spec.columns.forEach((column, index) => {
       const th = el("th", {scope: "col", "data-col": column.key, title: column.help || null, text: column.label});
       th.addEventListener("click", () => sortBy(view, index));
       head.append(th);
     });
-    for (const row of spec.rows) {
-      const tr = el("tr", {});
-      if (row.runs) tr.dataset.runs = row.runs.join(",");
-      for (const column of spec.columns) tr.append(cell(column, row.cells));
-      view.rows.push({tr, row, text: tr.textContent.toLowerCase()});
-      body.append(tr);
-    }
     box.append(el("div", {class: "table-box"}, el("table", {id: spec.id}, el("thead", {}, head), body)));
     filter.addEventListener("input", () => applyRows(view));
+    more.addEventListener("click", () => { view.limit = Infinity; applyRows(view); });
     state.tables.push(view);
     applyRows(view);
+  }
+
+  function rowText(spec, row) {
+    return spec.columns.flatMap((c) => (c.type === "interval" ? c.keys : [c.key]))
+      .map((key) => (typeof row.cells[key] === "number" ? fmt(row.cells[key]) : String(row.cells[key] ?? "")))
+      .join(" ").toLowerCase();
+  }
+
+  function rowElement(view, item) {
+    if (!item.tr) {
+      item.tr = el("tr", {});
+      if (item.row.runs) item.tr.dataset.runs = item.row.runs.join(",");
+      for (const column of view.spec.columns) item.tr.append(cell(column, item.row.cells));
+    }
+    return item.tr;
   }
 
   function cell(column, cells) {
@@ -132,7 +145,7 @@
       const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
       return ascending ? order : -order;
     });
-    for (const item of view.rows) view.body.append(item.tr);
+    applyRows(view);
     view.body.parentElement.querySelectorAll("th").forEach((th, i) => {
       th.dataset.sort = i === index ? (ascending ? "ascending" : "descending") : "";
     });
@@ -140,14 +153,17 @@
 
   function applyRows(view) {
     const words = view.filter.value.toLowerCase().split(/\s+/).filter(Boolean);
-    let shown = 0;
-    for (const item of view.rows) {
+    const matching = view.rows.filter((item) => {
       const chosen = !state.selection || !item.row.runs || item.row.runs.some((r) => state.selection.has(r));
-      const visible = chosen && words.every((w) => item.text.includes(w));
-      item.tr.hidden = !visible;
-      shown += visible;
-    }
-    view.count.textContent = `${shown} of ${view.rows.length} rows`;
+      return chosen && words.every((w) => item.text.includes(w));
+    });
+    const shown = matching.slice(0, view.limit);
+    view.body.replaceChildren(...shown.map((item) => rowElement(view, item)));
+    view.count.textContent = `${matching.length} of ${view.rows.length} rows` +
+      (shown.length < matching.length ? ` (the first ${shown.length} shown)` : "");
+    view.count.dataset.matching = String(matching.length);
+    view.more.hidden = shown.length === matching.length;
+    view.more.textContent = `show all ${matching.length}`;
   }
 
   // ------------------------------------------------------------------ charts
@@ -161,7 +177,6 @@
     }
     const drawn = Plotly.newPlot(div, spec.figure.data, spec.figure.layout, PLOT_CONFIG);
     state.drawing.push(drawn.then(() => { div.dataset.drawn = "1"; }));
-    if (spec.role === "brush") drawn.then(() => div.on("plotly_restyle", () => brushed(div)));
     if (spec.role === "highlight") state.highlights.push(div);
   }
 
@@ -190,25 +205,188 @@
     }
   }
 
-  // ------------------------------------------------------------------ brushing
+  // ------------------------------------------------------------------ parallel coordinates (SVG)
 
-  function ranges(constraint) {
-    if (!constraint || !constraint.length) return null;
-    return Array.isArray(constraint[0]) ? constraint : [constraint];
+  const SVG = "http://www.w3.org/2000/svg";
+  const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
+                   "#b5de2b", "#fde725"];
+  const PC = {height: 420, top: 64, bottom: 34, left: 70, right: 110};
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+    return node;
   }
 
-  function brushed(div) {
-    const dims = div.data[0].dimensions;
-    const active = dims.map((d, i) => [i, ranges(d.constraintrange)]).filter(([, r]) => r);
+  function extent(values, given) {
+    if (given) return given;
+    const finite = values.filter((v) => v !== null);
+    let lo = Math.min(...finite), hi = Math.max(...finite);
+    if (lo === hi) { lo -= 0.5; hi += 0.5; }
+    return [lo, hi];
+  }
+
+  function niceTicks(lo, hi) {
+    const raw = (hi - lo) / 5, power = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+    const ticks = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(+v.toPrecision(12));
+    return ticks;
+  }
+
+  function parcoords(spec, box) {
+    const dims = page.brush.dims;
+    const width = Math.max(640, Math.min(1160, window.innerWidth - 80));  // not box.clientWidth: a forced layout
+    const plot = svg("svg", {width, height: PC.height, class: "parcoords", id: spec.id, role: "img"});
+    const gap = (width - PC.left - PC.right) / Math.max(1, dims.length - 1);
+    const scales = dims.map((d, i) => {
+      const [lo, hi] = extent(d.values, d.range);
+      const x = PC.left + i * gap;
+      return {x, lo, hi, y: (v) => PC.top + (1 - (v - lo) / (hi - lo)) * (PC.height - PC.top - PC.bottom)};
+    });
+    const colour = colourOf(dims[dims.length - 1].values);
+    const lines = svg("g", {class: "lines"});
+    const markup = [];  // one string for every line: a thousand createElementNS calls cost far more
+    runs.forEach((_, r) => {
+      if (dims.some((d) => d.values[r] === null)) return;
+      const points = dims.map((d, i) => `${scales[i].x.toFixed(1)},${scales[i].y(d.values[r]).toFixed(1)}`);
+      markup.push(`<path d="M${points.join("L")}" stroke="${colour(r)}" data-run="${r}"></path>`);
+    });
+    lines.innerHTML = markup.join("");
+    const paths = new Map([...lines.children].map((path) => [Number(path.dataset.run), path]));
+    plot.append(lines);
+    dims.forEach((d, i) => plot.append(axis(d, i, scales[i], spec)));
+    plot.append(colourBar(dims[dims.length - 1], width));
+    const tip = el("div", {class: "tooltip", hidden: ""});
+    lines.addEventListener("mouseover", (event) => {  // one listener for every line: no per-line nodes
+      const r = event.target.dataset.run;
+      if (r === undefined) return;
+      tip.innerHTML = runs[Number(r)].hover;
+      tip.hidden = false;
+    });
+    lines.addEventListener("mousemove", (event) => {
+      tip.style.left = `${event.clientX + 14}px`;
+      tip.style.top = `${event.clientY + 10}px`;
+    });
+    lines.addEventListener("mouseout", () => { tip.hidden = true; });
+    box.append(plot, tip);
+    state.parcoords = {plot, paths, scales, constraints: new Map()};
+    plot.dataset.drawn = "1";
+  }
+
+  function colourOf(values) {
+    const finite = values.filter((v) => v !== null);
+    const lo = Math.min(...finite), hi = Math.max(...finite);
+    return (r) => {
+      let t = hi > lo ? (values[r] - lo) / (hi - lo) : 1;
+      if (!page.brush.maximize) t = 1 - t;  // the better end is always yellow
+      return VIRIDIS[Math.min(VIRIDIS.length - 1, Math.floor(t * VIRIDIS.length))];
+    };
+  }
+
+  function axis(dim, i, scale, spec) {
+    const group = svg("g", {class: "axis", "data-dim": i});
+    const bottom = PC.height - PC.bottom;
+    group.append(svg("line", {x1: scale.x, x2: scale.x, y1: PC.top, y2: bottom, class: "axis-line"}));
+    const ticks = dim.tickvals ? dim.tickvals.map((v, k) => [v, dim.ticktext[k]])
+                               : niceTicks(scale.lo, scale.hi).map((v) => [v, fmt(v)]);
+    for (const [value, text] of ticks) {
+      if (value < scale.lo - 1e-12 || value > scale.hi + 1e-12) continue;
+      const y = scale.y(value);
+      group.append(svg("line", {x1: scale.x - 4, x2: scale.x, y1: y, y2: y, class: "tick"}));
+      const label = svg("text", {x: scale.x - 7, y: y + 4, "text-anchor": "end", class: "tick-label"});
+      label.textContent = text;
+      group.append(label);
+    }
+    const name = svg("text", {x: scale.x, y: PC.top - 26, "text-anchor": "middle", class: "axis-label"});
+    name.textContent = dim.label;
+    group.append(name);
+    const band = svg("rect", {x: scale.x - 7, width: 14, y: 0, height: 0, class: "brush-range", visibility: "hidden"});
+    const target = svg("rect", {x: scale.x - 14, width: 28, y: PC.top - 6, height: bottom - PC.top + 12,
+                                class: "brush-target", "data-dim": i});
+    group.append(band, target);
+    dragToBrush(target, band, i, scale);
+    return group;
+  }
+
+  function dragToBrush(target, band, i, scale) {
+    const valueAt = (y) => scale.lo + (1 - (y - PC.top) / (PC.height - PC.top - PC.bottom)) * (scale.hi - scale.lo);
+    const clamp = (y) => Math.min(PC.height - PC.bottom, Math.max(PC.top, y));
+    let start = null;
+    const yOf = (event) => clamp(event.clientY - target.ownerSVGElement.getBoundingClientRect().top);
+    target.addEventListener("pointerdown", (event) => {
+      start = yOf(event);
+      target.setPointerCapture(event.pointerId);
+    });
+    target.addEventListener("pointermove", (event) => {
+      if (start === null) return;
+      const y = yOf(event);
+      band.setAttribute("y", Math.min(start, y));
+      band.setAttribute("height", Math.abs(y - start));
+      band.setAttribute("visibility", "visible");
+    });
+    target.addEventListener("pointerup", (event) => {
+      if (start === null) return;
+      const y = yOf(event);
+      const moved = Math.abs(y - start) > 2;
+      start = moved ? [valueAt(Math.max(start, y)), valueAt(Math.min(start, y))] : null;
+      brushAxis(i, start);
+      start = null;
+    });
+  }
+
+  // One axis's range in its own units (log10 for a log axis), or null to drop it. Exposed for
+  // scripts as optlabPage.brushAxis(i, [low, high]).
+  function brushAxis(i, range) {
+    const view = state.parcoords;
+    const group = view.plot.querySelector(`g.axis[data-dim="${i}"]`);
+    const band = group.querySelector(".brush-range");
+    const target = group.querySelector(".brush-target");
+    if (range) {
+      const [lo, hi] = range;
+      view.constraints.set(i, [lo, hi]);
+      band.setAttribute("y", view.scales[i].y(hi));
+      band.setAttribute("height", view.scales[i].y(lo) - view.scales[i].y(hi));
+      band.setAttribute("visibility", "visible");
+      target.dataset.low = String(lo);
+      target.dataset.high = String(hi);
+    } else {
+      view.constraints.delete(i);
+      band.setAttribute("visibility", "hidden");
+      delete target.dataset.low;
+      delete target.dataset.high;
+    }
+    brushed();
+  }
+
+  function colourBar(dim, width) {
+    const group = svg("g", {class: "colour-bar"});
+    const x = width - PC.right + 50, height = PC.height - PC.top - PC.bottom;
+    VIRIDIS.forEach((c, k) => {
+      const step = height / VIRIDIS.length;
+      const y = page.brush.maximize ? PC.top + (VIRIDIS.length - 1 - k) * step : PC.top + k * step;
+      group.append(svg("rect", {x, y, width: 12, height: step + 0.5, fill: c}));
+    });
+    const finite = dim.values.filter((v) => v !== null);
+    [[Math.max(...finite), PC.top + 4], [Math.min(...finite), PC.height - PC.bottom]].forEach(([v, y]) => {
+      const label = svg("text", {x: x + 16, y, class: "tick-label"});
+      label.textContent = fmt(v);
+      group.append(label);
+    });
+    return group;
+  }
+
+  function brushed() {
+    const active = [...state.parcoords.constraints.entries()];
     if (!active.length) {
       select(null);
       return;
     }
     const chosen = new Set();
     runs.forEach((_, r) => {
-      const inside = active.every(([i, rs]) => {
+      const inside = active.every(([i, [lo, hi]]) => {
         const v = page.brush.dims[i].values[r];
-        return v !== null && rs.some(([lo, hi]) => v >= lo && v <= hi);
+        return v !== null && v >= lo && v <= hi;
       });
       if (inside) chosen.add(r);
     });
@@ -216,11 +394,15 @@
   }
 
   function clearBrush() {
-    const div = document.getElementById(page.brush.chart);
-    if (!div || !div.data) return;
-    const update = {};
-    div.data[0].dimensions.forEach((_, i) => { update[`dimensions[${i}].constraintrange`] = null; });
-    Plotly.restyle(div, update);  // fires plotly_restyle: brushed() clears the selection
+    if (!state.parcoords) return;
+    for (const i of [...state.parcoords.constraints.keys()]) brushAxis(i, null);
+  }
+
+  function shadeLines() {
+    if (!state.parcoords) return;
+    for (const [r, path] of state.parcoords.paths) {
+      path.classList.toggle("unselected", Boolean(state.selection) && !state.selection.has(r));
+    }
   }
 
   function select(selection) {
@@ -231,6 +413,7 @@
                                      : "all runs shown";
     }
     state.tables.forEach(applyRows);
+    shadeLines();
     highlight();
     state.curves.forEach(drawCurves);
   }
@@ -298,13 +481,17 @@
     for (const paragraph of spec.paragraphs || []) box.append(el("p", {text: paragraph}));
   }
 
-  const RENDER = {facts, table, chart, curves, text};
+  const RENDER = {facts, table, chart, curves, text, parcoords};
+  window.optlabPage = {brushAxis: (i, range) => brushAxis(i, range), clear: () => clearBrush()};
 
   header();
+  const timings = {script: Math.round(performance.now())};
   for (const spec of page.sections) {
     const box = section(spec);
+    const started = performance.now();
     try {
       RENDER[spec.kind](spec, box);
+      timings[spec.id || spec.kind] = Math.round(performance.now() - started);
     } catch (error) {
       console.error(`optlab page: section ${spec.id || spec.title}: ${error}`);
       box.append(el("p", {class: "error", text: `this section could not be drawn: ${error}`}));
@@ -312,6 +499,7 @@
   }
   Promise.all(state.drawing).then(() => {
     document.body.dataset.readyMs = String(Math.round(performance.now()));
+    document.body.dataset.timings = JSON.stringify(timings);
     document.body.dataset.ready = "1";
   }, (error) => console.error(`optlab page: a chart could not be drawn: ${error}`));
 })();
