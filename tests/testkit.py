@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -222,3 +223,42 @@ def make_generated_sweep(root: Path, trials: int, seeds: int = 1, epochs: int = 
             "space": {k: {"type": "float", "low": lo, "high": hi, "log": True} for k, (lo, hi) in space.items()}}
     (folder / "sweep.json").write_text(json.dumps(meta))
     return folder
+
+
+# ---------------------------------------------------------------- a page in a real browser
+
+@dataclass
+class OpenedPage:
+    page: object                # playwright's Page
+    errors: list[str]           # console errors and uncaught exceptions
+    requests: list[str]         # every request to anything but a file (each one blocked)
+    ready_ms: float             # navigation start to every chart drawn, as the page measured it
+
+
+def open_page(browser, path: Path, width: int = 1280, height: int = 900) -> OpenedPage:
+    """path's page in a new tab with every request but file:// ones blocked, once every chart
+    has drawn (the page marks its body data-ready)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    errors, requests = [], []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+               else (requests.append(route.request.url), route.abort()))
+    page.goto(Path(path).resolve().as_uri())
+    page.wait_for_selector("body[data-ready]", timeout=60_000)
+    return OpenedPage(page, errors, requests, float(page.evaluate("document.body.dataset.readyMs")))
+
+
+def undrawn_charts(page) -> list[str]:
+    """Ids of the page's charts that did not draw: a plotly chart without an SVG holding a
+    trace, parallel coordinates without lines."""
+    return page.evaluate("""() => [...document.querySelectorAll('div.chart, svg.parcoords')].filter((c) =>
+        c.dataset.drawn !== '1' || (c.matches('div.chart') ? !c.querySelector('svg.main-svg .trace, svg.main-svg .bars')
+                                                        : !c.querySelector('.lines path'))).map((c) => c.id)""")
+
+
+def table_rows(page, table_id: str) -> list[dict]:
+    """The rows a table shows: {column: data-value (the exact number or text), ...}."""
+    return page.evaluate("""(id) => [...document.querySelectorAll(`#${id} tbody tr`)].map((tr) =>
+        Object.fromEntries([...tr.querySelectorAll('[data-col]')].map((s) =>
+            [s.dataset.col, s.dataset.value === undefined ? null : s.dataset.value])))""", table_id)

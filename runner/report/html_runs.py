@@ -39,7 +39,7 @@ def runs_page(collection, table: pd.DataFrame, keys: list[str], metric, stats_ov
     groups = [{"label": str(label), "runs": group_runs.get(label, [])} for label in table["group"]]
     notes = [f"skipped {s.path}: {s.reason}" for s in collection.skipped] + list(collection.notes)
     brush_views, brush = brush_sections(collection, runs, varying, metric)
-    sections = [groups_section(table, keys, metric), *brush_views,
+    sections = [groups_section(table, keys, metric, group_runs), *brush_views,
                 runs_section(runs, varying, metric, bool(collection.sweeps)),
                 *key_sections(collection, runs, table, keys, varying, metric, stats_over, index_of),
                 *curve_sections(keys, metric)]
@@ -87,9 +87,9 @@ def column_type(values: pd.Series) -> str:
 INTERVALS = {"mean": ("ci_low", "ci_high"), "test_mean": ("test_ci_low", "test_ci_high")}
 
 
-def groups_section(table: pd.DataFrame, keys: list[str], metric) -> dict:
+def groups_section(table: pd.DataFrame, keys: list[str], metric, group_runs: dict[str, list[int]]) -> dict:
     """report.csv as a table: every column but the constant metric and epoch (in the title),
-    each interval in one cell beside its mean."""
+    each interval in one cell beside its mean; each row knows its runs (for brushing)."""
     shown_keys = keys if len(keys) <= 2 else ["group"]
     hidden = {"metric", "at", *(k for k in ("group", *keys) if k not in shown_keys)}
     in_intervals = {k for pair in INTERVALS.values() for k in pair}
@@ -100,7 +100,7 @@ def groups_section(table: pd.DataFrame, keys: list[str], metric) -> dict:
         columns.append({"key": name, "label": name, "type": column_type(table[name])})
         if name in INTERVALS and all(k in table for k in INTERVALS[name]):
             columns.append({"key": f"{name}_ci", "label": "95% CI", "type": "interval", "keys": list(INTERVALS[name])})
-    rows = [{"cells": _cells(row), "group": str(row["group"])} for _, row in table.iterrows()]
+    rows = [{"cells": _cells(row), "runs": group_runs.get(row["group"], [])} for _, row in table.iterrows()]
     return {"kind": "table", "id": "groups", "title": f"Groups: {metric.label}",
             "caption": "report.csv, one row per group (n = distinct seeds the statistics use; runs = run folders); "
                        "rank 1 is the best mean. Brushing shows the groups holding a selected run.",
