@@ -87,6 +87,13 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run_report)
 
 
+def report_args(argv: list[str]) -> argparse.Namespace:
+    """`optlab report ARGV`'s arguments, for a command that ends with a report (sweep --html)."""
+    parser = argparse.ArgumentParser(prog="optlab")
+    register(parser.add_subparsers())
+    return parser.parse_args(["report", *argv])
+
+
 def run_report(args) -> int:
     from optlab import report
 
@@ -137,6 +144,10 @@ def run_layer_report(args) -> int:
     out = Path(args.out) if args.out else Path(args.paths[0]) / "report-layers"
     for path in write_layer_plots(run_dirs, out):
         print(f"wrote {path}", file=sys.stderr)
+    if args.html:
+        from optlab.report import html_layers, html_page
+
+        print(f"wrote {html_page.write(out / 'report.html', html_layers.layers_page(run_dirs))}", file=sys.stderr)
     print(out)
     return 0
 

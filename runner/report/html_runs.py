@@ -123,7 +123,7 @@ def runs_section(runs: pd.DataFrame, varying: list[str], metric, in_sweeps: bool
     names = ["run", *(["sweep", "trial"] if in_sweeps else []), *varying, "seed", "status", metric.column,
              *([metric.test_column] if metric.test_column else [])]
     columns = [{"key": n, "label": n, "type": column_type(runs[n]) if n in runs else "text"} for n in names]
-    columns.append({"key": "path", "label": "run folder", "type": "text"})
+    columns.append({"key": "path", "label": "run folder", "type": "longtext"})
     rows = []
     for i, row in runs.iterrows():
         cells = {n: (None if n not in row or _missing(row[n]) else row[n]) for n in names}
@@ -242,7 +242,8 @@ def _group_means(runs, table, keys, key) -> list[dict]:
 
 
 def _layout(title: str, xtitle: str, ytitle: str, **extra) -> dict:
-    axes = {"xaxis": {"title": {"text": xtitle}}, "yaxis": {"title": {"text": ytitle}}}
+    axes = {"xaxis": {"title": {"text": xtitle}, "exponentformat": "power"},
+            "yaxis": {"title": {"text": ytitle}, "exponentformat": "power"}}
     for axis, settings in extra.items():
         axes[axis] = {**axes.get(axis, {}), **settings}
     return {"title": {"text": title, "font": {"size": 14}}, "height": CHART_HEIGHT,

@@ -124,8 +124,9 @@
     const keys = column.type === "interval" ? column.keys : [column.key];
     const parts = keys.map((key) => {
       const value = cells[key];
-      const shown = column.type === "text" ? String(value ?? "") : fmt(value);
-      const span = el("span", {"data-col": key, text: shown, title: column.type === "text" ? shown : null});
+      const text = column.type === "text" || column.type === "longtext";
+      const shown = text ? String(value ?? "") : fmt(value);
+      const span = el("span", {"data-col": key, text: shown, title: text ? shown : null});
       if (value !== null && value !== undefined) span.dataset.value = String(value);
       return span;
     });

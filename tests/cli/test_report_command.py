@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -295,3 +296,11 @@ def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
 def test_report_layers_without_diagnostics_exits_3(optlab):
     result = optlab("report", "--layers", ".")
     assert result.returncode == 3 and "trainer.diagnostics=true" in result.stderr
+
+
+def test_html_adds_the_page_beside_report_csv_and_records_it(capsys, root):
+    code, out, _ = report_cli(capsys, root, "--html", "--no-plots")
+    folder = Path(out.strip().splitlines()[-1])
+    assert code == 0 and (folder / "report.html").read_text().startswith("<!doctype html>")
+    assert "report.html" in json.loads((folder / "report_options.json").read_text())["files"]
+    assert (folder / "report.csv").is_file() and (folder / "runs.csv").is_file()  # --html adds, never replaces
