@@ -187,7 +187,8 @@
       const input = el("input", {type: "checkbox", "data-toggle": name});
       bar.append(el("label", {}, input, ` ${name === "log" ? "log scale" : "each seed's run"}`));
       if (name === "log") {
-        input.addEventListener("change", () => Plotly.relayout(div, {"yaxis.type": input.checked ? "log" : "linear"}));
+        input.addEventListener("change", () => Plotly.relayout(div, {"yaxis.type": input.checked ? "log" : "linear",
+                                                                     "yaxis.dtick": input.checked ? 1 : null}));
       }
     }
     if (bar.childElementCount) box.append(bar);
