@@ -6,16 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from optlab.report import html_page
-from optlab.report.html_page import rounded
-from optlab.report.html_runs import _layout
+from optlab.report.html_page import COLOURS, chart_layout, rounded
 from optlab.report.layer_plots import load_layers, run_label
 
 STATISTICS = {"act_std": "activation std", "act_mean": "activation mean", "grad_norm": "weight gradient norm",
               "update_ratio": "update-to-weight ratio", "weight_std": "weight std",
               "saturated_frac": "saturated fraction", "dead_frac": "dead ReLU fraction"}
 LOG_SCALED = ("act_std", "grad_norm", "update_ratio", "weight_std")  # spans orders of magnitude across depth
-COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
 
 
 def layers_page(run_dirs: list[Path]) -> dict:
@@ -58,7 +55,7 @@ def depth_chart(tables: dict, stat: str) -> dict:
     buttons = [{"label": _when(epoch), "method": "update",
                 "args": [{"visible": [o == epoch for o in owner]}, {"title.text": f"{name} per layer {_when(epoch)}"}]}
                for epoch in epochs]
-    layout = _layout(f"{name} per layer {_when(epochs[0])}", "layer (depth)", name, xaxis={"dtick": 1},
+    layout = chart_layout(f"{name} per layer {_when(epochs[0])}", "layer (depth)", name, xaxis={"dtick": 1},
                      yaxis={"type": "log" if stat in LOG_SCALED else "linear"})
     layout["updatemenus"] = [{"buttons": buttons, "x": 0, "xanchor": "left", "y": 1.18, "yanchor": "top"}]
     layout["margin"]["t"] = 80
@@ -76,7 +73,7 @@ def health_chart(tables: dict) -> dict:
         for column, dash in (("saturated_frac", "solid"), ("dead_frac", "dot")):
             traces.append({"type": "scatter", "mode": "lines+markers", "name": f"{label}: {STATISTICS[column]}",
                            "x": x, "y": rounded(per_epoch[column]), "line": {"color": COLOURS[i % 10], "dash": dash}})
-    layout = _layout("saturated (solid) and dead (dotted) fractions, mean over layers",
+    layout = chart_layout("saturated (solid) and dead (dotted) fractions, mean over layers",
                      "epochs trained (0 = initialization)", "fraction of units", yaxis={"range": [-0.02, 1.02]})
     return {"kind": "chart", "id": "layers-health", "title": "Saturated and dead units over training",
             "caption": "each the mean over the run's layers, at every record", "figure": {"data": traces, "layout": layout}}

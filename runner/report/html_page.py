@@ -15,7 +15,12 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+import pandas as pd
+
 CHART_DIGITS = 4  # significant digits of the numbers charts draw (tables keep every digit)
+CHART_HEIGHT = 380
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]  # plotly's default sequence, as page.js colours the learning curves
 
 
 PLOTLY_BUNDLE = "plotly-basic.min.js"  # plotly.js's basic partial bundle (npm plotly.js-basic-dist-min)
@@ -68,12 +73,11 @@ def _plain(value):
         return None
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return None if _is_missing(value) else str(value)
+    return None if is_missing(value) else str(value)
 
 
-def _is_missing(value) -> bool:
-    import pandas as pd
-
+def is_missing(value) -> bool:
+    """None, NaN, pandas' NA or NaT."""
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
@@ -91,6 +95,28 @@ def rounded(values, digits: int = CHART_DIGITS) -> list:
             continue
         out.append(float(f"{number:.{digits}g}") if math.isfinite(number) else None)
     return out
+
+
+def column_type(values: pd.Series) -> str:
+    """How page.js shows a column: counts (integers), numbers (4 significant digits) or text."""
+    if pd.api.types.is_bool_dtype(values):
+        return "text"
+    if pd.api.types.is_integer_dtype(values):
+        return "count"
+    if pd.api.types.is_numeric_dtype(values):
+        return "number"
+    return "text"
+
+
+def chart_layout(title: str, xtitle: str, ytitle: str, **extra) -> dict:
+    """A chart's plotly layout: its title and axis titles, powers of ten written as such;
+    `extra` axes' settings (xaxis={"type": "log"}) are merged in."""
+    axes = {"xaxis": {"title": {"text": xtitle}, "exponentformat": "power"},
+            "yaxis": {"title": {"text": ytitle}, "exponentformat": "power"}}
+    for axis, settings in extra.items():
+        axes[axis] = {**axes.get(axis, {}), **settings}
+    return {"title": {"text": title, "font": {"size": 14}}, "height": CHART_HEIGHT,
+            "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "hovermode": "closest", **axes}
 
 
 def generated_facts(extra: dict | None = None) -> dict:

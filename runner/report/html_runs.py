@@ -18,14 +18,13 @@ import pandas as pd
 from optlab import report
 from optlab.report import html_page
 from optlab.report.groups import split_of
-from optlab.report.html_page import rounded
+from optlab.report.html_page import chart_layout, column_type, is_missing, rounded
 
 MAX_CURVE_POINTS = 100  # epochs per drawn curve; longer runs are thinned evenly
 MAX_CURVES = 10         # groups whose learning curves are drawn at once (the best of the selection)
 MAX_KEY_CHARTS = 8      # metric-vs-key charts, as many as the report's PNGs
 FEW_TRIALS = 20         # fANOVA's forest on fewer complete trials than this ranks loosely: say so
 BRUSH_CHART = "parcoords"
-CHART_HEIGHT = 380
 
 
 def runs_page(collection, table: pd.DataFrame, keys: list[str], metric, stats_over: tuple[str, ...],
@@ -74,16 +73,6 @@ def _show(value) -> str:
 
 # ---------------------------------------------------------------- tables
 
-def column_type(values: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(values):
-        return "text"
-    if pd.api.types.is_integer_dtype(values):
-        return "count"
-    if pd.api.types.is_numeric_dtype(values):
-        return "number"
-    return "text"
-
-
 INTERVALS = {"mean": ("ci_low", "ci_high"), "test_mean": ("test_ci_low", "test_ci_high")}
 
 
@@ -108,14 +97,7 @@ def groups_section(table: pd.DataFrame, keys: list[str], metric, group_runs: dic
 
 
 def _cells(row: pd.Series) -> dict:
-    return {str(k): (None if _missing(v) else v) for k, v in row.items()}
-
-
-def _missing(value) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
+    return {str(k): (None if is_missing(v) else v) for k, v in row.items()}
 
 
 def runs_section(runs: pd.DataFrame, varying: list[str], metric, in_sweeps: bool) -> dict:
@@ -126,7 +108,7 @@ def runs_section(runs: pd.DataFrame, varying: list[str], metric, in_sweeps: bool
     columns.append({"key": "path", "label": "run folder", "type": "longtext"})
     rows = []
     for i, row in runs.iterrows():
-        cells = {n: (None if n not in row or _missing(row[n]) else row[n]) for n in names}
+        cells = {n: (None if n not in row or is_missing(row[n]) else row[n]) for n in names}
         rows.append({"cells": {**cells, "path": os.path.abspath(str(row["run_dir"]))}, "runs": [int(i)]})
     return {"kind": "table", "id": "runs", "title": "Runs",
             "caption": f"every run folder read ({metric.column}: {metric.label}); diverged, pruned and failed runs "
@@ -216,7 +198,7 @@ def key_chart(points, runs, table, keys, key, hue_keys, metric, sampled_log, ind
     traces += _group_means(runs, table, keys, key)
     log = sampled_log if sampled_log is not None else spans_decades(x)
     log_axis = {"type": "log", "dtick": 1, "exponentformat": "power"}
-    layout = _layout(f"{metric.label} against {key}", key, metric.label,
+    layout = chart_layout(f"{metric.label} against {key}", key, metric.label,
                      xaxis=log_axis if log and bool((x.dropna() > 0).all()) else {"type": "linear"})
     colour = f"; colour: {', '.join(hue_keys)}" if hue_keys else ""
     return {"figure": {"data": traces, "layout": layout},
@@ -241,15 +223,6 @@ def _group_means(runs, table, keys, key) -> list[dict]:
              "hovertemplate": "%{text}<br>mean %{y}<extra></extra>"}]
 
 
-def _layout(title: str, xtitle: str, ytitle: str, **extra) -> dict:
-    axes = {"xaxis": {"title": {"text": xtitle}, "exponentformat": "power"},
-            "yaxis": {"title": {"text": ytitle}, "exponentformat": "power"}}
-    for axis, settings in extra.items():
-        axes[axis] = {**axes.get(axis, {}), **settings}
-    return {"title": {"text": title, "font": {"size": 14}}, "height": CHART_HEIGHT,
-            "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "hovermode": "closest", **axes}
-
-
 # ---------------------------------------------------------------- learning curves
 
 def curve_columns(metric) -> list[str]:
@@ -265,7 +238,7 @@ def curve_sections(keys: list[str], metric) -> list[dict]:
                          "caption": f"mean over each group's seeds per epoch, band: the mean's 95% t-interval "
                                     f"(none for one seed); by {', '.join(keys) or 'all runs'}",
                          "toggles": ["seeds", *(["log"] if "loss" in column else [])],
-                         "layout": {**_layout(f"{column} per epoch", "epochs trained", column), "height": 520,
+                         "layout": {**chart_layout(f"{column} per epoch", "epochs trained", column), "height": 520,
                                     "legend": {"orientation": "h", "yanchor": "top", "y": -0.16, "font": {"size": 11}}}})
     return sections
 
@@ -334,7 +307,7 @@ def _best_so_far_section(sweep, name: str, maximize: bool, trial_runs: dict[int,
             "title": f"Sweep {sweep.study}: best so far",
             "caption": f"each completed trial's objective ({name}, as the sweep scored it: the mean over the trial's "
                        f"seeds) and the best so far (n = {len(history)} trials)",
-            "figure": {"data": traces, "layout": _layout(f"{sweep.study}: {name} per trial", "trial", name)}}
+            "figure": {"data": traces, "layout": chart_layout(f"{sweep.study}: {name} per trial", "trial", name)}}
 
 
 def _importance_sections(sweep, name: str) -> list[dict]:
@@ -349,7 +322,7 @@ def _importance_sections(sweep, name: str) -> list[dict]:
                        "x": rounded(part["importance"]), "y": [f"{p} [{branch}]" for p in part["param"]]})
     warning = (f" Only {trials} complete trials: with fewer than {FEW_TRIALS}, fANOVA's forest ranks loosely; "
                "treat the order as rough." if trials < FEW_TRIALS else "")
-    layout = _layout(f"{sweep.study}: parameter importances for {name}", "importance (each branch sums to 1)", "")
+    layout = chart_layout(f"{sweep.study}: parameter importances for {name}", "importance (each branch sums to 1)", "")
     layout["height"] = max(260, 60 + 28 * len(importances))
     layout["margin"]["l"] = 220
     return [{"kind": "chart", "id": f"importances-{sweep.study}", "title": f"Sweep {sweep.study}: parameter importances",
@@ -374,5 +347,5 @@ def _intermediate_sections(sweep, name: str) -> list[dict]:
     return [{"kind": "chart", "id": f"intermediate-{sweep.study}", "title": f"Sweep {sweep.study}: intermediate values",
              "caption": f"each trial's {name} as reported to the pruner after every epoch (the values the pruner "
                         "judged), by the trial's final state",
-             "figure": {"data": traces, "layout": _layout(f"{sweep.study}: {name} reported per epoch", "epochs trained",
+             "figure": {"data": traces, "layout": chart_layout(f"{sweep.study}: {name} reported per epoch", "epochs trained",
                                                          name)}}]

@@ -8,17 +8,13 @@ again here. The figure's kind and keys come from the study file (its `figure` ma
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from optlab.report import html_page
-from optlab.report.html_page import rounded
-from optlab.report.html_runs import _layout, column_type
+from optlab.report.html_page import COLOURS, chart_layout, column_type, is_missing, rounded
 
-COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
 
 
 def study_page(studies: list[tuple[Path, dict]], title: str, overview: bool = False) -> dict:
@@ -54,15 +50,11 @@ def study_sections(folder: Path, figure: dict, verdict: dict) -> list[dict]:
                 {"kind": "table", "id": f"measures-{name}", "title": f"{name}: measures per arm",
                  "caption": "table.csv: n seeds, mean, 95% t-interval, seeds with no value, censored seeds",
                  "columns": [{"key": c, "label": c, "type": column_type(table[c])} for c in table.columns],
-                 "rows": [{"cells": {k: (None if _missing(v) else v) for k, v in row.items()}}
+                 "rows": [{"cells": {k: (None if is_missing(v) else v) for k, v in row.items()}}
                           for _, row in table.iterrows()]}]
     sections += [measure_chart(name, measure, verdict, runs) for measure in verdict["values"]]
     sections += figure_charts(folder, name, figure, runs)
     return sections
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def claim_section(verdict: dict) -> dict:
@@ -133,7 +125,7 @@ def measure_chart(name: str, measure: str, verdict: dict, runs: pd.DataFrame) ->
                        "marker": {"color": "#111", "size": 7},
                        "text": [f"seed {s}<br>{paths.get(int(s), '')}" for s in seeds],
                        "hovertemplate": "%{text}<br>%{y}<extra></extra>"})
-    layout = _layout(f"{name}: {measure} per arm", "arm", f"{measure} (bar: mean, 95% CI; dots: seeds)")
+    layout = chart_layout(f"{name}: {measure} per arm", "arm", f"{measure} (bar: mean, 95% CI; dots: seeds)")
     layout["barmode"] = "overlay"
     return {"kind": "chart", "id": f"measure-{name}-{measure}", "title": f"{name}: {measure}",
             "caption": "bar: the arm's mean with its 95% t-interval (verdict.json); dots: each seed's value "
@@ -158,11 +150,11 @@ def figure_charts(folder: Path, name: str, figure: dict, runs: pd.DataFrame) -> 
         return []
     if figure["kind"] == "curves":
         x_key, column = figure.get("x", "epoch"), figure.get("column", "val_acc")
-        layout = _layout(figure.get("title") or name, x_key, f"{column} (one line per seed)")
+        layout = chart_layout(figure.get("title") or name, x_key, f"{column} (one line per seed)")
     else:
         stat, epoch = figure.get("stat", "act_std"), int(figure.get("epoch", -1))
         when = "initialization" if epoch < 0 else f"epoch {epoch}"
-        layout = _layout(figure.get("title") or name, "hidden layer (depth)", f"{stat} at {when} (one line per seed)",
+        layout = chart_layout(figure.get("title") or name, "hidden layer (depth)", f"{stat} at {when} (one line per seed)",
                          xaxis={"dtick": 1})
     if figure.get("log"):
         layout["yaxis"]["type"] = "log"

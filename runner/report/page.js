@@ -479,11 +479,7 @@
 
   // ------------------------------------------------------------------ the page
 
-  function text(spec, box) {
-    for (const paragraph of spec.paragraphs || []) box.append(el("p", {text: paragraph}));
-  }
-
-  const RENDER = {facts, table, chart, curves, text, parcoords};
+  const RENDER = {facts, table, chart, curves, parcoords};
   window.optlabPage = {brushAxis: (i, range) => brushAxis(i, range), clear: () => clearBrush()};
 
   header();
