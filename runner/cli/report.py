@@ -118,6 +118,7 @@ def run_report(args) -> int:
     folder.write("runs.csv", collection.runs.to_csv(index=False))
     folder.write("report.csv", table.to_csv(index=False))
     show_table(table, table_keys, metric, args.format, folder)
+    side_by_side = None
     if args.compare:
         side_by_side = report.compare(collection, tuple(str(Path(p)) for p in args.paths), keys, metric, stats_over)
         folder.write("compare.csv", side_by_side.to_csv(index=False))
@@ -128,7 +129,7 @@ def run_report(args) -> int:
     if args.html:
         from optlab.report import html_page, html_runs
 
-        page = html_runs.runs_page(collection, table, table_keys, metric, stats_over, args.paths)
+        page = html_runs.runs_page(collection, table, table_keys, metric, stats_over, args.paths, side_by_side)
         folder.write("report.html", html_page.render(page))
     folder.finish()
     print(folder.path)

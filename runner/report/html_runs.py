@@ -28,8 +28,9 @@ BRUSH_CHART = "parcoords"
 
 
 def runs_page(collection, table: pd.DataFrame, keys: list[str], metric, stats_over: tuple[str, ...],
-              paths: list[str]) -> dict:
-    """The page's dict (see html_page) for these runs and report.csv's `table`."""
+              paths: list[str], compared: pd.DataFrame | None = None) -> dict:
+    """The page's dict (see html_page) for these runs and report.csv's `table` (and with
+    --compare, compare.csv's `compared`, shown after it)."""
     runs = collection.runs.reset_index(drop=True)
     varying = report.differing_keys(runs, collection.config_keys)
     index_of = {run_dir: i for i, run_dir in enumerate(runs["run_dir"])}
@@ -38,7 +39,8 @@ def runs_page(collection, table: pd.DataFrame, keys: list[str], metric, stats_ov
     groups = [{"label": str(label), "runs": group_runs.get(label, [])} for label in table["group"]]
     notes = [f"skipped {s.path}: {s.reason}" for s in collection.skipped] + list(collection.notes)
     brush_views, brush = brush_sections(collection, runs, varying, metric)
-    sections = [groups_section(table, keys, metric, group_runs), *brush_views,
+    sections = [groups_section(table, keys, metric, group_runs),
+                *([compare_section(compared, paths, metric)] if compared is not None else []), *brush_views,
                 runs_section(runs, varying, metric, bool(collection.sweeps)),
                 *key_sections(collection, runs, table, keys, varying, metric, stats_over, index_of),
                 *curve_sections(keys, metric)]
@@ -98,6 +100,15 @@ def groups_section(table: pd.DataFrame, keys: list[str], metric, group_runs: dic
 
 def _cells(row: pd.Series) -> dict:
     return {str(k): (None if is_missing(v) else v) for k, v in row.items()}
+
+
+def compare_section(compared: pd.DataFrame, paths: list[str], metric) -> dict:
+    """compare.csv: per group, A's and B's n, mean and interval, and A - B with Welch's interval."""
+    columns = [{"key": c, "label": c, "type": column_type(compared[c])} for c in compared.columns]
+    return {"kind": "table", "id": "compare", "title": f"A - B: {metric.label}",
+            "caption": f"compare.csv; A = {paths[0]}, B = {paths[1]}; diff = mean(A) - mean(B) with Welch's 95% "
+                       "interval and two-sided p", "columns": columns,
+            "rows": [{"cells": _cells(row)} for _, row in compared.iterrows()]}
 
 
 def runs_section(runs: pd.DataFrame, varying: list[str], metric, in_sweeps: bool) -> dict:
@@ -341,8 +352,10 @@ def _intermediate_sections(sweep, name: str) -> list[dict]:
             x += [int(s) + 1 for s in trial["step"]] + [None]
             y += rounded(trial["value"]) + [None]
             text += [f"trial {number} ({state.lower()})"] * len(trial) + [""]
-        traces.append({"type": "scatter", "mode": "lines", "name": f"{state.lower()} ({part['number'].nunique()})",
-                       "x": x, "y": y, "text": text, "line": {"width": 1}, "opacity": 0.6,
+        pruned = state == "PRUNED"  # its points mark where the pruner stopped it (one value: a point alone)
+        traces.append({"type": "scatter", "mode": "lines+markers" if pruned else "lines",
+                       "name": f"{state.lower()} ({part['number'].nunique()})", "x": x, "y": y, "text": text,
+                       "line": {"width": 1}, "marker": {"size": 4}, "opacity": 0.5,
                        "hovertemplate": "%{text}<br>epoch %{x}: %{y}<extra></extra>"})
     return [{"kind": "chart", "id": f"intermediate-{sweep.study}", "title": f"Sweep {sweep.study}: intermediate values",
              "caption": f"each trial's {name} as reported to the pruner after every epoch (the values the pruner "

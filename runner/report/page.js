@@ -212,7 +212,8 @@
   const SVG = "http://www.w3.org/2000/svg";
   const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
                    "#b5de2b", "#fde725"];
-  const PC = {height: 420, top: 64, bottom: 34, left: 70, right: 110};
+  const PC = {height: 440, top: 80, bottom: 34, left: 70, right: 110};
+  const LABEL_CHAR_PX = 7;  // an axis label's character at 12px bold, about
 
   function svg(tag, attrs) {
     const node = document.createElementNS(SVG, tag);
@@ -257,7 +258,7 @@
     lines.innerHTML = markup.join("");
     const paths = new Map([...lines.children].map((path) => [Number(path.dataset.run), path]));
     plot.append(lines);
-    dims.forEach((d, i) => plot.append(axis(d, i, scales[i], spec)));
+    dims.forEach((d, i) => plot.append(axis(d, i, scales[i], gap)));
     plot.append(colourBar(dims[dims.length - 1], width));
     const tip = el("div", {class: "tooltip", hidden: ""});
     lines.addEventListener("mouseover", (event) => {  // one listener for every line: no per-line nodes
@@ -286,12 +287,14 @@
     };
   }
 
-  function axis(dim, i, scale, spec) {
+  function axis(dim, i, scale, gap) {
     const group = svg("g", {class: "axis", "data-dim": i});
     const bottom = PC.height - PC.bottom;
     group.append(svg("line", {x1: scale.x, x2: scale.x, y1: PC.top, y2: bottom, class: "axis-line"}));
+    const integral = dim.values.every((v) => v === null || Number.isInteger(v));  // depth, width: no 2.5
     const ticks = dim.tickvals ? dim.tickvals.map((v, k) => [v, dim.ticktext[k]])
-                               : niceTicks(scale.lo, scale.hi).map((v) => [v, fmt(v)]);
+                               : niceTicks(scale.lo, scale.hi).filter((v) => !integral || Number.isInteger(v))
+                                   .map((v) => [v, fmt(v)]);
     for (const [value, text] of ticks) {
       if (value < scale.lo - 1e-12 || value > scale.hi + 1e-12) continue;
       const y = scale.y(value);
@@ -300,8 +303,14 @@
       label.textContent = text;
       group.append(label);
     }
-    const name = svg("text", {x: scale.x, y: PC.top - 26, "text-anchor": "middle", class: "axis-label"});
-    name.textContent = dim.label;
+    // Close axes take turns at two heights, so each label has two gaps of room; longer ones are cut.
+    const stagger = gap < 180 ? (i % 2) * 18 : 0;
+    const room = Math.floor((gap < 180 ? 2 * gap : gap) / LABEL_CHAR_PX);
+    const name = svg("text", {x: scale.x, y: PC.top - 40 + stagger, "text-anchor": "middle", class: "axis-label"});
+    name.textContent = dim.label.length > room ? `${dim.label.slice(0, Math.max(4, room - 1))}…` : dim.label;
+    const full = svg("title", {});
+    full.textContent = dim.label;
+    name.append(full);
     group.append(name);
     const band = svg("rect", {x: scale.x - 7, width: 14, y: 0, height: 0, class: "brush-range", visibility: "hidden"});
     const target = svg("rect", {x: scale.x - 14, width: 28, y: PC.top - 6, height: bottom - PC.top + 12,
@@ -495,6 +504,8 @@
       box.append(el("p", {class: "error", text: `this section could not be drawn: ${error}`}));
     }
   }
+  // When every chart has drawn: the page's own clock from navigation start (readyMs) and each
+  // section's milliseconds, which the browser tests and the README's opening times read.
   Promise.all(state.drawing).then(() => {
     document.body.dataset.readyMs = String(Math.round(performance.now()));
     document.body.dataset.timings = JSON.stringify(timings);
