@@ -78,10 +78,20 @@ def register(subparsers) -> None:
     parser.add_argument("--compare", action="store_true",
                         help="exactly two PATHs A and B: side by side, A - B with Welch's 95%% CI")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained interactive page (tables, parallel "
+                             "coordinates that filter them, charts) that opens offline in any browser")
     parser.add_argument("--layers", action="store_true",
                         help="plot per-layer diagnostics (layers.csv of runs trained with trainer.diagnostics=true): "
                              "activation std and gradient norm against depth, saturation/dead units over training")
     parser.set_defaults(handler=run_report)
+
+
+def report_args(argv: list[str]) -> argparse.Namespace:
+    """`optlab report ARGV`'s arguments, for a command that ends with a report (sweep --html)."""
+    parser = argparse.ArgumentParser(prog="optlab")
+    register(parser.add_subparsers())
+    return parser.parse_args(["report", *argv])
 
 
 def run_report(args) -> int:
@@ -108,6 +118,7 @@ def run_report(args) -> int:
     folder.write("runs.csv", collection.runs.to_csv(index=False))
     folder.write("report.csv", table.to_csv(index=False))
     show_table(table, table_keys, metric, args.format, folder)
+    side_by_side = None
     if args.compare:
         side_by_side = report.compare(collection, tuple(str(Path(p)) for p in args.paths), keys, metric, stats_over)
         folder.write("compare.csv", side_by_side.to_csv(index=False))
@@ -115,6 +126,11 @@ def run_report(args) -> int:
     if not args.no_plots:
         for note in write_plots(collection, table, table_keys, metric, stats_over, folder):
             print(f"note: {note}", file=sys.stderr)
+    if args.html:
+        from optlab.report import html_page, html_runs
+
+        page = html_runs.runs_page(collection, table, table_keys, metric, stats_over, args.paths, side_by_side)
+        folder.write("report.html", html_page.render(page))
     folder.finish()
     print(folder.path)
     return 0
@@ -129,6 +145,10 @@ def run_layer_report(args) -> int:
     out = Path(args.out) if args.out else Path(args.paths[0]) / "report-layers"
     for path in write_layer_plots(run_dirs, out):
         print(f"wrote {path}", file=sys.stderr)
+    if args.html:
+        from optlab.report import html_layers, html_page
+
+        print(f"wrote {html_page.write(out / 'report.html', html_layers.layers_page(run_dirs))}", file=sys.stderr)
     print(out)
     return 0
 

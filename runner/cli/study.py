@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     run.add_argument("--population", metavar="K|auto", help="train up to K runs of one structure at once "
                                                             "(default: the study's, else auto)")
     run.add_argument("--out", metavar="DIR", default="outputs/studies", help="where study folders go")
+    run.add_argument("--html", action="store_true", help="also write report.html in each study folder: the claim, "
+                                                         "criteria, measures and figure as one interactive page")
     run.set_defaults(handler=run_studies)
     table = sub.add_parser("table", help="the README's table from the studies' verdict.json files")
     table.add_argument("--out", metavar="DIR", default="outputs/studies", help="where study folders are")
@@ -30,6 +32,8 @@ def register(subparsers) -> None:
     table.add_argument("--readme", metavar="FILE", action="append",
                        help="also put the table into FILE between the lines <!-- studies --> and "
                             "<!-- /studies -->, its links relative to FILE (repeatable)")
+    table.add_argument("--html", action="store_true", help="also write DIR/report.html: every study's claim, "
+                                                           "criteria, measures and figure on one interactive page")
     table.set_defaults(handler=print_table)
     study.set_defaults(handler=lambda args: _missing_action(study))
 
@@ -63,8 +67,18 @@ def run_studies(args) -> int:
                            out_root=Path(args.out))
     for spec in specs:
         verdict = run_study(spec, options)
+        if args.html:
+            _write_study_page(Path(verdict["folder"]) / "report.html", [(Path(verdict["folder"]), spec.figure)],
+                              f"optlab study: {spec.name}")
         _print_verdict(verdict)
     return 0
+
+
+def _write_study_page(path: Path, studies: list, title: str, overview: bool = False) -> None:
+    from optlab.report import html_page, html_study
+
+    html_page.write(path, html_study.study_page(studies, title, overview))
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def _print_verdict(verdict: dict) -> None:
@@ -94,6 +108,11 @@ def print_table(args) -> int:
         for v in verdicts:
             for file in ("study.md", v["figure"]):
                 shutil.copyfile(out / v["study"] / file, docs / (f"{v['study']}.md" if file == "study.md" else file))
+    if args.html:
+        from optlab.study.spec import load_study
+
+        _write_study_page(out / "report.html", [(out / v["study"], load_study(v["study"]).figure) for v in verdicts],
+                          f"optlab studies: {out}", overview=True)
     pages = args.docs or "docs/studies"
     for readme in map(Path, args.readme or []):
         import os

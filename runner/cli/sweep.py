@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     p.add_argument("--wait", action="store_true", help="with --launcher slurm: follow the jobs to the end")
     p.add_argument("--watch", metavar="SWEEP_FOLDER", help="follow a Slurm sweep's study and jobs to its end")
     p.add_argument("--cancel", metavar="SWEEP_FOLDER", help="cancel a Slurm sweep's jobs")
+    p.add_argument("--html", action="store_true",
+                   help="at the end, write the sweep's report with its page (optlab report SWEEP_FOLDER --html "
+                        "--metric METRIC: report.html beside report.csv); its table goes to stderr")
     p.set_defaults(handler=run_sweep)
 
 
@@ -74,7 +77,9 @@ def run_sweep(args) -> int:
     from optlab.sweep.study import GRACE_S, HEARTBEAT_S
 
     if args.watch or args.cancel:
-        return watch_sweep(Path(args.watch), args.storage) if args.watch else cancel_sweep(Path(args.cancel))
+        if args.cancel:
+            return cancel_sweep(Path(args.cancel))
+        return watch_sweep(Path(args.watch), args.storage, html=args.html)
     overrides = list(args.overrides)
     if args.refine and args.file:  # with --refine, the first positional is an override
         overrides.insert(0, args.file)
@@ -96,7 +101,7 @@ def run_sweep(args) -> int:
         outcome = run_workers(sweep, options, on_rows=view.show)
     if outcome.stopped is not None:
         print_error_line(str(outcome.stopped))
-    return finish(sweep.spec, sweep.sweep_dir, outcome)
+    return finish(sweep.spec, sweep.sweep_dir, outcome, args.html)
 
 
 def check_launcher_flags(args, kind: str) -> None:
@@ -120,13 +125,13 @@ def submit_sweep(sweep, launcher, args, options) -> int:
     print(f"submitted Slurm job array {job_id} ({workers} workers) for sweep {sweep.spec.study}; "
           f"follow it with: optlab sweep --watch {sweep.sweep_dir}", file=sys.stderr, flush=True)
     if args.wait:
-        return watch_sweep(sweep.sweep_dir, options.storage, job_id=job_id)
+        return watch_sweep(sweep.sweep_dir, options.storage, job_id=job_id, html=args.html)
     print(f"job {job_id}")
     print(sweep.sweep_dir)
     return 0
 
 
-def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None) -> int:
+def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None, html: bool = False) -> int:
     """The live view of a Slurm sweep until its budget is reached or its jobs are gone."""
     from optlab.sweep.outputs import best_trial, write_outputs
     from optlab.sweep.run import Outcome
@@ -144,7 +149,7 @@ def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None)
                          f"rerun the sweep command to continue it")
     if job_id is not None:
         print(f"job {job_id}")
-    return finish(spec, sweep_dir, Outcome(rows, code, best_trial(study, spec)))
+    return finish(spec, sweep_dir, Outcome(rows, code, best_trial(study, spec)), html)
 
 
 def cancel_sweep(sweep_dir: Path) -> int:
@@ -156,11 +161,14 @@ def cancel_sweep(sweep_dir: Path) -> int:
     return 0
 
 
-def finish(spec: SweepSpec, sweep_dir: Path, outcome) -> int:
-    """The final table, what to do next, and the sweep folder as stdout's last line."""
+def finish(spec: SweepSpec, sweep_dir: Path, outcome, html: bool = False) -> int:
+    """The final table, what to do next, the report with its page (--html), and the sweep
+    folder as stdout's last line."""
     from optlab.cli.display import print_table
 
     print_table(final_table(spec, outcome.rows))
+    if html:
+        write_report(sweep_dir, spec)
     code = outcome.code
     if code == 0 and outcome.best is None:
         print_error_line("no trial completed (all failed, diverged or were pruned); see trials.csv")
@@ -169,6 +177,21 @@ def finish(spec: SweepSpec, sweep_dir: Path, outcome) -> int:
         print_error_line(f"sweep stopped; rerun the same command to continue it to {spec.trials} trials")
     print(sweep_dir)
     return code
+
+
+def write_report(sweep_dir: Path, spec: SweepSpec) -> None:
+    """optlab report SWEEP_DIR --html --metric METRIC, its output on stderr; a report that
+    cannot be made is one line, and the sweep's own exit code stands."""
+    import contextlib
+
+    from optlab.cli.report import report_args, run_report
+    from optlab.errors import OptlabError
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            run_report(report_args([str(sweep_dir), "--html", "--metric", spec.metric]))
+    except OptlabError as exc:
+        print_error_line(f"--html: no report: {exc}")
 
 
 # ---------------------------------------------------------------- views

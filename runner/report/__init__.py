@@ -32,6 +32,8 @@ from optlab.report.sweeps import (
                                   best_so_far,
                                   branch_importances,
                                   conditioning_params,
+                                  intermediate_values,
+                                  load_study,
                                   log_scaled,
                                   param_importances,
                                   sweep_direction,
@@ -39,6 +41,7 @@ from optlab.report.sweeps import (
 
 __all__ = ["ALL", "ALL_TRIALS", "Collection", "Metric", "STATUSES", "Skipped", "Sweep", "aggregate", "best_so_far", "branch_importances",
            "check_keys", "chosen_statuses", "compare", "conditioning_params", "describe", "differing_keys", "epochs_to_target",
-           "group_curves", "group_labels", "grouping_keys", "load", "load_run", "load_sweep", "log_scaled", "merge_duplicates",
+           "group_curves", "group_labels", "grouping_keys", "intermediate_values", "load", "load_study", "load_run", "load_sweep",
+           "log_scaled", "merge_duplicates",
            "numeric_keys", "param_importances", "pooled_keys", "replicate_ids", "resolve_metric", "sweep_direction",
            "t_quantile", "t_sf", "welch"]

@@ -281,15 +281,21 @@ def compare(collection: Collection, sources: tuple[str, str], keys: list[str], m
 
 def group_curves(collection: Collection, keys: list[str], column: str) -> pd.DataFrame:
     """Per group and epoch: mean, min and max of `column` over the group's replicates
-    (duplicates averaged first), and n, how many replicates have that epoch."""
+    (duplicates averaged first), n, how many replicates have that epoch, and the mean's 95%
+    t-interval (ci_low, ci_high; NaN where n < 2)."""
     curves = collection.curves
     if column not in curves:
-        return pd.DataFrame(columns=["group", "epoch", "mean", "min", "max", "n"])
+        return pd.DataFrame(columns=["group", "epoch", "mean", "min", "max", "n", "ci_low", "ci_high"])
     runs = collection.runs
     group_of = dict(zip(runs["run_dir"], group_labels(runs, keys)))
     replicate_of = dict(zip(runs["run_dir"], replicate_ids(runs, collection.config_keys, keys)))
     joined = curves[["run_dir", "epoch", column]].assign(group=curves["run_dir"].map(group_of),
                                                          replicate=curves["run_dir"].map(replicate_of))
     per_replicate = joined.groupby(["group", "replicate", "epoch"], sort=False)[column].mean()
-    table = per_replicate.groupby(level=["group", "epoch"], sort=True).agg(["mean", "min", "max", "count"])
-    return table.rename(columns={"count": "n"}).reset_index()
+    by_epoch = per_replicate.groupby(level=["group", "epoch"], sort=True)
+    table = by_epoch.agg(["mean", "min", "max", "count"]).rename(columns={"count": "n"})
+    repeated = table.index[table["n"] > 1]  # one replicate has no interval: skip describe's work
+    intervals = {index: describe(by_epoch.get_group(index)) for index in repeated}
+    table["ci_low"] = [intervals[i]["ci_low"] if i in intervals else math.nan for i in table.index]
+    table["ci_high"] = [intervals[i]["ci_high"] if i in intervals else math.nan for i in table.index]
+    return table.reset_index()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -295,3 +296,24 @@ def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
 def test_report_layers_without_diagnostics_exits_3(optlab):
     result = optlab("report", "--layers", ".")
     assert result.returncode == 3 and "trainer.diagnostics=true" in result.stderr
+
+
+def test_html_adds_the_page_beside_report_csv_and_records_it(capsys, root):
+    code, out, _ = report_cli(capsys, root, "--html", "--no-plots")
+    folder = Path(out.strip().splitlines()[-1])
+    assert code == 0 and (folder / "report.html").read_text().startswith("<!doctype html>")
+    assert "report.html" in json.loads((folder / "report_options.json").read_text())["files"]
+    assert (folder / "report.csv").is_file() and (folder / "runs.csv").is_file()  # --html adds, never replaces
+
+
+def test_compare_with_html_puts_compare_csvs_numbers_on_the_page(capsys, tmp_path):
+    for side, lr in (("a", 0.01), ("b", 0.1)):
+        for seed in range(2):
+            write_run(tmp_path / side, f"r{seed}", config("adam", lr, seed=seed), [0.5, 0.6 + lr + seed / 100])
+    code, out, _ = report_cli(capsys, tmp_path / "a", tmp_path / "b", "--compare", "--html", "--no-plots")
+    folder = Path(out.strip().splitlines()[-1])
+    text = (folder / "report.html").read_text()
+    page = json.loads(text.split('id="page-data">', 1)[1].split("</script>", 1)[0].replace("<\\/", "</"))
+    (section,) = [s for s in page["sections"] if s["id"] == "compare"]
+    expected = pd.read_csv(folder / "compare.csv")
+    assert code == 0 and [r["cells"]["diff"] for r in section["rows"]] == list(expected["diff"])

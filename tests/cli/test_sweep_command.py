@@ -1,7 +1,7 @@
-"""`optlab sweep`'s live view: it shows the rows and writes nothing."""
+"""`optlab sweep`: its live view shows the rows and writes nothing; --html ends with the report page."""
 from __future__ import annotations
 
-from testkit import tiny_spec
+from testkit import sweep_folder, tiny_spec, write_sweep
 
 
 def test_the_live_view_writes_nothing(tmp_path, monkeypatch):
@@ -20,3 +20,12 @@ def test_the_live_view_writes_nothing(tmp_path, monkeypatch):
     with SweepView(tiny_spec(tmp_path, trials=2)) as view:
         view.show([row])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_html_ends_the_sweep_with_its_report_page_and_the_folder_last(optlab, tmp_path):
+    done = optlab("sweep", str(write_sweep(tmp_path)), "--html")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(sweep_folder(tmp_path))
+    page = sweep_folder(tmp_path) / "report-val_acc-final" / "report.html"
+    assert page.read_text().startswith("<!doctype html>")
+    assert "report-val_acc-final" in done.stderr  # the report's own output goes to stderr

@@ -228,3 +228,13 @@ def test_learning_curves_average_duplicates_before_the_band(tmp_path):
     curves = report.group_curves(report.load([tmp_path]), [], "val_acc")
     last = curves[curves["epoch"] == 1].iloc[0]
     assert (last["n"], last["mean"], last["min"], last["max"]) == (2, pytest.approx(0.85), 0.8, 0.9)
+
+
+def test_group_curves_give_the_means_interval_where_a_group_has_two_seeds(runs_root):
+    collection = report.load([runs_root])
+    curves = report.group_curves(collection, ["optimizer"], "val_acc")
+    adam = curves[(curves["group"] == "optimizer=adam") & (curves["epoch"] == 1)].iloc[0]
+    expected = report.describe([0.90, 0.80, 0.97])
+    assert adam["n"] == 3 and (adam["ci_low"], adam["ci_high"]) == pytest.approx((expected["ci_low"], expected["ci_high"]))
+    alone = report.group_curves(collection, ["optimizer", "trainer.seed"], "val_acc")
+    assert (alone["n"] <= 1).all() and alone["ci_low"].isna().all() and alone["ci_high"].isna().all()
