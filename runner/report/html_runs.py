@@ -149,12 +149,12 @@ def brush_sections(collection, runs: pd.DataFrame, varying: list[str], metric) -
 
 
 def _dimension(runs: pd.DataFrame, key: str, sampled_log: bool | None) -> dict | None:
-    from optlab.report.plots import spans_decades
+    from optlab.report.plots import wants_log
 
     numeric = pd.to_numeric(runs[key], errors="coerce")
     present = runs[key].notna()
     if numeric[present].notna().all() and key in report.numeric_keys(runs, [key]):
-        log = sampled_log if sampled_log is not None else spans_decades(numeric)
+        log = wants_log(numeric, sampled_log)
         if log and (numeric.dropna() > 0).all():
             return _log_dimension(key, numeric)
         return {"label": key, "values": [None if math.isnan(v) else float(v) for v in numeric]}
@@ -195,7 +195,7 @@ def key_sections(collection, runs, table, keys, varying, metric, stats_over, ind
 def key_chart(points, runs, table, keys, key, hue_keys, metric, sampled_log, index_of) -> dict:
     """Each seed's value against `key` (colour: the other grouping keys), and each group's
     mean and 95% interval from report.csv where the group holds one value of the key."""
-    from optlab.report.plots import spans_decades
+    from optlab.report.plots import wants_log
 
     x = pd.to_numeric(points[key], errors="coerce")
     hue = report.group_labels(points, hue_keys) if hue_keys else pd.Series("runs", index=points.index)
@@ -207,7 +207,7 @@ def key_chart(points, runs, table, keys, key, hue_keys, metric, sampled_log, ind
                        "selected": {"marker": {"opacity": 1}}, "unselected": {"marker": {"opacity": 0.12}},
                        "hovertemplate": "%{text}<extra></extra>"})
     traces += _group_means(runs, table, keys, key)
-    log = sampled_log if sampled_log is not None else spans_decades(x)
+    log = wants_log(x, sampled_log)
     log_axis = {"type": "log", "dtick": 1, "exponentformat": "power"}
     layout = chart_layout(f"{metric.label} against {key}", key, metric.label,
                      xaxis=log_axis if log and bool((x.dropna() > 0).all()) else {"type": "linear"})

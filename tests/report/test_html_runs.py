@@ -130,19 +130,15 @@ def test_a_folder_of_runs_with_diverged_and_pruned_ones(browser, tmp_path, runs_
 
 
 @pytest.mark.slow
-def test_a_thousand_run_sweep_opens_in_under_2_s_and_its_page_stays_under_10_mb(browser, tmp_path):
+def test_a_thousand_run_sweep_opens_with_every_chart_and_its_page_stays_under_10_mb(browser, tmp_path):
+    # How fast it opens is bench/report_page.py's to measure (against a small page, same run).
     sweep = make_generated_sweep(tmp_path, trials=250, seeds=4)  # 1,000 run folders
     page_file = make_report(sweep) / "report.html"
-    size_mb = page_file.stat().st_size / 1e6
-    times = []
-    for _ in range(3):
-        opened = open_page(browser, page_file)
-        assert opened.errors == [] and opened.requests == [] and undrawn_charts(opened.page) == []
-        times.append(opened.ready_ms)
-        opened.page.close()
-    print(f"1,000-run page: {size_mb:.2f} MB, opened in {', '.join(f'{t:.0f}' for t in times)} ms")
-    assert size_mb < 10
-    assert min(times) < 2000
+    opened = open_page(browser, page_file)
+    assert opened.errors == [] and opened.requests == [] and undrawn_charts(opened.page) == []
+    assert len(table_rows(opened.page, "runs")) == 100  # the first 100 of the 1,000 shown until "show all"
+    opened.page.close()
+    assert page_file.stat().st_size < 10e6
 
 
 # ---------------------------------------------------------------- the page's data, without a browser
