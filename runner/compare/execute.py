@@ -62,13 +62,18 @@ def _common(w: Workload, c: Contender, folder: Path) -> list[str]:
             f"trainer.out_dir={folder}"]
 
 
-def _sweep(raw: dict, source: str, options: Options):
+def _sweep(raw: dict, source: str, options: Options, probe: bool = True):
+    """The SweepSpec; with probe, validated as optlab sweep validates one (base and space
+    composed), which the studies of one workload and contender, alike but for the seed, need once."""
     from optlab.sweep.build import validate
-    from optlab.sweep.spec import spec_from_dict
+    from optlab.sweep.spec import check_settings, spec_from_dict
 
     raw = {**raw, "pruner": "none", "seeds": 1, "jobs": options.jobs, "population": options.population}
     sweep_spec = spec_from_dict(raw, source=source)
-    validate(sweep_spec)
+    if probe:
+        validate(sweep_spec)
+    else:
+        check_settings(sweep_spec)
     return sweep_spec
 
 
@@ -88,7 +93,8 @@ def plan_tuning(spec: ComparisonSpec, folder: Path, options: Options) -> list[Pl
                 else:
                     raw.update(sampler=c.sampler or spec.protocol.tuning, trials=spec.protocol.trials, seed=s,
                                base=merge_overrides(common, [f"{SEED_KEY}={s}"]), space=c.space)
-                planned.append(Planned(w.name, c.name, s, _sweep(raw, f"{spec.name}: {w.name}, {c.name}", options)))
+                sweep_spec = _sweep(raw, f"{spec.name}: {w.name}, {c.name}", options, probe=s == 0)
+                planned.append(Planned(w.name, c.name, s, sweep_spec))
     return planned
 
 
