@@ -1,5 +1,6 @@
-"""The comparison's figure: each contender's performance profile beside the table of ratios
-it is made from (workload x contender, the time to target over the fastest contender's)."""
+"""The comparison's figures: each contender's performance profile beside the table of ratios
+it is made from (workload x contender, the time to target over the fastest contender's),
+and the reruns of each contender's chosen setting per workload."""
 from __future__ import annotations
 
 import math
@@ -73,3 +74,34 @@ def _ratios(ax, fig, spec, tables, names: list[str]) -> None:
 
 def _op(w) -> str:
     return ">=" if w.maximize else "<="
+
+
+def draw_tuned(spec, tables, path: Path, quick: bool) -> None:
+    """Per workload, each contender's chosen setting over its rerun seeds: the mean with its
+    95% interval and every seed's value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from optlab.compare.pairwise import summary
+
+    names = [c.name for c in spec.contenders]
+    fig, axes = plt.subplots(1, len(spec.workloads), figsize=(3.2 * len(spec.workloads) + 1, 3.8), squeeze=False)
+    for ax, w in zip(axes[0], spec.workloads):
+        for i, c in enumerate(names):
+            values = [v for v in tables.reruns[w.name][c] if math.isfinite(v)]
+            s = summary(values)
+            if s["n"] > 1:
+                ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                            fmt="o", color=f"C{i % 10}", capsize=4, markersize=6)
+            ax.scatter([i] * len(values), values, color="k", s=8, zorder=3)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"{w.name}: {w.metric} at the {spec.protocol.at} epoch\n"
+                     f"({'higher' if w.maximize else 'lower'} is better; margin {w.margin:g})", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"{spec.name}{' (quick)' if quick else ''}: each contender's chosen setting, "
+                 f"{spec.protocol.rerun_seeds} fresh seeds (mean, 95% t-interval, every seed)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -22,6 +22,7 @@ class Tables:
     profile: list[dict]                       # contender, tau, rho
     scores: list[dict]                        # contender, score, interval
     pairwise: list[dict]
+    reruns: dict[str, dict[str, list[float]]]  # workload -> contender -> each rerun seed's value
     budget: list[dict]
     parity: bool
     notes: list[str] = field(default_factory=list)
@@ -57,16 +58,25 @@ def tabulate(spec: ComparisonSpec, trials: list, reruns: list, targets: dict, pi
                    for w in spec.workloads}
     times = {w: {c: measure.median_time(ts) for c, ts in by_c.items()} for w, by_c in study_times.items()}
     ratio = profile.ratios(times)
+    values = rerun_values(spec, reruns)
     results = [_result(spec, w, c, of(trials, w.name, c), of(reruns, w.name, c), targets[w.name], picks[w.name, c],
                        study_times[w.name][c], ratio[w.name][c]) for w in spec.workloads for c in names]
     budget, parity = budgets(spec, trials, reruns)
     return Tables(targets, results, study_times, times, profile_rows(ratio, names, spec.protocol.tau_max),
-                  score_rows(spec, study_times, ratio, names), pairwise_rows(spec, reruns), budget, parity)
+                  score_rows(spec, study_times, ratio, names), pairwise_rows(spec, values), values, budget, parity)
+
+
+def rerun_values(spec: ComparisonSpec, reruns: list) -> dict[str, dict[str, list[float]]]:
+    """Each rerun seed's value of the workload's metric at the protocol's epoch."""
+    return {w.name: {c.name: [measure.value_at(t.rows, w.metric, spec.protocol.at, w.maximize)
+                              for t in sorted(of(reruns, w.name, c.name), key=lambda t: t.seed)]
+                     for c in spec.contenders} for w in spec.workloads}
 
 
 def _result(spec, w: Workload, contender: str, trials: list, reruns: list, target: dict, pick, study_times: list,
             ratio: float) -> dict:
     p = spec.protocol
+    reruns = sorted(reruns, key=lambda t: t.seed)
     values = [measure.value_at(t.rows, w.metric, p.at, w.maximize) for t in reruns]
     rerun = pairwise.summary(values)
     reach = [measure.time_to_target(t.rows, w.metric, target["target"], w.maximize, t.epochs) for t in reruns]
@@ -109,16 +119,14 @@ def score_rows(spec: ComparisonSpec, study_times: dict, ratio: dict, names: list
     return sorted(rows, key=lambda r: -r["score"])
 
 
-def pairwise_rows(spec: ComparisonSpec, reruns: list) -> list[dict]:
+def pairwise_rows(spec: ComparisonSpec, values: dict) -> list[dict]:
     rows = []
     names = [c.name for c in spec.contenders]
     for w in spec.workloads:
-        values = {c: [measure.value_at(t.rows, w.metric, spec.protocol.at, w.maximize) for t in of(reruns, w.name, c)]
-                  for c in names}
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 rows.append({"workload": w.name, "a": a, "b": b, "metric": w.metric, "at": spec.protocol.at,
-                             **pairwise.verdict(values[a], values[b], w.margin, w.maximize)})
+                             **pairwise.verdict(values[w.name][a], values[w.name][b], w.margin, w.maximize)})
     return rows
 
 

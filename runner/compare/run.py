@@ -67,6 +67,7 @@ def run_comparison(spec: ComparisonSpec, options: CompareOptions) -> Result:
     summary = _summary(spec, options, tables, folder, len(trials) + len(reruns),
                        time.perf_counter() - start, (load, os.getloadavg()[0]))
     figure.draw(spec, tables, folder / summary["figure"], options.quick)
+    figure.draw_tuned(spec, tables, folder / "tuned.png", options.quick)
     write.write_outputs(folder, spec, tables, summary)
     return Result(summary, tables, reruns, trained)
 

@@ -50,7 +50,8 @@ def compare_md(spec, tables, summary: dict) -> str:
         lines.append(f"| {w.name} | `{' '.join(w.base)}` | {w.metric} | {fmt(t['target'])} ({t['set_by']}) | "
                      f"{w.epochs} | {fmt(w.margin)} |")
     lines += ["", "## Score", "", _scores(tables), "", f"![performance profiles]({summary['figure']})", "",
-              "## Per workload and contender", "", _results(tables, p.at), "", "## Pairwise verdicts", "",
+              "## Per workload and contender", "", _results(tables, p.at), "", "![the reruns](tuned.png)", "",
+              "## Pairwise verdicts", "",
               _pairwise(spec, tables), "", "## Budget (from the run folders)", "", _budget(tables), ""]
     lines.append(f"{summary['runs']} runs; {summary['wall_time_s']:.0f} s for this invocation on {summary['machine']}"
                  f" (load average {summary['load'][0]:.1f} at the start, {summary['load'][1]:.1f} at the end), "
