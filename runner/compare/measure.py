@@ -9,8 +9,9 @@
 - `target: auto`: for each contender, the median over studies of the study's best value
   (each trial's best epoch); the target is the best contender's, recorded with its name.
 - The chosen setting of a workload and contender, the one its reruns train, is the tuning
-  trial with the best metric at the protocol's epoch (`at`); ties go to the faster one,
-  then to the earlier study and trial. Diverged trials (no finite value) are never chosen.
+  trial with the best metric at the protocol's epoch (`at`); ties go to the faster one, then
+  to the earlier study, then to the overrides in text order (not the trial number, which a
+  retried trial changes). Diverged trials (no finite value) are never chosen.
 """
 from __future__ import annotations
 
@@ -162,7 +163,7 @@ def chosen(trials: list[Trial], w: Workload, target: float, at: str) -> Trial | 
     def key(t: Trial):
         value = value_at(t.rows, w.metric, at, w.maximize)
         reach = time_to_target(t.rows, w.metric, target, w.maximize, t.epochs) if math.isfinite(target) else None
-        return (-value if w.maximize else value, reach.steps if reach else 0.0, t.study, t.number)
+        return (-value if w.maximize else value, reach.steps if reach else 0.0, t.study, t.overrides)
 
     finite = [t for t in trials if math.isfinite(value_at(t.rows, w.metric, at, w.maximize))]
     return min(finite, key=key) if finite else None

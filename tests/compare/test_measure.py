@@ -24,8 +24,8 @@ def rows(values, steps_per_epoch=10, seconds=0.5, column="val_acc"):
                  for e, v in enumerate(values))
 
 
-def trial(values, study=0, number=0, contender="a", column="val_acc", epochs=None):
-    return Trial("w", contender, study, number, study, (f"optimizer.lr={number}",), Path("."), "completed",
+def trial(values, study=0, number=0, contender="a", column="val_acc", epochs=None, lr=None):
+    return Trial("w", contender, study, number, study, (f"optimizer.lr={lr or number}",), Path("."), "completed",
                  rows(values, column=column), epochs or len(values))
 
 
@@ -87,6 +87,8 @@ def test_the_chosen_setting_is_the_best_final_metric_then_the_fastest_then_the_e
     assert chosen([slow, late, fast, worse, diverged], ACC, 0.95, "final") is fast
     assert chosen([slow, worse, diverged], ACC, 0.95, "best") is worse
     assert chosen([diverged], ACC, 0.95, "final") is None
+    retried = trial([0.97, 0.97, 0.97], study=1, number=7, lr=0.05)  # a tie in study 1, numbered later by a retry
+    assert chosen([fast, retried], ACC, 0.95, "final") is chosen([retried, fast], ACC, 0.95, "final") is fast
     low = trial([1.0, 0.2], column="val_loss")
     high = trial([0.1, 0.3], column="val_loss", number=1)
     assert chosen([low, high], LOSS, 0.5, "final") is low
