@@ -204,7 +204,12 @@ def _workload(where: str, name: str, raw: Any) -> Workload:
         raise ConfigError(f"{where}: target {target!r}: a number, or auto (from the best contender's result)")
     if not _is_number(raw["margin"]) or raw["margin"] < 0:
         raise ConfigError(f"{where}: margin {raw['margin']!r}: a number >= 0, in {metric}'s units")
-    return Workload(name, _overrides(where, "base", raw["base"]), str(metric),
+    base = _overrides(where, "base", raw["base"])
+    for key in (o.split("=", 1)[0].lstrip("+~") for o in base):
+        if key.startswith("trainer.") and key in OWNED:
+            raise ConfigError(f"{where}: base sets {key}, which is {OWNED[key]}'s to set (the epochs: the "
+                              f"workload's `epochs` key)")
+    return Workload(name, base, str(metric),
                     None if target == "auto" else float(target), _count(f"{where}: epochs", raw["epochs"], 1),
                     float(raw["margin"]))
 

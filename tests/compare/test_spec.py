@@ -50,6 +50,8 @@ def test_the_lecture_comparison_has_four_workloads_and_the_lectures_optimizers()
     (with_("contenders.sgd.space", {"trainer.seed": [1, 2]}), ["trainer.seed", "protocol's seeds"]),
     (with_("contenders.sgd.overrides", ["data.n_samples=10"]), ["data.n_samples", "the workload's"]),
     (with_("contenders.sgd.space", {}), ["space is missing"]),
+    (with_("workloads.w.base", ["data=digits", "trainer.seed=3"]), ["base sets trainer.seed", "protocol's seeds"]),
+    (with_("workloads.w.base", ["trainer.epochs=3"]), ["base sets trainer.epochs", "`epochs` key"]),
     (with_("protocol.tuning", "defaults"), ["space given", "defaults"]),
     (with_("contenders.Bad-Name", {}), ["contender name 'Bad-Name'"]),
 ])
