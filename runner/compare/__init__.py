@@ -1,1 +1,1 @@
-"""Comparisons: contenders tuned alike on several workloads, performance profiles, an AlgoPerf score, pairwise verdicts."""
+"""Comparisons: contenders tuned alike on several workloads; performance profiles, a score, verdicts."""

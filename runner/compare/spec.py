@@ -248,10 +248,12 @@ def _overrides(where: str, key: str, value: Any) -> tuple[str, ...]:
 
 def _check_quick(where: str, spec: ComparisonSpec) -> None:
     quick = _mapping(f"{where}: quick", spec.quick, QUICK_KEYS)
-    for key, known in (("workloads", [w.name for w in spec.workloads]), ("contenders", [c.name for c in spec.contenders])):
+    named = {"workloads": [w.name for w in spec.workloads], "contenders": [c.name for c in spec.contenders]}
+    for key, known in named.items():
         for name in quick.get(key) or []:
             if name not in known:
-                raise ConfigError(f"{where}: quick {key}: {name!r}: choose from: {', '.join(known)}{closest(name, known)}")
+                raise ConfigError(f"{where}: quick {key}: {name!r}: choose from: {', '.join(known)}"
+                                  f"{closest(name, known)}")
 
 
 def shrunk(spec: ComparisonSpec) -> ComparisonSpec:

@@ -37,14 +37,15 @@ def compare_md(spec, tables, summary: dict) -> str:
               else f"{p.trials} trials per study from the contender's space, sampler `{p.tuning}` seeded by the study")
     lines = [f"# {spec.name}" + (" (quick: a pipeline check, not a result)" if quick else ""), "",
              spec.description, "", "## Protocol", "",
-             f"- {p.studies} tuning studies per workload and contender; {tuning}; study s trains with seed s.",
+             f"- {p.studies} tuning stud{'y' if p.studies == 1 else 'ies'} per workload and contender; {tuning}; "
+             f"study s trains with seed s.",
              f"- Time to target: steps at the end of the first epoch whose validation metric reaches the target; "
              f"a study's time is its fastest trial's, a contender's the median over studies (never: censored).",
              f"- The chosen setting (best {p.at}-epoch validation metric over all studies) rerun with "
              f"{p.rerun_seeds} fresh seeds; the pairwise verdicts compare those reruns (Welch, 95%, the "
              f"workload's margin).",
              f"- Budget parity, counted from the run folders: **{'holds' if tables.parity else 'BROKEN'}**.", ""]
-    lines += ["## Workloads", "", "| workload | base | metric | target | epochs | margin |", "|---|---|---|---|---|---|"]
+    lines += ["## Workloads", "", "| workload | base | metric | target | epochs | margin |", "|" + "---|" * 6]
     for w in spec.workloads:
         t = tables.targets[w.name]
         lines.append(f"| {w.name} | `{' '.join(w.base)}` | {w.metric} | {fmt(t['target'])} ({t['set_by']}) | "
@@ -94,7 +95,8 @@ def _pairwise(spec, tables) -> str:
     """One matrix per workload: row contender against column contender."""
     names = [c.name for c in spec.contenders]
     short = {"better": "better", "worse": "worse", "equivalent": "equiv.", "inconclusive": "?"}
-    out = []
+    out = ["The row's contender against the column's: better or worse (the 95% Welch interval of the "
+           "difference excludes 0), equiv. (it lies inside the margin), ? (inconclusive).", ""]
     for w in spec.workloads:
         cell = {}
         for r in (r for r in tables.pairwise if r["workload"] == w.name):

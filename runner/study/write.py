@@ -89,9 +89,10 @@ def _comparison_setup(comparison) -> list[str]:
     own write-up, with profiles and every pairwise verdict, is comparison/compare.md)."""
     p = comparison.protocol
     tuning = "each at its defaults" if p.tuning == "defaults" else f"{p.trials} trials per study, sampler {p.tuning}"
-    lines = [f"- a comparison ([comparison/compare.md](comparison/compare.md)): {p.studies} tuning studies per "
-             f"workload and contender, {tuning}; each contender's best setting ({p.at}-epoch validation metric) "
-             f"rerun with fresh seeds, whose values are the arms' seeds (arm `WORKLOAD/CONTENDER`)"]
+    lines = [f"- a comparison (written up in the study folder's comparison/compare.md): {p.studies} tuning "
+             f"studies per workload and contender, {tuning}; each contender's best setting ({p.at}-epoch "
+             f"validation metric) rerun with fresh seeds, whose values are the arms' seeds (arm "
+             f"`WORKLOAD/CONTENDER`)"]
     lines += [f"- workload `{w.name}`: `{' '.join(w.base)}`, {w.epochs} epochs, {w.metric}, margin {w.margin:g}"
               for w in comparison.workloads]
     return lines + [f"- contender `{c.name}`: `{' '.join(c.overrides) or '(workload only)'}`"
