@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optlab.compare.spec import DEFAULTS, METRICS, ComparisonSpec, Contender, Workload
-from optlab.errors import Interrupted, OptlabError
+from optlab.errors import ConfigError, Interrupted, OptlabError
 
 SEED_KEY = "trainer.seed"
 
@@ -41,8 +41,14 @@ class Planned:
         return sweep_folder(self.spec)
 
 
-def sweep_name(workload: str, contender: str, study: int | None) -> str:
-    return f"{workload}-{contender}-" + ("rerun" if study is None else f"study{study}")
+def sweep_name(workload: str, contender: str, study: int | None, chosen: list[str] = ()) -> str:
+    """<workload>-<contender>-study<s>, or -rerun-<a digest of the chosen setting> for the reruns
+    (a comparison whose choice changed, with more studies say, reruns its new choice apart)."""
+    if study is not None:
+        return f"{workload}-{contender}-study{study}"
+    import hashlib
+
+    return f"{workload}-{contender}-rerun-" + hashlib.sha256(" ".join(chosen).encode()).hexdigest()[:8]
 
 
 def sweep_folder(sweep_spec) -> Path:
@@ -104,7 +110,7 @@ def plan_rerun(spec: ComparisonSpec, w: Workload, c: Contender, chosen: list[str
     from optlab.sweep.build import merge_overrides
 
     chosen = [o for o in chosen if o.split("=", 1)[0] != SEED_KEY]
-    raw = {"study": sweep_name(w.name, c.name, None), "metric": w.metric, "direction": METRICS[w.metric],
+    raw = {"study": sweep_name(w.name, c.name, None, chosen), "metric": w.metric, "direction": METRICS[w.metric],
            "sampler": "grid", "trials": spec.protocol.rerun_seeds, "seed": 0,
            "base": merge_overrides(_common(w, c, folder), chosen),
            "space": {SEED_KEY: {"type": "categorical", "choices": rerun_seeds(spec)}}}
@@ -120,7 +126,10 @@ def run_sweeps(planned: list[Planned], label: str) -> bool:
     for i, p in enumerate(planned):
         print(f"{label} [{i + 1}/{len(planned)}] {p.spec.study}", file=sys.stderr, flush=True)
         before = _finished(p.sweep_dir)
-        started = start_sweep(p.spec, RunOptions())
+        try:
+            started = start_sweep(p.spec, RunOptions())
+        except ConfigError as exc:  # a sweep of other settings there: this folder is another comparison's
+            raise ConfigError(f"{exc} (optlab compare: --out DIR starts the comparison in another folder)") from None
         outcome = run_workers(started, RunOptions(), on_rows=lambda rows: None)
         trained = trained or _finished(p.sweep_dir) > before
         if outcome.stopped is not None:

@@ -7,7 +7,12 @@
 - A study's time is its fastest trial's (AlgoPerf); a contender's time on a workload is the
   median over its studies, infinite when most studies never reached the target.
 - `target: auto`: for each contender, the median over studies of the study's best value
-  (each trial's best epoch); the target is the best contender's, recorded with its name.
+  within the first `target_share` of the epochs (each trial's best epoch there; a half by
+  default); the target is the best contender's, recorded with its name. As AlgoPerf's targets
+  come from the best target-setting runs, this one comes from the best contender, but from
+  part of its budget, so that it reaches the target with time to spare and the profile tells
+  speeds apart: set from the whole budget, a target is reached only by the contenders that
+  match the best one's final value, at the budget's end.
 - The chosen setting of a workload and contender, the one its reruns train, is the tuning
   trial with the best metric at the protocol's epoch (`at`); ties go to the faster one, then
   to the earlier study, then to the overrides in text order (not the trial number, which a
@@ -116,9 +121,10 @@ def _read_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def study_best(trials: list[Trial], w: Workload, at: str = "best") -> float:
-    """The best value over a study's trials (each trial's best epoch by default)."""
-    values = [v for v in (value_at(t.rows, w.metric, at, w.maximize) for t in trials) if math.isfinite(v)]
+def study_best(trials: list[Trial], w: Workload, epochs: int) -> float:
+    """The best value over a study's trials, each at its best epoch among the first `epochs`."""
+    values = [v for v in (value_at(t.rows[:epochs], w.metric, "best", w.maximize) for t in trials)
+              if math.isfinite(v)]
     if not values:
         return math.nan
     return max(values) if w.maximize else min(values)
@@ -133,10 +139,11 @@ def by_study(trials: list[Trial]) -> dict[int, list[Trial]]:
 
 def auto_target(spec: ComparisonSpec, w: Workload, trials: list[Trial]) -> tuple[float, str]:
     """(the target, the contender that set it): the best contender's median study best."""
+    epochs = max(1, math.ceil(w.epochs * spec.protocol.target_share))
     medians = {}
     for c in spec.contenders:
         mine = [t for t in trials if t.workload == w.name and t.contender == c.name]
-        bests = [study_best(group, w) for group in by_study(mine).values()]
+        bests = [study_best(group, w, epochs) for group in by_study(mine).values()]
         bests = [b for b in bests if math.isfinite(b)]
         if bests:
             medians[c.name] = statistics.median(bests)

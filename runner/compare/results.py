@@ -40,7 +40,9 @@ def settle_targets(spec: ComparisonSpec, trials: list) -> dict[str, dict]:
             out[w.name] = {"target": w.target, "set_by": "given"}
         else:
             value, best = measure.auto_target(spec, w, trials)
-            out[w.name] = {"target": value, "set_by": f"auto: {best}'s median study best" if best else "auto: none"}
+            share = f"{spec.protocol.target_share:g} of the epochs"
+            out[w.name] = {"target": value,
+                           "set_by": f"auto: {best}'s median study best in {share}" if best else "auto: none"}
     return out
 
 

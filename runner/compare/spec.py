@@ -5,7 +5,7 @@ budget in epochs, the margin its pairwise verdicts use), its contenders (overrid
 search space each) and one protocol for all of them: AlgoPerf's external tuning (`tuning:
 {studies: S, trials: T, sampler: qmc}`) or Schmidt et al.'s `tuning: defaults`, the rerun
 seeds of each contender's chosen setting (DeepOBS), the epoch the reruns are read at, and the
-profile's largest ratio. Budget parity is built in: every contender of a workload gets the
+profile's largest ratio and the share of the budget an auto target is set from. Budget parity is built in: every contender of a workload gets the
 same studies, trials and epochs, and a contender may not set what the protocol or the
 workload owns (epochs, seeds, data). `quick` shrinks it all for pipeline checks.
 """
@@ -24,7 +24,7 @@ from optlab.errors import ConfigError
 KEYS = {"description", "workloads", "contenders", "protocol", "quick"}
 WORKLOAD_KEYS = {"base", "metric", "target", "epochs", "margin"}
 CONTENDER_KEYS = {"overrides", "space", "sampler"}
-PROTOCOL_KEYS = {"tuning", "rerun_seeds", "at", "tau_max", "bootstrap"}
+PROTOCOL_KEYS = {"tuning", "rerun_seeds", "at", "tau_max", "bootstrap", "target_share"}
 TUNING_KEYS = {"studies", "trials", "sampler"}
 QUICK_KEYS = {"studies", "trials", "rerun_seeds", "epochs", "overrides", "workloads", "contenders"}
 METRICS = {"val_acc": "maximize", "val_loss": "minimize"}  # a validation target, as AlgoPerf's
@@ -67,6 +67,7 @@ class Protocol:
     at: str = "final"    # the epoch whose metric the reruns report and the verdicts compare
     tau_max: float = 4.0
     bootstrap: int = 1000
+    target_share: float = 0.5  # `target: auto` is set from this share of each workload's epochs
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,14 @@ def _protocol(where: str, raw: Any) -> Protocol:
     at = raw.get("at", "final")
     if at not in AT:
         raise ConfigError(f"{where}: protocol at {at!r}: choose from: {', '.join(AT)}{closest(at, AT)}")
-    tau_max = raw.get("tau_max", 4.0)
+    tau_max, share = raw.get("tau_max", 4.0), raw.get("target_share", 0.5)
     if not _is_number(tau_max) or tau_max <= 1:
         raise ConfigError(f"{where}: protocol tau_max {tau_max!r}: a number > 1")
+    if not _is_number(share) or not 0 < share <= 1:
+        raise ConfigError(f"{where}: protocol target_share {share!r}: a number in (0, 1]")
     return Protocol(sampler, studies, trials, _count(f"{where}: protocol rerun_seeds", raw.get("rerun_seeds", 5), 2),
-                    at, float(tau_max), _count(f"{where}: protocol bootstrap", raw.get("bootstrap", 1000), 100))
+                    at, float(tau_max), _count(f"{where}: protocol bootstrap", raw.get("bootstrap", 1000), 100),
+                    float(share))
 
 
 def _sampler(where: str, name: Any) -> str:

@@ -1,6 +1,7 @@
 """Time to target, a study's and a contender's time, the auto target and the chosen setting,
 on constructed metrics rows."""
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,11 @@ def test_the_chosen_setting_is_the_best_final_metric_then_the_fastest_then_the_e
     low = trial([1.0, 0.2], column="val_loss")
     high = trial([0.1, 0.3], column="val_loss", number=1)
     assert chosen([low, high], LOSS, 0.5, "final") is low
+
+
+def test_auto_target_is_set_from_the_first_share_of_the_epochs():
+    late = [trial([0.5, 0.6, 0.99, 0.99], study=s, contender="a") for s in range(3)]  # best only after epoch 2
+    early = [trial([0.9, 0.92, 0.93, 0.93], study=s, contender="b") for s in range(3)]
+    assert auto_target(spec("a", "b"), ACC, late + early) == (0.92, "b")  # ACC's 4 epochs: the first 2 count
+    whole = replace(spec("a", "b"), protocol=Protocol("qmc", 3, 2, 2, target_share=1.0))
+    assert auto_target(whole, ACC, late + early) == (0.99, "a")
