@@ -32,7 +32,7 @@ def _profiles(ax, spec, tables, names: list[str]) -> None:
     tau_max = spec.protocol.tau_max
     scores = {r["contender"]: r for r in tables.scores}
     styles = ["-", "--", "-.", ":"]
-    for i, c in enumerate(names):
+    for i, c in sorted(enumerate(names), key=lambda ic: -scores[ic[1]]["score"]):  # the legend best first
         rows = [r for r in tables.profile if r["contender"] == c]
         taus = [r["tau"] for r in rows]
         shift = (i - (len(names) - 1) / 2) * OFFSET
@@ -69,7 +69,7 @@ def _ratios(ax, fig, spec, tables, names: list[str]) -> None:
                for w in workloads]
     ax.set_yticks(range(len(workloads)), targets, fontsize=7)
     ax.set_title("ratio to the fastest (never: most studies missed the target)", fontsize=8)
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).set_label("ratio (capped)", fontsize=8)
 
 
 def _op(w) -> str:
@@ -93,15 +93,19 @@ def draw_tuned(spec, tables, path: Path, quick: bool) -> None:
             values = [v for v in tables.reruns[w.name][c] if math.isfinite(v)]
             s = summary(values)
             if s["n"] > 1:
-                ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                low = s["ci_low"] if w.maximize or s["ci_low"] > 0 else min(values)  # a log axis: no bar below 0
+                ax.errorbar(i, s["mean"], yerr=[[s["mean"] - low], [s["ci_high"] - s["mean"]]],
                             fmt="o", color=f"C{i % 10}", capsize=4, markersize=6)
             ax.scatter([i] * len(values), values, color="k", s=8, zorder=3)
+        if not w.maximize:
+            ax.set_yscale("log")  # losses of tuned and untuned settings lie decades apart
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_title(f"{w.name}: {w.metric} at the {spec.protocol.at} epoch\n"
                      f"({'higher' if w.maximize else 'lower'} is better; margin {w.margin:g})", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"{spec.name}{' (quick)' if quick else ''}: each contender's chosen setting, "
-                 f"{spec.protocol.rerun_seeds} fresh seeds (mean, 95% t-interval, every seed)", fontsize=9)
+                 f"{spec.protocol.rerun_seeds} fresh seeds (mean, 95% t-interval cut at the lowest seed on a "
+                 f"log axis, every seed)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
