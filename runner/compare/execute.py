@@ -1,12 +1,14 @@
 """A comparison's runs, every one of them a trial of an optlab sweep: the one module of this
 package that calls into sweeps (and, through them, training).
 
-- Tuning: per workload, contender and study, one sweep in FOLDER/sweeps/<workload>-<contender>-study<s>/
-  of T trials sampled from the contender's space (the protocol's sampler, seeded by the study
-  number), every run trained with seed s for the workload's epochs. Under `tuning: defaults`
-  each study is one run at the contender's own settings with seed s (a one-point grid).
+- Tuning: per workload, contender and study s, one sweep in
+  FOLDER/sweeps/<workload>-<contender>-study<s>/ of T trials sampled from the contender's
+  space (the protocol's sampler, seeded by s), every run trained with seed s for the
+  workload's epochs. Under `tuning: defaults` each study is one run at the contender's own
+  settings with seed s (a one-point grid).
 - Reruns: the chosen setting of each workload and contender trained again with R seeds no
-  study used, as a grid sweep over those seeds in FOLDER/sweeps/<workload>-<contender>-rerun/.
+  study used, as a grid sweep over those seeds in
+  FOLDER/sweeps/<workload>-<contender>-rerun-<a digest of the setting>/.
 Sweeps resume where they stopped and reuse what finished (a killed worker's trial is run
 again from the start; see optlab.sweep), so a comparison stopped anywhere goes on with the
 same command. `--population K` and `--jobs N` are each sweep's.
