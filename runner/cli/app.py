@@ -13,7 +13,7 @@ import sys
 import traceback
 
 from optlab.cli import eval as evaluate
-from optlab.cli import listing, lrfind, report, rerun, study, sweep, train
+from optlab.cli import compare, listing, lrfind, report, rerun, study, sweep, train
 from optlab.cli.display import debug, report_error
 from optlab.errors import ConfigError, OptlabError, storage_error
 
@@ -46,7 +46,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"optlab {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
 
-    for command in (train, evaluate, sweep, rerun, report, lrfind, listing, study):
+    for command in (train, evaluate, sweep, rerun, report, lrfind, listing, study, compare):
         command.register(sub)
     return parser
 

@@ -3,11 +3,11 @@ criteria -> verdict.json, table.csv, runs.csv, the figure and study.md in its fo
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from optlab.compare.run import machine
 from optlab.study.spec import StudySpec
 
 
@@ -45,6 +45,10 @@ def run_study(spec: StudySpec, options: StudyOptions) -> dict:
 
     start = time.perf_counter()
     folder = make_dirs(study_dir(spec, options))
+    if spec.comparison is not None:
+        records, seeds = run_comparison_arms(spec, options, folder)
+        return conclude(spec, folder, records, [], {"seeds": seeds, "quick_overrides": [], "quick": options.quick,
+                                                    "wall_time_s": time.perf_counter() - start})
     runs_dir = make_dirs(folder / "runs")
     planned = plan(spec, options.quick, options.seeds)
     sweeps = plan_sweeps(spec, runs_dir, options.quick, options.seeds)
@@ -54,6 +58,22 @@ def run_study(spec: StudySpec, options: StudyOptions) -> dict:
     seeds, extra = seeds_and_overrides(spec, options.quick, options.seeds)
     return conclude(spec, folder, records, planned, {"seeds": seeds, "quick_overrides": extra, "wall_time_s": wall,
                                                      "quick": options.quick})
+
+
+COMPARISON = "comparison"  # the comparison's folder inside the study's
+
+
+def run_comparison_arms(spec: StudySpec, options: StudyOptions, folder: Path) -> tuple[list, int]:
+    """The study's comparison, run (or finished) in STUDY_DIR/comparison/: one record per
+    rerun seed of each workload and contender; and the number of rerun seeds."""
+    from optlab.compare.run import CompareOptions, run_comparison
+    from optlab.study.execute import Record
+
+    result = run_comparison(spec.comparison, CompareOptions(
+        quick=options.quick, population=options.population, rerun_seeds=options.seeds, folder=folder / COMPARISON))
+    records = [Record(f"{t.workload}/{t.contender}", t.seed, "", t.run_dir, t.status, not result.trained)
+               for t in result.reruns]
+    return records, int(result.summary["protocol"]["rerun_seeds"])
 
 
 def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts: dict) -> dict:
@@ -70,7 +90,12 @@ def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts:
     values, rows = measure_all(spec, records, lambda r: epochs.get((r.arm, r.seed, r.variant), 0))
     results = [judge(c, values[c["measure"]]) for c in spec.criteria]
     figure = f"{spec.name}.png"
-    draw(spec, values, rows, folder / figure, facts["quick"])
+    if spec.figure.get("kind") == COMPARISON:  # the comparison's own figure of the reruns
+        import shutil
+
+        shutil.copyfile(folder / COMPARISON / "tuned.png", folder / figure)
+    else:
+        draw(spec, values, rows, folder / figure, facts["quick"])
     verdict = {"study": spec.name, "claim": spec.claim, "source": spec.source,
                **overall([r["outcome"] for r in results], facts["quick"]),
                "criteria": results, "effect": results[0]["effect"],
@@ -95,19 +120,6 @@ def _earlier_compute(folder: Path, records: list) -> float:
         return float(json.loads(path.read_text()).get("compute_s", 0.0))
     except (ValueError, OSError):
         return 0.0
-
-
-def machine() -> str:
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cores} CPU cores ({platform.machine()}), torch threads {_threads()}"
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _version() -> str:

@@ -9,6 +9,9 @@ Each criterion is judged on per-seed values ({arm: {seed: value}}) alone:
   compares log10 values (ratios). Fewer than two finite values in an arm: inconclusive.
 - equivalent: |mean(a) - mean(b)| small. Reproduced when the Welch interval lies inside
   (-margin, margin); not reproduced when it lies wholly outside; otherwise inconclusive.
+- noninferior: a is not worse than b by `margin` or more (equivalent or better), in the
+  claimed direction. Reproduced when the Welch interval lies above -margin on that side; not
+  reproduced when it lies wholly below -margin; otherwise inconclusive.
 - every_seed: the arm's value (or, with `b`, the paired ratio a/b or difference a-b of the
   same seed) is `op` threshold in every seed. All seeds: reproduced; any seed failing: not
   reproduced (the claim says every seed); no seeds: inconclusive.
@@ -54,6 +57,8 @@ def judge(criterion: dict, values: Values) -> dict:
         outcome = INCONCLUSIVE
     elif kind == "welch":
         outcome = _directional(effect, criterion["direction"], float(criterion.get("margin", 0.0)))
+    elif kind == "noninferior":
+        outcome = _noninferior(effect, criterion["direction"], float(criterion["margin"]))
     else:
         outcome = _equivalence(effect, float(criterion["margin"]))
     return {"criterion": describe_criterion(criterion), "label": label_of(criterion),
@@ -71,6 +76,16 @@ def _directional(effect: dict, direction: str, margin: float) -> str:
     if low > 0:
         return REPRODUCED
     if high < margin:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def _noninferior(effect: dict, direction: str, margin: float) -> str:
+    sign = 1.0 if direction == "greater" else -1.0
+    low, high = sorted((sign * effect["ci_low"], sign * effect["ci_high"]))
+    if low > -margin:
+        return REPRODUCED
+    if high < -margin:
         return NOT_REPRODUCED
     return INCONCLUSIVE
 
@@ -135,6 +150,9 @@ def label_of(c: dict) -> str:
     f = "log10 " if c.get("log") else ""
     if c["kind"] == "equivalent":
         return f"{f}{c['measure']}: {c['a']} - {c['b']} within +-{c['margin']:g}"
+    if c["kind"] == "noninferior":
+        worse = "<" if c["direction"] == "greater" else ">"
+        return f"{f}{c['measure']}: {c['a']} not {worse} {c['b']} by {c['margin']:g}"
     return f"{f}{c['measure']}: {c['a']} - {c['b']} {'>' if c['direction'] == 'greater' else '<'} 0"
 
 
@@ -151,6 +169,10 @@ def describe_criterion(c: dict) -> str:
     diff = f"mean({f}{measure}({c['a']})) - mean({f}{measure}({c['b']}))"
     if c["kind"] == "equivalent":
         return f"{diff} within +-{c['margin']:g}: the 95% Welch interval inside (-{c['margin']:g}, {c['margin']:g})"
+    if c["kind"] == "noninferior":
+        side, bound = ("above", f"-{c['margin']:g}") if c["direction"] == "greater" else ("below", f"{c['margin']:g}")
+        return (f"{diff} with the 95% Welch interval wholly {side} {bound}: {c['a']} not worse than {c['b']} by "
+                f"the margin (not reproduced when the interval lies wholly beyond it)")
     side = "> 0" if c["direction"] == "greater" else "< 0"
     margin = (f" (not reproduced when it lies below {float(c['margin']):g} on the claimed side)" if c.get("margin")
               else " (not reproduced when it lies wholly on the other side)")

@@ -60,11 +60,10 @@ def study_md(spec, table: pd.DataFrame, verdict: dict) -> str:
              f"**Verdict: {verdict['verdict']}**" + (
                  f" (quick run: shrunk epochs and seeds, never a reproduction; the criteria gave "
                  f"{verdict['quick_outcome']})" if quick else ""), "",
-             "## Setup", "", f"- base: `{' '.join(spec.base)}`"]
-    lines += [f"- arm `{a.name}`: `{' '.join(a.overrides) or '(base only)'}`" + (
-        f", a sweep per seed: `{json.dumps(a.sweep, default=str)}`" if a.sweep else "") for a in spec.arms]
+             "## Setup", ""]
+    lines += _comparison_setup(spec.comparison) if spec.comparison is not None else _arms_setup(spec)
     lines += [f"- seeds: {verdict['seeds']}" + (f"; quick overrides: `{' '.join(verdict['quick_overrides'])}`"
-                                                 if quick else ""),
+                                                 if quick and verdict["quick_overrides"] else ""),
               f"- scaled down from the paper: {spec.scaled_down}", "",
               "## Criteria (written in the study file before the runs)", ""]
     for result in verdict["criteria"]:
@@ -77,6 +76,28 @@ def study_md(spec, table: pd.DataFrame, verdict: dict) -> str:
                f"{verdict['machine']}; optlab {verdict['optlab']}. Rerun with "
                f"`optlab study run {spec.name}{' --quick' if quick else ''}`."), ""]
     return "\n".join(lines)
+
+
+def _arms_setup(spec) -> list[str]:
+    lines = [f"- base: `{' '.join(spec.base)}`"]
+    return lines + [f"- arm `{a.name}`: `{' '.join(a.overrides) or '(base only)'}`" + (
+        f", a sweep per seed: `{json.dumps(a.sweep, default=str)}`" if a.sweep else "") for a in spec.arms]
+
+
+def _comparison_setup(comparison) -> list[str]:
+    """A study built on a comparison: its workloads, contenders and protocol (the comparison's
+    own write-up, with profiles and every pairwise verdict, is comparison/compare.md)."""
+    p = comparison.protocol
+    tuning = "each at its defaults" if p.tuning == "defaults" else f"{p.trials} trials per study, sampler {p.tuning}"
+    lines = [f"- a comparison (written up in the study folder's comparison/compare.md): {p.studies} tuning "
+             f"studies per workload and contender, {tuning}; each contender's best setting ({p.at}-epoch "
+             f"validation metric) rerun with fresh seeds, whose values are the arms' seeds (arm "
+             f"`WORKLOAD/CONTENDER`)"]
+    lines += [f"- workload `{w.name}`: `{' '.join(w.base)}`, {w.epochs} epochs, {w.metric}, margin {w.margin:g}"
+              for w in comparison.workloads]
+    return lines + [f"- contender `{c.name}`: `{' '.join(c.overrides) or '(workload only)'}`"
+                    + (f", space `{json.dumps(c.space)}`" if c.space else "")
+                    + (f", sampler {c.sampler}" if c.sampler else "") for c in comparison.contenders]
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -85,3 +85,31 @@ def test_the_verdict_needs_every_criterion_and_quick_is_never_a_reproduction():
     assert overall([REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE], quick=False)["verdict"] == NOT_REPRODUCED
     quick = overall([REPRODUCED], quick=True)
     assert quick == {"verdict": INCONCLUSIVE, "quick": True, "quick_outcome": REPRODUCED}
+
+
+@pytest.mark.parametrize("a, b, direction, expected", [
+    (seeds(0.950, 0.951, 0.952), seeds(0.950, 0.951, 0.952), "greater", REPRODUCED),  # equal: within the margin
+    (seeds(0.97, 0.98, 0.99), seeds(0.90, 0.91, 0.92), "greater", REPRODUCED),      # better
+    (seeds(0.80, 0.81, 0.82), seeds(0.90, 0.91, 0.92), "greater", NOT_REPRODUCED),  # worse by far more than 0.01
+    (seeds(0.80, 0.95, 0.99), seeds(0.90, 0.91, 0.92), "greater", INCONCLUSIVE),    # too wide to tell
+    (seeds(0.80, 0.81, 0.82), seeds(0.90, 0.91, 0.92), "less", REPRODUCED),         # a loss: a lower is better
+    (seeds(0.97, 0.98, 0.99), seeds(0.90, 0.91, 0.92), "less", NOT_REPRODUCED),
+])
+def test_noninferior_is_not_worse_by_the_margin(a, b, direction, expected):
+    criterion = {"kind": "noninferior", "measure": "acc", "a": "a", "b": "b", "direction": direction, "margin": 0.01}
+    result = judge(criterion, {"a": a, "b": b})
+    assert result["outcome"] == expected
+    assert "not worse than" in result["criterion"] and "not" in result["label"]
+
+
+def test_noninferior_reads_the_interval_against_minus_the_margin_by_hand():
+    # a - b: mean -0.005, se = sqrt(2 * 0.0001 / 3), df 4: [-0.005 - 2.776445 se, -0.005 + 2.776445 se]
+    a, b = seeds(0.905, 0.915, 0.925), seeds(0.91, 0.92, 0.93)
+    half = 2.776445 * math.sqrt(2 * 0.0001 / 3)
+    result = judge({"kind": "noninferior", "measure": "acc", "a": "a", "b": "b", "direction": "greater",
+                    "margin": 0.03}, {"a": a, "b": b})
+    assert result["effect"]["ci_low"] == pytest.approx(-0.005 - half, rel=1e-5)
+    assert -0.005 - half > -0.03 and result["outcome"] == REPRODUCED
+    narrow = judge({"kind": "noninferior", "measure": "acc", "a": "a", "b": "b", "direction": "greater",
+                    "margin": 0.02}, {"a": a, "b": b})
+    assert -0.005 - half < -0.02 and narrow["outcome"] == INCONCLUSIVE
