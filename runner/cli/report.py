@@ -287,10 +287,14 @@ def group_table(table: pd.DataFrame, keys: list[str], metric):
     seed, statuses; the caption names the keys each group pools."""
     from rich.table import Table
 
+    from optlab.report import show_value
+
     arrow = "higher" if metric.maximize else "lower"
     test = metric.test_column if metric.test_column and "test_mean" in table else None
+    pooled = table["varies"].fillna("").astype(str).ne("").any()
+    n = "distinct configuration and seed pairs" if pooled else "distinct seeds"
     view = Table(title=f"{metric.label} by {', '.join(keys) or 'all runs'} "
-                       f"({arrow} is better; n = distinct seeds used / run folders)",
+                       f"({arrow} is better; n = {n} used / run folders)",
                  caption=table_caption(table, test), caption_justify="left")
     shown = keys if len(keys) <= 2 else ["group"]  # many keys: one 'k=v, ...' label column
     for name in ["rank", *shown, "n", "mean", "95% CI", "std", *([test, f"{test} 95% CI"] if test else []),
@@ -298,7 +302,7 @@ def group_table(table: pd.DataFrame, keys: list[str], metric):
                  *(["target hit", "epochs"] if "target_reached" in table else [])]:
         view.add_column(name, justify="left" if name in shown else "right")
     for _, row in table.iterrows():
-        cells = ["" if _missing(row["rank"]) else str(row["rank"]), *(_fmt(row[k]) for k in shown),
+        cells = ["" if _missing(row["rank"]) else str(row["rank"]), *(show_value(row[k]) for k in shown),
                  f"{row['n']}/{row['runs']}", _fmt(row["mean"]),
                  f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]", _fmt(row["std"]),
                  *([_fmt(row["test_mean"]), f"[{_fmt(row['test_ci_low'])}, {_fmt(row['test_ci_high'])}]"] if test else []),

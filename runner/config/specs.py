@@ -85,12 +85,17 @@ def augmentations() -> Registry:
     return AUGMENTATIONS
 
 
+KEYS_ONLY_GROUPS = ("regularize", "trainer", "diagnostics")  # one spec each, no `name:` to choose by
+
+
 def keys_only_spec(group: str) -> KeysOnlySpec | None:
+    if group not in KEYS_ONLY_GROUPS:
+        return None
     if group == "regularize":
         from optlab.optim.regularize import REGULARIZE
 
         return REGULARIZE
-    return {"trainer": TRAINER, "diagnostics": DIAGNOSTICS}.get(group)
+    return {"trainer": TRAINER, "diagnostics": DIAGNOSTICS}[group]
 
 
 def option_specs(group: str, values: Mapping) -> list[tuple[str, Spec]]:

@@ -14,6 +14,7 @@ from optlab.report.groups import (
                                   pooled_keys,
                                   replicate_ids,
                                   resolve_metric,
+                                  show_value,
 )
 from optlab.report.load import (
                                   STATUSES,
@@ -38,5 +39,5 @@ from optlab.report.sweeps import (
 __all__ = ["ALL", "ALL_TRIALS", "Collection", "Metric", "STATUSES", "Skipped", "Sweep", "aggregate", "best_so_far", "branch_importances",
            "check_keys", "compare", "conditioning_params", "describe", "differing_keys", "epochs_to_target",
            "group_curves", "group_labels", "load", "load_run", "load_sweep", "log_scaled", "merge_duplicates",
-           "numeric_keys", "param_importances", "pooled_keys", "replicate_ids", "resolve_metric", "sweep_direction",
-           "t_quantile", "t_sf", "welch"]
+           "numeric_keys", "param_importances", "pooled_keys", "replicate_ids", "resolve_metric", "show_value",
+           "sweep_direction", "t_quantile", "t_sf", "welch"]

@@ -103,10 +103,24 @@ def _maximize(name: str, direction: str) -> bool:
     return not any(word in name for word in ("loss", "time", "error"))
 
 
+NULL = "null"  # how null, NaN and a key a run's options do not have show, and that they are one value
+
+
+def cell_text(value) -> str:
+    """One text per config value, for comparing runs: null, NaN and a missing key are all
+    NULL (load.py gives a key an older run lacks its default first), so a key set in some
+    runs and null in others takes two values, not one."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return NULL
+    if isinstance(value, float):
+        return f"{value:g}" if value == int(value) and abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
 def differing_keys(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
-    """Config keys with two or more values among the runs that have them (a key missing
-    from older runs does not count; bookkeeping keys such as the seed are excluded), less
-    keys that merely follow a group's choice (adam's betas, sgd's momentum)."""
+    """Config keys with two or more values among the runs (null counts as a value:
+    regularize.clip_norm null vs 0.01 differs; bookkeeping keys and the seed are excluded),
+    less keys that merely follow a group's choice (adam's betas, sgd's momentum)."""
     keys = [k for k in config_keys if k in runs and k != SEED_KEY and not is_bookkeeping(k) and _distinct(runs[k]) > 1]
     groups = [k for k in keys if k in GROUPS]
     return [k for k in keys if not any(k.startswith(f"{g}.") and _follows(runs, g, k) for g in groups)]
@@ -126,7 +140,7 @@ def replicate_ids(runs: pd.DataFrame, config_keys: list[str], keys: list[str] = 
     Grouping keys that are not config keys (--compare's source) also tell runs apart."""
     identity = [k for k in config_keys if k in runs and not is_bookkeeping(k)]
     identity += [k for k in ("seed", *keys) if k in runs and k not in identity]
-    cells = runs[identity].astype(str)  # lists are JSON text already; NaN hashes alike
+    cells = runs[identity].map(cell_text)  # lists are JSON text already; null and NaN alike
     return pd.Series(pd.util.hash_pandas_object(cells, index=False).to_numpy(), index=runs.index)
 
 
@@ -142,7 +156,7 @@ def merge_duplicates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def _distinct(values: pd.Series) -> int:
-    return values.dropna().astype(str).nunique()
+    return values.map(cell_text).nunique()
 
 
 def _follows(runs: pd.DataFrame, group: str, key: str) -> bool:
@@ -171,16 +185,15 @@ def group_labels(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
     """One readable label per run: 'optimizer=adam, norm=batch' (or 'all')."""
     if not keys:
         return pd.Series(ALL, index=runs.index)
-    parts = [runs[k].map(lambda v, k=k: f"{k}={_show(v)}") for k in keys]
+    parts = [runs[k].map(lambda v, k=k: f"{k}={show_value(v)}") for k in keys]
     return parts[0].str.cat(parts[1:], sep=", ") if len(parts) > 1 else parts[0]
 
 
-def _show(value) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "-"
-    if isinstance(value, float):
+def show_value(value) -> str:
+    """A config value as a table or a label shows it (null for null, NaN or a missing key)."""
+    if isinstance(value, float) and not math.isnan(value):
         return f"{value:g}"
-    return str(value)
+    return cell_text(value)
 
 
 def epochs_to_target(curves: pd.DataFrame, column: str, target: float, maximize: bool) -> pd.Series:

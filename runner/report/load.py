@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from optlab.config.compose import GROUPS, flatten
+from optlab.config.catalogue import missing_defaults
 from optlab.errors import DataError
 from optlab.runs.files import complete_lines
 from optlab.runs.folder import process_alive
@@ -136,7 +137,8 @@ def _number(cell: str, where: str) -> float:
 
 def flat_config(tree: dict) -> dict:
     """Dotted keys -> leaf values, plus one column per config group naming its choice
-    (`optimizer` = adam; `augment` = flip+crop for a multi-option group)."""
+    (`optimizer` = adam; `augment` = flip+crop for a multi-option group). A key the run's
+    options define but its config.yaml lacks (written before the key existed) has its default."""
     choices = {}
     for group in GROUPS:
         node = tree.get(group)
@@ -146,7 +148,8 @@ def flat_config(tree: dict) -> dict:
             choices[group] = str(node["name"])
         elif all(isinstance(v, dict) for v in node.values()):
             choices[group] = "+".join(node) or "none"
-    return {**choices, **{key: _cell(value) for key, value in flatten(tree)}}
+    leaves = {**missing_defaults(tree), **dict(flatten(tree))}
+    return {**choices, **{key: _cell(value) for key, value in leaves.items()}}
 
 
 def _cell(value):

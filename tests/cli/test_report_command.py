@@ -295,3 +295,20 @@ def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
 def test_report_layers_without_diagnostics_exits_3(optlab):
     result = optlab("report", "--layers", ".")
     assert result.returncode == 3 and "trainer.diagnostics=true" in result.stderr
+
+
+def test_runs_with_and_without_clipping_are_two_groups_not_four_seeds(capsys, tmp_path):
+    """Two seeds without clipping and two with regularize.clip_norm=0.01: `optlab report`
+    shows two groups of n 2/2, and pooling them (--by optimizer) names clip_norm."""
+    for seed, (free, clipped) in enumerate([(0.89, 0.06), (0.90, 0.11)]):
+        for name, clip, acc in (("free", None, free), ("clip", 0.01, clipped)):
+            cfg = config("adam", seed=seed)
+            cfg["regularize"] = {"clip_norm": clip}
+            write_run(tmp_path / "runs", f"{name}-{seed}", cfg, [acc])
+    code, out, _ = report_cli(capsys, tmp_path / "runs", "--no-plots", "--out", tmp_path / "r")
+    rows = [line for line in out.splitlines() if "2/2" in line]
+    assert code == 0 and len(rows) == 2 and "null" in rows[0] and "0.01" in rows[1]
+    assert "n = distinct seeds used" in out
+    code, out, _ = report_cli(capsys, tmp_path / "runs", "--by", "optimizer", "--no-plots", "--out", tmp_path / "p")
+    assert code == 0 and "4/4" in out and "every group pools runs that also differ in: regularize.clip_norm" in out
+    assert "n = distinct configuration and seed pairs used" in " ".join(out.split())
