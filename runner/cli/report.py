@@ -97,7 +97,7 @@ def run_report(args) -> int:
         raise DataError(f"no readable run folders under {', '.join(args.paths)}")
     if args.compare:
         _check_disjoint(collection, args.paths)
-    metric = report.resolve_metric(args.metric, collection, args.direction, args.at)
+    metric = report.resolve_metric(args.metric, collection, args.direction, _at(args, collection))
     keys = _keys(args.by, collection) if args.by or not args.compare else []  # compare: all A vs all B
     stats_over = _statuses(args.stats_over)
     table_keys = ["source", *keys] if args.compare else keys
@@ -240,6 +240,20 @@ def _check_disjoint(collection, paths: list[str]) -> None:
     for path in paths:
         if str(Path(path)) not in found:
             raise DataError(f"--compare: no readable runs under {path}")
+
+
+def _at(args, collection) -> str | None:
+    """--at, else for the runs of sweeps the epoch their trials were valued at (sweep.json's
+    `at`), said on stderr; else None (the final epoch)."""
+    from optlab import report
+
+    if args.at is not None or args.metric not in collection.curves.columns:
+        return args.at
+    at = report.sweeps_at(collection.runs, collection.sweeps)
+    if at is not None:
+        print(f"note: {args.metric} at each run's {at} epoch, as the sweep valued its trials "
+              f"(--at {'final' if at == 'best' else 'best'} for the other)", file=sys.stderr)
+    return at
 
 
 def _statuses(text: str) -> tuple[str, ...]:
@@ -397,8 +411,9 @@ def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_
 def _sweep_plots(sweep, metric, folder: ReportFolder) -> list[str]:
     from optlab import report
     from optlab.report import plots
+    from optlab.sweep.spec import metric_label
 
-    name = sweep.meta.get("metric") or "value"
+    name = metric_label(str(sweep.meta.get("metric") or "value"), report.sweep_at(sweep))
     history = report.best_so_far(sweep.trials, report.sweep_direction(sweep, metric.maximize))
     notes = []
     if history.empty:

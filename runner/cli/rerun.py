@@ -94,5 +94,6 @@ def report(rerun_dir: Path, spec) -> int:
     """The seed-aggregated table of the reruns, as `optlab report` shows it."""
     from optlab.cli.app import build_parser
 
-    args = build_parser().parse_args(["report", str(rerun_dir), "--metric", spec.metric, "--no-plots"])
+    args = build_parser().parse_args(["report", str(rerun_dir), "--metric", spec.metric, "--at", spec.at,
+                                      "--no-plots"])
     return args.handler(args)

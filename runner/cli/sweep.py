@@ -19,7 +19,7 @@ from pathlib import Path
 from optlab.errors import print_error_line
 from optlab.runs.status import FINISHED
 from optlab.sweep.outputs import param_column
-from optlab.sweep.spec import SweepSpec
+from optlab.sweep.spec import SweepSpec, metric_label
 
 TOP_LIVE, TOP_FINAL = 5, 10
 
@@ -182,7 +182,7 @@ def trials_table(spec: SweepSpec, rows: list[dict], top: int, title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ("trial", "status", spec.metric, *(p.name for p in spec.space), "seconds"):
+    for name in ("trial", "status", metric_label(spec.metric, spec.at), *(p.name for p in spec.space), "seconds"):
         table.add_column(name, justify="right" if name not in ("status",) else "left")
     for r in ranked(rows, spec)[:top]:
         table.add_row(str(r["number"]), r["status"], f"{r['value']:.4f}",
@@ -261,16 +261,18 @@ class SweepView:
 
     def best_text(self, rows: list[dict]) -> str:
         best = ranked(rows, self.spec)
-        return f"best {self.spec.metric} {best[0]['value']:.4f} (trial {best[0]['number']})" if best else ""
+        label = metric_label(self.spec.metric, self.spec.at)
+        return f"best {label} {best[0]['value']:.4f} (trial {best[0]['number']})" if best else ""
 
     def log_new(self, rows: list[dict]) -> None:
         for r in rows:
             if r["status"] == "running" or self.seen.get(r["number"]) == r["status"]:
                 continue
             self.seen[r["number"]] = r["status"]
-            value = f" {self.spec.metric}={r['value']:.4f}" if r["value"] is not None else ""
-            params = " ".join(f"{p.name}={r[param_column(p.name)]}" for p in self.spec.space
-                              if r[param_column(p.name)])
+            value = f" {metric_label(self.spec.metric, self.spec.at)} {r['value']:.4f}" if r["value"] is not None else ""
+            params = "".join(f" {p.name}={r[param_column(p.name)]}" for p in self.spec.space
+                             if r[param_column(p.name)])
             error = f" ({r['error']})" if r["error"] else ""
-            print(f"trial {r['number']} {r['status']}{value} {params}{error}  [{self.best_text(rows)}]",
+            best = self.best_text(rows)
+            print(f"trial {r['number']} {r['status']}{value}{params}{error}" + (f"  [{best}]" if best else ""),
                   file=sys.stderr, flush=True)

@@ -33,11 +33,14 @@ from optlab.report.sweeps import (
                                   conditioning_params,
                                   log_scaled,
                                   param_importances,
+                                  sweep_at,
                                   sweep_direction,
+                                  sweeps_at,
 )
 
 __all__ = ["ALL", "ALL_TRIALS", "Collection", "Metric", "STATUSES", "Skipped", "Sweep", "aggregate", "best_so_far", "branch_importances",
            "check_keys", "compare", "conditioning_params", "describe", "differing_keys", "epochs_to_target",
            "group_curves", "group_labels", "load", "load_run", "load_sweep", "log_scaled", "merge_duplicates",
            "numeric_keys", "param_importances", "pooled_keys", "replicate_ids", "resolve_metric", "show_value",
-           "sweep_direction", "t_quantile", "t_sf", "welch"]
+           "sweep_at", "sweep_direction",
+           "sweeps_at", "t_quantile", "t_sf", "welch"]

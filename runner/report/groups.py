@@ -11,6 +11,7 @@ from optlab.errors import ConfigError
 from optlab.report.load import STATUSES, Collection
 from optlab.report.stats import describe, welch
 from optlab.runs.status import Status
+from optlab.sweep.spec import metric_label, split_of  # noqa: F401  (plots.py asks groups for split_of)
 
 SEED_KEY = "trainer.seed"  # replicates differ in it: never a grouping key, always part of a run's identity
 
@@ -30,17 +31,7 @@ class Metric:
     @property
     def label(self) -> str:
         """What the number is: 'val_acc (validation, final epoch)'."""
-        split = split_of(self.curve or self.name)
-        where = ", ".join(p for p in (split, f"{self.at} epoch" if self.at else "") if p)
-        return f"{self.curve or self.name} ({where})" if where else self.name
-
-
-def split_of(column: str) -> str:
-    """The data split a metric is measured on, from its name ('' when it names none)."""
-    for prefix, split in (("val_", "validation"), ("train_", "training"), ("test_", "test")):
-        if column.removeprefix("best_").removeprefix("final_").startswith(prefix):
-            return split
-    return ""
+        return metric_label(self.curve or self.name, self.at)
 
 
 def resolve_metric(name: str, collection: Collection, direction: str = "auto", at: str | None = None) -> Metric:

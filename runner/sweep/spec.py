@@ -23,13 +23,31 @@ PRUNERS = ("none", "median", "successive_halving", "hyperband")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
 
 
+AT_CHOICES = ("best", "final")  # which epoch stands for a run: its best in the sweep's direction, or its last
+
+
+def split_of(column: str) -> str:
+    """The data split a metric is measured on, from its name ('' when it names none)."""
+    for prefix, split in (("val_", "validation"), ("train_", "training"), ("test_", "test")):
+        if column.removeprefix("best_").removeprefix("final_").startswith(prefix):
+            return split
+    return ""
+
+
+def metric_label(metric: str, at: str | None) -> str:
+    """What a number is, in the one wording that tables, captions, plot axes and log lines
+    use: 'val_acc (validation, best epoch)'; `at` None for a number of no epoch."""
+    where = ", ".join(p for p in (split_of(metric), f"{at} epoch" if at else "") if p)
+    return f"{metric} ({where})" if where else metric
+
+
 PARAM_TYPES = ("float", "int", "categorical")
 
 
 PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "key", "when", "grid"}
 
 
-SPEC_KEYS = {"metric", "direction", "sampler", "pruner", "trials", "timeout", "seeds", "base",
+SPEC_KEYS = {"metric", "at", "direction", "sampler", "pruner", "trials", "timeout", "seeds", "base",
              "space", "seed", "grid_points", "study", "storage", "jobs", "per_gpu", "population"}
 
 
@@ -90,6 +108,7 @@ class SweepSpec:
 
     study: str
     metric: str = "val_acc"
+    at: str = "best"  # a trial's value: each seed's run at its best or its final epoch (AT_CHOICES)
     direction: str = "maximize"
     sampler: str = "tpe"
     pruner: str = "none"
@@ -170,7 +189,7 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
     if metric not in METRICS:
         raise ConfigError(f"metric '{metric}': choose from: {', '.join(METRICS)}")
     return SweepSpec(
-        study=str(raw["study"]), metric=metric,
+        study=str(raw["study"]), metric=metric, at=str(raw.get("at", "best")),
         direction=str(raw.get("direction", METRICS[metric])),
         sampler=str(raw.get("sampler", "tpe")), pruner=str(raw.get("pruner", "none")),
         trials=_int(raw.get("trials", 20), "trials", 1),
@@ -215,6 +234,8 @@ def check_settings(spec: SweepSpec) -> None:
     """The settings' choices; build.validate runs this and the space's probes once per start."""
     if spec.direction not in ("maximize", "minimize"):
         raise ConfigError(f"direction '{spec.direction}': choose from: maximize, minimize")
+    if spec.at not in AT_CHOICES:
+        raise ConfigError(f"at '{spec.at}': choose from: {', '.join(AT_CHOICES)} (which epoch of each run is its value)")
     if spec.sampler not in SAMPLERS:
         raise ConfigError(f"sampler '{spec.sampler}': unknown; choose from: {', '.join(SAMPLERS)}")
     if spec.pruner not in PRUNERS:

@@ -90,7 +90,7 @@ def test_sweep_report_draws_best_so_far_and_importances(capsys, tmp_path):
     code, out, err = report_cli(capsys, folder, "--by", "optimizer")
     assert code == 0, err
     for name in ("sweep_demo_best_so_far.png", "sweep_demo_importances.png", "curves_val_acc.png"):
-        assert_png(folder / "report-by_optimizer-val_acc-final" / name)
+        assert_png(folder / "report-by_optimizer-val_acc-best" / name)  # the sweep's own `at` (best)
 
 
 @pytest.mark.parametrize("args, code, fragment", [
@@ -271,7 +271,7 @@ def test_plots_of_a_sweep_use_its_log_scale_and_per_branch_importances(tmp_path)
     assert notes == []
     assert captured.figures["val_acc_vs_optimizer.lr.png"].axes[0].get_xscale() == "log"
     importance = captured.figures["sweep_demo_importances.png"].axes[0]
-    assert importance.get_title() == "demo: parameter importances for val_acc"
+    assert importance.get_title() == "demo: parameter importances for val_acc (validation, best epoch)"
 
 
 def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
@@ -312,3 +312,29 @@ def test_runs_with_and_without_clipping_are_two_groups_not_four_seeds(capsys, tm
     code, out, _ = report_cli(capsys, tmp_path / "runs", "--by", "optimizer", "--no-plots", "--out", tmp_path / "p")
     assert code == 0 and "4/4" in out and "every group pools runs that also differ in: regularize.clip_norm" in out
     assert "n = distinct configuration and seed pairs used" in " ".join(out.split())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", ["best", "final"])
+def test_the_report_of_a_sweep_shows_the_values_the_sweep_ranked_its_trials_by(capsys, tmp_path, at):
+    """A sweep with `at: best|final` and `optlab report SWEEP` agree on each trial's value and
+    say which epoch it is (lr 1.2 peaks at epoch 2 and ends lower, so the two differ)."""
+    from testkit import TINY_BASE, read_rows, sweep_folder, write_sweep
+
+    base = [o for o in TINY_BASE if not o.startswith("trainer.epochs")]
+    path = write_sweep(tmp_path, sampler="grid", at=at, space={"optimizer.lr": [0.8, 1.2]},
+                       base=[*base, "trainer.epochs=5", f"trainer.out_dir={tmp_path / 'outputs'}"])
+    assert main(["sweep", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert f"val_acc (validation, {at} epoch)" in out and f"completed val_acc (validation, {at} epoch) 0." in err
+    folder = sweep_folder(tmp_path)
+    code, out, err = report_cli(capsys, folder, "--by", "optimizer.lr", "--no-plots", "--out", tmp_path / "r")
+    assert code == 0 and f"val_acc (validation, {at} epoch) by optimizer.lr" in out
+    assert f"note: val_acc at each run's {at} epoch, as the sweep valued its trials" in err
+    table = pd.read_csv(tmp_path / "r" / "report.csv").set_index("optimizer.lr")
+    assert set(table["at"]) == {at}
+    for row in read_rows(folder):
+        assert table.loc[float(row["param.optimizer.lr"]), "mean"] == pytest.approx(float(row["value"]), abs=1e-12)
+    steep = next(r for r in read_rows(folder) if float(r["param.optimizer.lr"]) == 1.2)
+    curve = pd.read_csv(folder / steep["run_dirs"] / "metrics.csv")["val_acc"]
+    assert curve.max() > curve.iloc[-1] + 0.05  # best and final differ: the test can tell them apart
