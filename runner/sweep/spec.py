@@ -220,6 +220,11 @@ def population_size(value: Any) -> int | None:
     return _int(value, "population", 1)
 
 
+def override_key(override: str) -> str:
+    """The key (or group) an override sets: `+optimizer.lr=0.1` -> optimizer.lr."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def base_overrides(raw_base: Any) -> tuple[str, ...]:
     return tuple(str(o) for o in (raw_base or []))
 
