@@ -75,14 +75,34 @@ class TrainingFailed(OptlabError):
 
 
 class Interrupted(OptlabError):
-    """Stopped by SIGINT (130) or SIGTERM (143) after saving what was done."""
+    """Stopped by SIGINT (130) or SIGTERM (143) after saving what was done. Its message is one
+    line: the signal, then how to go on, which only the command knows (a run's folder, the
+    same sweep or study command again): the command tells it with going_on()."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, next_step: str = ""):
         import signal
 
         name = signal.Signals(signum).name
-        super().__init__(f"interrupted by {name}; resume with `optlab train --resume RUN_FOLDER`")
-        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {name}" + (f"; {next_step}" if next_step else ""))
+        self.signum, self.exit_code = signum, 128 + signum
+
+    def going_on(self, next_step: str) -> "Interrupted":
+        """The same stop, told with the command's own next step."""
+        return Interrupted(self.signum, next_step).with_result(self.result)
+
+
+def resume_hint(run_dirs) -> str:
+    """How to go on with run folders a signal stopped: a solo run's, or a population's
+    members' (one `optlab train --resume` each)."""
+    folders = [os.fspath(d) for d in ([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else run_dirs)]
+    if len(folders) == 1:
+        return f"resume with `optlab train --resume {folders[0]}`"
+    return f"resume each with `optlab train --resume RUN` (RUN: {', '.join(folders)})"
+
+
+def rerun_hint(what: str) -> str:
+    """How to go on with a command that picks up where it stopped (a sweep, a study)."""
+    return f"rerun the same command to {what}"
 
 
 class Pruned(OptlabError):

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, Interrupted, rerun_hint
 
 
 def register(subparsers) -> None:
@@ -61,7 +61,10 @@ def run_studies(args) -> int:
     options = StudyOptions(quick=args.quick, seeds=args.seeds, population=population_size(args.population),
                            out_root=Path(args.out))
     for spec in specs:
-        verdict = run_study(spec, options)
+        try:
+            verdict = run_study(spec, options)
+        except Interrupted as exc:  # its finished runs are reused, stopped ones resumed, by a rerun
+            raise exc.going_on(rerun_hint(f"go on where study {spec.name} stopped")) from None
         _print_verdict(verdict)
     return 0
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from optlab.errors import print_error_line
+from optlab.errors import Interrupted, print_error_line, rerun_hint
 from optlab.runs.status import FINISHED
 from optlab.sweep.outputs import param_column
 from optlab.sweep.spec import SweepSpec, metric_label
@@ -94,8 +94,6 @@ def run_sweep(args) -> int:
         return submit_sweep(sweep, launcher, args, options)
     with SweepView(sweep.spec) as view:
         outcome = run_workers(sweep, options, on_rows=view.show)
-    if outcome.stopped is not None:
-        print_error_line(str(outcome.stopped))
     return finish(sweep.spec, sweep.sweep_dir, outcome)
 
 
@@ -165,8 +163,9 @@ def finish(spec: SweepSpec, sweep_dir: Path, outcome) -> int:
     if code == 0 and outcome.best is None:
         print_error_line("no trial completed (all failed, diverged or were pruned); see trials.csv")
         code = 4
-    elif code in (130, 143):
-        print_error_line(f"sweep stopped; rerun the same command to continue it to {spec.trials} trials")
+    elif code in (130, 143):  # one line: a trial's run is the sweep's to resume, not the user's
+        signum = outcome.stopped.signum if outcome.stopped is not None else code - 128
+        print_error_line(str(Interrupted(signum, rerun_hint(f"continue it to {spec.trials} trials"))))
     print(sweep_dir)
     return code
 

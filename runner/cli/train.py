@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from optlab.cli.display import report_error
-from optlab.errors import ConfigError, OptlabError, print_error_line
+from optlab.errors import ConfigError, Interrupted, OptlabError, print_error_line, resume_hint
 from optlab.runs.status import Status
 
 
@@ -104,7 +104,7 @@ def _train_and_report(cfg, resume_dir=None) -> int:
         result = train(cfg, resume_dir=resume_dir)
     except OptlabError as exc:
         if exc.result is not None:  # the run folder exists: its path stays the last stdout line
-            report_error(exc)
+            report_error(exc.going_on(resume_hint(exc.result.run_dir)) if isinstance(exc, Interrupted) else exc)
             print(exc.result.run_dir)
             return exc.exit_code
         raise
