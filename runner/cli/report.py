@@ -309,7 +309,7 @@ def group_table(table: pd.DataFrame, keys: list[str], metric):
     n = "distinct configuration and seed pairs" if pooled else "distinct seeds"
     view = Table(title=f"{metric.label} by {', '.join(keys) or 'all runs'} "
                        f"({arrow} is better; n = {n} used / run folders)",
-                 caption=table_caption(table, test), caption_justify="left")
+                 caption=table_caption(table, test, metric), caption_justify="left")
     shown = keys if len(keys) <= 2 else ["group"]  # many keys: one 'k=v, ...' label column
     for name in ["rank", *shown, "n", "mean", "95% CI", "std", *([test, f"{test} 95% CI"] if test else []),
                  "best (seed)", "worst (seed)", "diverged", "pruned", "failed", "other",
@@ -330,8 +330,9 @@ def group_table(table: pd.DataFrame, keys: list[str], metric):
     return view
 
 
-def table_caption(table: pd.DataFrame, test_column: str | None) -> str | None:
-    """What the table does not show in its cells: keys pooled inside groups, the test split."""
+def table_caption(table: pd.DataFrame, test_column: str | None, metric=None) -> str | None:
+    """What the table does not show in its cells: keys pooled inside groups, the test split,
+    how the intervals of a bounded metric stay inside its range."""
     lines = []
     varies = table.set_index("group")["varies"].fillna("").astype(str)
     pooled = varies[varies != ""]
@@ -341,13 +342,30 @@ def table_caption(table: pd.DataFrame, test_column: str | None) -> str | None:
         lines += ["pooled runs that also differ in:", *(f"  {g}: {v}" for g, v in pooled.items())]
     if test_column:
         lines.append(f"{test_column}: the test split, measured once with each run's best-validation-epoch weights")
+    if metric is not None:
+        lines.append(interval_note(metric))
     return "\n".join(lines) or None
+
+
+def interval_note(metric, welch: bool = False) -> str:
+    """How the table's 95% intervals are made, in one line."""
+    from optlab.report import range_text
+    from optlab.report.stats import ANY, difference_range
+
+    kind = "Welch's t interval of A - B" if welch else "Student's t interval of the mean"
+    if metric.bounds == ANY:
+        return f"95% CI: {kind}"
+    bounds = difference_range(metric.bounds) if welch else metric.bounds
+    subject = "A - B" if welch else (metric.curve or metric.name)
+    return (f"95% CI: {kind}, cut to {range_text(bounds)}, the values {subject} can take (the true value lies "
+            f"there, so the cut keeps the t interval's 95% coverage)")
 
 
 def compare_table(side_by_side: pd.DataFrame, metric, paths: list[str]):
     from rich.table import Table
 
-    view = Table(title=f"{metric.label}: A = {paths[0]}, B = {paths[1]} (A - B with Welch's 95% CI; n = distinct seeds)")
+    view = Table(title=f"{metric.label}: A = {paths[0]}, B = {paths[1]} (A - B with Welch's 95% CI; n = distinct seeds)",
+                 caption=interval_note(metric, welch=True), caption_justify="left")
     for name in ("group", "A n", "A mean", "B n", "B mean", "A - B", "95% CI", "p"):
         view.add_column(name, justify="left" if name == "group" else "right")
     for _, row in side_by_side.iterrows():

@@ -25,7 +25,7 @@ from optlab.report.load import (
                                   load_run,
                                   load_sweep,
 )
-from optlab.report.stats import describe, t_quantile, t_sf, welch
+from optlab.report.stats import describe, range_text, t_quantile, t_sf, value_range, welch
 from optlab.report.sweeps import (
                                   ALL_TRIALS,
                                   best_so_far,
@@ -43,4 +43,5 @@ __all__ = ["ALL", "ALL_TRIALS", "Collection", "Metric", "STATUSES", "Skipped", "
            "group_curves", "group_labels", "load", "load_run", "load_sweep", "log_scaled", "merge_duplicates",
            "numeric_keys", "param_importances", "pooled_keys", "replicate_ids", "resolve_metric", "show_value",
            "sweep_at", "sweep_direction",
-           "sweeps_at", "t_quantile", "t_sf", "welch"]
+           "sweeps_at", "range_text", "t_quantile", "t_sf",
+           "value_range", "welch"]

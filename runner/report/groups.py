@@ -9,7 +9,7 @@ import pandas as pd
 from optlab.config.compose import GROUPS, is_bookkeeping
 from optlab.errors import ConfigError
 from optlab.report.load import STATUSES, Collection
-from optlab.report.stats import describe, welch
+from optlab.report.stats import describe, value_range, welch
 from optlab.runs.status import Status
 from optlab.sweep.spec import metric_label, split_of  # noqa: F401  (plots.py asks groups for split_of)
 
@@ -32,6 +32,11 @@ class Metric:
     def label(self) -> str:
         """What the number is: 'val_acc (validation, final epoch)'."""
         return metric_label(self.curve or self.name, self.at)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The values it can take, which its intervals stay inside ([0, 1] for val_acc)."""
+        return value_range(self.curve or self.name)
 
 
 def resolve_metric(name: str, collection: Collection, direction: str = "auto", at: str | None = None) -> Metric:
@@ -223,7 +228,7 @@ def _group_row(frame: pd.DataFrame, keys: list[str], metric: Metric, reached: pd
     used = frame[frame["status"].isin(stats_over) & frame[metric.column].notna()]
     columns = [metric.column, *([metric.test_column] if metric.test_column else [])]
     values = merge_duplicates(used[["replicate", "seed", *columns]], columns)
-    stats = describe(values[metric.column])
+    stats = describe(values[metric.column], bounds=metric.bounds)
     row = {"group": frame["group"].iloc[0], **{k: frame[k].iloc[0] for k in keys},
            "metric": metric.name, "at": metric.at or "", "n": stats.pop("n"), "runs": len(frame),
            "duplicates": len(used) - len(values)}
@@ -233,7 +238,7 @@ def _group_row(frame: pd.DataFrame, keys: list[str], metric: Metric, reached: pd
     row.update(stats)
     row.update(_best_and_worst(values, metric))
     if metric.test_column:
-        test = describe(values[metric.test_column])
+        test = describe(values[metric.test_column], bounds=value_range(metric.test_column))
         row.update({f"test_{k}": v for k, v in test.items() if k != "sem"})
     if reached is not None:
         row.update(_target_row(frame, reached))
@@ -265,11 +270,11 @@ def compare(collection: Collection, sources: tuple[str, str], keys: list[str], m
     rows = []
     for group in runs["group"].drop_duplicates():
         sides = [describe(merge_duplicates(used[(used["group"] == group) & (used["source"] == s)],
-                                           [metric.column])[metric.column]) for s in sources]
+                                           [metric.column])[metric.column], bounds=metric.bounds) for s in sources]
         row = {"group": group}
         for name, side in zip("AB", sides):
             row.update({f"{name}_{k}": v for k, v in side.items() if k != "sem"})
-        rows.append({**row, **welch(*sides)})
+        rows.append({**row, **welch(*sides, bounds=metric.bounds)})
     return pd.DataFrame(rows)
 
 

@@ -312,6 +312,9 @@ def test_runs_with_and_without_clipping_are_two_groups_not_four_seeds(capsys, tm
     code, out, _ = report_cli(capsys, tmp_path / "runs", "--by", "optimizer", "--no-plots", "--out", tmp_path / "p")
     assert code == 0 and "4/4" in out and "every group pools runs that also differ in: regularize.clip_norm" in out
     assert "n = distinct configuration and seed pairs used" in " ".join(out.split())
+    table = pd.read_csv(tmp_path / "p" / "report.csv").iloc[0]
+    assert (table["ci_low"], table["ci_high"]) == (0.0, 1.0)  # the plain t interval: [-0.25, 1.24]
+    assert "95% CI: Student's t interval of the mean, cut to [0, 1], the values val_acc can take" in " ".join(out.split())
 
 
 @pytest.mark.slow
