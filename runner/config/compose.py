@@ -36,6 +36,8 @@ from optlab.registry import as_typed
 #   (test_diagnostics checks the metrics are identical).
 # - tensorboard: event files written from each epoch's row (test_tensorboard checks the
 #   metrics are identical).
+# - threads: how many CPU threads run the same arithmetic (sums may split differently, so
+#   results are bitwise repeatable at a fixed count, equal to float rounding across counts).
 # - device, data_on_device, compile, channels_last: where and with which kernels the same
 #   arithmetic runs; the same seed gives the same run to float rounding (README), so a rerun
 #   on a GPU is a duplicate of the CPU run, not a new sample. --by trainer.device still
@@ -44,7 +46,7 @@ from optlab.registry import as_typed
 BOOKKEEPING_KEYS = ("trainer.name", "trainer.out_dir", "trainer.progress", "trainer.checkpoint_every_s",
                     "trainer.log_every", "trainer.eval_batch_size", "trainer.diagnostics",
                     "trainer.device", "trainer.data_on_device", "trainer.compile", "trainer.channels_last",
-                    "trainer.tensorboard")
+                    "trainer.tensorboard", "trainer.threads")
 BOOKKEEPING_PREFIXES = ("diagnostics.",)
 
 

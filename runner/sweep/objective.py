@@ -35,8 +35,9 @@ class Placement:
     """Where this worker's trials run."""
 
     worker: int = 0
-    threads: int = 1
+    threads: int = 1           # trainer.threads=auto's count for this worker's runs
     device: str | None = None  # e.g. cuda:1; None: the config's own trainer.device
+    processes: int = 1         # the workers sharing the machine's cores
 
 
 class PruneReporter:
