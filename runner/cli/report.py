@@ -19,7 +19,7 @@ from optlab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd
-from optlab.runs.files import write_atomic
+from optlab.runs.files import make_dirs, write_atomic
 
 DESCRIPTION = """\
 Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folders
@@ -171,7 +171,7 @@ class ReportFolder:
             raise ConfigError(f"{path} holds a report made with other options ({changed}); "
                               "choose another --out, or add --force to replace it")
         self.previous_files = list((previous or {}).get("files", []))
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
 
     def _previous(self) -> dict | None:
         """The record of the report in the folder ({} for a report without one), None if none."""

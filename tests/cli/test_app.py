@@ -50,3 +50,18 @@ def test_flags_and_overrides_mix_in_any_order(optlab):
     result = optlab("train", "model=cnn", "--cfg", "optimizer=adam")
     assert result.returncode == 0, result.stderr
     assert "name: cnn" in result.stdout and "name: adam" in result.stdout
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("args", [
+    ["train", "trainer.out_dir=/proc/x", "trainer.epochs=1"],
+    ["sweep", "sweeps/lr_wd.yaml", "--trials", "1", "trainer.out_dir=/proc/x"],
+    ["report", "runs", "--out", "/proc/x"],
+])
+def test_an_output_folder_the_machine_cannot_make_exits_5_in_one_line(optlab, tmp_path, args):
+    from testkit import config, write_run
+
+    write_run(tmp_path / "runs", "a", config(), [0.5])
+    result = optlab(*args)
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.strip() == "optlab: error: /proc/x: a folder cannot be made there"
