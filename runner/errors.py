@@ -9,6 +9,16 @@ def print_error_line(message: str) -> None:
     print(f"optlab: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def choose_from(value, choices) -> str:
+    """The valid choices for a bad value, the closest one first when one is close (difflib):
+    'did you mean adam? choose from: adadelta, adagrad, adam, ...'."""
+    import difflib
+
+    listed = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), listed, n=1, cutoff=0.6)
+    return (f"did you mean {close[0]}? " if close else "") + f"choose from: {', '.join(listed)}"
+
+
 class OptlabError(Exception):
     """Base class: an error the user can act on; never shown with a traceback."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 
-from optlab.errors import ConfigError, DataError
+from optlab.errors import ConfigError, DataError, choose_from
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -262,7 +262,7 @@ def _statuses(text: str) -> tuple[str, ...]:
     chosen = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [s for s in chosen if s not in STATUSES]
     if unknown or not chosen:
-        raise ConfigError(f"--stats-over {text}: choose from: {', '.join(STATUSES)}")
+        raise ConfigError(f"--stats-over {text}: {choose_from((unknown or [text])[0], STATUSES)}")
     return chosen
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from optlab.config.compose import GROUPS, builtin_config_dir, flatten, group_options, option_file
 from optlab.config.specs import KEYS_ONLY_GROUPS, option_specs
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 from optlab.registry import Spec
 
 __all__ = ["GROUPS", "Option", "flat_defaults", "missing_defaults", "option_keys", "options"]
@@ -74,7 +74,7 @@ def option_keys(group: str, name: str, config_dir: str | None = None) -> list[st
 
 def options(group: str, config_dir: str | None = None) -> list[Option]:
     if group not in GROUPS:
-        raise ConfigError(f"{group}: unknown group; choose from: {', '.join(GROUPS)}")
+        raise ConfigError(f"{group}: unknown group; {choose_from(group, GROUPS)}")
     found = []
     for name in group_options(group, config_dir):
         path = option_file(group, name, config_dir)

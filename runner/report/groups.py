@@ -1,13 +1,14 @@
 """Groups of runs -> one row each: which metric, which keys, replicates and duplicates."""
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from optlab.config.compose import GROUPS, is_bookkeeping
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 from optlab.report.load import STATUSES, Collection
 from optlab.report.stats import describe, value_range, welch
 from optlab.runs.status import Status
@@ -60,7 +61,7 @@ def resolve_metric(name: str, collection: Collection, direction: str = "auto", a
         return Metric(name, name, curve, _maximize(name, direction), named_at, _test_column(base, runs))
     choices = sorted({c for c in curves.columns if c not in ("run_dir", "epoch")}
                      | {c for c in runs.columns if c not in collection.config_keys and pd.api.types.is_numeric_dtype(runs[c])})
-    raise ConfigError(f"--metric {name}: not a metrics.csv column or summary number; choose from: {', '.join(choices)}")
+    raise ConfigError(f"--metric {name}: not a metrics.csv column or summary number; {choose_from(name, choices)}")
 
 
 def _curve_value_column(collection: Collection, name: str, at: str, maximize: bool) -> str:
@@ -173,8 +174,10 @@ def check_keys(keys: list[str], collection: Collection) -> None:
     missing = [k for k in keys if k not in collection.runs.columns]
     if missing:
         known = ", ".join(k for k in collection.config_keys if "." not in k) or "none"
-        raise ConfigError(f"--by {','.join(missing)}: not a config key of these runs "
-                          f"(config groups: {known}; dotted keys such as optimizer.lr also work)")
+        close = difflib.get_close_matches(missing[0], collection.config_keys, n=1, cutoff=0.6)
+        raise ConfigError(f"--by {','.join(missing)}: not a config key of these runs; "
+                          + (f"did you mean {close[0]}? " if close else "")
+                          + f"config groups: {known} (dotted keys such as optimizer.lr also work)")
 
 
 def group_labels(runs: pd.DataFrame, keys: list[str]) -> pd.Series:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 
 SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "qmc")
 
@@ -183,11 +183,11 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
     pruner, ...) are checked by check_settings."""
     unknown = set(raw) - SPEC_KEYS - {"config_dir", "source", "refined_from"}
     if unknown:
-        raise ConfigError(f"sweep file {source}: unknown key '{sorted(unknown)[0]}'; "
-                          f"known keys: {', '.join(sorted(SPEC_KEYS))}")
+        bad = sorted(unknown)[0]
+        raise ConfigError(f"sweep file {source}: unknown key '{bad}'; {choose_from(bad, sorted(SPEC_KEYS))}")
     metric = str(raw.get("metric", "val_acc"))
     if metric not in METRICS:
-        raise ConfigError(f"metric '{metric}': choose from: {', '.join(METRICS)}")
+        raise ConfigError(f"metric '{metric}': {choose_from(metric, METRICS)}")
     return SweepSpec(
         study=str(raw["study"]), metric=metric, at=str(raw.get("at", "best")),
         direction=str(raw.get("direction", METRICS[metric])),
@@ -240,11 +240,11 @@ def check_settings(spec: SweepSpec) -> None:
     if spec.direction not in ("maximize", "minimize"):
         raise ConfigError(f"direction '{spec.direction}': choose from: maximize, minimize")
     if spec.at not in AT_CHOICES:
-        raise ConfigError(f"at '{spec.at}': choose from: {', '.join(AT_CHOICES)} (which epoch of each run is its value)")
+        raise ConfigError(f"at '{spec.at}': {choose_from(spec.at, AT_CHOICES)} (which epoch of each run is its value)")
     if spec.sampler not in SAMPLERS:
-        raise ConfigError(f"sampler '{spec.sampler}': unknown; choose from: {', '.join(SAMPLERS)}")
+        raise ConfigError(f"sampler '{spec.sampler}': unknown; {choose_from(spec.sampler, SAMPLERS)}")
     if spec.pruner not in PRUNERS:
-        raise ConfigError(f"pruner '{spec.pruner}': unknown; choose from: {', '.join(PRUNERS)}")
+        raise ConfigError(f"pruner '{spec.pruner}': unknown; {choose_from(spec.pruner, PRUNERS)}")
     if spec.timeout is not None and spec.timeout <= 0:
         raise ConfigError(f"timeout={spec.timeout}: must be > 0 seconds")
     if not spec.space:
@@ -268,10 +268,11 @@ def parse_param(name: str, body: Any, earlier: list[str]) -> Param:
     where = f"space '{name}'"
     unknown = set(body) - PARAM_KEYS
     if unknown:
-        raise ConfigError(f"{where}: unknown field '{sorted(unknown)[0]}'; known: {', '.join(sorted(PARAM_KEYS))}")
+        bad = sorted(unknown)[0]
+        raise ConfigError(f"{where}: unknown field '{bad}'; {choose_from(bad, sorted(PARAM_KEYS))}")
     kind = str(body.get("type", "categorical" if "choices" in body else "float"))
     if kind not in PARAM_TYPES:
-        raise ConfigError(f"{where}: unknown type '{kind}'; choose from: {', '.join(PARAM_TYPES)}")
+        raise ConfigError(f"{where}: unknown type '{kind}'; {choose_from(kind, PARAM_TYPES)}")
     when = _parse_when(where, body.get("when"), earlier)
     key = str(body.get("key", name))
     if kind == "categorical":

@@ -65,3 +65,21 @@ def test_an_output_folder_the_machine_cannot_make_exits_5_in_one_line(optlab, tm
     result = optlab(*args)
     assert result.returncode == 5, result.stderr
     assert result.stderr.strip() == "optlab: error: /proc/x: a folder cannot be made there"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["trian"], "trian: unknown command; did you mean train? choose from: train, eval, sweep, rerun, report, "
+                "lr-find, list, study (see `optlab --help`)"),
+    (["train", "optimzer=adam"], "optimzer: unknown config group 'optimzer'; did you mean optimizer? choose from: "),
+    (["train", "optimizer=adma"], "optimizer=adma: unknown optimizer; did you mean adam? choose from: adadelta, "),
+    (["train", "optimizer.lrr=0.1"], "optimizer.lrr: unknown key, not a key of optimizer=sgd; did you mean "
+                                     "optimizer.lr? the keys of optimizer=sgd: lr, "),
+    (["study", "rn"], "rn: unknown command; did you mean run? choose from: list, run, table"),
+    (["report", "runs", "--outt", "r"], "--outt: unknown flag of optlab report; did you mean --out? choose from: "),
+    (["report", "runs", "--format", "jsn"], "--format jsn: did you mean json? choose from: table, csv, md, json"),
+])
+def test_a_typo_gets_the_closest_choice_in_one_line(optlab, args, expected):
+    result = optlab(*args)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"optlab: error: {expected}"), result.stderr
+    assert "optlab: error: optlab" not in result.stderr
