@@ -5,8 +5,8 @@ workers; one for a run, a multirun or a study, which train one run or one popula
 time): (cores - 1) // processes, at least 1. The core left over is headroom: OpenMP's
 threads wait on each other at every parallel region, so a thread per core stalls whenever
 anything else wants a core, and optlab's built-in models are too small for a second thread
-to pay (README, Performance: on 2 cores the default run takes 3-23x longer with 2 threads
-than with 1 while other work runs). A number asks for that many, but never more than the
+to pay (README, Threads: on 2 cores with other work running, the default run took 7.9x as
+long with 2 threads as with 1). A number asks for that many, but never more than the
 process's share of the cores (cores // processes): workers never oversubscribe. The count
 in effect is recorded in summary.json; results are bitwise repeatable at a fixed count.
 """
