@@ -29,24 +29,11 @@ def register(subparsers) -> None:
 def run_train(args) -> int:
     from rich.console import Console
 
-    from optlab.config.compose import compose, load_run_config, to_yaml
+    from optlab.config.compose import compose, to_yaml
 
     show_config = _cfg_requested(args)
     if args.resume:
-        from optlab.runs.files import read_json
-        from optlab.training.extend import extend_run, requested_epochs
-
-        epochs = requested_epochs(args.overrides) if args.overrides else None  # --resume RUN trainer.epochs=M
-        run_dir = Path(args.resume)
-        cfg = load_run_config(run_dir)
-        previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-        if epochs is not None:
-            return _train_and_report(extend_run(run_dir, cfg, previous, epochs), resume_dir=run_dir)
-        if previous.get("status") == Status.COMPLETED:
-            print(f"{run_dir}: already completed", file=sys.stderr)
-            print(run_dir)
-            return 0
-        return _train_and_report(cfg, resume_dir=run_dir)
+        return _resume(Path(args.resume), args.overrides)
     if args.population is not None and not args.multirun:
         raise ConfigError("--population packs the runs of a grid: use it with -m (optlab train -m ... --population K)")
     if args.multirun:
@@ -59,6 +46,58 @@ def run_train(args) -> int:
         Console().print(to_yaml(cfg), markup=False, highlight=False, end="")
         return 0
     return _train_and_report(cfg)
+
+
+# What --resume takes besides trainer.epochs=M (an extension): keys that change how this
+# invocation runs, not what the run learns; config.yaml keeps the run's own values.
+RESUME_KEYS = ("trainer.progress", "trainer.threads", "trainer.device", "trainer.tensorboard",
+               "trainer.checkpoint_every_s", "trainer.log_every")
+
+
+def _resume(run_dir: Path, overrides: list[str]) -> int:
+    from optlab.config.compose import load_run_config
+    from optlab.runs.files import read_json
+    from optlab.training.extend import extend_run, requested_epochs
+
+    cfg = load_run_config(run_dir)
+    previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    extension = [o for o in overrides if o.split("=", 1)[0].lstrip("+") == "trainer.epochs"]
+    _apply_resume_overrides(cfg, [o for o in overrides if o not in extension], previous)
+    if extension:
+        return _train_and_report(extend_run(run_dir, cfg, previous, requested_epochs(extension)), resume_dir=run_dir)
+    if previous.get("status") == Status.COMPLETED:
+        print(f"{run_dir}: already completed", file=sys.stderr)
+        print(run_dir)
+        return 0
+    return _train_and_report(cfg, resume_dir=run_dir)
+
+
+def _apply_resume_overrides(cfg, overrides: list[str], previous: dict) -> None:
+    """RESUME_KEYS' overrides applied to the resumed run's config for this invocation; any
+    other key exits 2 naming it, and so does a device of another kind (the checkpoint's
+    generator states are the kind's own)."""
+    from omegaconf import OmegaConf
+
+    from optlab.config.compose import parse_overrides
+    from optlab.config.validate import validate
+
+    for o in parse_overrides(overrides):
+        if o.key_or_group not in RESUME_KEYS:
+            raise ConfigError(f"{o.input_line}: --resume continues the run with its saved config.yaml and cannot "
+                              f"change what it learns; give only trainer.epochs=M (to extend it) or "
+                              f"{', '.join(RESUME_KEYS)}")
+        OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+        if o.key_or_group == "trainer.device":
+            _check_same_kind_of_device(str(o.value()), str(previous.get("device") or "cpu"))
+    validate(cfg, strict=False)
+
+
+def _check_same_kind_of_device(asked: str, ran_on: str) -> None:
+    from optlab.training.build import resolve_device
+
+    if resolve_device(asked).type != ran_on.split(":")[0]:
+        raise ConfigError(f"trainer.device={asked}: the run trained on {ran_on}; a resume keeps the kind of device "
+                          f"(its checkpoint's random generators are {ran_on.split(':')[0]} ones)")
 
 
 def population_size(text: str | None) -> int | None:
