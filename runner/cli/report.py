@@ -27,7 +27,8 @@ Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folde
 the validation split at each run's final epoch (--at best: its best epoch); a test number
 in summary.json (test_acc) is shown beside it. Runs with the same config and seed are
 duplicates: they count once (n = distinct seeds), with their mean. Writes to --out
-(default: <first PATH>/report-<options>, e.g. report-by_optimizer-val_acc-final):
+(default: <first PATH>/report-<options>, e.g. report-by_optimizer-val_acc-final; for a run
+folder, beside it: <its parent>/report-<run>-<options>):
 report.csv (one row per group: rank, metric and epoch, n, runs (folders), duplicates,
 counts by status, mean, std, standard error, 95% t confidence interval, best and worst
 seed, epochs to --target, and `varies`: other keys that differ inside the group), runs.csv
@@ -70,7 +71,8 @@ def register(subparsers) -> None:
                         help="statuses whose runs enter mean/std/CI (default: completed); all are counted")
     parser.add_argument("--out", metavar="DIR",
                         help="report folder (default: <first PATH>/report-<options>, named after --by, "
-                             "--metric, --at and the other options that change the numbers)")
+                             "--metric, --at and the other options that change the numbers; beside a run "
+                             "folder, not inside it: <parent>/report-<run>-<options>)")
     parser.add_argument("--force", action="store_true",
                         help="replace a report made with other options in --out (otherwise: exit 2)")
     parser.add_argument("--format", choices=("table", "csv", "md", "json"), default="table",
@@ -126,7 +128,7 @@ def run_layer_report(args) -> int:
     run_dirs = sorted({p.parent for path in args.paths for p in _layer_tables(Path(path))})
     if not run_dirs:
         raise DataError(f"no layers.csv under {', '.join(args.paths)} (train with trainer.diagnostics=true)")
-    out = Path(args.out) if args.out else Path(args.paths[0]) / "report-layers"
+    out = Path(args.out) if args.out else report_home(args.paths[0], "report-layers")
     for path in write_layer_plots(run_dirs, out):
         print(f"wrote {path}", file=sys.stderr)
     print(out)
@@ -152,7 +154,18 @@ def default_out(first_path: str, options: dict) -> Path:
              *([options["direction"]] if options["direction"] != "auto" else []),
              *([f"target_{options['target']:g}"] if options["target"] is not None else []),
              *([f"over_{'+'.join(options['stats_over'])}"] if options["stats_over"] != ["completed"] else [])]
-    return Path(first_path) / _file_name("-".join(parts))
+    return report_home(first_path, "-".join(parts))
+
+
+def report_home(first_path: str, name: str) -> Path:
+    """Where a report named `name` goes by default: inside the first PATH, or, when that is a
+    run folder (which holds the run alone), beside it, named after it."""
+    from optlab.report.load import RUN_FILES
+
+    path = Path(first_path)
+    if any((path / f).is_file() for f in RUN_FILES):
+        return path.parent / _file_name(name.replace("report", f"report-{path.name}", 1))
+    return path / _file_name(name)
 
 
 class ReportFolder:

@@ -341,3 +341,11 @@ def test_the_report_of_a_sweep_shows_the_values_the_sweep_ranked_its_trials_by(c
     steep = next(r for r in read_rows(folder) if float(r["param.optimizer.lr"]) == 1.2)
     curve = pd.read_csv(folder / steep["run_dirs"] / "metrics.csv")["val_acc"]
     assert curve.max() > curve.iloc[-1] + 0.05  # best and final differ: the test can tell them apart
+
+
+def test_a_report_of_one_run_folder_goes_beside_it_not_inside(capsys, root):
+    code, out, _ = report_cli(capsys, root / "adam-0", "--no-plots")
+    assert code == 0
+    folder = root / "report-adam-0-val_acc-final"
+    assert out.strip().splitlines()[-1] == str(folder) and (folder / "report.csv").is_file()
+    assert sorted(p.name for p in (root / "adam-0").iterdir()) == ["config.yaml", "metrics.csv", "summary.json"]
