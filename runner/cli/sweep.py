@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from optlab.cli.display import with_examples
 from optlab.errors import Interrupted, print_error_line, rerun_hint
 from optlab.runs.status import FINISHED
 from optlab.sweep.outputs import param_column
@@ -27,7 +28,12 @@ TOP_LIVE, TOP_FINAL = 5, 10
 def register(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="search hyper-parameters with Optuna (random, grid, TPE, GP, CMA-ES, QMC)",
                               description="Run a hyper-parameter sweep from a sweep file (see sweeps/). "
-                                          "Rerunning the same command continues the study to its budget.")
+                                          "Rerunning the same command continues the study to its budget.",
+                              **with_examples(
+                                  ("optlab sweep sweeps/lr_wd.yaml --trials 20 --jobs 2", "TPE over lr and weight decay"),
+                                  ("optlab sweep sweeps/lr_wd.yaml --extend 10", "the same study, 10 more trials"),
+                                  ("optlab sweep sweeps/lr_wd.yaml --refine outputs/sweeps/lr_wd --top 5",
+                                   "coarse to fine")))
     p.add_argument("file", nargs="?", help="sweep file (a path, or a name in the built-in sweeps/ folder)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides added to the sweep's base, e.g. trainer.epochs=5")
     p.add_argument("--trials", type=int, help="finished trials in total (the budget)")

@@ -4,20 +4,27 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from optlab.cli.display import report_error
+from optlab.cli.display import report_error, with_examples
 from optlab.errors import ConfigError, Interrupted, OptlabError, print_error_line, resume_hint
 from optlab.runs.status import Status
 
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser("train", help="run one training run (Hydra overrides: group=option key=value)",
-                           description="Run one training run. Example: optlab train model=mlp optimizer=adam optimizer.lr=3e-4")
+    train = subparsers.add_parser(
+        "train", help="run one training run (Hydra overrides: group=option key=value)",
+        description="Run one training run, configured by Hydra overrides (group=option, group.key=value). "
+                    "`optlab list` shows every group's options, `optlab list GROUP` their keys and defaults. "
+                    "The last stdout line is the run folder.",
+        **with_examples(("optlab train model=mlp optimizer=adam optimizer.lr=3e-4", "one run"),
+                        ("optlab train --resume outputs/runs/RUN", "continue an interrupted run"),
+                        ("optlab train -m optimizer=sgd,adam trainer.seed=0,1,2", "every combination, one after another")))
     train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=cnn optimizer.lr=0.01")
     train.add_argument("--cfg", action="store_true",
                        help="print the composed config and exit (Hydra's `--cfg job` and `--cfg all` too; "
                             "with -m, every combination's)")
     train.add_argument("--resume", metavar="RUN_FOLDER",
-                       help="continue an interrupted run; with trainer.epochs=M, extend a completed one to M epochs")
+                       help="continue an interrupted run; with trainer.epochs=M, extend a completed one to M epochs; "
+                            "it takes overrides of how it runs only (trainer.progress, trainer.threads, ...)")
     train.add_argument("--config-dir", metavar="DIR", help="extra config folder whose groups extend/override the built-in ones")
     train.add_argument("-m", "--multirun", action="store_true", help="run every combination of comma-separated values")
     train.add_argument("--population", metavar="K|auto",

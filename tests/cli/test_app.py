@@ -83,3 +83,26 @@ def test_a_typo_gets_the_closest_choice_in_one_line(optlab, args, expected):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"optlab: error: {expected}"), result.stderr
     assert "optlab: error: optlab" not in result.stderr
+
+
+def _commands(parser, prefix=("optlab",)):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _commands(sub, (*prefix, name))
+
+
+def test_every_command_has_a_description_and_examples():
+    from optlab.cli.app import build_parser
+
+    commands = dict(_commands(build_parser()))
+    assert {" ".join(c) for c in commands} >= {"optlab train", "optlab study list", "optlab study table"}
+    for command, parser in commands.items():
+        text = parser.format_help()
+        examples = [line for line in text.split("examples:\n", 1)[-1].splitlines() if line.strip()]
+        assert parser.description and "examples:\n" in text and 2 <= len(examples) <= 3, " ".join(command)
+        assert all(line.strip().startswith(" ".join(command[:2])) for line in examples), text
+    assert "`optlab list`" in commands["optlab", "train"].format_help()
