@@ -86,9 +86,10 @@ def _show(result: dict, fmt: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"model.pt on {result['data']}", caption=result["run"])
+    table = Table(title=f"model.pt on {result['data']}")
     for column in ("n", "loss", "acc"):
         table.add_column(column, justify="right")
     acc = "" if result["acc"] is None else f"{result['acc']:.4f}"
     table.add_row(str(result["n"]), f"{result['loss']:.4f}", acc)
     Console().print(table)
+    print(f"run: {result['run']}")  # a line of its own: a caption would break the path at the table's width

@@ -32,3 +32,10 @@ def test_a_quick_run_prints_its_folder_last_and_says_quick(optlab, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "outputs/studies/quick/glorot2010_depth"
     assert "inconclusive (quick; the criteria gave" in done.stderr
+
+
+def test_a_studys_log_names_the_study_not_multirun(optlab):
+    result = optlab("study", "run", "saturation", "--quick")
+    assert result.returncode == 0, result.stderr
+    assert "multirun" not in result.stderr
+    assert "study saturation: large-seed0 trains alone: trainer.diagnostics=true" in result.stderr
