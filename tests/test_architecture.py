@@ -55,6 +55,18 @@ def test_the_readmes_tree_is_the_package_tree():
     assert readme_tree() == actual
 
 
+REPO_PATH = re.compile(r"(?<![\w./-])((?:runner|tests|bench|conf|sweeps|studies|docs|\.ci)/[\w./-]*\w)")
+
+
+def test_every_repository_file_the_readme_names_exists():
+    """`runner/sweep/storage.py`, `bench/threads.py`, `docs/lr_find.png`, ...: placeholders
+    (`<study>`, NAME, *) aside, each path the README names is in the repository."""
+    text = (REPO / "README.md").read_text()
+    named = {m.group(1) for m in REPO_PATH.finditer(text)}
+    missing = sorted(p for p in named if not (REPO / p).exists() and not re.search(r"NAME|<|\*", p))
+    assert len(named) > 30 and missing == []
+
+
 def test_no_function_is_longer_than_60_lines_unless_the_readme_says_why():
     long = set()
     for path in runner_modules():
