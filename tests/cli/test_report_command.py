@@ -349,3 +349,27 @@ def test_a_report_of_one_run_folder_goes_beside_it_not_inside(capsys, root):
     folder = root / "report-adam-0-val_acc-final"
     assert out.strip().splitlines()[-1] == str(folder) and (folder / "report.csv").is_file()
     assert sorted(p.name for p in (root / "adam-0").iterdir()) == ["config.yaml", "metrics.csv", "summary.json"]
+
+
+@pytest.mark.slow
+def test_real_runs_with_and_without_clipping_and_a_transfer_are_not_pooled(capsys, tmp_path, monkeypatch):
+    """The commands as a user types them: two seeds without clipping, two with
+    regularize.clip_norm=0.01, and runs of one seed from scratch, from another run
+    (init.from) and on a class subset: each configuration its own group."""
+    monkeypatch.chdir(tmp_path)
+    quick = ["trainer.epochs=1", "trainer.progress=false"]
+    for seed in (0, 1):
+        for clip in ([], ["regularize.clip_norm=0.01"]):
+            assert main(["train", *quick, f"trainer.seed={seed}", "trainer.out_dir=clip", *clip]) == 0
+    source = capsys.readouterr().out.strip().splitlines()[-1]
+    for extra in ([], [f"init.from={source}"], ["data.keep_classes=[0,1,2,3,4]"]):
+        assert main(["train", *quick, "trainer.out_dir=transfer", *extra]) == 0
+    capsys.readouterr()
+    code, out, _ = report_cli(capsys, "clip", "--no-plots")
+    table = pd.read_csv(out.strip().splitlines()[-1] + "/report.csv")
+    assert code == 0 and sorted(zip(table["group"], table["n"])) == [("regularize.clip_norm=0.01", 2),
+                                                                     ("regularize.clip_norm=null", 2)]
+    code, out, _ = report_cli(capsys, "transfer", "--no-plots")
+    table = pd.read_csv(out.strip().splitlines()[-1] + "/report.csv")
+    assert code == 0 and table["n"].tolist() == [1, 1, 1]
+    assert sum("init.from=null" in g and "data.keep_classes=null" in g for g in table["group"]) == 1
