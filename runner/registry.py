@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
 
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 
 # ---------------------------------------------------------------- keys
 
@@ -119,7 +119,7 @@ class Key:
     def _choice_complaint(self, value: Any) -> str | None:
         text = as_typed(value)
         fits = re.fullmatch(self.pattern, text) if self.pattern else text in self.choices
-        return None if fits else f"choose from: {', '.join(self.choices)}"
+        return None if fits else choose_from(text, self.choices)
 
     def _meets_check(self, value: Any) -> bool:
         if is_number(value):
@@ -189,9 +189,7 @@ class Registry(Generic[S]):
 
     def get(self, name: str) -> S:
         if name not in self._specs:
-            raise ConfigError(
-                f"{self.group}.name={name}: unknown {self.group}; choose from: {', '.join(self.names())}"
-            )
+            raise ConfigError(f"{self.group}.name={name}: unknown {self.group}; {choose_from(name, self.names())}")
         return self._specs[name]
 
     def names(self, pattern: str = "*") -> list[str]:

@@ -1,6 +1,8 @@
 """`optlab list [GROUP]`: the config groups and their options, with one-line descriptions."""
 from __future__ import annotations
 
+from optlab.cli.display import with_examples
+
 REFERENCE_INTRO = """\
 # Options
 
@@ -15,7 +17,10 @@ null may be left null.
 def register(subparsers) -> None:
     p = subparsers.add_parser("list", help="list config groups and their options",
                               description="List every option of every config group (or of one group) "
-                                          "with a one-line description and, for one group, its keys.")
+                                          "with a one-line description and, for one group, its keys.",
+                              **with_examples(("optlab list", "every group and option"),
+                                              ("optlab list optimizer", "each optimizer's keys and defaults"),
+                                              ("optlab list optimizer --format csv", "the same, for scripts")))
     p.add_argument("group", nargs="?", help="only this group, with each option's keys and defaults")
     p.add_argument("--config-dir", metavar="DIR", help="include the options of this extra config folder")
     p.add_argument("--format", choices=("table", "csv", "md"), default="table",

@@ -25,6 +25,19 @@ def sweep_direction(sweep: Sweep, default: bool) -> bool:
     return direction.startswith("max") if direction else default
 
 
+def sweep_at(sweep: Sweep) -> str:
+    """Which epoch the sweep's trial values are: sweep.json's `at` (a sweep that records none
+    valued each run at its best epoch)."""
+    return str(sweep.meta.get("at") or "best")
+
+
+def sweeps_at(runs: pd.DataFrame, sweeps: list[Sweep]) -> str | None:
+    """The one `at` of the sweeps that every run belongs to, so a report of a sweep shows the
+    numbers the sweep ranked by; None when some run is outside a sweep or the sweeps differ."""
+    ats = {sweep_at(s) for s in sweeps if (runs["sweep"] == s.study).any()}
+    return ats.pop() if len(ats) == 1 and runs["sweep"].ne("").all() else None
+
+
 ALL_TRIALS = "all trials"
 
 

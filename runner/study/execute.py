@@ -154,16 +154,16 @@ def run_grid_arms(spec: StudySpec, runs_dir: Path, planned: list[Planned], popul
     reused = len(records)
     print(f"study {spec.name}: {len(planned)} run(s): {reused} reused or resumed, {len(fresh)} to train",
           file=sys.stderr)
-    records += train_fresh(fresh, runs_dir, population)
+    records += train_fresh(fresh, runs_dir, population, f"study {spec.name}")
     return records
 
 
-def train_fresh(fresh: list[Planned], runs_dir: Path, population: int) -> list[Record]:
+def train_fresh(fresh: list[Planned], runs_dir: Path, population: int, who: str = "study") -> list[Record]:
     from optlab.sweep.multirun import GridRun, batches
 
     by_name = {run.name: run for run in fresh}
     records = []
-    groups = batches([GridRun([], run.name, run.cfg) for run in fresh], population)
+    groups = batches([GridRun([], run.name, run.cfg) for run in fresh], population, who)
     for i, group in enumerate(groups):
         print(f"[{i + 1}/{len(groups)}] {', '.join(g.name for g in group)}", file=sys.stderr, flush=True)
         members = [by_name[g.name] for g in group]

@@ -163,6 +163,31 @@ def measure_all(spec, records: list, epochs_of) -> tuple[dict, list[dict]]:
     return values, rows
 
 
+def measure_range(spec, name: str) -> tuple[float, float]:
+    """The values a measure can take, which its intervals stay inside: its column's (a
+    difference's with `minus`), steps and epochs >= 0, a layer statistic's (a ratio of
+    non-negative ones >= 0), unit_spread in [0, 1] (centring the rows is a projection, so
+    ||W - mean row|| <= ||W||), a sweep's best value its metric's."""
+    from optlab.report.stats import ANY, NON_NEGATIVE, UNIT, difference_range, value_range
+
+    m = spec.measures[name]
+    kind = m["kind"]
+    if kind == "metric":
+        column = value_range(m["column"])
+        return column if not m.get("minus") else difference_range(column, value_range(m["minus"]))
+    if kind == "to_target":
+        return NON_NEGATIVE
+    if kind == "unit_spread":
+        return UNIT
+    if kind == "layer":
+        stat = value_range(m["stat"])
+        if m.get("reduce", "ratio") in ("first", "last", "mean"):
+            return stat
+        return NON_NEGATIVE if stat[0] >= 0 else ANY
+    metrics = {str((arm.sweep or {}).get("metric", "val_acc")) for arm in spec.arms if arm.sweep is not None}
+    return value_range(metrics.pop()) if len(metrics) == 1 else ANY
+
+
 def combine(old: float | None, new: float, how: str | None) -> float:
     if old is None:
         return new

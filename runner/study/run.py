@@ -79,7 +79,7 @@ def run_comparison_arms(spec: StudySpec, options: StudyOptions, folder: Path) ->
 def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts: dict) -> dict:
     """Measures, criteria and the verdict from the runs; every output file written."""
     from optlab.study.figure import draw
-    from optlab.study.measure import measure_all
+    from optlab.study.measure import measure_all, measure_range
     from optlab.study.verdict import arm_summary, judge, overall
     from optlab.study.write import summary_table, write_outputs
 
@@ -88,7 +88,7 @@ def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts:
     facts = {**facts, "compute_s": earlier + facts["wall_time_s"] if trained or not earlier else earlier}
     epochs = {(p.arm, p.seed, p.variant): int(p.cfg.trainer.epochs) for p in planned}
     values, rows = measure_all(spec, records, lambda r: epochs.get((r.arm, r.seed, r.variant), 0))
-    results = [judge(c, values[c["measure"]]) for c in spec.criteria]
+    results = [judge(c, values[c["measure"]], measure_range(spec, c["measure"])) for c in spec.criteria]
     figure = f"{spec.name}.png"
     if spec.figure.get("kind") == COMPARISON:  # the comparison's own figure of the reruns
         import shutil
@@ -99,15 +99,26 @@ def conclude(spec: StudySpec, folder: Path, records: list, planned: list, facts:
     verdict = {"study": spec.name, "claim": spec.claim, "source": spec.source,
                **overall([r["outcome"] for r in results], facts["quick"]),
                "criteria": results, "effect": results[0]["effect"],
-               "arms": {name: {arm: arm_summary(per_seed) for arm, per_seed in by_arm.items()}
-                        for name, by_arm in values.items()},
+               "arms": {name: {arm: arm_summary(per_seed, bounds=measure_range(spec, name))
+                               for arm, per_seed in by_arm.items()} for name, by_arm in values.items()},
                "values": values, "seeds": facts["seeds"], "quick_overrides": facts["quick_overrides"],
-               "runs": len(records), "reused": sum(r.reused for r in records), "wall_time_s": facts["wall_time_s"],
+               **counted(spec, records), "reused": sum(r.reused for r in records), "wall_time_s": facts["wall_time_s"],
                "compute_s": facts["compute_s"],
                "figure": figure, "folder": str(folder), "machine": machine(), "optlab": _version(), "scaled_down": spec.scaled_down}
     verdict = json.loads(json.dumps(verdict, default=str))  # plain JSON values, as verdict.json will hold
     write_outputs(folder, spec, summary_table(spec, values, rows), rows, verdict)
     return verdict
+
+
+def counted(spec: StudySpec, records: list) -> dict:
+    """What the study ran: `runs` (training runs of override arms), `sweeps` (one per seed of
+    a sweep arm) and their finished `trials`."""
+    from optlab.study.execute import finished_trials
+
+    swept = {a.name for a in spec.arms if a.sweep is not None}
+    sweeps = [r for r in records if r.arm in swept]
+    return {"runs": len(records) - len(sweeps), "sweeps": len(sweeps),
+            "trials": sum(finished_trials(r.path) for r in sweeps)}
 
 
 def _earlier_compute(folder: Path, records: list) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 
 STUDY_KEYS = {"claim", "source", "scaled_down", "base", "arms", "seeds", "quick", "measures", "criteria",
               "figure", "population", "notes", "comparison"}
@@ -83,7 +83,7 @@ def find_study(name: str) -> Path:
     candidate = builtin_studies_dir() / f"{name}.yaml"
     if candidate.is_file():
         return candidate
-    raise ConfigError(f"study {name!r}: no such study; choose from: {', '.join(study_names())}")
+    raise ConfigError(f"study {name!r}: no such study; {choose_from(name, study_names())}")
 
 
 def load_study(name: str) -> StudySpec:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from optlab.report.stats import describe, welch
+from optlab.report.stats import ANY, NON_NEGATIVE, describe, difference_range, welch
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not_reproduced", "inconclusive"
 Values = dict[str, dict[int, float]]  # arm -> seed -> value
@@ -36,21 +36,23 @@ def finite(values: dict[int, float], log: bool = False) -> list[float]:
     return out
 
 
-def arm_summary(values: dict[int, float], log: bool = False) -> dict:
-    """n, mean and 95% t-interval of an arm's finite per-seed values (log10 ones with log)."""
-    d = describe(finite(values, log))
+def arm_summary(values: dict[int, float], log: bool = False, bounds: tuple[float, float] = ANY) -> dict:
+    """n, mean and 95% t-interval of an arm's finite per-seed values (log10 ones with log),
+    inside `bounds`, the values the measure can take (measure.measure_range)."""
+    d = describe(finite(values, log), bounds=ANY if log else bounds)
     return {"n": int(d["n"]), "mean": d["mean"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "std": d["std"],
             "missing": len(values) - int(d["n"])}
 
 
-def judge(criterion: dict, values: Values) -> dict:
-    """One criterion's outcome: its arms' summaries, the effect with its interval, and the outcome."""
+def judge(criterion: dict, values: Values, bounds: tuple[float, float] = ANY) -> dict:
+    """One criterion's outcome: its arms' summaries, the effect with its interval (inside what
+    the measure, whose values lie in `bounds`, can give), and the outcome."""
     kind = criterion["kind"]
     if kind == "every_seed":
-        return _every_seed(criterion, values)
+        return _every_seed(criterion, values, bounds)
     log = bool(criterion.get("log"))
-    a, b = arm_summary(values[criterion["a"]], log), arm_summary(values[criterion["b"]], log)
-    diff = welch(_stats(a), _stats(b))
+    a, b = arm_summary(values[criterion["a"]], log, bounds), arm_summary(values[criterion["b"]], log, bounds)
+    diff = welch(_stats(a), _stats(b), bounds=ANY if log else bounds)
     effect = {"diff": diff["diff"], "ci_low": diff["diff_ci_low"], "ci_high": diff["diff_ci_high"],
               "p_value": diff["p_value"], "scale": "log10" if log else "linear"}
     if a["n"] < 2 or b["n"] < 2 or math.isnan(effect["ci_low"]):
@@ -118,7 +120,7 @@ def _pairing(c: dict) -> str:
     return "/" if c.get("of", "ratio") == "ratio" else "-"
 
 
-def _every_seed(criterion: dict, values: Values) -> dict:
+def _every_seed(criterion: dict, values: Values, bounds: tuple[float, float]) -> dict:
     per_seed = paired(criterion, values)
     threshold = float(criterion["threshold"])
     passes = {s: _passes(v, criterion["op"], threshold) for s, v in per_seed.items()}
@@ -127,13 +129,22 @@ def _every_seed(criterion: dict, values: Values) -> dict:
     else:
         outcome = REPRODUCED if all(passes.values()) else NOT_REPRODUCED
     label = criterion.get("arm") or f"{criterion['a']}{_pairing(criterion)}{criterion['b']}"
-    summary = arm_summary(per_seed)
+    summary = arm_summary(per_seed, bounds=_paired_range(criterion, bounds))
     effect = {"mean": summary["mean"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
               "min": min(per_seed.values(), default=math.nan), "max": max(per_seed.values(), default=math.nan),
               "seeds_passing": sum(passes.values()), "seeds": len(passes)}
     return {"criterion": describe_criterion(criterion), "label": label_of(criterion), "arms": {label: summary},
             "effect": effect,
             "per_seed": per_seed, "outcome": outcome}
+
+
+def _paired_range(c: dict, bounds: tuple[float, float]) -> tuple[float, float]:
+    """What every_seed's per-seed values can be: the measure's, a ratio's or a difference's."""
+    if "b" not in c:
+        return bounds
+    if _pairing(c) == "-":
+        return difference_range(bounds)
+    return NON_NEGATIVE if bounds[0] >= 0 else ANY
 
 
 def _passes(value: float, op: str, threshold: float) -> bool:

@@ -116,9 +116,10 @@ def run_grid(overrides: list[str], config_dir: str | None, population: int | Non
     return 4 if failed else 0
 
 
-def batches(runs: list[GridRun], size: int) -> list[list[GridRun]]:
+def batches(runs: list[GridRun], size: int, who: str = "multirun") -> list[list[GridRun]]:
     """The runs in groups that train together: up to `size` runs of one structure (in grid
-    order); a run that cannot join a population is a group of its own, said on stderr."""
+    order); a run that cannot join a population is a group of its own, said on stderr in
+    `who`'s name (a study says its own)."""
     from optlab.training.population import structure, why_solo
 
     if size == 1:
@@ -128,7 +129,7 @@ def batches(runs: list[GridRun], size: int) -> list[list[GridRun]]:
     for run in runs:
         reason = why_solo(run.cfg)
         if reason:
-            print(f"multirun: {run.name} trains alone: {reason}", file=sys.stderr)
+            print(f"{who}: {run.name} trains alone: {reason}", file=sys.stderr)
             groups.append([run])
         else:
             by_structure.setdefault(structure(run.cfg), []).append(run)
@@ -181,7 +182,7 @@ def _run_one(run: GridRun, folder: Path) -> dict:
         status, summary, run_dir = exc.result.status, exc.result.summary, exc.result.run_dir
         print_error_line(str(exc))
     print(run_dir, flush=True)
-    return _row(run.name, status, summary, run_dir)
+    return _row(run, status, summary, run_dir)
 
 
 def _run_population(batch: list[GridRun], folder: Path) -> list[dict]:
@@ -193,23 +194,26 @@ def _run_population(batch: list[GridRun], folder: Path) -> list[dict]:
         if result.status != Status.COMPLETED:
             print_error_line(f"{run.name}: {result.status}: {result.summary.get('reason')}")
         print(result.run_dir, flush=True)
-        rows.append(_row(run.name, result.status, result.summary, result.run_dir))
+        rows.append(_row(run, result.status, result.summary, result.run_dir))
     return rows
 
 
-def _row(name: str, status: str, summary: dict, run_dir: Path) -> dict:
-    return {"run": name, "status": status, "best_val_acc": summary.get("best_val_acc"),
+def _row(run: GridRun, status: str, summary: dict, run_dir: Path) -> dict:
+    return {"run": run.name, "overrides": run.overrides, "status": status, "best_val_acc": summary.get("best_val_acc"),
             "final_val_loss": summary.get("final_val_loss"), "run_dir": str(run_dir)}
 
 
 def _print_table(results: list[dict]) -> None:
+    """The grid's results, one column per key that varies (values wrap, never cut)."""
     from rich.console import Console
     from rich.table import Table
 
+    values = [dict(o.split("=", 1) for o in r["overrides"]) for r in results]
+    keys = [k for k in dict.fromkeys(k for v in values for k in v) if len({v.get(k) for v in values}) > 1]
     table = Table(title=f"multirun: {len(results)} run(s)")
-    for name in ("run", "status", "best_val_acc", "final_val_loss"):
-        table.add_column(name)
-    for r in results:
-        table.add_row(r["run"], r["status"], *(f"{r[k]:.4f}" if isinstance(r[k], float) else "-"
-                                                for k in ("best_val_acc", "final_val_loss")))
+    for name in (keys or ["run"]) + ["status", "best_val_acc", "final_val_loss"]:
+        table.add_column(name, overflow="fold")
+    for r, v in zip(results, values):
+        table.add_row(*([v.get(k, "-") for k in keys] or [r["run"]]), r["status"],
+                      *(f"{r[k]:.4f}" if isinstance(r[k], float) else "-" for k in ("best_val_acc", "final_val_loss")))
     Console(file=sys.stderr).print(table)

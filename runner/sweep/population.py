@@ -242,7 +242,7 @@ class PopulationTrials:
 
     def _hook(self, job: RunJob):
         epochs = int(job.cfg.trainer.epochs)
-        reporter = PruneReporter(job.held.trial, self.spec.metric, self.spec.direction, job.seed_index * epochs)
+        reporter = PruneReporter(job.held.trial, self.spec, job.seed_index * epochs)
         job.reporter = reporter
         return lambda k, epoch, row: reporter(epoch, row)
 
@@ -280,7 +280,7 @@ class PopulationTrials:
         result = member_result(member)
         held = job.held
         held.statuses[job.seed_index] = result.status
-        value = job.reporter.best if job.reporter.best is not None else result.summary.get(f"final_{self.spec.metric}")
+        value = job.reporter.run_value(result.summary)
         if value is not None:
             held.values[job.seed_index] = float(value)
         if result.status == Status.FAILED:

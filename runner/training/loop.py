@@ -137,7 +137,8 @@ class Run:
         """A new run folder, or the one being resumed with its state restored (a run stopped
         before its first checkpoint starts over in its folder)."""
         t = parts.cfg["trainer"]
-        summary = {"status": Status.RUNNING, "seed": parts.seed, "device": str(parts.device), "epochs": parts.epochs,
+        summary = {"status": Status.RUNNING, "seed": parts.seed, "device": str(parts.device),
+                   "threads": torch.get_num_threads(), "epochs": parts.epochs,
                    **versions(), **process_record()}
         if resume_dir is None:
             config_yaml = to_yaml(cfg) if isinstance(cfg, DictConfig) else OmegaConf.to_yaml(parts.cfg)

@@ -57,3 +57,8 @@ def test_study_table_puts_the_table_into_each_readme_with_links_from_there(optla
     assert readme.replace("](docs/studies/", "](studies/") == studies
     assert (tmp_path / "docs" / "studies" / "symmetry.md").is_file()
     assert studies.startswith("# Studies\n<!-- studies -->\n| study |") and studies.endswith("<!-- /studies -->\nafter\n")
+def test_a_studys_log_names_the_study_not_multirun(optlab):
+    result = optlab("study", "run", "saturation", "--quick")
+    assert result.returncode == 0, result.stderr
+    assert "multirun" not in result.stderr
+    assert "study saturation: large-seed0 trains alone: trainer.diagnostics=true" in result.stderr

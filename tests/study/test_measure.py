@@ -55,3 +55,22 @@ def test_variants_of_a_seed_combine_by_their_best():
     assert combine(None, 5.0, None) == 5.0
     assert combine(5.0, 3.0, "min") == 3.0 and combine(5.0, 3.0, "max") == 5.0
     assert combine(math.nan, 3.0, "min") == 3.0
+
+
+def test_unit_spread_never_exceeds_1():  # centring the rows is a projection
+    torch.manual_seed(0)
+    assert all(spread_of(torch.randn(8, 5, dtype=torch.float64) + shift) <= 1.0 for shift in (0.0, 3.0, -10.0))
+
+
+def test_the_values_each_kind_of_measure_can_take():
+    from optlab.study.measure import measure_range
+    from optlab.study.spec import load_study
+
+    inf = math.inf
+    assert measure_range(load_study("ioffe2015_batchnorm"), "val_acc") == (0.0, 1.0)
+    assert measure_range(load_study("srivastava2014_dropout"), "gap") == (-1.0, 1.0)  # train_acc - val_acc
+    assert measure_range(load_study("symmetry"), "unit_spread") == (0.0, 1.0)
+    assert measure_range(load_study("saturation"), "saturated") == (0.0, 1.0)
+    assert measure_range(load_study("he2015_deep_relu"), "signal_per_layer") == (0.0, inf)
+    assert measure_range(load_study("momentum_ill_conditioned"), "steps_to_tol") == (0.0, inf)
+    assert measure_range(load_study("bergstra2012_random_search"), "best_val_loss") == (0.0, inf)

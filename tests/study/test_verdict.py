@@ -113,3 +113,16 @@ def test_noninferior_reads_the_interval_against_minus_the_margin_by_hand():
     narrow = judge({"kind": "noninferior", "measure": "acc", "a": "a", "b": "b", "direction": "greater",
                     "margin": 0.02}, {"a": a, "b": b})
     assert -0.005 - half < -0.02 and narrow["outcome"] == INCONCLUSIVE
+def test_intervals_of_a_bounded_measure_stay_inside_what_it_can_be():
+    every = {"kind": "every_seed", "measure": "val_acc", "arm": "a", "op": ">", "threshold": 0.5}
+    near_one = {"a": seeds(0.97, 1.0, 0.91), "b": seeds(0.2, 0.9)}
+    plain = judge(every, near_one)["effect"]
+    assert plain["ci_high"] > 1  # the plain t interval: [0.8846, 1.0254]
+    cut = judge(every, near_one, bounds=(0.0, 1.0))["effect"]
+    assert (cut["ci_low"], cut["ci_high"]) == (pytest.approx(plain["ci_low"]), 1.0)
+    wide = judge({**WELCH, "a": "b", "b": "a"}, near_one, bounds=(0.0, 1.0))
+    assert wide["arms"]["b"]["ci_low"] == 0.0 and wide["arms"]["b"]["ci_high"] == 1.0  # n=2: [-0.3853, 1.4853]
+    assert -1.0 <= wide["effect"]["ci_low"] <= wide["effect"]["ci_high"] <= 1.0
+    ratio = judge({"kind": "every_seed", "measure": "val_acc", "a": "a", "b": "b", "op": ">", "threshold": 0.0},
+                  near_one, bounds=(0.0, 1.0))
+    assert ratio["arms"]["a/b"]["ci_low"] >= 0.0  # a ratio of accuracies: [0, inf)
