@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from optlab.cli.display import with_examples
 from optlab.errors import ConfigError
 
 
@@ -16,7 +17,10 @@ def register(subparsers) -> None:
         description="Tune every contender alike (AlgoPerf's studies of quasirandom trials, or their defaults) on "
                     "every workload, rerun each chosen setting with fresh seeds (DeepOBS), and write performance "
                     "profiles, an AlgoPerf-style score with a bootstrap interval and pairwise Welch verdicts to "
-                    f"outputs/comparisons/NAME/. Built in: {', '.join(comparison_names())}.")
+                    f"outputs/comparisons/NAME/. Built in: {', '.join(comparison_names())}.",
+        **with_examples(("optlab compare lecture_optimizers --quick", "a pipeline check in under a minute"),
+                        ("optlab compare lecture_optimizers", "8 optimizers tuned alike on 4 workloads"),
+                        ("optlab compare my_comparison.yaml --population 5", "your own file, 5 runs at once")))
     p.add_argument("comparison", metavar="FILE|NAME", help="a comparison YAML file, or a built-in comparison's name")
     p.add_argument("--quick", action="store_true", help="the file's `quick` settings: checks the pipeline, never a "
                                                         "result (outputs/comparisons/quick/NAME)")

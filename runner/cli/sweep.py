@@ -194,7 +194,7 @@ def write_report(sweep_dir: Path, spec: SweepSpec) -> None:
 
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            run_report(report_args([str(sweep_dir), "--html", "--metric", spec.metric]))
+            run_report(report_args([str(sweep_dir), "--html", "--metric", spec.metric, "--at", spec.at]))
     except OptlabError as exc:
         print_error_line(f"--html: no report: {exc}")
 

@@ -69,7 +69,7 @@ def test_an_output_folder_the_machine_cannot_make_exits_5_in_one_line(optlab, tm
 
 @pytest.mark.parametrize("args, expected", [
     (["trian"], "trian: unknown command; did you mean train? choose from: train, eval, sweep, rerun, report, "
-                "lr-find, list, study (see `optlab --help`)"),
+                "lr-find, list, study, compare (see `optlab --help`)"),
     (["train", "optimzer=adam"], "optimzer: unknown config group 'optimzer'; did you mean optimizer? choose from: "),
     (["train", "optimizer=adma"], "optimizer=adma: unknown optimizer; did you mean adam? choose from: adadelta, "),
     (["train", "optimizer.lrr=0.1"], "optimizer.lrr: unknown key, not a key of optimizer=sgd; did you mean "

@@ -26,9 +26,9 @@ def test_html_ends_the_sweep_with_its_report_page_and_the_folder_last(optlab, tm
     done = optlab("sweep", str(write_sweep(tmp_path)), "--html")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(sweep_folder(tmp_path))
-    page = sweep_folder(tmp_path) / "report-val_acc-final" / "report.html"
+    page = sweep_folder(tmp_path) / "report-val_acc-best" / "report.html"
     assert page.read_text().startswith("<!doctype html>")
-    assert "report-val_acc-final" in done.stderr  # the report's own output goes to stderr
+    assert "report-val_acc-best" in done.stderr  # the report's own output goes to stderr
 def test_a_trial_line_without_a_best_so_far_has_no_empty_brackets(capsys):
     from optlab.cli.sweep import SweepView
     from optlab.sweep.spec import SweepSpec, parse_space

@@ -136,6 +136,8 @@ def drawn_by(panel: dict, name: str, measure: dict, first: str) -> bool:
     if kind == "layers":
         return measure["kind"] == "layer" and measure["stat"] == panel.get("stat", "act_std") \
             and int(measure.get("epoch", -1)) == int(panel.get("epoch", -1))
+    if kind == "comparison":  # the comparison's tuned.png: every rerun seed per workload and contender
+        return measure["kind"] == "tuned"
     return measure["kind"] == "sweep_best"
 
 
