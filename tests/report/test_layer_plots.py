@@ -1,5 +1,5 @@
 """Per-layer plots: `optlab report --layers` draws each run's signal against depth."""
-from optlab.training.loop import train
+from optlab.training.api import train
 
 DEEP_TANH = ("model=mlp", "model.depth=20", "model.width=64", "activation=tanh")
 

@@ -12,12 +12,17 @@ import torch
 from optlab.config.compose import compose
 from optlab.optim.optimizers import OPTIMIZERS
 from optlab.training import build as build_module
-from optlab.training.loop import train
-from optlab.training.population import structure, train_population, why_solo
+from optlab.training.api import RunRequest, train, train_many
+from optlab.training.grouping import structure, why_solo
 
 SMALL = ["model.width=32", "trainer.progress=false"]
 METRICS = ("train_loss", "val_loss", "val_acc")
 VAL_SIZE = 359  # digits: 1,797 samples, 20% held out (stratified)
+
+
+def train_population(cfgs: list) -> list:
+    """The configs trained as one population."""
+    return train_many(cfgs, population=len(cfgs))
 
 
 def rows(run_dir) -> list[dict]:
@@ -150,11 +155,11 @@ def test_each_member_is_an_ordinary_run_folder_a_solo_run_resumes(tmp_path):
 
     cfgs = member_cfgs(tmp_path, 3, "optimizer=momentum", "norm=batch", epochs=3)
 
-    def prune_member_one(k, epoch, row):
-        if k == 1 and epoch == 0:
+    def prune_after_the_first_epoch(epoch, row):
+        if epoch == 0:
             raise Pruned("stop here")
 
-    results = train_population(cfgs, hooks=[prune_member_one] * 3)
+    results = train_many([cfgs[0], RunRequest(cfgs[1], on_epoch=prune_after_the_first_epoch), cfgs[2]], population=3)
     pruned = results[1]
     assert pruned.status == "pruned" and len(rows(pruned.run_dir)) == 1
     summary = pruned.summary
@@ -174,7 +179,7 @@ def test_configs_differ_in_hyper_parameters_and_seeds_but_share_a_structure():
     assert structure(same[0]) != structure(same[1])  # init=normal is another rule
     assert structure(compose([*base, "init=normal", "init.std=0.2"])) == structure(same[1])
     assert structure(compose([*base, "model.width=64"])) != structure(same[0])
-    assert why_solo(compose([*base, "trainer.compile=true"])) and why_solo(compose(base)) is None
+    assert why_solo(compose([*base, "trainer.diagnostics=true"])) and why_solo(compose(base)) is None
 
 
 @pytest.mark.parametrize("override, why", [

@@ -1,0 +1,271 @@
+"""The stacked engine: K runs of one structure trained at once, as one vectorized model.
+
+Each member is built exactly as its solo run would be (build(): its seed, its split, its
+init, its batch-order and augmentation generators); then its parameters and buffers are
+stacked to [K, ...] and one step serves every member: torch.func.grad of the summed
+per-member objective of a vmap(functional_call) forward, per-member clipping, and each
+parameter's update rule (optlab.optim.functional's, the solo runs' own) with per-member
+hyper-parameters as [K] tensors. Batch norm keeps per-member statistics and running
+buffers; dropout draws per member (randomness="different": a member with dropout is
+statistically, not bitwise, its solo run). A member whose run ended is masked (its lr is 0,
+its loss leaves the sum) and the others go on unchanged; its slot may take a new member.
+
+The step is one function of tensors, so torch.compile can compile it whole: one compiled
+step per structure and process (kept in KERNELS), never recompiled per member, epoch or
+population; inductor's on-disk cache spares a later process most of the compile time.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from optlab.optim.optimizers import OPTIMIZERS
+from optlab.optim.regularize import clip_gradients, is_penalized, penalty_of, task_loss
+from optlab.training.build import Parts
+from optlab.training.engine import Engine, count_correct, evaluate_batches
+from optlab.training.state import EpochTally
+
+
+@dataclass
+class Kernel:
+    """One structure's vectorized forward and step (compiled or not), shared by its populations."""
+
+    base: torch.nn.Module  # the architecture on the meta device: functional_call supplies the tensors
+    forward: Callable
+    step: Callable
+
+
+KERNELS: dict[tuple[str, bool], Kernel] = {}
+# trainer.compile=auto: compile once the epochs left, at the measured eager speed, would take
+# longer than compiling saves. Both figures measured on the 2-core reference machine (README).
+COMPILE_S = 40.0  # compiling a population's step with inductor's cache empty
+COMPILED_SPEEDUP = 2.0  # an epoch of the compiled step against the same eager step
+
+
+def compile_setting(parts: Parts) -> str:
+    """trainer.compile: "auto", "true" or "false"."""
+    return str(parts.cfg["trainer"]["compile"]).lower()
+
+
+def worth_compiling(epoch_seconds: float, epochs_left: int) -> bool:
+    """trainer.compile=auto's rule: the time compiling saves over the epochs left exceeds its cost."""
+    return epochs_left * epoch_seconds * (1 - 1 / COMPILED_SPEEDUP) > COMPILE_S
+
+
+def kernel_for(key: str, parts: Parts, compiled: bool) -> Kernel:
+    """The kernel of this structure (`key`), made on first use in this process."""
+    if (key, compiled) not in KERNELS:
+        base = copy.deepcopy(parts.model).to("meta")
+        forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), randomness="different")
+        spec = OPTIMIZERS.get(parts.cfg["optimizer"]["name"])
+        penalized = [name for name, p in parts.model.named_parameters() if is_penalized(p)]
+        step = make_step(forward, spec.rule, parts.data.task, penalized)
+        KERNELS[(key, compiled)] = Kernel(base, forward, torch.compile(step, dynamic=False) if compiled else step)
+    return KERNELS[(key, compiled)]
+
+
+def make_step(forward: Callable, rule, task: str, penalized: list[str]) -> Callable:
+    """The population's step as one function of tensors (what torch.compile compiles)."""
+
+    def step(params: dict, buffers: dict, state: dict, hyper: dict, flags: dict, reg: dict,
+             active: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, sample_norm: bool):
+        def objective(weights: dict, buffers: dict):  # buffers an input: batch norm updates them in place
+            out = forward(weights, buffers, xb)
+            losses = task_loss(out, yb, task, reg["smoothing"], members=True)
+            penalties = penalty_of([weights[name] for name in penalized], reg["l1"], reg["l2"], members=True)
+            return torch.where(active, losses + penalties, 0.0).sum(), (losses.detach(), out.detach())
+
+        grads, (losses, out) = torch.func.grad(objective, has_aux=True)(params, buffers)
+        norms = None
+        if sample_norm or reg["clip_value"] is not None or reg["clip_norm"] is not None:
+            norms = clip_gradients(list(grads.values()), reg["clip_value"], reg["clip_norm"], members=True)
+        views: dict[int, dict] = {}
+        with torch.no_grad():
+            for name, param in params.items():
+                if param.dim() not in views:
+                    shape = (-1,) + (1,) * (param.dim() - 1)
+                    views[param.dim()] = {**{k: v.view(shape) for k, v in hyper.items()}, **flags}
+                rule.update(param, grads[name], state[name], views[param.dim()])
+        return losses, (count_correct(out, yb) if task == "classification" else None), norms
+
+    return step
+
+
+class StackedEngine(Engine):
+    """K members of one structure as stacked tensors, stepped by one kernel."""
+
+    def __init__(self, members: list[Parts], key: str, compiled: bool = False):
+        first = members[0]
+        self.parts, self.size, self.device = list(members), len(members), first.device
+        self.task, self.key, self.compiled, self.decided = first.data.task, key, compiled, compiled
+        self.kernel = kernel_for(key, first, compiled)
+        self.rule = OPTIMIZERS.get(first.cfg["optimizer"]["name"]).rule
+        self.names = list(first.model.state_dict(keep_vars=True))
+        params, self.buffers = stack_module_state([p.model for p in members])
+        self.params = {name: p.detach() for name, p in params.items()}
+        self.active = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        self.datasets: list = []
+        self._stack_hyper()
+        self.state = {name: self.rule.init(p, self._views(p)) for name, p in self.params.items()}
+        for k in range(self.size):
+            self._load_optimizer_state(k)
+        self._stack_data()
+
+    def consider_compiling(self, epoch_seconds: float, epochs_left: int) -> None:
+        """trainer.compile=auto, after the first eager epoch: compile from the next epoch on
+        when the planned work amortizes it (worth_compiling); decided once."""
+        if not self.decided:
+            self.decided = True
+            if worth_compiling(epoch_seconds, epochs_left):
+                self.kernel, self.compiled = kernel_for(self.key, self.parts[0], True), True
+
+    # ------------------------------------------------------------ members
+
+    def stacked(self, name: str) -> torch.Tensor:
+        return self.params[name] if name in self.params else self.buffers[name]
+
+    def end_member(self, k: int) -> None:
+        self.active[k] = False
+
+    def replace(self, k: int, parts: Parts) -> None:
+        """A new member in slot k (its predecessor's run has ended): its weights, optimizer
+        state (restored, or fresh), data and hyper-parameters."""
+        self.parts[k] = parts
+        with torch.no_grad():
+            for name, value in parts.model.state_dict().items():
+                self.stacked(name)[k].copy_(value)
+        self.active[k] = True
+        self._stack_hyper()
+        self._load_optimizer_state(k)
+        self._stack_data()
+
+    def _load_optimizer_state(self, k: int) -> None:
+        """Slot k's optimizer state: its rule's init with its own numbers, then whatever its
+        optimizer holds (a resumed run's, restored from its checkpoint)."""
+        parts = self.parts[k]
+        own = parts.optimizer.state
+        h = self.rule_args(parts)
+        with torch.no_grad():
+            for (name, stacked_param), param in zip(self.params.items(), parts.model.parameters()):
+                start = {**self.rule.init(param.detach(), h), **own.get(param, {})}
+                for key, value in self.state[name].items():
+                    if start.get(key) is not None:
+                        value[k].copy_(start[key])
+
+    def rule_args(self, parts: Parts) -> dict:
+        spec = OPTIMIZERS.get(parts.cfg["optimizer"]["name"])
+        return spec.rule_args(parts.optimizer.param_groups[0])
+
+    def _stack_hyper(self) -> None:
+        """Per-member numbers as [K] tensors: the optimizer's (float64, for the scalar
+        arithmetic), and the regularizers' (None, or 0, where no member has one)."""
+        args = [self.rule_args(p) for p in self.parts]
+        self.hyper = {k: torch.tensor([float(a[k]) for a in args], device=self.device, dtype=torch.float64)
+                      for k, v in args[0].items() if not isinstance(v, bool)}
+        self.flags = {k: v for k, v in args[0].items() if isinstance(v, bool)}
+        reg = [p.cfg["regularize"] for p in self.parts]
+        self.reg = {key: self._per_member([float(r.get(key) or 0.0) for r in reg], absent=0.0)
+                    for key in ("l1", "l2", "label_smoothing")}
+        self.reg["smoothing"] = self.reg.pop("label_smoothing")
+        for key in ("clip_value", "clip_norm"):
+            self.reg[key] = self._per_member([float(r.get(key) or math.inf) for r in reg], absent=None)
+
+    def _per_member(self, values: list[float], absent):
+        """[K] values, or `absent` where no member has the term (inf and 0 mean none)."""
+        if all(v == 0.0 or v == math.inf for v in values):
+            return absent
+        return torch.tensor(values, device=self.device)
+
+    def _views(self, param: torch.Tensor) -> dict:
+        shape = (-1,) + (1,) * (param.dim() - 1)
+        return {**{k: v.view(shape) for k, v in self.hyper.items()}, **self.flags}
+
+    def _stack_data(self) -> None:
+        """The members' datasets, each once ([U, N, ...]), and which one each member uses."""
+        unique = list({id(p.data): p.data for p in self.parts}.values())
+        position = {id(d): u for u, d in enumerate(unique)}
+        self.slot_data = torch.tensor([position[id(p.data)] for p in self.parts], device=self.device)
+        if [id(d) for d in unique] == [id(d) for d in self.datasets]:
+            return  # the same datasets (a refill with a seed already here): nothing to copy again
+        self.datasets = unique
+        self.x_train, self.y_train = torch.stack([d.x_train for d in unique]), torch.stack([d.y_train for d in unique])
+        self.x_val, self.y_val = torch.stack([d.x_val for d in unique]), torch.stack([d.y_val for d in unique])
+
+    # ------------------------------------------------------------ the epoch
+
+    def begin_epoch(self, epoch: int, steps: int, tallies: list[EpochTally]) -> None:
+        self.kernel.base.train()
+        self.loss_sum = torch.stack([t.loss_sum for t in tallies]).float()
+        self.correct = torch.stack([t.correct for t in tallies])
+        self.norms = [torch.stack(column) for column in zip(*(t.grad_norms for t in tallies))]
+
+    def batches(self, batch_size: int, skip: int, epoch: int):
+        """Each member's batches ([K, B, ...]), in the order its own generator draws."""
+        perms = torch.stack([p.batches.order(epoch) for p in self.parts]).to(self.device)
+        for start in range(skip * batch_size, perms.shape[1], batch_size):
+            idx = perms[:, start:start + batch_size]
+            rows = self.slot_data.unsqueeze(1)
+            yield self.x_train[rows, idx], self.y_train[rows, idx]
+
+    def set_lrs(self, lrs: list[float]) -> None:
+        self.hyper["lr"] = torch.tensor(lrs, device=self.device, dtype=torch.float64)
+
+    def step(self, i: int, batch, sample_norm: bool) -> None:
+        xb, yb = batch
+        if self.parts[0].augment.active:  # each member's batch, with its own generator (as solo)
+            pairs = [p.augment(xb[k], yb[k], p.generators["augment"]) for k, p in enumerate(self.parts)]
+            xb, yb = torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
+        losses, correct, norms = self.kernel.step(self.params, self.buffers, self.state, self.hyper, self.flags,
+                                                  self.reg, self.active, xb, yb, sample_norm)
+        self.loss_sum += losses * xb.shape[1]
+        if correct is not None:
+            self.correct += correct
+        if norms is not None:
+            self.norms.append(norms)
+        self.losses = losses
+
+    def nonfinite_losses(self) -> dict[int, float]:
+        return {k: value for k, value in enumerate(self.losses.tolist())
+                if bool(self.active[k]) and not math.isfinite(value)}
+
+    def tallies(self) -> list[EpochTally]:
+        return [EpochTally(self.loss_sum[k], self.correct[k], [n[k] for n in self.norms]) for k in range(self.size)]
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> list[tuple[float, float | None]]:
+        self.kernel.base.eval()
+        first = self.parts[0]
+        size, n = int(first.cfg["trainer"]["eval_batch_size"]), self.x_val.shape[1]
+        batches = ((self.x_val[self.slot_data, s:s + size], self.y_val[self.slot_data, s:s + size])
+                   for s in range(0, n, size))
+        forward = lambda x: self.kernel.forward(self.params, self.buffers, x)  # noqa: E731
+        loss = lambda out, y: task_loss(out, y, self.task, self.reg["smoothing"], members=True)  # noqa: E731
+        losses, accs = evaluate_batches(forward, batches, loss, self.task, n, first.autocast, batch_dim=1)
+        return list(zip(losses.tolist(), accs.tolist() if accs is not None else [None] * self.size))
+
+    def model_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {name: self.stacked(name)[k] for name in self.names}
+
+    def optimizer(self, k: int):
+        return _MemberOptimizer(self, k)
+
+
+class _MemberOptimizer:
+    """What a checkpoint reads off a member's optimizer: its state_dict, in torch.optim's
+    format (a solo run resumes from it)."""
+
+    def __init__(self, engine: StackedEngine, k: int):
+        self.engine, self.k = engine, k
+
+    def state_dict(self) -> dict:
+        engine, k = self.engine, self.k
+        solo = engine.parts[k].optimizer.state_dict()
+        state = {i: {key: (value[k].reshape(()).cpu().clone() if key == "step" else value[k])
+                     for key, value in engine.state[name].items()}
+                 for i, name in enumerate(engine.params)}
+        return {"state": state, "param_groups": solo["param_groups"]}
