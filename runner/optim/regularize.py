@@ -45,12 +45,12 @@ def task_loss(out: torch.Tensor, y: torch.Tensor, task: str, smoothing: Number =
         return F.cross_entropy(out, y, label_smoothing=smoothing)
     logp = out.log_softmax(-1)  # [K, B, C]
     if y.dim() == out.dim():  # soft labels (mixup): smoothed as torch smooths them
-        if isinstance(smoothing, torch.Tensor):
-            eps = _members(smoothing, y)
+        if _nonzero(smoothing):
+            eps = _members(smoothing, y) if isinstance(smoothing, torch.Tensor) else smoothing
             y = y * (1 - eps) + eps / out.shape[-1]
         return -(y * logp).sum(-1).mean(-1)
     nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(-1)
-    if not isinstance(smoothing, torch.Tensor):
+    if not _nonzero(smoothing):
         return nll
     uniform = -logp.mean(-1).mean(-1)  # the smoothed part: every class's log-likelihood, averaged
     return (1 - smoothing) * nll + smoothing * uniform  # torch's label smoothing for class indices

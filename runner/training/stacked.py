@@ -17,8 +17,14 @@ population; inductor's on-disk cache spares a later process most of the compile 
 from __future__ import annotations
 
 import copy
+import getpass
+import hashlib
 import math
+import os
+import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -42,9 +48,11 @@ class Kernel:
 
 KERNELS: dict[tuple[str, bool], Kernel] = {}
 # trainer.compile=auto: compile once the epochs left, at the measured eager speed, would take
-# longer than compiling saves. Both figures measured on the 2-core reference machine (README).
+# longer than compiling saves. The figures are measured on the 2-core reference machine (README).
 COMPILE_S = 40.0  # compiling a population's step with inductor's cache empty
+WARM_COMPILE_S = 8.0  # the same step again, in a later process: inductor's on-disk cache has it
 COMPILED_SPEEDUP = 2.0  # an epoch of the compiled step against the same eager step
+COMPILED_RECORD = "optlab-compiled-steps.txt"  # in inductor's cache folder: the steps compiled on this machine
 
 
 def compile_setting(parts: Parts) -> str:
@@ -52,9 +60,43 @@ def compile_setting(parts: Parts) -> str:
     return str(parts.cfg["trainer"]["compile"]).lower()
 
 
-def worth_compiling(epoch_seconds: float, epochs_left: int) -> bool:
+def worth_compiling(epoch_seconds: float, epochs_left: int, compile_s: float = COMPILE_S) -> bool:
     """trainer.compile=auto's rule: the time compiling saves over the epochs left exceeds its cost."""
-    return epochs_left * epoch_seconds * (1 - 1 / COMPILED_SPEEDUP) > COMPILE_S
+    return epochs_left * epoch_seconds * (1 - 1 / COMPILED_SPEEDUP) > compile_s
+
+
+def inductor_cache() -> Path:
+    """Inductor's cache folder (TORCHINDUCTOR_CACHE_DIR, else its per-user folder in the temp
+    folder), found as torch finds it without importing torch._inductor (a second and more)."""
+    configured = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid_{os.getuid()}"
+    return Path(tempfile.gettempdir()) / ("torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
+
+
+def step_digest(key: str, size: int) -> str:
+    """A population's compiled step is one per structure and population size (its shapes)."""
+    return hashlib.sha256(f"{size}|{key}".encode()).hexdigest()[:32]
+
+
+def compiled_before(key: str, size: int) -> bool:
+    try:
+        return step_digest(key, size) in (inductor_cache() / COMPILED_RECORD).read_text().split()
+    except OSError:
+        return False
+
+
+def note_compiled(key: str, size: int) -> None:
+    """Remember that inductor's cache holds this step (trainer.compile=auto counts it warm)."""
+    try:
+        with open(inductor_cache() / COMPILED_RECORD, "a") as record:
+            record.write(step_digest(key, size) + "\n")
+    except OSError:  # a cache folder we cannot write to only means a later auto counts the compile cold
+        pass
 
 
 def kernel_for(key: str, parts: Parts, compiled: bool) -> Kernel:
@@ -82,14 +124,15 @@ def make_step(forward: Callable, rule, task: str, penalized: list[str]) -> Calla
 
         grads, (losses, out) = torch.func.grad(objective, has_aux=True)(params, buffers)
         norms = None
-        if sample_norm or reg["clip_value"] is not None or reg["clip_norm"] is not None:
+        if sample_norm:  # always when clipping
             norms = clip_gradients(list(grads.values()), reg["clip_value"], reg["clip_norm"], members=True)
         views: dict[int, dict] = {}
         with torch.no_grad():
             for name, param in params.items():
                 if param.dim() not in views:
                     shape = (-1,) + (1,) * (param.dim() - 1)
-                    views[param.dim()] = {**{k: v.view(shape) for k, v in hyper.items()}, **flags}
+                    views[param.dim()] = {**{k: v.view(shape) if isinstance(v, torch.Tensor) else v
+                                             for k, v in hyper.items()}, **flags}
                 rule.update(param, grads[name], state[name], views[param.dim()])
         return losses, (count_correct(out, yb) if task == "classification" else None), norms
 
@@ -102,7 +145,7 @@ class StackedEngine(Engine):
     def __init__(self, members: list[Parts], key: str, compiled: bool = False):
         first = members[0]
         self.parts, self.size, self.device = list(members), len(members), first.device
-        self.task, self.key, self.compiled, self.decided = first.data.task, key, compiled, compiled
+        self.task, self.key, self.compiled, self.decided, self.noted = first.data.task, key, compiled, compiled, False
         self.kernel = kernel_for(key, first, compiled)
         self.rule = OPTIMIZERS.get(first.cfg["optimizer"]["name"]).rule
         self.names = list(first.model.state_dict(keep_vars=True))
@@ -121,7 +164,8 @@ class StackedEngine(Engine):
         when the planned work amortizes it (worth_compiling); decided once."""
         if not self.decided:
             self.decided = True
-            if worth_compiling(epoch_seconds, epochs_left):
+            cost = WARM_COMPILE_S if compiled_before(self.key, self.size) else COMPILE_S
+            if worth_compiling(epoch_seconds, epochs_left, cost):
                 self.kernel, self.compiled = kernel_for(self.key, self.parts[0], True), True
 
     # ------------------------------------------------------------ members
@@ -165,7 +209,7 @@ class StackedEngine(Engine):
         """Per-member numbers as [K] tensors: the optimizer's (float64, for the scalar
         arithmetic), and the regularizers' (None, or 0, where no member has one)."""
         args = [self.rule_args(p) for p in self.parts]
-        self.hyper = {k: torch.tensor([float(a[k]) for a in args], device=self.device, dtype=torch.float64)
+        self.hyper = {k: self._per_member_or_shared([float(a[k]) for a in args], k == "lr")
                       for k, v in args[0].items() if not isinstance(v, bool)}
         self.flags = {k: v for k, v in args[0].items() if isinstance(v, bool)}
         reg = [p.cfg["regularize"] for p in self.parts]
@@ -175,6 +219,13 @@ class StackedEngine(Engine):
         for key in ("clip_value", "clip_norm"):
             self.reg[key] = self._per_member([float(r.get(key) or math.inf) for r in reg], absent=None)
 
+    def _per_member_or_shared(self, values: list[float], always: bool = False):
+        """A number every member shares (what its solo run computes with: a weight decay of
+        0 costs nothing), else [K] values in float64 (the lr always: it changes every step)."""
+        if not always and len(set(values)) == 1:
+            return values[0]
+        return torch.tensor(values, device=self.device, dtype=torch.float64)
+
     def _per_member(self, values: list[float], absent):
         """[K] values, or `absent` where no member has the term (inf and 0 mean none)."""
         if all(v == 0.0 or v == math.inf for v in values):
@@ -183,7 +234,8 @@ class StackedEngine(Engine):
 
     def _views(self, param: torch.Tensor) -> dict:
         shape = (-1,) + (1,) * (param.dim() - 1)
-        return {**{k: v.view(shape) for k, v in self.hyper.items()}, **self.flags}
+        return {**{k: v.view(shape) if isinstance(v, torch.Tensor) else v for k, v in self.hyper.items()},
+                **self.flags}
 
     def _stack_data(self) -> None:
         """The members' datasets, each once ([U, N, ...]), and which one each member uses."""
@@ -205,12 +257,15 @@ class StackedEngine(Engine):
         self.norms = [torch.stack(column) for column in zip(*(t.grad_norms for t in tallies))]
 
     def batches(self, batch_size: int, skip: int, epoch: int):
-        """Each member's batches ([K, B, ...]), in the order its own generator draws."""
+        """Each member's batches ([K, B, ...]), in the order its own generator draws: rows
+        of the stacked datasets ([U * N, ...]) gathered by one index_select each."""
         perms = torch.stack([p.batches.order(epoch) for p in self.parts]).to(self.device)
+        rows = perms + self.slot_data.unsqueeze(1) * self.x_train.shape[1]  # [K, N]: rows of x_train.flatten(0, 1)
+        x, y = self.x_train.flatten(0, 1), self.y_train.flatten(0, 1)
         for start in range(skip * batch_size, perms.shape[1], batch_size):
-            idx = perms[:, start:start + batch_size]
-            rows = self.slot_data.unsqueeze(1)
-            yield self.x_train[rows, idx], self.y_train[rows, idx]
+            idx = rows[:, start:start + batch_size]
+            shape = idx.shape
+            yield x.index_select(0, idx.flatten()).unflatten(0, shape), y.index_select(0, idx.flatten()).unflatten(0, shape)
 
     def set_lrs(self, lrs: list[float]) -> None:
         self.hyper["lr"] = torch.tensor(lrs, device=self.device, dtype=torch.float64)
@@ -220,8 +275,12 @@ class StackedEngine(Engine):
         if self.parts[0].augment.active:  # each member's batch, with its own generator (as solo)
             pairs = [p.augment(xb[k], yb[k], p.generators["augment"]) for k, p in enumerate(self.parts)]
             xb, yb = torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
+        sample_norm = sample_norm or self.reg["clip_value"] is not None or self.reg["clip_norm"] is not None
         losses, correct, norms = self.kernel.step(self.params, self.buffers, self.state, self.hyper, self.flags,
                                                   self.reg, self.active, xb, yb, sample_norm)
+        if self.compiled and not self.noted:
+            note_compiled(self.key, self.size)
+            self.noted = True
         self.loss_sum += losses * xb.shape[1]
         if correct is not None:
             self.correct += correct
