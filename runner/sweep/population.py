@@ -86,6 +86,7 @@ class PopulationTrials:
         self.heartbeats = Heartbeats(storage, worker.heartbeat)
         self.objective = Objective(self.spec, worker.sweep_dir, worker.placement)
         self.held: dict[int, HeldTrial] = {}
+        self.told = False  # trials told since trials.csv was last rewritten
 
     def run(self, started: float) -> None:
         """Populations until the budget is spent and every held trial is told; while other
@@ -97,6 +98,7 @@ class PopulationTrials:
             while self.worker._should_continue(self.study, started):
                 train_many([], population=self.size, run_root=self.worker.sweep_dir / "runs", more=self.more,
                            planned=self.spec.trials * self.spec.seeds)
+                self._show_outputs()
         except (Interrupted, StorageError) as exc:
             self._stop_all(exc)
             raise
@@ -108,6 +110,7 @@ class PopulationTrials:
     def more(self, places: int) -> list:
         """Runs for up to `places` free places: new trials' runs, within the budget (none
         once it is spent; trials another worker's made surplus are told and replaced)."""
+        self._show_outputs()
         while True:
             check_stop()
             left = self.room()
@@ -195,8 +198,14 @@ class PopulationTrials:
             trial.set_user_attr("status", Status.COMPLETED)
             self._tell(trial, Status.COMPLETED, sum(held.values.values()) / len(held.values))
         del self.held[trial.number]
-        if self.worker.after_trial is not None:
+        self.told = True
+
+    def _show_outputs(self) -> None:
+        """trials.csv and the live view, once for the trials told since (members end together
+        at an epoch's end: one rewrite, not one per trial)."""
+        if self.told and self.worker.after_trial is not None:
             self.worker.after_trial()
+        self.told = False
 
     def _tell(self, trial, status: Status, value: float | None = None) -> None:
         from optuna.trial import TrialState

@@ -11,8 +11,9 @@ statistically, not bitwise, its solo run). A member whose run ended is masked (i
 its loss leaves the sum) and the others go on unchanged; its slot may take a new member.
 
 The step is one function of tensors, so torch.compile can compile it whole: one compiled
-step per structure and process (kept in KERNELS), never recompiled per member, epoch or
-population; inductor's on-disk cache spares a later process most of the compile time.
+step per structure and population size in a process (kept in KERNELS), never recompiled per
+member, epoch or population; inductor's on-disk cache spares a later process most of the
+compile time.
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ import hashlib
 import math
 import os
 import re
+import sys
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,11 +45,11 @@ class Kernel:
     """One structure's vectorized forward and step (compiled or not), shared by its populations."""
 
     base: torch.nn.Module  # the architecture on the meta device: functional_call supplies the tensors
-    forward: Callable
+    forward: Callable  # (params, buffers, [K, B, ...] inputs) -> [K, B, ...] outputs: the validation pass's
     step: Callable
 
 
-KERNELS: dict[tuple[str, bool], Kernel] = {}
+KERNELS: dict[tuple, Kernel] = {}
 # trainer.compile=auto: compile once the epochs left, at the measured eager speed, would take
 # longer than compiling saves. The figures are measured on the 2-core reference machine (README).
 COMPILE_S = 40.0  # compiling a population's step with inductor's cache empty
@@ -99,16 +102,31 @@ def note_compiled(key: str, size: int) -> None:
         pass
 
 
-def kernel_for(key: str, parts: Parts, compiled: bool) -> Kernel:
-    """The kernel of this structure (`key`), made on first use in this process."""
-    if (key, compiled) not in KERNELS:
+def kernel_for(key: str, parts: Parts, size: int, compiled: bool) -> Kernel:
+    """The kernel of this structure (`key`), made on first use in this process; compiled, one
+    per population size too (its shapes): static shapes, a graph for a full batch and one for
+    the epoch's shorter last, in a function of its own (dynamo limits the graphs per function)."""
+    index = (key, size, True) if compiled else (key, None, False)
+    if index not in KERNELS:
         base = copy.deepcopy(parts.model).to("meta")
         forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), randomness="different")
         spec = OPTIMIZERS.get(parts.cfg["optimizer"]["name"])
         penalized = [name for name, p in parts.model.named_parameters() if is_penalized(p)]
         step = make_step(forward, spec.rule, parts.data.task, penalized)
-        KERNELS[(key, compiled)] = Kernel(base, forward, torch.compile(step, dynamic=False) if compiled else step)
-    return KERNELS[(key, compiled)]
+        if compiled:
+            digest = step_digest(key, size)[:12]
+            step = _compiled(step, f"population_step_{digest}")
+            forward = _compiled(lambda p, b, x, vmapped=forward: vmapped(p, b, x), f"population_forward_{digest}")
+        KERNELS[index] = Kernel(base, forward, step)
+    return KERNELS[index]
+
+
+def _compiled(function: Callable, name: str) -> Callable:
+    """torch.compile of a copy of `function` with a code object of its own, so that its graphs
+    (static shapes) count against dynamo's recompile limit alone."""
+    code = function.__code__.replace(co_name=name)
+    return torch.compile(types.FunctionType(code, function.__globals__, name, function.__defaults__,
+                                            function.__closure__), dynamic=False)
 
 
 def make_step(forward: Callable, rule, task: str, penalized: list[str]) -> Callable:
@@ -146,7 +164,7 @@ class StackedEngine(Engine):
         first = members[0]
         self.parts, self.size, self.device = list(members), len(members), first.device
         self.task, self.key, self.compiled, self.decided, self.noted = first.data.task, key, compiled, compiled, False
-        self.kernel = kernel_for(key, first, compiled)
+        self.kernel = kernel_for(key, first, self.size, compiled)
         self.rule = OPTIMIZERS.get(first.cfg["optimizer"]["name"]).rule
         self.names = list(first.model.state_dict(keep_vars=True))
         params, self.buffers = stack_module_state([p.model for p in members])
@@ -166,7 +184,9 @@ class StackedEngine(Engine):
             self.decided = True
             cost = WARM_COMPILE_S if compiled_before(self.key, self.size) else COMPILE_S
             if worth_compiling(epoch_seconds, epochs_left, cost):
-                self.kernel, self.compiled = kernel_for(self.key, self.parts[0], True), True
+                print(f"optlab: trainer.compile=auto: compiling the population's step ({epochs_left} epochs of "
+                      f"{epoch_seconds:.2f} s left; compiling takes about {cost:.0f} s)", file=sys.stderr, flush=True)
+                self.kernel, self.compiled = kernel_for(self.key, self.parts[0], self.size, True), True
 
     # ------------------------------------------------------------ members
 
@@ -275,16 +295,18 @@ class StackedEngine(Engine):
         if self.parts[0].augment.active:  # each member's batch, with its own generator (as solo)
             pairs = [p.augment(xb[k], yb[k], p.generators["augment"]) for k, p in enumerate(self.parts)]
             xb, yb = torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
-        sample_norm = sample_norm or self.reg["clip_value"] is not None or self.reg["clip_norm"] is not None
+        # the norms are recorded when sampled and whenever clipping needs them (as solo); the
+        # compiled step takes them every step (one graph, and they cost next to nothing there)
+        record = sample_norm or self.reg["clip_value"] is not None or self.reg["clip_norm"] is not None
         losses, correct, norms = self.kernel.step(self.params, self.buffers, self.state, self.hyper, self.flags,
-                                                  self.reg, self.active, xb, yb, sample_norm)
+                                                  self.reg, self.active, xb, yb, record or self.compiled)
         if self.compiled and not self.noted:
             note_compiled(self.key, self.size)
             self.noted = True
         self.loss_sum += losses * xb.shape[1]
         if correct is not None:
             self.correct += correct
-        if norms is not None:
+        if record:
             self.norms.append(norms)
         self.losses = losses
 

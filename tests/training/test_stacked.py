@@ -236,8 +236,8 @@ def test_the_stacked_step_has_no_vmap_fallback(tmp_path, overrides):
 @pytest.mark.slow  # the first compile of a structure takes tens of seconds (inductor's cache spares later ones)
 def test_a_compiled_population_equals_an_uncompiled_one_and_compiles_once(tmp_path, one_ulp_off):
     """trainer.compile=true: the same metrics as the eager population to float32 rounding;
-    one compiled step for the structure (a graph for a full batch and one for the epoch's
-    shorter last), not one per member, epoch or refilled slot."""
+    one compiled step for the structure (a graph for a full batch, one for the epoch's shorter
+    last, one for the validation pass), not one per member, epoch or refilled slot."""
     from torch._dynamo.utils import counters
 
     setting = ("optimizer=momentum", "norm=batch", "regularize.clip_norm=0.5", "regularize.l2=0.001", "model.depth=1")
@@ -245,7 +245,7 @@ def test_a_compiled_population_equals_an_uncompiled_one_and_compiles_once(tmp_pa
     eager = [rows(r.run_dir) for r in train_many(cfgs, population=2)]  # three runs, two slots: one is refilled
     counters.clear()
     compiled = train_many(member_cfgs(tmp_path, 3, *setting, "trainer.compile=true", epochs=2), population=2)
-    assert counters["stats"]["unique_graphs"] <= 2
+    assert counters["stats"]["unique_graphs"] <= 3
     solo = [rows(train(cfg).run_dir) for cfg in cfgs]
     nudged = [one_ulp_off(cfg) for cfg in cfgs]
     for epoch in range(2):  # each within rounding of its solo run, so of each other within twice that
