@@ -9,6 +9,16 @@ def print_error_line(message: str) -> None:
     print(f"optlab: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def choose_from(value, choices) -> str:
+    """The valid choices for a bad value, the closest one first when one is close (difflib):
+    'did you mean adam? choose from: adadelta, adagrad, adam, ...'."""
+    import difflib
+
+    listed = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), listed, n=1, cutoff=0.6)
+    return (f"did you mean {close[0]}? " if close else "") + f"choose from: {', '.join(listed)}"
+
+
 class OptlabError(Exception):
     """Base class: an error the user can act on; never shown with a traceback."""
 
@@ -75,14 +85,34 @@ class TrainingFailed(OptlabError):
 
 
 class Interrupted(OptlabError):
-    """Stopped by SIGINT (130) or SIGTERM (143) after saving what was done."""
+    """Stopped by SIGINT (130) or SIGTERM (143) after saving what was done. Its message is one
+    line: the signal, then how to go on, which only the command knows (a run's folder, the
+    same sweep or study command again): the command tells it with going_on()."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, next_step: str = ""):
         import signal
 
         name = signal.Signals(signum).name
-        super().__init__(f"interrupted by {name}; resume with `optlab train --resume RUN_FOLDER`")
-        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {name}" + (f"; {next_step}" if next_step else ""))
+        self.signum, self.exit_code = signum, 128 + signum
+
+    def going_on(self, next_step: str) -> "Interrupted":
+        """The same stop, told with the command's own next step."""
+        return Interrupted(self.signum, next_step).with_result(self.result)
+
+
+def resume_hint(run_dirs) -> str:
+    """How to go on with run folders a signal stopped: a solo run's, or a population's
+    members' (one `optlab train --resume` each)."""
+    folders = [os.fspath(d) for d in ([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else run_dirs)]
+    if len(folders) == 1:
+        return f"resume with `optlab train --resume {folders[0]}`"
+    return f"resume each with `optlab train --resume RUN` (RUN: {', '.join(folders)})"
+
+
+def rerun_hint(what: str) -> str:
+    """How to go on with a command that picks up where it stopped (a sweep, a study)."""
+    return f"rerun the same command to {what}"
 
 
 class Pruned(OptlabError):

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
 
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 
 # ---------------------------------------------------------------- keys
 
@@ -88,6 +88,16 @@ class Key:
     def type(self) -> type | None:
         return self.kind if self.default is None else type(self.default)
 
+    def rule(self) -> str:
+        """What the key takes beyond its type, in the words its complaints use ("> 0", "one
+        of: pre, post", "a number > 0, or activation"); "" when any value of its type goes."""
+        if self.choices:
+            return f"one of: {', '.join(self.choices)}"
+        if self.words:
+            number = f"a number {self.check.expect}" if self.check is not None else "a number"
+            return f"{number}, or {', '.join(self.words)}"
+        return self.check.expect if self.check is not None else ""
+
     def complaint(self, value: Any) -> str | None:
         """What is wrong with `value` (resolved) for this key, or None when it is fine."""
         if value is None:
@@ -109,7 +119,7 @@ class Key:
     def _choice_complaint(self, value: Any) -> str | None:
         text = as_typed(value)
         fits = re.fullmatch(self.pattern, text) if self.pattern else text in self.choices
-        return None if fits else f"choose from: {', '.join(self.choices)}"
+        return None if fits else choose_from(text, self.choices)
 
     def _meets_check(self, value: Any) -> bool:
         if is_number(value):
@@ -179,9 +189,7 @@ class Registry(Generic[S]):
 
     def get(self, name: str) -> S:
         if name not in self._specs:
-            raise ConfigError(
-                f"{self.group}.name={name}: unknown {self.group}; choose from: {', '.join(self.names())}"
-            )
+            raise ConfigError(f"{self.group}.name={name}: unknown {self.group}; {choose_from(name, self.names())}")
         return self._specs[name]
 
     def names(self, pattern: str = "*") -> list[str]:

@@ -170,3 +170,28 @@ def runs_root(tmp_path) -> Path:
     write_run(root, "sgd-2", config("sgd", 0.1, seed=2), [0.30, math.nan], status="diverged")
     write_run(root, "sgd-3", config("sgd", 0.1, seed=3), [0.20], status="pruned")
     return root
+
+
+# ---------------------------------------------------------------- a real browser
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (its own browser download cannot work offline),
+    one for every browser test of a run; skips, saying why, where Chromium cannot start."""
+    import shutil
+
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install '.[test]')")
+    executable = os.environ.get("OPTLAB_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        pytest.skip("no chromium on PATH (bash .ci/chromium.sh installs Debian's)")
+    with sync_playwright() as playwright:
+        try:
+            # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
+            chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        except Error as exc:
+            pytest.skip(f"{executable} does not start: {str(exc).splitlines()[0]}")
+        yield chromium
+        chromium.close()

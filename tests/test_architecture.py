@@ -1,5 +1,5 @@
-"""The shape of the package: the layered import contract holds, the README's tree is the
-package tree, functions are short, packages say what they are, numbers stay out of docstrings."""
+"""The shape of the package: the layered import contract holds, docs/architecture.md's tree is
+the package tree, functions are short, packages say what they are, numbers stay out of docstrings."""
 from __future__ import annotations
 
 import ast
@@ -11,18 +11,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "runner"
 MAX_LINES = 60
-LONG_ON_PURPOSE: set[str] = set()  # a function the README's Architecture section says why is long
+ARCHITECTURE = REPO / "docs" / "architecture.md"
+LONG_ON_PURPOSE: set[str] = set()  # a function docs/architecture.md says why is long
 
 
 def runner_modules() -> list[Path]:
     return sorted(p for p in RUNNER.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def readme_tree() -> set[str]:
-    """Paths the README's Architecture code block names: `pkg/` lines and the `module.py`
-    lines under them (indented two spaces more)."""
-    text = (REPO / "README.md").read_text()
-    block = text[text.index("## Architecture"):].split("```")[1]
+def documented_tree() -> set[str]:
+    """Paths the tree in docs/architecture.md names: `pkg/` lines and the `module.py` lines
+    under them (indented two spaces more)."""
+    text = ARCHITECTURE.read_text()
+    block = text[text.index("## The tree"):].split("```")[1]
     named, package = set(), ""
     for line in block.splitlines():
         match = re.match(r"^( *)(\w+/|\w+\.py)(?=\s|$)", line)
@@ -43,7 +44,7 @@ def test_the_layered_import_contract_holds():
     assert lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True) == 0
 
 
-def test_the_readmes_tree_is_the_package_tree():
+def test_the_documented_tree_is_the_package_tree():
     actual = set()
     for path in runner_modules():
         relative = path.relative_to(RUNNER)
@@ -52,18 +53,31 @@ def test_the_readmes_tree_is_the_package_tree():
                 actual.add(f"{relative.parts[0]}/")
             continue
         actual.add(relative.as_posix())
-    assert readme_tree() == actual
+    assert documented_tree() == actual
 
 
-def test_no_function_is_longer_than_60_lines_unless_the_readme_says_why():
+REPO_PATH = re.compile(r"(?<![\w./-])((?:runner|tests|bench|conf|sweeps|studies|comparisons|docs|\.ci)/[\w./-]*\w)")
+
+
+def test_every_repository_file_the_documentation_names_exists():
+    """`runner/sweep/storage.py`, `bench/threads.py`, `docs/lr_find.png`, ...: placeholders
+    (`<study>`, NAME, *) aside, each path the README, CONTRIBUTING.md and the docs pages name
+    is in the repository."""
+    pages = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = {m.group(1) for page in pages for m in REPO_PATH.finditer(page.read_text())}
+    missing = sorted(p for p in named if not (REPO / p).exists() and not re.search(r"NAME|<|\*", p))
+    assert len(named) > 30 and missing == []
+
+
+def test_no_function_is_longer_than_60_lines_unless_the_architecture_page_says_why():
     long = set()
     for path in runner_modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_LINES:
                 long.add(f"{path.relative_to(RUNNER).as_posix()}:{node.name}")
     assert long == LONG_ON_PURPOSE
-    readme = (REPO / "README.md").read_text()
-    assert all(name.split(":")[1] in readme for name in LONG_ON_PURPOSE)
+    page = ARCHITECTURE.read_text()
+    assert all(name.split(":")[1] in page for name in LONG_ON_PURPOSE)
 
 
 @pytest.mark.parametrize("package", sorted(p.parent.name for p in RUNNER.glob("*/__init__.py")))
@@ -73,7 +87,7 @@ def test_every_package_says_in_one_line_what_it_is(package):
 
 
 def test_docstrings_carry_no_measured_figures():
-    """Timings and ratios belong in the README and the benchmarks' output."""
+    """Timings and ratios belong in docs/performance.md and the benchmarks' output."""
     figure = re.compile(r"\b\d+(\.\d+)?\s?(us|µs|ms)\b|\b\d+(\.\d+)?\s?s (per|a) (step|call|epoch)\b")
     found = []
     for path in runner_modules():

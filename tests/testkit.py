@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -140,6 +141,45 @@ def make_sweep(root: Path, trials: int = 6, storage_kind: str = "journal") -> Pa
     return folder
 
 
+# ---------------------------------------------------------------- figures as a reader sees them
+
+def rendered(fig):
+    """The figure drawn on an Agg canvas, as saving it would: its renderer, for extents."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def legend_collisions(fig) -> list[str]:
+    """What the figure's legends cover: any axes' data area, its axes' tick labels and labels, its title."""
+    renderer = rendered(fig)
+    covered = []
+    for legend in [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends):
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            parts = {"axes": ax.get_window_extent(renderer), "x axis labels": ax.xaxis.get_tightbbox(renderer),
+                     "y axis labels": ax.yaxis.get_tightbbox(renderer)}
+            if ax.get_title():
+                parts["title"] = ax.title.get_window_extent(renderer)
+            covered += [f"legend covers the {name} of {ax.get_title()!r}" for name, part in parts.items()
+                        if part is not None and box.overlaps(part)]
+    return covered
+
+
+def visible_ticks(axis) -> list[float]:
+    """The major tick positions inside the axis' view."""
+    low, high = sorted(axis.get_view_interval())
+    return [t for t in axis.get_majorticklocs() if low - 1e-9 <= t <= high + 1e-9]
+
+
+def looks(ax) -> list[tuple]:
+    """(line style, marker, fill style) of every labelled line: what tells curves apart beyond colour."""
+    return [(line.get_linestyle(), line.get_marker(), line.get_fillstyle()) for line in ax.get_lines()
+            if not line.get_label().startswith("_")]
+
+
 # ---------------------------------------------------------------- a user's option files
 
 def user_option(config_dir: Path, group: str, name: str, text: str) -> str:
@@ -170,3 +210,94 @@ def sigterm_at_step(monkeypatch, step: int):
 
     monkeypatch.setattr(solo, "clip_gradients", clip_then_signal)
     return lambda: monkeypatch.setattr(solo, "clip_gradients", original)
+
+
+def make_generated_sweep(root: Path, trials: int, seeds: int = 1, epochs: int = 3) -> Path:
+    """root/sweeps/gen: a sweep of `trials` trials over a log-scale optimizer.lr and
+    optimizer.weight_decay, written as optlab writes one (a real Optuna journal study with the
+    epochs' intermediate values, trials.csv, sweep.json, one run folder per trial and seed).
+    Every 5th trial is pruned after its first epoch; the rest complete. Values follow lr
+    (best near 1e-2) so that brushing lr picks known runs."""
+    import random
+
+    import optuna
+    import pandas as pd
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    folder = root / "sweeps" / "gen"
+    folder.mkdir(parents=True)
+    draw = random.Random(0)
+    log_float = optuna.distributions.FloatDistribution
+    space = {"optimizer.lr": (1e-4, 1.0), "optimizer.weight_decay": (1e-6, 1e-2)}
+    frozen, rows = [], []
+    for number in range(trials):
+        params = {k: 10 ** draw.uniform(math.log10(lo), math.log10(hi)) for k, (lo, hi) in space.items()}
+        pruned = number % 5 == 4
+        per_seed = []
+        for seed in range(seeds):
+            peak = 0.95 - 0.1 * abs(math.log10(params["optimizer.lr"]) + 2) + 0.01 * seed
+            accs = [round(peak - 0.3 / (e + 1), 6) for e in range(1 if pruned else epochs)]
+            cfg = config(lr=params["optimizer.lr"], seed=seed)
+            cfg["optimizer"]["weight_decay"] = params["optimizer.weight_decay"]
+            per_seed.append((write_run(folder / "runs", f"trial{number:04d}-seed{seed}", cfg, accs,
+                                       status="pruned" if pruned else "completed"), accs))
+        curve = [sum(a[e] for _, a in per_seed) / seeds for e in range(len(per_seed[0][1]))]
+        frozen.append(optuna.trial.create_trial(
+            params=params, distributions={k: log_float(lo, hi, log=True) for k, (lo, hi) in space.items()},
+            value=None if pruned else curve[-1], intermediate_values=dict(enumerate(curve)),
+            state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE))
+        rows.append({"number": number, "state": "PRUNED" if pruned else "COMPLETE",
+                     "status": "pruned" if pruned else "completed", "value": None if pruned else curve[-1],
+                     **{f"param.{k}": v for k, v in params.items()},
+                     "run_dirs": ";".join(f"runs/{p.name}" for p, _ in per_seed), "error": ""})
+    journal = folder / "study.journal"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="gen", direction="maximize",
+                                storage=JournalStorage(JournalFileBackend(str(journal))))
+    study.add_trials(frozen)
+    pd.DataFrame(rows).to_csv(folder / "trials.csv", index=False)
+    meta = {"study": "gen", "storage": f"journal:{journal}", "metric": "val_acc", "direction": "maximize",
+            "trials": trials, "seeds": seeds,
+            "space": {k: {"type": "float", "low": lo, "high": hi, "log": True} for k, (lo, hi) in space.items()}}
+    (folder / "sweep.json").write_text(json.dumps(meta))
+    return folder
+
+
+# ---------------------------------------------------------------- a page in a real browser
+
+@dataclass
+class OpenedPage:
+    page: object                # playwright's Page
+    errors: list[str]           # console errors and uncaught exceptions
+    requests: list[str]         # every request to anything but a file (each one blocked)
+    ready_ms: float             # navigation start to every chart drawn, as the page measured it
+
+
+def open_page(browser, path: Path, width: int = 1280, height: int = 900) -> OpenedPage:
+    """path's page in a new tab with every request but file:// ones blocked, once every chart
+    has drawn (the page marks its body data-ready)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    errors, requests = [], []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+               else (requests.append(route.request.url), route.abort()))
+    page.goto(Path(path).resolve().as_uri())
+    page.wait_for_selector("body[data-ready]", timeout=60_000)
+    return OpenedPage(page, errors, requests, float(page.evaluate("document.body.dataset.readyMs")))
+
+
+def undrawn_charts(page) -> list[str]:
+    """Ids of the page's charts that did not draw: a plotly chart without an SVG holding a
+    trace, parallel coordinates without lines."""
+    return page.evaluate("""() => [...document.querySelectorAll('div.chart, svg.parcoords')].filter((c) =>
+        c.dataset.drawn !== '1' || (c.matches('div.chart') ? !c.querySelector('svg.main-svg .trace, svg.main-svg .bars')
+                                                        : !c.querySelector('.lines path'))).map((c) => c.id)""")
+
+
+def table_rows(page, table_id: str) -> list[dict]:
+    """The rows a table shows: {column: data-value (the exact number or text), ...}."""
+    return page.evaluate("""(id) => [...document.querySelectorAll(`#${id} tbody tr`)].map((tr) =>
+        Object.fromEntries([...tr.querySelectorAll('[data-col]')].map((s) =>
+            [s.dataset.col, s.dataset.value === undefined ? null : s.dataset.value])))""", table_id)

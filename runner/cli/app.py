@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 
 from optlab.cli import eval as evaluate
-from optlab.cli import listing, lrfind, report, rerun, study, sweep, train
+from optlab.cli import compare, listing, lrfind, report, rerun, study, sweep, train
 from optlab.cli.display import debug, report_error
-from optlab.errors import ConfigError, OptlabError, storage_error
+from optlab.errors import ConfigError, OptlabError, choose_from, storage_error
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,7 +37,38 @@ class Parser(argparse.ArgumentParser):
             self._mixing = False
 
     def error(self, message: str):
-        raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+        raise ConfigError(f"{explain(message)} (see `{self.prog} --help`)")
+
+
+def explain(message: str) -> str:
+    """argparse's complaint in optlab's words, the closest valid choice first: `argument
+    COMMAND: invalid choice: 'trian' (choose from ...)` -> `trian: unknown command; did you
+    mean train? choose from: ...`."""
+    match = re.fullmatch(r"argument (\S+): invalid choice: '?(.*?)'? \(choose from (.*)\)", message)
+    if not match:
+        return message
+    name, value, listed = match.groups()
+    choices = [c.strip(" '") for c in listed.split(",")]
+    what = "unknown command" if name in ("COMMAND", "ACTION") else f"{name} {value}"
+    return f"{value}: {what}; {choose_from(value, choices)}" if what.startswith("unknown") else \
+        f"{what}: {choose_from(value, choices)}"
+
+
+def unknown_flags(parser: Parser, args, extras: list[str]) -> ConfigError:
+    """Arguments no parser took (`optlab report --outt`): the first, named with the closest
+    flag of its command."""
+    command = parser
+    for dest in ("command", "study_command"):
+        chosen = getattr(args, dest, None)
+        sub = next((a for a in command._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if chosen is None or sub is None or chosen not in sub.choices:
+            break
+        command = sub.choices[chosen]
+    flags = sorted(f for f in command._option_string_actions if f.startswith("--"))
+    bad = extras[0]
+    what = "unknown flag" if bad.startswith("-") else "unexpected argument"
+    return ConfigError(f"{bad}: {what} of {command.prog}; {choose_from(bad.split('=')[0], flags)} "
+                       f"(see `{command.prog} --help`)")
 
 
 def build_parser() -> Parser:
@@ -46,7 +78,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"optlab {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
 
-    for command in (train, evaluate, sweep, rerun, report, lrfind, listing, study):
+    for command in (train, evaluate, sweep, rerun, report, lrfind, listing, study, compare):
         command.register(sub)
     return parser
 
@@ -56,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         try:
-            args = parser.parse_args(argv)
+            args, extras = parser.parse_known_args(argv)
         except SystemExit as done:  # --help, --version: argparse printed them
             return int(done.code or 0)
+        if extras:
+            raise unknown_flags(parser, args, extras)
         if args.command is None:
             parser.print_help()
             return 2

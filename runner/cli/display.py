@@ -1,6 +1,7 @@
 """What the terminal shows: tables that fit it (uncut when piped), stderr, the end-of-run table."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
@@ -11,6 +12,22 @@ from rich.table import Table
 from optlab.errors import print_error_line
 
 PIPE_WIDTH = 100_000  # piped or redirected: no width to fit, so tables keep their natural width
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """--help: the description wrapped to the terminal, the examples kept line by line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def with_examples(*examples: tuple[str, str]) -> dict:
+    """add_parser's keywords for a command's --help examples: (command, what it does) pairs."""
+    width = max(len(command) for command, _ in examples)
+    lines = [f"  {command:<{width}}  {what}" for command, what in examples]
+    return {"epilog": "\n".join(["examples:", *lines]), "formatter_class": HelpFormatter}
 
 
 def stderr_console() -> Console:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from optlab.cli.display import with_examples
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a run's best model (model.pt) on its test or validation split, "
                                            "or on other data",
                               description="Evaluate a completed run's model.pt (its best validation epoch) on the "
                                           "run's test or validation split, drawn again from its seed, or on every "
-                                          "sample of other data of the same shape. Example: optlab eval RUN --data "
-                                          "data=npz data.path=more.npz")
+                                          "sample of other data of the same shape.",
+                              **with_examples(("optlab eval outputs/runs/RUN", "its test split"),
+                                              ("optlab eval outputs/runs/RUN --split val", "its validation split"),
+                                              ("optlab eval outputs/runs/RUN --data data=npz data.path=more.npz",
+                                               "every sample of other data")))
     p.add_argument("run", metavar="RUN", help="a completed run folder (it has model.pt)")
     p.add_argument("--split", default="test", help="val or test (default test)")
     p.add_argument("--data", nargs="+", metavar="OVERRIDE",
@@ -81,9 +86,10 @@ def _show(result: dict, fmt: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"model.pt on {result['data']}", caption=result["run"])
+    table = Table(title=f"model.pt on {result['data']}")
     for column in ("n", "loss", "acc"):
         table.add_column(column, justify="right")
     acc = "" if result["acc"] is None else f"{result['acc']:.4f}"
     table.add_row(str(result["n"]), f"{result['loss']:.4f}", acc)
     Console().print(table)
+    print(f"run: {result['run']}")  # a line of its own: a caption would break the path at the table's width

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optlab.cli.display import with_examples
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("lr-find", help="learning-rate range test: suggest an lr for the configured run",
                               description="Train while the lr grows exponentially from --min to --max; "
-                                          "save lr_find.csv and lr_find.png and print the suggested lr.")
+                                          "save lr_find.csv and lr_find.png and print the suggested lr.",
+                              **with_examples(("optlab lr-find optimizer=momentum", "the range test for momentum SGD"),
+                                              ("optlab lr-find model=cnn data=shapes --min 1e-5 --max 1",
+                                               "another model and range")))
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for `optlab train`")
     p.add_argument("--min", type=float, default=1e-6, dest="lr_min", help="first lr (default 1e-6)")
     p.add_argument("--max", type=float, default=10.0, dest="lr_max", help="last lr (default 10)")
@@ -22,6 +27,7 @@ def run(args) -> int:
 
     from optlab.config.compose import compose
     from optlab.errors import ConfigError
+    from optlab.report import plots
     from optlab.runs.folder import new_run_dir, remove_if_empty
     from optlab.training.lrfind import write_results
 
@@ -34,6 +40,7 @@ def run(args) -> int:
     try:
         result = _run_with_progress(cfg, args)
         write_results(result, out_dir)
+        plots.save(plots.lr_range_test(result), out_dir / "lr_find.png")
     except BaseException:
         remove_if_empty(out_dir)
         raise

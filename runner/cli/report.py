@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 
-from optlab.errors import ConfigError, DataError
+from optlab.errors import ConfigError, DataError, choose_from
 
 if TYPE_CHECKING:
     import pandas as pd
-from optlab.runs.files import write_atomic
+from optlab.runs.files import make_dirs, write_atomic
 
 DESCRIPTION = """\
 Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folders
@@ -27,7 +27,8 @@ Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folde
 the validation split at each run's final epoch (--at best: its best epoch); a test number
 in summary.json (test_acc) is shown beside it. Runs with the same config and seed are
 duplicates: they count once (n = distinct seeds), with their mean. Writes to --out
-(default: <first PATH>/report-<options>, e.g. report-by_optimizer-val_acc-final):
+(default: <first PATH>/report-<options>, e.g. report-by_optimizer-val_acc-final; for a run
+folder, beside it: <its parent>/report-<run>-<options>):
 report.csv (one row per group: rank, metric and epoch, n, runs (folders), duplicates,
 counts by status, mean, std, standard error, 95% t confidence interval, best and worst
 seed, epochs to --target, and `varies`: other keys that differ inside the group), runs.csv
@@ -70,7 +71,8 @@ def register(subparsers) -> None:
                         help="statuses whose runs enter mean/std/CI (default: completed); all are counted")
     parser.add_argument("--out", metavar="DIR",
                         help="report folder (default: <first PATH>/report-<options>, named after --by, "
-                             "--metric, --at and the other options that change the numbers)")
+                             "--metric, --at and the other options that change the numbers; beside a run "
+                             "folder, not inside it: <parent>/report-<run>-<options>)")
     parser.add_argument("--force", action="store_true",
                         help="replace a report made with other options in --out (otherwise: exit 2)")
     parser.add_argument("--format", choices=("table", "csv", "md", "json"), default="table",
@@ -78,10 +80,20 @@ def register(subparsers) -> None:
     parser.add_argument("--compare", action="store_true",
                         help="exactly two PATHs A and B: side by side, A - B with Welch's 95%% CI")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained interactive page (tables, parallel "
+                             "coordinates that filter them, charts) that opens offline in any browser")
     parser.add_argument("--layers", action="store_true",
                         help="plot per-layer diagnostics (layers.csv of runs trained with trainer.diagnostics=true): "
                              "activation std and gradient norm against depth, saturation/dead units over training")
     parser.set_defaults(handler=run_report)
+
+
+def report_args(argv: list[str]) -> argparse.Namespace:
+    """`optlab report ARGV`'s arguments, for a command that ends with a report (sweep --html)."""
+    parser = argparse.ArgumentParser(prog="optlab")
+    register(parser.add_subparsers())
+    return parser.parse_args(["report", *argv])
 
 
 def run_report(args) -> int:
@@ -97,9 +109,9 @@ def run_report(args) -> int:
         raise DataError(f"no readable run folders under {', '.join(args.paths)}")
     if args.compare:
         _check_disjoint(collection, args.paths)
-    metric = report.resolve_metric(args.metric, collection, args.direction, args.at)
-    keys = _keys(args.by, collection) if args.by or not args.compare else []  # compare: all A vs all B
-    stats_over = _statuses(args.stats_over)
+    metric = report.resolve_metric(args.metric, collection, args.direction, _at(args, collection))
+    keys = report.grouping_keys(args.by, collection) if args.by or not args.compare else []  # compare: all A vs all B
+    stats_over = report.chosen_statuses(args.stats_over)
     table_keys = ["source", *keys] if args.compare else keys
     table = report.aggregate(collection, table_keys, metric, args.target, stats_over)
     options = _options(args, metric, stats_over)
@@ -108,6 +120,7 @@ def run_report(args) -> int:
     folder.write("runs.csv", collection.runs.to_csv(index=False))
     folder.write("report.csv", table.to_csv(index=False))
     show_table(table, table_keys, metric, args.format, folder)
+    side_by_side = None
     if args.compare:
         side_by_side = report.compare(collection, tuple(str(Path(p)) for p in args.paths), keys, metric, stats_over)
         folder.write("compare.csv", side_by_side.to_csv(index=False))
@@ -115,6 +128,11 @@ def run_report(args) -> int:
     if not args.no_plots:
         for note in write_plots(collection, table, table_keys, metric, stats_over, folder):
             print(f"note: {note}", file=sys.stderr)
+    if args.html:
+        from optlab.report import html_page, html_runs
+
+        page = html_runs.runs_page(collection, table, table_keys, metric, stats_over, args.paths, side_by_side)
+        folder.write("report.html", html_page.render(page))
     folder.finish()
     print(folder.path)
     return 0
@@ -126,9 +144,13 @@ def run_layer_report(args) -> int:
     run_dirs = sorted({p.parent for path in args.paths for p in _layer_tables(Path(path))})
     if not run_dirs:
         raise DataError(f"no layers.csv under {', '.join(args.paths)} (train with trainer.diagnostics=true)")
-    out = Path(args.out) if args.out else Path(args.paths[0]) / "report-layers"
+    out = Path(args.out) if args.out else report_home(args.paths[0], "report-layers")
     for path in write_layer_plots(run_dirs, out):
         print(f"wrote {path}", file=sys.stderr)
+    if args.html:
+        from optlab.report import html_layers, html_page
+
+        print(f"wrote {html_page.write(out / 'report.html', html_layers.layers_page(run_dirs))}", file=sys.stderr)
     print(out)
     return 0
 
@@ -152,7 +174,18 @@ def default_out(first_path: str, options: dict) -> Path:
              *([options["direction"]] if options["direction"] != "auto" else []),
              *([f"target_{options['target']:g}"] if options["target"] is not None else []),
              *([f"over_{'+'.join(options['stats_over'])}"] if options["stats_over"] != ["completed"] else [])]
-    return Path(first_path) / _file_name("-".join(parts))
+    return report_home(first_path, "-".join(parts))
+
+
+def report_home(first_path: str, name: str) -> Path:
+    """Where a report named `name` goes by default: inside the first PATH, or, when that is a
+    run folder (which holds the run alone), beside it, named after it."""
+    from optlab.report.load import RUN_FILES
+
+    path = Path(first_path)
+    if any((path / f).is_file() for f in RUN_FILES):
+        return path.parent / _file_name(name.replace("report", f"report-{path.name}", 1))
+    return path / _file_name(name)
 
 
 class ReportFolder:
@@ -171,7 +204,7 @@ class ReportFolder:
             raise ConfigError(f"{path} holds a report made with other options ({changed}); "
                               "choose another --out, or add --force to replace it")
         self.previous_files = list((previous or {}).get("files", []))
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
 
     def _previous(self) -> dict | None:
         """The record of the report in the folder ({} for a report without one), None if none."""
@@ -242,24 +275,18 @@ def _check_disjoint(collection, paths: list[str]) -> None:
             raise DataError(f"--compare: no readable runs under {path}")
 
 
-def _statuses(text: str) -> tuple[str, ...]:
-    from optlab.report.load import STATUSES
-
-    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in chosen if s not in STATUSES]
-    if unknown or not chosen:
-        raise ConfigError(f"--stats-over {text}: choose from: {', '.join(STATUSES)}")
-    return chosen
-
-
-def _keys(by: str | None, collection) -> list[str]:
+def _at(args, collection) -> str | None:
+    """--at, else for the runs of sweeps the epoch their trials were valued at (sweep.json's
+    `at`), said on stderr; else None (the final epoch)."""
     from optlab import report
 
-    if by is None:
-        return report.differing_keys(collection.runs, collection.config_keys)
-    keys = [k.strip() for k in by.split(",") if k.strip()]
-    report.check_keys(keys, collection)
-    return keys
+    if args.at is not None or args.metric not in collection.curves.columns:
+        return args.at
+    at = report.sweeps_at(collection.runs, collection.sweeps)
+    if at is not None:
+        print(f"note: {args.metric} at each run's {at} epoch, as the sweep valued its trials "
+              f"(--at {'final' if at == 'best' else 'best'} for the other)", file=sys.stderr)
+    return at
 
 
 # ---------------------------------------------------------------- terminal
@@ -287,18 +314,22 @@ def group_table(table: pd.DataFrame, keys: list[str], metric):
     seed, statuses; the caption names the keys each group pools."""
     from rich.table import Table
 
+    from optlab.report import show_value
+
     arrow = "higher" if metric.maximize else "lower"
     test = metric.test_column if metric.test_column and "test_mean" in table else None
+    pooled = table["varies"].fillna("").astype(str).ne("").any()
+    n = "distinct configuration and seed pairs" if pooled else "distinct seeds"
     view = Table(title=f"{metric.label} by {', '.join(keys) or 'all runs'} "
-                       f"({arrow} is better; n = distinct seeds used / run folders)",
-                 caption=table_caption(table, test), caption_justify="left")
+                       f"({arrow} is better; n = {n} used / run folders)",
+                 caption=table_caption(table, test, metric), caption_justify="left")
     shown = keys if len(keys) <= 2 else ["group"]  # many keys: one 'k=v, ...' label column
     for name in ["rank", *shown, "n", "mean", "95% CI", "std", *([test, f"{test} 95% CI"] if test else []),
                  "best (seed)", "worst (seed)", "diverged", "pruned", "failed", "other",
                  *(["target hit", "epochs"] if "target_reached" in table else [])]:
         view.add_column(name, justify="left" if name in shown else "right")
     for _, row in table.iterrows():
-        cells = ["" if _missing(row["rank"]) else str(row["rank"]), *(_fmt(row[k]) for k in shown),
+        cells = ["" if _missing(row["rank"]) else str(row["rank"]), *(show_value(row[k]) for k in shown),
                  f"{row['n']}/{row['runs']}", _fmt(row["mean"]),
                  f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]", _fmt(row["std"]),
                  *([_fmt(row["test_mean"]), f"[{_fmt(row['test_ci_low'])}, {_fmt(row['test_ci_high'])}]"] if test else []),
@@ -312,8 +343,9 @@ def group_table(table: pd.DataFrame, keys: list[str], metric):
     return view
 
 
-def table_caption(table: pd.DataFrame, test_column: str | None) -> str | None:
-    """What the table does not show in its cells: keys pooled inside groups, the test split."""
+def table_caption(table: pd.DataFrame, test_column: str | None, metric=None) -> str | None:
+    """What the table does not show in its cells: keys pooled inside groups, the test split,
+    how the intervals of a bounded metric stay inside its range."""
     lines = []
     varies = table.set_index("group")["varies"].fillna("").astype(str)
     pooled = varies[varies != ""]
@@ -323,13 +355,30 @@ def table_caption(table: pd.DataFrame, test_column: str | None) -> str | None:
         lines += ["pooled runs that also differ in:", *(f"  {g}: {v}" for g, v in pooled.items())]
     if test_column:
         lines.append(f"{test_column}: the test split, measured once with each run's best-validation-epoch weights")
+    if metric is not None:
+        lines.append(interval_note(metric))
     return "\n".join(lines) or None
+
+
+def interval_note(metric, welch: bool = False) -> str:
+    """How the table's 95% intervals are made, in one line."""
+    from optlab.report import range_text
+    from optlab.report.stats import ANY, difference_range
+
+    kind = "Welch's t interval of A - B" if welch else "Student's t interval of the mean"
+    if metric.bounds == ANY:
+        return f"95% CI: {kind}"
+    bounds = difference_range(metric.bounds) if welch else metric.bounds
+    subject = "A - B" if welch else (metric.curve or metric.name)
+    return (f"95% CI: {kind}, cut to {range_text(bounds)}, the values {subject} can take (the true value lies "
+            f"there, so the cut keeps the t interval's 95% coverage)")
 
 
 def compare_table(side_by_side: pd.DataFrame, metric, paths: list[str]):
     from rich.table import Table
 
-    view = Table(title=f"{metric.label}: A = {paths[0]}, B = {paths[1]} (A - B with Welch's 95% CI; n = distinct seeds)")
+    view = Table(title=f"{metric.label}: A = {paths[0]}, B = {paths[1]} (A - B with Welch's 95% CI; n = distinct seeds)",
+                 caption=interval_note(metric, welch=True), caption_justify="left")
     for name in ("group", "A n", "A mean", "B n", "B mean", "A - B", "95% CI", "p"):
         view.add_column(name, justify="left" if name == "group" else "right")
     for _, row in side_by_side.iterrows():
@@ -380,10 +429,10 @@ def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_
     seeds = report.merge_duplicates(used, [metric.column])
     varying = report.numeric_keys(runs, report.differing_keys(runs, collection.config_keys))
     for key in varying[:MAX_KEY_PLOTS]:
-        others = [k for k in keys if k != key and k not in varying]  # colour by the categorical keys
+        others, pooled = plots.colour_keys(seeds, key, keys)
         hue = report.group_labels(seeds, others) if others else None
         fig = plots.metric_vs_key(seeds, key, metric.column, metric.label, hue, ", ".join(others),
-                                  report.log_scaled(collection.sweeps, key))
+                                  report.log_scaled(collection.sweeps, key), ", ".join(pooled))
         folder.save(fig, f"{metric.name}_vs_{key}.png")
     for sweep in collection.sweeps:
         notes += _sweep_plots(sweep, metric, folder)
@@ -393,8 +442,9 @@ def write_plots(collection, table: pd.DataFrame, keys: list[str], metric, stats_
 def _sweep_plots(sweep, metric, folder: ReportFolder) -> list[str]:
     from optlab import report
     from optlab.report import plots
+    from optlab.sweep.spec import metric_label
 
-    name = sweep.meta.get("metric") or "value"
+    name = metric_label(str(sweep.meta.get("metric") or "value"), report.sweep_at(sweep))
     history = report.best_so_far(sweep.trials, report.sweep_direction(sweep, metric.maximize))
     notes = []
     if history.empty:

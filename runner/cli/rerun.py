@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from optlab.cli.display import with_examples
 from optlab.errors import ConfigError, print_error_line
 
 
@@ -18,7 +19,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("rerun", help="rerun a sweep's best configurations with fresh seeds, then report",
                               description="Train the best --top configurations of a finished sweep again, each "
                                           "with --seeds seeds the sweep did not use, into SWEEP_DIR/rerun/, and "
-                                          "print the seed-aggregated table (as optlab report).")
+                                          "print the seed-aggregated table (as optlab report).",
+                              **with_examples(("optlab rerun outputs/sweeps/lr_wd", "the best configuration, 5 fresh seeds"),
+                                              ("optlab rerun outputs/sweeps/lr_wd --top 3 --seeds 10",
+                                               "the best 3, 10 fresh seeds each")))
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep folder (outputs/sweeps/<study>)")
     p.add_argument("--top", type=int, default=1, help="configurations to rerun, best first (default 1)")
     p.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration (default 5)")
@@ -98,5 +102,6 @@ def report(rerun_dir: Path, spec) -> int:
     """The seed-aggregated table of the reruns, as `optlab report` shows it."""
     from optlab.cli.app import build_parser
 
-    args = build_parser().parse_args(["report", str(rerun_dir), "--metric", spec.metric, "--no-plots"])
+    args = build_parser().parse_args(["report", str(rerun_dir), "--metric", spec.metric, "--at", spec.at,
+                                      "--no-plots"])
     return args.handler(args)

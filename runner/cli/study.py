@@ -5,16 +5,29 @@ import json
 import sys
 from pathlib import Path
 
-from optlab.errors import ConfigError
+from optlab.cli.display import with_examples
+from optlab.errors import ConfigError, Interrupted, rerun_hint
 
 
 def register(subparsers) -> None:
     study = subparsers.add_parser("study", help="the lectures' claims, one command each: list, run, table",
-                                  description="Shipped studies: a claim, its runs with seed repeats, a verdict.")
+                                  description="Shipped studies: a claim, its runs with seed repeats, a verdict.",
+                                  **with_examples(("optlab study list", "the shipped studies and their claims"),
+                                                  ("optlab study run he2015_deep_relu", "one study, start to verdict"),
+                                                  ("optlab study table", "the verdicts as one table")))
     sub = study.add_subparsers(dest="study_command", metavar="ACTION")
-    listing = sub.add_parser("list", help="the studies and their claims")
+    listing = sub.add_parser("list", help="the studies and their claims",
+                             description="Each shipped study's name, its claim and its source (the paper).",
+                             **with_examples(("optlab study list", "every study"),
+                                             ("optlab study list | grep batchnorm", "the ones about batch norm")))
     listing.set_defaults(handler=list_studies)
-    run = sub.add_parser("run", help="run a study (reusing its finished runs) and write its verdict")
+    run = sub.add_parser("run", help="run a study (reusing its finished runs) and write its verdict",
+                         description="Train a study's runs (its finished ones are reused, interrupted ones resumed), "
+                                     "measure them, judge the criteria and write verdict.json, table.csv, runs.csv, "
+                                     "study.md and the figure to --out/NAME.",
+                         **with_examples(("optlab study run ioffe2015_batchnorm", "one study"),
+                                         ("optlab study run ioffe2015_batchnorm --seeds 10", "more seeds; finished ones reused"),
+                                         ("optlab study run symmetry --quick", "a few seconds: checks the pipeline")))
     run.add_argument("name", nargs="?", help="a study name (optlab study list) or a study YAML file")
     run.add_argument("--all", action="store_true", help="run every shipped study, one after another")
     run.add_argument("--quick", action="store_true", help="shrunk epochs and seeds: checks the pipeline, "
@@ -23,12 +36,22 @@ def register(subparsers) -> None:
     run.add_argument("--population", metavar="K|auto", help="train up to K runs of one structure at once "
                                                             "(default: the study's, else auto)")
     run.add_argument("--out", metavar="DIR", default="outputs/studies", help="where study folders go")
+    run.add_argument("--html", action="store_true", help="also write report.html in each study folder: the claim, "
+                                                         "criteria, measures and figure as one interactive page")
     run.set_defaults(handler=run_studies)
-    table = sub.add_parser("table", help="the README's table from the studies' verdict.json files")
+    table = sub.add_parser("table", help="the README's table from the studies' verdict.json files",
+                           description="One row per shipped study from its verdict.json under --out: the claim, "
+                                       "the verdict and each criterion's effect with its interval.",
+                           **with_examples(("optlab study table", "print the table"),
+                                           ("optlab study table --docs docs/studies --readme README.md",
+                                            "copy study pages and figures, update the README")))
     table.add_argument("--out", metavar="DIR", default="outputs/studies", help="where study folders are")
     table.add_argument("--docs", metavar="DIR", help="also copy each full study's study.md and figure here")
-    table.add_argument("--readme", metavar="FILE", help="also put the table into FILE between the lines "
-                                                        "<!-- studies --> and <!-- /studies -->")
+    table.add_argument("--readme", metavar="FILE", action="append",
+                       help="also put the table into FILE between the lines <!-- studies --> and "
+                            "<!-- /studies -->, its links relative to FILE (repeatable)")
+    table.add_argument("--html", action="store_true", help="also write DIR/report.html: every study's claim, "
+                                                           "criteria, measures and figure on one interactive page")
     table.set_defaults(handler=print_table)
     study.set_defaults(handler=lambda args: _missing_action(study))
 
@@ -61,9 +84,22 @@ def run_studies(args) -> int:
     options = StudyOptions(quick=args.quick, seeds=args.seeds, population=population_size(args.population),
                            out_root=Path(args.out))
     for spec in specs:
-        verdict = run_study(spec, options)
+        try:
+            verdict = run_study(spec, options)
+        except Interrupted as exc:  # its finished runs are reused, stopped ones resumed, by a rerun
+            raise exc.going_on(rerun_hint(f"go on where study {spec.name} stopped")) from None
+        if args.html:
+            _write_study_page(Path(verdict["folder"]) / "report.html", [(Path(verdict["folder"]), spec.figure)],
+                              f"optlab study: {spec.name}")
         _print_verdict(verdict)
     return 0
+
+
+def _write_study_page(path: Path, studies: list, title: str, overview: bool = False) -> None:
+    from optlab.report import html_page, html_study
+
+    html_page.write(path, html_study.study_page(studies, title, overview))
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def _print_verdict(verdict: dict) -> None:
@@ -93,12 +129,19 @@ def print_table(args) -> int:
         for v in verdicts:
             for file in ("study.md", v["figure"]):
                 shutil.copyfile(out / v["study"] / file, docs / (f"{v['study']}.md" if file == "study.md" else file))
-    text = readme_table(verdicts, study_names(), args.docs or "docs/studies")
-    if args.readme:
+    if args.html:
+        from optlab.study.spec import load_study
+
+        _write_study_page(out / "report.html", [(out / v["study"], load_study(v["study"]).figure) for v in verdicts],
+                          f"optlab studies: {out}", overview=True)
+    pages = args.docs or "docs/studies"
+    for readme in map(Path, args.readme or []):
+        import os
+
         from optlab.runs.files import write_atomic
         from optlab.study.write import between_markers
 
-        readme = Path(args.readme)
-        write_atomic(readme, between_markers(readme.read_text(), text))
-    print(text)
+        links = os.path.relpath(pages, readme.parent)  # README.md links docs/studies/, docs/studies.md studies/
+        write_atomic(readme, between_markers(readme.read_text(), readme_table(verdicts, study_names(), links)))
+    print(readme_table(verdicts, study_names(), pages))
     return 0

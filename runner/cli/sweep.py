@@ -16,10 +16,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from optlab.errors import print_error_line
+from optlab.cli.display import with_examples
+from optlab.errors import Interrupted, print_error_line, rerun_hint
 from optlab.runs.status import FINISHED
 from optlab.sweep.outputs import param_column
-from optlab.sweep.spec import SweepSpec
+from optlab.sweep.spec import SweepSpec, metric_label
 
 TOP_LIVE, TOP_FINAL = 5, 10
 
@@ -27,7 +28,12 @@ TOP_LIVE, TOP_FINAL = 5, 10
 def register(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="search hyper-parameters with Optuna (random, grid, TPE, GP, CMA-ES, QMC)",
                               description="Run a hyper-parameter sweep from a sweep file (see sweeps/). "
-                                          "Rerunning the same command continues the study to its budget.")
+                                          "Rerunning the same command continues the study to its budget.",
+                              **with_examples(
+                                  ("optlab sweep sweeps/lr_wd.yaml --trials 20 --jobs 2", "TPE over lr and weight decay"),
+                                  ("optlab sweep sweeps/lr_wd.yaml --extend 10", "the same study, 10 more trials"),
+                                  ("optlab sweep sweeps/lr_wd.yaml --refine outputs/sweeps/lr_wd --top 5",
+                                   "coarse to fine")))
     p.add_argument("file", nargs="?", help="sweep file (a path, or a name in the built-in sweeps/ folder)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides added to the sweep's base, e.g. trainer.epochs=5")
     p.add_argument("--trials", type=int, help="finished trials in total (the budget)")
@@ -58,6 +64,9 @@ def register(subparsers) -> None:
     p.add_argument("--wait", action="store_true", help="with --launcher slurm: follow the jobs to the end")
     p.add_argument("--watch", metavar="SWEEP_FOLDER", help="follow a Slurm sweep's study and jobs to its end")
     p.add_argument("--cancel", metavar="SWEEP_FOLDER", help="cancel a Slurm sweep's jobs")
+    p.add_argument("--html", action="store_true",
+                   help="at the end, write the sweep's report with its page (optlab report SWEEP_FOLDER --html "
+                        "--metric METRIC: report.html beside report.csv); its table goes to stderr")
     p.set_defaults(handler=run_sweep)
 
 
@@ -74,7 +83,9 @@ def run_sweep(args) -> int:
     from optlab.sweep.study import GRACE_S, HEARTBEAT_S
 
     if args.watch or args.cancel:
-        return watch_sweep(Path(args.watch), args.storage) if args.watch else cancel_sweep(Path(args.cancel))
+        if args.cancel:
+            return cancel_sweep(Path(args.cancel))
+        return watch_sweep(Path(args.watch), args.storage, html=args.html)
     overrides = list(args.overrides)
     if args.refine and args.file:  # with --refine, the first positional is an override
         overrides.insert(0, args.file)
@@ -94,9 +105,7 @@ def run_sweep(args) -> int:
         return submit_sweep(sweep, launcher, args, options)
     with SweepView(sweep.spec) as view:
         outcome = run_workers(sweep, options, on_rows=view.show)
-    if outcome.stopped is not None:
-        print_error_line(str(outcome.stopped))
-    return finish(sweep.spec, sweep.sweep_dir, outcome)
+    return finish(sweep.spec, sweep.sweep_dir, outcome, args.html)
 
 
 def check_launcher_flags(args, kind: str) -> None:
@@ -120,13 +129,13 @@ def submit_sweep(sweep, launcher, args, options) -> int:
     print(f"submitted Slurm job array {job_id} ({workers} workers) for sweep {sweep.spec.study}; "
           f"follow it with: optlab sweep --watch {sweep.sweep_dir}", file=sys.stderr, flush=True)
     if args.wait:
-        return watch_sweep(sweep.sweep_dir, options.storage, job_id=job_id)
+        return watch_sweep(sweep.sweep_dir, options.storage, job_id=job_id, html=args.html)
     print(f"job {job_id}")
     print(sweep.sweep_dir)
     return 0
 
 
-def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None) -> int:
+def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None, html: bool = False) -> int:
     """The live view of a Slurm sweep until its budget is reached or its jobs are gone."""
     from optlab.sweep.outputs import best_trial, write_outputs
     from optlab.sweep.run import Outcome
@@ -144,7 +153,7 @@ def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None)
                          f"rerun the sweep command to continue it")
     if job_id is not None:
         print(f"job {job_id}")
-    return finish(spec, sweep_dir, Outcome(rows, code, best_trial(study, spec)))
+    return finish(spec, sweep_dir, Outcome(rows, code, best_trial(study, spec)), html)
 
 
 def cancel_sweep(sweep_dir: Path) -> int:
@@ -156,19 +165,38 @@ def cancel_sweep(sweep_dir: Path) -> int:
     return 0
 
 
-def finish(spec: SweepSpec, sweep_dir: Path, outcome) -> int:
-    """The final table, what to do next, and the sweep folder as stdout's last line."""
+def finish(spec: SweepSpec, sweep_dir: Path, outcome, html: bool = False) -> int:
+    """The final table, what to do next, the report with its page (--html), and the sweep
+    folder as stdout's last line."""
     from optlab.cli.display import print_table
 
     print_table(final_table(spec, outcome.rows))
+    if html:
+        write_report(sweep_dir, spec)
     code = outcome.code
     if code == 0 and outcome.best is None:
         print_error_line("no trial completed (all failed, diverged or were pruned); see trials.csv")
         code = 4
-    elif code in (130, 143):
-        print_error_line(f"sweep stopped; rerun the same command to continue it to {spec.trials} trials")
+    elif code in (130, 143):  # one line: a trial's run is the sweep's to resume, not the user's
+        signum = outcome.stopped.signum if outcome.stopped is not None else code - 128
+        print_error_line(str(Interrupted(signum, rerun_hint(f"continue it to {spec.trials} trials"))))
     print(sweep_dir)
     return code
+
+
+def write_report(sweep_dir: Path, spec: SweepSpec) -> None:
+    """optlab report SWEEP_DIR --html --metric METRIC, its output on stderr; a report that
+    cannot be made is one line, and the sweep's own exit code stands."""
+    import contextlib
+
+    from optlab.cli.report import report_args, run_report
+    from optlab.errors import OptlabError
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            run_report(report_args([str(sweep_dir), "--html", "--metric", spec.metric]))
+    except OptlabError as exc:
+        print_error_line(f"--html: no report: {exc}")
 
 
 # ---------------------------------------------------------------- views
@@ -182,7 +210,7 @@ def trials_table(spec: SweepSpec, rows: list[dict], top: int, title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ("trial", "status", spec.metric, *(p.name for p in spec.space), "seconds"):
+    for name in ("trial", "status", metric_label(spec.metric, spec.at), *(p.name for p in spec.space), "seconds"):
         table.add_column(name, justify="right" if name not in ("status",) else "left")
     for r in ranked(rows, spec)[:top]:
         table.add_row(str(r["number"]), r["status"], f"{r['value']:.4f}",
@@ -261,16 +289,18 @@ class SweepView:
 
     def best_text(self, rows: list[dict]) -> str:
         best = ranked(rows, self.spec)
-        return f"best {self.spec.metric} {best[0]['value']:.4f} (trial {best[0]['number']})" if best else ""
+        label = metric_label(self.spec.metric, self.spec.at)
+        return f"best {label} {best[0]['value']:.4f} (trial {best[0]['number']})" if best else ""
 
     def log_new(self, rows: list[dict]) -> None:
         for r in rows:
             if r["status"] == "running" or self.seen.get(r["number"]) == r["status"]:
                 continue
             self.seen[r["number"]] = r["status"]
-            value = f" {self.spec.metric}={r['value']:.4f}" if r["value"] is not None else ""
-            params = " ".join(f"{p.name}={r[param_column(p.name)]}" for p in self.spec.space
-                              if r[param_column(p.name)])
+            value = f" {metric_label(self.spec.metric, self.spec.at)} {r['value']:.4f}" if r["value"] is not None else ""
+            params = "".join(f" {p.name}={r[param_column(p.name)]}" for p in self.spec.space
+                             if r[param_column(p.name)])
             error = f" ({r['error']})" if r["error"] else ""
-            print(f"trial {r['number']} {r['status']}{value} {params}{error}  [{self.best_text(rows)}]",
+            best = self.best_text(rows)
+            print(f"trial {r['number']} {r['status']}{value}{params}{error}" + (f"  [{best}]" if best else ""),
                   file=sys.stderr, flush=True)

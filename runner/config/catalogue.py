@@ -8,18 +8,19 @@ none, so `optlab list` shows the specs' own words. A file that names your own fu
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from optlab.config.compose import GROUPS, group_options, option_file
-from optlab.config.specs import option_specs
-from optlab.errors import ConfigError
+from optlab.config.compose import GROUPS, builtin_config_dir, flatten, group_options, option_file
+from optlab.config.specs import KEYS_ONLY_GROUPS, option_specs
+from optlab.errors import ConfigError, choose_from
 from optlab.registry import Spec
 
-__all__ = ["GROUPS", "Option", "flat_defaults", "option_keys", "options"]
+__all__ = ["GROUPS", "Option", "flat_defaults", "key_rules", "missing_defaults", "option_keys", "options"]
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,16 @@ def option_keys(group: str, name: str, config_dir: str | None = None) -> list[st
             for entry, spec in file_specs(group, path) for key in spec.key_names()]
 
 
+def key_rules(group: str, name: str, config_dir: str | None = None) -> dict[str, str]:
+    """An option's keys as its file writes them (`bias.name`; an augment entry's without the
+    entry) and what each takes beyond its type (Key.rule), from the specs the file names."""
+    path = option_file(group, name, config_dir)
+    return {key.name: key.rule() for _, spec in file_specs(group, path) for key in spec.keys}
+
+
 def options(group: str, config_dir: str | None = None) -> list[Option]:
     if group not in GROUPS:
-        raise ConfigError(f"{group}: unknown group; choose from: {', '.join(GROUPS)}")
+        raise ConfigError(f"{group}: unknown group; {choose_from(group, GROUPS)}")
     found = []
     for name in group_options(group, config_dir):
         path = option_file(group, name, config_dir)
@@ -94,3 +102,43 @@ def flat_defaults(values: dict, prefix: str = "") -> list[str]:
         else:
             out.append(f"{prefix}{key}={value}")
     return out
+
+
+def missing_defaults(tree: dict) -> dict:
+    """Dotted key -> default, for every key that the built-in files of a saved config's
+    options declare and the config lacks. A run folder written before a key existed ran as
+    that key's default says (a new key's default keeps the old behaviour), so a report reads
+    it as the default. Read from the option files (they declare the specs' keys and
+    defaults), so a report needs no torch; options without a built-in file are passed over."""
+    found = {}
+    for group in GROUPS:
+        values = tree.get(group, {})
+        if not isinstance(values, dict):
+            continue
+        for name in _chosen_files(group, values):
+            try:
+                declared = file_values(group, option_file(group, name))
+            except (ConfigError, OSError, yaml.YAMLError):
+                continue
+            present = [key for key, _ in flatten(values)]
+            found.update({f"{group}.{key}": default for key, default in flatten(declared)
+                          if key != "name" and not any(p == key or p.startswith(f"{key}.") for p in present)})
+    return found
+
+
+def _chosen_files(group: str, values: dict) -> list[str]:
+    """The option files a group's mapping came from: its `name:`, augment's entries, or for
+    a keys-only group (trainer, regularize) the file the root config chooses."""
+    if group == "augment":
+        return [entry for entry, params in values.items() if isinstance(params, dict)]
+    if group in KEYS_ONLY_GROUPS:
+        return [_root_choices()[group]] if group in _root_choices() else []
+    return [str(values["name"])] if "name" in values else []
+
+
+@functools.cache
+def _root_choices() -> dict:
+    """{group: option} of conf/config.yaml's defaults list."""
+    text = (builtin_config_dir() / "config.yaml").read_text()
+    entries = (yaml.safe_load(text) or {}).get("defaults", [])
+    return {k: str(v) for entry in entries if isinstance(entry, dict) for k, v in entry.items()}

@@ -6,6 +6,7 @@ component registries, runner/registry.py); this module only composes and explain
 from __future__ import annotations
 
 import copy
+import difflib
 
 import re
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from optlab.config.validate import (
     unknown_key,
     validate,
 )
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 from optlab.registry import as_typed
 
 # Keys that name, place, time or watch a run without changing what it learns: never grouping
@@ -36,6 +37,8 @@ from optlab.registry import as_typed
 #   (test_diagnostics checks the metrics are identical).
 # - tensorboard: event files written from each epoch's row (test_tensorboard checks the
 #   metrics are identical).
+# - threads: how many CPU threads run the same arithmetic (sums may split differently, so
+#   results are bitwise repeatable at a fixed count, equal to float rounding across counts).
 # - device, data_on_device, compile, channels_last: where and with which kernels the same
 #   arithmetic runs; the same seed gives the same run to float rounding (README), so a rerun
 #   on a GPU is a duplicate of the CPU run, not a new sample. --by trainer.device still
@@ -44,7 +47,7 @@ from optlab.registry import as_typed
 BOOKKEEPING_KEYS = ("trainer.name", "trainer.out_dir", "trainer.progress", "trainer.checkpoint_every_s",
                     "trainer.log_every", "trainer.eval_batch_size", "trainer.diagnostics",
                     "trainer.device", "trainer.data_on_device", "trainer.compile", "trainer.channels_last",
-                    "trainer.tensorboard")
+                    "trainer.tensorboard", "trainer.threads")
 BOOKKEEPING_PREFIXES = ("diagnostics.",)
 
 
@@ -93,7 +96,7 @@ def option_file(group: str, name: str, config_dir: str | None = None) -> Path:
         path = root / group / f"{name}.yaml"
         if path.is_file():
             return path
-    raise ConfigError(f"{group}={name}: unknown {group}; choose from: {', '.join(group_options(group, config_dir))}")
+    raise ConfigError(f"{group}={name}: unknown {group}; {choose_from(name, group_options(group, config_dir))}")
 
 
 # ---------------------------------------------------------------- composition
@@ -238,7 +241,7 @@ def _check_group_choices(parsed: list, config_dir: str | None) -> None:
             raise ConfigError(f"{o.input_line}: choose at least one option ({group}=none for none)")
         for name in value if isinstance(value, list) else [value]:
             if as_typed(name) not in options:
-                raise ConfigError(f"{group}={as_typed(name)}: unknown {group}; choose from: {', '.join(options)}")
+                raise ConfigError(f"{group}={as_typed(name)}: unknown {group}; {choose_from(as_typed(name), options)}")
 
 
 def _delete(cfg: DictConfig, override) -> None:
@@ -279,7 +282,9 @@ def _unknown_key_message(key: str, parsed: list, config_dir: str | None) -> str:
     if having:
         parts.append(f"{_and_join(having)} {'has' if len(having) == 1 else 'have'} it")
     valid = [k for name in chosen for k in keys.get(name, [])]
-    parts.append(f"the keys of {choice}: {', '.join(valid) or '(none)'}")
+    close = [] if having else difflib.get_close_matches(sub, valid, n=1, cutoff=0.6)  # a typo, not another option's key
+    keys_of = f"the keys of {choice}: {', '.join(valid) or '(none)'}"
+    parts.append(f"did you mean {group}.{close[0]}? {keys_of}" if close else keys_of)
     return "; ".join(parts)
 
 

@@ -28,6 +28,8 @@ GROUPS = ("data", "model", "init", "norm", "activation", "optimizer", "schedule"
 
 WATCHED_METRICS = ("val_acc", "val_loss")  # what best.pt and early stopping watch (val_acc: val_loss without accuracy)
 
+THREAD_COUNT = Check(lambda v: isinstance(v, int) and v >= 1, ">= 1 (whole)")
+
 FREEZE_PATTERNS = Check(lambda v: all(isinstance(p, str) and p for p in v), "a list of parameter-name prefixes or globs")
 
 TRAINER = KeysOnlySpec(
@@ -54,6 +56,7 @@ TRAINER = KeysOnlySpec(
           Key("channels_last", False),
           Key("checkpoint_every_s", 60, NON_NEGATIVE),
           Key("tensorboard", False),
+          Key("threads", "auto", THREAD_COUNT, words=("auto",)),
           Key("freeze", [], FREEZE_PATTERNS),
           Key("train_only", None, choices=("norm", "norm+head"), kind=str)))
 
@@ -85,12 +88,17 @@ def augmentations() -> Registry:
     return AUGMENTATIONS
 
 
+KEYS_ONLY_GROUPS = ("regularize", "trainer", "diagnostics")  # one spec each, no `name:` to choose by
+
+
 def keys_only_spec(group: str) -> KeysOnlySpec | None:
+    if group not in KEYS_ONLY_GROUPS:
+        return None
     if group == "regularize":
         from optlab.optim.regularize import REGULARIZE
 
         return REGULARIZE
-    return {"trainer": TRAINER, "diagnostics": DIAGNOSTICS}.get(group)
+    return {"trainer": TRAINER, "diagnostics": DIAGNOSTICS}[group]
 
 
 def option_specs(group: str, values: Mapping) -> list[tuple[str, Spec]]:

@@ -7,12 +7,13 @@ line naming the key as typed; an interpolation also shows what it resolved to.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
 from optlab.config.specs import GROUPS, augmentations, option_specs
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 from optlab.registry import Key, Spec, as_typed, import_target
 
 KeyTree = dict  # {part: Key | KeyTree}: a spec's keys nested at their dots
@@ -158,10 +159,13 @@ def _find(tree: KeyTree, dotted: str) -> Key | KeyTree | None:
 
 
 def unknown_key(key: str) -> ConfigError:
-    group = key.split(".")[0]
-    if group in GROUPS and "." in key:
+    group, dot, rest = key.partition(".")
+    if group in GROUPS and dot:
         return UnknownKey(key, f"{key}: unknown key in group '{group}'")
-    return ConfigError(f"{key}: unknown key; top-level groups are: {', '.join(GROUPS)}")
+    suggestion = choose_from(group, GROUPS)
+    if dot:  # optimzer.lr: the whole key, corrected
+        suggestion = re.sub(r"^did you mean (\S+)\?", lambda m: f"did you mean {m.group(1)}.{rest}?", suggestion)
+    return ConfigError(f"{key}: unknown config group {group!r}; {suggestion}")
 
 
 def _as_written(cfg: DictConfig, key: str, value: Any) -> str:

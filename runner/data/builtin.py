@@ -68,13 +68,30 @@ def load_spirals(cfg: dict, seed: int) -> Pool:
 
 
 def load_linreg(cfg: dict, seed: int) -> Pool:
-    """Least squares: y = X w* + noise with X ~ N(0, I) and w* ~ N(0, I), drawn from the seed."""
+    """Least squares: y = X w* + noise, drawn from the seed. With `condition` 1 (the default)
+    X ~ N(0, I) and w* ~ N(0, I); above 1, ill_conditioned's X and w*."""
     n, d, noise = int(cfg["n_samples"]), int(cfg["n_features"]), float(cfg["noise"])
+    condition = float(cfg.get("condition", 1.0))
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d))
-    w_star = rng.normal(size=d)
+    if condition == 1.0:
+        x = rng.normal(size=(n, d))
+        w_star = rng.normal(size=d)
+    else:
+        x, w_star, _, _ = ill_conditioned(rng, n, d, condition)
     y = x @ w_star + rng.normal(0.0, noise, n)
     return Pool(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), task="regression")
+
+
+def ill_conditioned(rng, n: int, d: int, condition: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X, w*, lam, Q): X = Z diag(sqrt(lam)) Q^T with Z ~ N(0, I), Q a random rotation and the
+    covariance's eigenvalues lam log-spaced from 1 down to 1 / condition; w* = Q diag(1 / sqrt(lam)) u
+    with u ~ N(0, I), so that X w* = Z u: every eigen-direction carries the same share of the
+    signal in expectation, and the slow, small-eigenvalue ones cannot be skipped."""
+    lam = np.logspace(0.0, -np.log10(condition), d)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    x = rng.normal(size=(n, d)) * np.sqrt(lam) @ q.T
+    w_star = q @ (rng.normal(size=d) / np.sqrt(lam))
+    return x, w_star, lam, q
 
 
 def load_blobs(cfg: dict, seed: int) -> Pool:
@@ -103,8 +120,10 @@ DATASETS.add(DatasetSpec(
     description="Interleaved 2-D spirals, one arm per class: not linearly separable."))
 DATASETS.add(DatasetSpec(
     name="linreg", load=load_linreg, regression=True,
-    keys=(n_samples_key(1000), n_features_key(20), noise_key(0.1)),
-    description="A generated least-squares problem: y = X w* + noise, X ~ N(0, I), w* ~ N(0, I); reports MSE."))
+    keys=(n_samples_key(1000), n_features_key(20), noise_key(0.1), Key("condition", 1.0, at_least(1))),
+    description="A generated least-squares problem: y = X w* + noise, X ~ N(0, I), w* ~ N(0, I); reports MSE. "
+                "condition > 1: X's covariance has eigenvalues log-spaced from 1 to 1/condition along a "
+                "random rotation, each eigen-direction an equal share of y."))
 DATASETS.add(DatasetSpec(
     name="blobs", load=load_blobs,
     keys=(n_samples_key(1000), n_features_key(2), classes_key(3), Key("cluster_std", 1.0, POSITIVE),

@@ -1,16 +1,18 @@
 """Groups of runs -> one row each: which metric, which keys, replicates and duplicates."""
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from optlab.config.compose import GROUPS, is_bookkeeping
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 from optlab.report.load import STATUSES, Collection
-from optlab.report.stats import describe, welch
+from optlab.report.stats import describe, value_range, welch
 from optlab.runs.status import Status
+from optlab.sweep.spec import metric_label, split_of  # noqa: F401  (plots.py asks groups for split_of)
 
 SEED_KEY = "trainer.seed"  # replicates differ in it: never a grouping key, always part of a run's identity
 
@@ -30,17 +32,12 @@ class Metric:
     @property
     def label(self) -> str:
         """What the number is: 'val_acc (validation, final epoch)'."""
-        split = split_of(self.curve or self.name)
-        where = ", ".join(p for p in (split, f"{self.at} epoch" if self.at else "") if p)
-        return f"{self.curve or self.name} ({where})" if where else self.name
+        return metric_label(self.curve or self.name, self.at)
 
-
-def split_of(column: str) -> str:
-    """The data split a metric is measured on, from its name ('' when it names none)."""
-    for prefix, split in (("val_", "validation"), ("train_", "training"), ("test_", "test")):
-        if column.removeprefix("best_").removeprefix("final_").startswith(prefix):
-            return split
-    return ""
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The values it can take, which its intervals stay inside ([0, 1] for val_acc)."""
+        return value_range(self.curve or self.name)
 
 
 def resolve_metric(name: str, collection: Collection, direction: str = "auto", at: str | None = None) -> Metric:
@@ -64,7 +61,7 @@ def resolve_metric(name: str, collection: Collection, direction: str = "auto", a
         return Metric(name, name, curve, _maximize(name, direction), named_at, _test_column(base, runs))
     choices = sorted({c for c in curves.columns if c not in ("run_dir", "epoch")}
                      | {c for c in runs.columns if c not in collection.config_keys and pd.api.types.is_numeric_dtype(runs[c])})
-    raise ConfigError(f"--metric {name}: not a metrics.csv column or summary number; choose from: {', '.join(choices)}")
+    raise ConfigError(f"--metric {name}: not a metrics.csv column or summary number; {choose_from(name, choices)}")
 
 
 def _curve_value_column(collection: Collection, name: str, at: str, maximize: bool) -> str:
@@ -103,10 +100,24 @@ def _maximize(name: str, direction: str) -> bool:
     return not any(word in name for word in ("loss", "time", "error"))
 
 
+NULL = "null"  # how null, NaN and a key a run's options do not have show, and that they are one value
+
+
+def cell_text(value) -> str:
+    """One text per config value, for comparing runs: null, NaN and a missing key are all
+    NULL (load.py gives a key an older run lacks its default first), so a key set in some
+    runs and null in others takes two values, not one."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return NULL
+    if isinstance(value, float):
+        return f"{value:g}" if value == int(value) and abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
 def differing_keys(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
-    """Config keys with two or more values among the runs that have them (a key missing
-    from older runs does not count; bookkeeping keys such as the seed are excluded), less
-    keys that merely follow a group's choice (adam's betas, sgd's momentum)."""
+    """Config keys with two or more values among the runs (null counts as a value:
+    regularize.clip_norm null vs 0.01 differs; bookkeeping keys and the seed are excluded),
+    less keys that merely follow a group's choice (adam's betas, sgd's momentum)."""
     keys = [k for k in config_keys if k in runs and k != SEED_KEY and not is_bookkeeping(k) and _distinct(runs[k]) > 1]
     groups = [k for k in keys if k in GROUPS]
     return [k for k in keys if not any(k.startswith(f"{g}.") and _follows(runs, g, k) for g in groups)]
@@ -126,7 +137,7 @@ def replicate_ids(runs: pd.DataFrame, config_keys: list[str], keys: list[str] = 
     Grouping keys that are not config keys (--compare's source) also tell runs apart."""
     identity = [k for k in config_keys if k in runs and not is_bookkeeping(k)]
     identity += [k for k in ("seed", *keys) if k in runs and k not in identity]
-    cells = runs[identity].astype(str)  # lists are JSON text already; NaN hashes alike
+    cells = runs[identity].map(cell_text)  # lists are JSON text already; null and NaN alike
     return pd.Series(pd.util.hash_pandas_object(cells, index=False).to_numpy(), index=runs.index)
 
 
@@ -142,7 +153,7 @@ def merge_duplicates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def _distinct(values: pd.Series) -> int:
-    return values.dropna().astype(str).nunique()
+    return values.map(cell_text).nunique()
 
 
 def _follows(runs: pd.DataFrame, group: str, key: str) -> bool:
@@ -159,28 +170,39 @@ def numeric_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
     return out
 
 
+def grouping_keys(by: str | list[str] | None, collection: Collection) -> list[str]:
+    """The keys a report groups by: `by` (comma-separated, or a list), each checked against
+    the runs; None: the config keys that differ between the runs, the seed excluded."""
+    if by is None:
+        return differing_keys(collection.runs, collection.config_keys)
+    keys = [k.strip() for k in (by.split(",") if isinstance(by, str) else by) if k.strip()]
+    check_keys(keys, collection)
+    return keys
+
+
 def check_keys(keys: list[str], collection: Collection) -> None:
     missing = [k for k in keys if k not in collection.runs.columns]
     if missing:
         known = ", ".join(k for k in collection.config_keys if "." not in k) or "none"
-        raise ConfigError(f"--by {','.join(missing)}: not a config key of these runs "
-                          f"(config groups: {known}; dotted keys such as optimizer.lr also work)")
+        close = difflib.get_close_matches(missing[0], collection.config_keys, n=1, cutoff=0.6)
+        raise ConfigError(f"--by {','.join(missing)}: not a config key of these runs; "
+                          + (f"did you mean {close[0]}? " if close else "")
+                          + f"config groups: {known} (dotted keys such as optimizer.lr also work)")
 
 
 def group_labels(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
     """One readable label per run: 'optimizer=adam, norm=batch' (or 'all')."""
     if not keys:
         return pd.Series(ALL, index=runs.index)
-    parts = [runs[k].map(lambda v, k=k: f"{k}={_show(v)}") for k in keys]
+    parts = [runs[k].map(lambda v, k=k: f"{k}={show_value(v)}") for k in keys]
     return parts[0].str.cat(parts[1:], sep=", ") if len(parts) > 1 else parts[0]
 
 
-def _show(value) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "-"
-    if isinstance(value, float):
+def show_value(value) -> str:
+    """A config value as a table or a label shows it (null for null, NaN or a missing key)."""
+    if isinstance(value, float) and not math.isnan(value):
         return f"{value:g}"
-    return str(value)
+    return cell_text(value)
 
 
 def epochs_to_target(curves: pd.DataFrame, column: str, target: float, maximize: bool) -> pd.Series:
@@ -219,7 +241,7 @@ def _group_row(frame: pd.DataFrame, keys: list[str], metric: Metric, reached: pd
     used = frame[frame["status"].isin(stats_over) & frame[metric.column].notna()]
     columns = [metric.column, *([metric.test_column] if metric.test_column else [])]
     values = merge_duplicates(used[["replicate", "seed", *columns]], columns)
-    stats = describe(values[metric.column])
+    stats = describe(values[metric.column], bounds=metric.bounds)
     row = {"group": frame["group"].iloc[0], **{k: frame[k].iloc[0] for k in keys},
            "metric": metric.name, "at": metric.at or "", "n": stats.pop("n"), "runs": len(frame),
            "duplicates": len(used) - len(values)}
@@ -229,7 +251,7 @@ def _group_row(frame: pd.DataFrame, keys: list[str], metric: Metric, reached: pd
     row.update(stats)
     row.update(_best_and_worst(values, metric))
     if metric.test_column:
-        test = describe(values[metric.test_column])
+        test = describe(values[metric.test_column], bounds=value_range(metric.test_column))
         row.update({f"test_{k}": v for k, v in test.items() if k != "sem"})
     if reached is not None:
         row.update(_target_row(frame, reached))
@@ -261,25 +283,31 @@ def compare(collection: Collection, sources: tuple[str, str], keys: list[str], m
     rows = []
     for group in runs["group"].drop_duplicates():
         sides = [describe(merge_duplicates(used[(used["group"] == group) & (used["source"] == s)],
-                                           [metric.column])[metric.column]) for s in sources]
+                                           [metric.column])[metric.column], bounds=metric.bounds) for s in sources]
         row = {"group": group}
         for name, side in zip("AB", sides):
             row.update({f"{name}_{k}": v for k, v in side.items() if k != "sem"})
-        rows.append({**row, **welch(*sides)})
+        rows.append({**row, **welch(*sides, bounds=metric.bounds)})
     return pd.DataFrame(rows)
 
 
 def group_curves(collection: Collection, keys: list[str], column: str) -> pd.DataFrame:
     """Per group and epoch: mean, min and max of `column` over the group's replicates
-    (duplicates averaged first), and n, how many replicates have that epoch."""
+    (duplicates averaged first), n, how many replicates have that epoch, and the mean's 95%
+    t-interval (ci_low, ci_high; NaN where n < 2)."""
     curves = collection.curves
     if column not in curves:
-        return pd.DataFrame(columns=["group", "epoch", "mean", "min", "max", "n"])
+        return pd.DataFrame(columns=["group", "epoch", "mean", "min", "max", "n", "ci_low", "ci_high"])
     runs = collection.runs
     group_of = dict(zip(runs["run_dir"], group_labels(runs, keys)))
     replicate_of = dict(zip(runs["run_dir"], replicate_ids(runs, collection.config_keys, keys)))
     joined = curves[["run_dir", "epoch", column]].assign(group=curves["run_dir"].map(group_of),
                                                          replicate=curves["run_dir"].map(replicate_of))
     per_replicate = joined.groupby(["group", "replicate", "epoch"], sort=False)[column].mean()
-    table = per_replicate.groupby(level=["group", "epoch"], sort=True).agg(["mean", "min", "max", "count"])
-    return table.rename(columns={"count": "n"}).reset_index()
+    by_epoch = per_replicate.groupby(level=["group", "epoch"], sort=True)
+    table = by_epoch.agg(["mean", "min", "max", "count"]).rename(columns={"count": "n"})
+    repeated = table.index[table["n"] > 1]  # one replicate has no interval: skip describe's work
+    intervals = {index: describe(by_epoch.get_group(index)) for index in repeated}
+    table["ci_low"] = [intervals[i]["ci_low"] if i in intervals else math.nan for i in table.index]
+    table["ci_high"] = [intervals[i]["ci_high"] if i in intervals else math.nan for i in table.index]
+    return table.reset_index()

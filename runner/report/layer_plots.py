@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from optlab.errors import DataError
+from optlab.report.plots import integer_ticks, legend_labels, line, save
 
 
 def load_layers(run_dir: Path) -> pd.DataFrame:
@@ -35,53 +37,52 @@ def run_label(run_dir: Path) -> str:
     return " ".join(str(p) for p in parts if p)
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_signal_vs_depth(tables: dict[str, pd.DataFrame], epoch: int = -1):
-    """Activation std and weight-gradient norm against layer index at one record (-1: at init)."""
-    plt = _pyplot()
-    fig, (ax_act, ax_grad) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for label, table in tables.items():
+def plot_signal_vs_depth(tables: dict[str, pd.DataFrame], epoch: int = -1) -> Figure:
+    """Activation std and weight-gradient norm against layer (1 = the first) at one record of
+    layers.csv (-1: at initialization; e: after epoch e + 1, epochs counted from 1)."""
+    fig, axes = _panels()
+    for i, (label, table) in enumerate(tables.items()):
         at = table[table["epoch"] == epoch].sort_values("layer")
-        ax_act.plot(at["layer"] + 1, at["act_std"], marker="o", markersize=3, label=label)
-        ax_grad.plot(at["layer"] + 1, at["grad_norm"], marker="o", markersize=3, label=label)
-    when = "at initialization" if epoch == -1 else f"after epoch {epoch}"
-    for ax, what in ((ax_act, "activation std"), (ax_grad, "weight gradient norm")):
+        for ax, column in zip(axes, ("act_std", "grad_norm")):
+            line(ax, at["layer"] + 1, at[column], i, label=label)
+    when = "at initialization" if epoch == -1 else f"after epoch {epoch + 1}"
+    for ax, what in zip(axes, ("activation std", "weight gradient norm")):
         ax.set_yscale("log")
-        ax.set_xlabel("layer (depth)")
-        ax.set_ylabel(what)
-        ax.set_title(f"{what} per layer {when}\n(one training batch, one line per run; n = {len(tables)} runs)")
-        _legend_below(ax)
-    fig.tight_layout()
-    return fig
+        integer_ticks(ax.xaxis)
+        ax.set(xlabel="layer (1 = the first)", ylabel=what,
+               title=f"{what} per layer {when}\n(one training batch, one line per run; n = {len(tables)} runs)")
+    return _finish(fig, axes)
 
 
-def _legend_below(ax) -> None:
-    """Under the axes (the two panels sit side by side, so a legend to the right of the
-    first would cover the second): never over the data."""
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), borderaxespad=0.0)
-
-
-def plot_health_over_training(tables: dict[str, pd.DataFrame]):
-    """Mean saturated and dead-unit fractions over the layers, per record epoch."""
-    plt = _pyplot()
-    fig, (ax_sat, ax_dead) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for label, table in tables.items():
+def plot_health_over_training(tables: dict[str, pd.DataFrame]) -> Figure:
+    """Mean saturated and dead-unit fractions over the layers, per record, against epochs
+    trained (0: initialization, 1: after the first epoch)."""
+    fig, axes = _panels()
+    for i, (label, table) in enumerate(tables.items()):
         per_epoch = table.groupby("epoch")[["saturated_frac", "dead_frac"]].mean()
-        ax_sat.plot(per_epoch.index + 1, per_epoch["saturated_frac"], marker="o", markersize=3, label=label)
-        ax_dead.plot(per_epoch.index + 1, per_epoch["dead_frac"], marker="o", markersize=3, label=label)
-    for ax, what in ((ax_sat, "saturated fraction"), (ax_dead, "dead ReLU fraction")):
-        ax.set_xlabel("epochs trained (0 = initialization)")
-        ax.set_ylabel(f"{what} (mean over layers)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{what}, mean over layers\n(one line per run; n = {len(tables)} runs)")
-        _legend_below(ax)
+        for ax, column in zip(axes, ("saturated_frac", "dead_frac")):
+            line(ax, per_epoch.index + 1, per_epoch[column], i, label=label)
+    for ax, what in zip(axes, ("saturated fraction", "dead ReLU fraction")):
+        integer_ticks(ax.xaxis)
+        ax.set(xlabel="epochs trained (0 = initialization)", ylabel=f"{what} (mean over layers)", ylim=(-0.02, 1.02),
+               title=f"{what}, mean over layers\n(one line per run; n = {len(tables)} runs)")
+    return _finish(fig, axes)
+
+
+def _panels() -> tuple[Figure, list]:
+    fig = Figure(figsize=(12, 4.5))
+    return fig, list(fig.subplots(1, 2))
+
+
+def _finish(fig: Figure, axes: list) -> Figure:
+    """One legend for both panels (the same runs), under the figure: beside the first panel
+    it would cover the second, under an axes its label."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, legend_labels(labels), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=2 if len(labels) > 3 else 1)
     return fig
 
 
@@ -96,6 +97,5 @@ def write_layer_plots(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     written = []
     for name, fig in (("layers_depth.png", plot_signal_vs_depth(tables)),
                       ("layers_training.png", plot_health_over_training(tables))):
-        fig.savefig(out_dir / name, dpi=110, bbox_inches="tight")
-        written.append(out_dir / name)
+        written.append(save(fig, out_dir / name))
     return written

@@ -14,7 +14,8 @@ import pandas as pd
 import yaml
 
 from optlab.config.compose import GROUPS, flatten
-from optlab.errors import DataError
+from optlab.config.catalogue import missing_defaults
+from optlab.errors import ConfigError, DataError, choose_from
 from optlab.runs.files import complete_lines
 from optlab.runs.folder import process_alive
 from optlab.runs.status import Status
@@ -27,6 +28,17 @@ SWEEP_FILES = ("trials.csv", "sweep.json")
 
 
 STATUSES = (Status.COMPLETED, Status.DIVERGED, Status.PRUNED, Status.FAILED, Status.INTERRUPTED, Status.RUNNING)
+
+
+def chosen_statuses(text: str | list[str]) -> tuple[str, ...]:
+    """The statuses whose runs enter a report's statistics (--stats-over: comma-separated,
+    or a list); an unknown one is a ConfigError naming the choices."""
+    chosen = tuple(s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip())
+    unknown = [s for s in chosen if s not in STATUSES]
+    if unknown or not chosen:
+        given = text if isinstance(text, str) else ",".join(text)
+        raise ConfigError(f"--stats-over {given}: {choose_from((unknown or [given])[0], STATUSES)}")
+    return chosen
 
 
 SUMMARY_SKIP = ("run_dir",)
@@ -136,7 +148,8 @@ def _number(cell: str, where: str) -> float:
 
 def flat_config(tree: dict) -> dict:
     """Dotted keys -> leaf values, plus one column per config group naming its choice
-    (`optimizer` = adam; `augment` = flip+crop for a multi-option group)."""
+    (`optimizer` = adam; `augment` = flip+crop for a multi-option group). A key the run's
+    options define but its config.yaml lacks (written before the key existed) has its default."""
     choices = {}
     for group in GROUPS:
         node = tree.get(group)
@@ -146,7 +159,8 @@ def flat_config(tree: dict) -> dict:
             choices[group] = str(node["name"])
         elif all(isinstance(v, dict) for v in node.values()):
             choices[group] = "+".join(node) or "none"
-    return {**choices, **{key: _cell(value) for key, value in flatten(tree)}}
+    leaves = {**missing_defaults(tree), **dict(flatten(tree))}
+    return {**choices, **{key: _cell(value) for key, value in leaves.items()}}
 
 
 def _cell(value):

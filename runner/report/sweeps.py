@@ -25,28 +25,74 @@ def sweep_direction(sweep: Sweep, default: bool) -> bool:
     return direction.startswith("max") if direction else default
 
 
+def sweep_at(sweep: Sweep) -> str:
+    """Which epoch the sweep's trial values are: sweep.json's `at` (a sweep that records none
+    valued each run at its best epoch)."""
+    return str(sweep.meta.get("at") or "best")
+
+
+def sweeps_at(runs: pd.DataFrame, sweeps: list[Sweep]) -> str | None:
+    """The one `at` of the sweeps that every run belongs to, so a report of a sweep shows the
+    numbers the sweep ranked by; None when some run is outside a sweep or the sweeps differ."""
+    ats = {sweep_at(s) for s in sweeps if (runs["sweep"] == s.study).any()}
+    return ats.pop() if len(ats) == 1 and runs["sweep"].ne("").all() else None
+
+
 ALL_TRIALS = "all trials"
+
+
+_IMPORTANCES: dict[tuple, tuple[pd.DataFrame, list[str]]] = {}  # one report's PNG and page share a fit
 
 
 def param_importances(sweep: Sweep) -> tuple[pd.DataFrame | None, list[str]]:
     """Optuna's parameter importances for the sweep's study, per branch of a conditional space
-    (see branch_importances), or (None, why not)."""
-    storage_url = sweep.meta.get("storage")
-    if not storage_url:
+    (see branch_importances), or (None, why not). Computed once per process for the same
+    complete trials (fANOVA takes seconds on hundreds of trials)."""
+    if not sweep.meta.get("storage"):
         return None, [f"{sweep.study}: no storage in sweep.json, importances skipped"]
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = open_storage(str(storage_url), existing_in=sweep.path)  # read-only: never creates a file
-        study = optuna.load_study(study_name=sweep.study, storage=storage)
+        study = load_study(sweep)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(complete) < 2:
             return None, [f"{sweep.study}: {len(complete)} complete trial(s), importances need 2 or more"]
-        table, notes = branch_importances(complete, study.direction, conditioning_params(sweep.meta))
+        conditioning = conditioning_params(sweep.meta)
+        key = (str(sweep.meta["storage"]), sweep.study, tuple((t.number, t.value) for t in complete),
+               tuple(conditioning) if conditioning is not None else None)
+        if key not in _IMPORTANCES:
+            if len(_IMPORTANCES) >= 8:  # a report's sweeps, not every sweep a long-lived process reads
+                _IMPORTANCES.pop(next(iter(_IMPORTANCES)))
+            _IMPORTANCES[key] = branch_importances(complete, study.direction, conditioning)
+        table, notes = _IMPORTANCES[key]
     except Exception as exc:  # any storage or evaluator failure costs the plot, not the report
         return None, [f"{sweep.study}: importances skipped ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"]
     return (table if not table.empty else None), [f"{sweep.study}: {note}" for note in notes]
+
+
+def load_study(sweep: Sweep):
+    """The sweep's Optuna study, opened read-only (never creates a file)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(str(sweep.meta["storage"]), existing_in=sweep.path)
+    return optuna.load_study(study_name=sweep.study, storage=storage)
+
+
+def intermediate_values(sweep: Sweep) -> tuple[pd.DataFrame | None, list[str]]:
+    """Every trial's values as reported to the pruner, epoch by epoch (number, state, step,
+    value), the values pruning judged; or (None, why not)."""
+    if not sweep.meta.get("storage"):
+        return None, [f"{sweep.study}: no storage in sweep.json, intermediate values skipped"]
+    try:
+        trials = load_study(sweep).trials
+    except Exception as exc:  # a storage that cannot be read costs this view, not the report
+        return None, [f"{sweep.study}: intermediate values skipped ({type(exc).__name__}: "
+                      f"{' '.join(str(exc).split())[:160]})"]
+    rows = [(t.number, t.state.name, step, value) for t in trials for step, value in sorted(t.intermediate_values.items())]
+    if not rows:
+        return None, [f"{sweep.study}: no trial reported intermediate values"]
+    return pd.DataFrame(rows, columns=["number", "state", "step", "value"]), []
 
 
 def conditioning_params(meta: dict) -> list[str] | None:

@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from optlab import faults
-from optlab.errors import DataError, storage_error
+from optlab.errors import DataError, StorageError, storage_error
 
 
 def make_dirs(path: Path) -> Path:
-    """mkdir -p, with the machine's refusal as a StorageError naming the path."""
+    """mkdir -p, with the machine's refusal as a StorageError naming the path (a parent that
+    holds no folders, such as /proc, answers that it does not exist)."""
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
+    except FileNotFoundError as exc:
+        raise StorageError(f"{exc.filename or path}: a folder cannot be made there") from None
     except OSError as exc:
         raise storage_error(exc, exc.filename or path) or exc from None
     return Path(path)

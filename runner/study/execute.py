@@ -157,7 +157,8 @@ def run_grid_arms(spec: StudySpec, runs_dir: Path, planned: list[Planned], popul
     resumed = sum(r.resume_dir is not None for _, r in to_train)
     print(f"study {spec.name}: {len(planned)} run(s): {len(records)} reused, {resumed} to resume, "
           f"{len(to_train) - resumed} to train", file=sys.stderr)
-    results = train_many([r for _, r in to_train], population=population, run_root=runs_dir, on_group=GroupLines())
+    results = train_many([r for _, r in to_train], population=population, run_root=runs_dir, on_group=GroupLines(),
+                         who=f"study {spec.name}")
     for (i, request), result in zip(to_train, results):
         run = planned[i]
         records[i] = Record(run.arm, run.seed, run.variant, Path(result.run_dir), str(result.status),

@@ -14,6 +14,8 @@ Kinds:
 - unit_spread: from the final checkpoint, the largest over hidden layers of
   ||W - mean row|| / ||W|| (0 when every unit of the layer has the same weights).
 - sweep_best: a sweep arm's best value over its completed trials (trials.csv).
+- tuned: in a study built on a comparison, a rerun's value of its workload's metric at the
+  comparison's epoch (what the comparison's pairwise verdicts compare).
 An arm with an inner grid (a=1,2 in its overrides) gets, per seed, the `over_variants`
 (min or max) of its variants' values.
 """
@@ -23,18 +25,11 @@ import csv
 import math
 from pathlib import Path
 
+from optlab.compare.measure import first_reaching, rows_of, value_at
 from optlab.errors import ConfigError
 from optlab.study.spec import REDUCTIONS
 
 CENSORED = "censored"
-
-
-def rows_of(run_dir: Path) -> list[dict]:
-    from optlab.report.load import read_metrics
-
-    table, _ = read_metrics(Path(run_dir) / "metrics.csv")
-    names = list(table)
-    return [dict(zip(names, values)) for values in zip(*table.values())] if names else []
 
 
 def metric_value(rows: list[dict], m: dict) -> float:
@@ -62,10 +57,9 @@ def to_target(rows: list[dict], m: dict, epochs: int) -> tuple[float, bool]:
     """(steps or epochs to the target, censored)."""
     column, target, op = m["column"], float(m["target"]), m.get("op", "<=")
     unit = "epoch" if m.get("unit") == "epochs" else "step"
-    for r in rows:
-        v = r.get(column, math.nan)
-        if math.isfinite(v) and (v <= target if op == "<=" else v >= target):
-            return float(r[unit]), False
+    reached = first_reaching(rows, column, target, maximize=op == ">=")
+    if reached is not None:  # metrics.csv's epoch 0 is 1 epoch trained
+        return float(rows[reached][unit] + (1 if unit == "epoch" else 0)), False
     if unit == "epoch":
         return float(epochs), True
     per_epoch = rows[0]["step"] if rows else math.nan
@@ -136,6 +130,9 @@ def sweep_best(sweep_dir: Path) -> float:
 def run_value(record, m: dict, epochs: int) -> tuple[float, bool]:
     """(this measure of one run or sweep, censored)."""
     kind = m["kind"]
+    if kind == "tuned":
+        column, maximize = m["columns"][record.arm]
+        return value_at(rows_of(record.path), column, m["at"], maximize), False
     if kind == "sweep_best":
         return sweep_best(record.path), False
     if kind == "layer":
@@ -164,6 +161,31 @@ def measure_all(spec, records: list, epochs_of) -> tuple[dict, list[dict]]:
             per_seed[record.seed] = combine(per_seed.get(record.seed), value, m.get("over_variants"))
         rows.append(row)
     return values, rows
+
+
+def measure_range(spec, name: str) -> tuple[float, float]:
+    """The values a measure can take, which its intervals stay inside: its column's (a
+    difference's with `minus`), steps and epochs >= 0, a layer statistic's (a ratio of
+    non-negative ones >= 0), unit_spread in [0, 1] (centring the rows is a projection, so
+    ||W - mean row|| <= ||W||), a sweep's best value its metric's."""
+    from optlab.report.stats import ANY, NON_NEGATIVE, UNIT, difference_range, value_range
+
+    m = spec.measures[name]
+    kind = m["kind"]
+    if kind == "metric":
+        column = value_range(m["column"])
+        return column if not m.get("minus") else difference_range(column, value_range(m["minus"]))
+    if kind == "to_target":
+        return NON_NEGATIVE
+    if kind == "unit_spread":
+        return UNIT
+    if kind == "layer":
+        stat = value_range(m["stat"])
+        if m.get("reduce", "ratio") in ("first", "last", "mean"):
+            return stat
+        return NON_NEGATIVE if stat[0] >= 0 else ANY
+    metrics = {str((arm.sweep or {}).get("metric", "val_acc")) for arm in spec.arms if arm.sweep is not None}
+    return value_range(metrics.pop()) if len(metrics) == 1 else ANY
 
 
 def combine(old: float | None, new: float, how: str | None) -> float:

@@ -3,6 +3,10 @@
 A study says its claim and source, what was scaled down from the paper, the base overrides,
 its arms (override lists, or sweeps), seeds, the measures, the criteria that decide the
 verdict (written before the runs) and the figure. `quick` shrinks it for pipeline checks.
+A study built on a comparison (`comparison:`, a comparison file's mapping) has instead one
+arm per workload and contender, `WORKLOAD/CONTENDER`, whose seeds are the reruns of that
+contender's chosen setting; its measure `tuned` is their workload's metric at the
+protocol's epoch.
 """
 from __future__ import annotations
 
@@ -12,15 +16,15 @@ from typing import Any
 
 import yaml
 
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 
 STUDY_KEYS = {"claim", "source", "scaled_down", "base", "arms", "seeds", "quick", "measures", "criteria",
-              "figure", "population", "notes"}
+              "figure", "population", "notes", "comparison"}
 MEASURE_KINDS = {"metric": ("column",), "to_target": ("column", "target"), "layer": ("stat",),  # kind -> keys it needs
-                 "unit_spread": (), "sweep_best": ()}
+                 "unit_spread": (), "sweep_best": (), "tuned": ()}
 REDUCTIONS = ("first", "last", "mean", "ratio", "per_layer")
-CRITERION_KINDS = {"welch", "equivalent", "every_seed"}
-FIGURE_KINDS = {"bars", "curves", "layers"}
+CRITERION_KINDS = {"welch", "equivalent", "every_seed", "noninferior"}
+FIGURE_KINDS = {"bars", "curves", "layers", "trials", "comparison"}
 QUICK_KEYS = {"seeds", "overrides", "sweep"}
 DIRECTIONS = ("greater", "less")
 OPS = ("<", ">")
@@ -33,6 +37,7 @@ class Arm:
     name: str
     overrides: tuple[str, ...]
     sweep: dict | None = None   # a sweep file's settings (sampler, space, ...): one sweep per seed
+    compared: tuple[str, str] | None = None  # (workload, contender) of the study's comparison
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class StudySpec:
     population: int | None = None
     notes: str = ""
     path: str = ""
+    comparison: object = None  # a compare.spec.ComparisonSpec, for a study built on one
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -77,7 +83,7 @@ def find_study(name: str) -> Path:
     candidate = builtin_studies_dir() / f"{name}.yaml"
     if candidate.is_file():
         return candidate
-    raise ConfigError(f"study {name!r}: no such study; choose from: {', '.join(study_names())}")
+    raise ConfigError(f"study {name!r}: no such study; {choose_from(name, study_names())}")
 
 
 def load_study(name: str) -> StudySpec:
@@ -95,20 +101,56 @@ def spec_from_dict(name: str, raw: dict, path: str = "") -> StudySpec:
     unknown = sorted(set(raw) - STUDY_KEYS)
     if unknown:
         raise ConfigError(f"study {name}: unknown key {unknown[0]!r}; keys: {', '.join(sorted(STUDY_KEYS))}")
-    for key in ("claim", "source", "scaled_down", "arms", "measures", "criteria", "figure"):
+    compared = _comparison(name, raw)
+    for key in ("claim", "source", "scaled_down", "measures", "criteria", "figure") + (() if compared else ("arms",)):
         if not raw.get(key):
             raise ConfigError(f"study {name}: {key} is missing")
     _check_shapes(name, raw)
-    arms = tuple(_arm(name, arm, body) for arm, body in raw["arms"].items())
+    if compared:
+        arms, seeds = compared_arms(compared), compared.protocol.rerun_seeds
+    else:
+        arms, seeds = tuple(_arm(name, arm, body) for arm, body in raw["arms"].items()), raw.get("seeds", 5)
     population = raw.get("population")
     spec = StudySpec(name=name, claim=str(raw["claim"]).strip(), source=str(raw["source"]).strip(),
                      scaled_down=str(raw["scaled_down"]).strip(), base=tuple(_overrides(name, raw.get("base"))),
-                     arms=arms, seeds=_positive(name, "seeds", raw.get("seeds", 5)), measures=dict(raw["measures"]),
+                     arms=arms, seeds=_positive(name, "seeds", seeds),
+                     measures=_measures(raw["measures"], compared),
                      criteria=tuple(raw["criteria"]), figure=dict(raw["figure"]), quick=dict(raw.get("quick") or {}),
                      population=None if population is None else _positive(name, "population", population),
-                     notes=str(raw.get("notes") or "").strip(), path=path)
+                     notes=str(raw.get("notes") or "").strip(), path=path, comparison=compared)
     check(spec)
     return spec
+
+
+def _comparison(name: str, raw: dict):
+    """The comparison a study is built on (None for others); it alone defines the arms and seeds."""
+    if "comparison" not in raw:
+        return None
+    from optlab.compare.spec import spec_from_dict as comparison_from_dict
+
+    clash = sorted({"arms", "seeds", "base", "quick"} & set(raw))
+    if clash:
+        raise ConfigError(f"study {name}: {clash[0]} comes from the comparison in a study built on one; remove it")
+    return comparison_from_dict(name, raw["comparison"])
+
+
+def compared_arms(comparison) -> tuple[Arm, ...]:
+    """One arm per workload and contender: WORKLOAD/CONTENDER."""
+    return tuple(Arm(f"{w.name}/{c.name}", (), compared=(w.name, c.name))
+                 for w in comparison.workloads for c in comparison.contenders)
+
+
+def _measures(raw: dict, comparison) -> dict:
+    """The measures; a `tuned` one learns each arm's column, direction and epoch from the comparison."""
+    measures = dict(raw)
+    for name, m in measures.items():
+        if isinstance(m, dict) and m.get("kind") == "tuned":
+            if comparison is None:
+                raise ConfigError(f"measure {name}: tuned measures a study built on a comparison (comparison:)")
+            columns = {f"{w.name}/{c.name}": [w.metric, w.maximize]
+                       for w in comparison.workloads for c in comparison.contenders}
+            measures[name] = {**m, "columns": columns, "at": comparison.protocol.at}
+    return measures
 
 
 def _check_shapes(name: str, raw: dict) -> None:
@@ -156,10 +198,26 @@ def check(spec: StudySpec) -> None:
     unknown = sorted(set(spec.quick) - QUICK_KEYS)
     if unknown:
         raise ConfigError(f"study {spec.name}: quick: unknown key {unknown[0]!r}; keys: {', '.join(sorted(QUICK_KEYS))}")
-    if spec.figure.get("kind") not in FIGURE_KINDS:
-        raise ConfigError(f"study {spec.name}: figure kind must be one of {', '.join(sorted(FIGURE_KINDS))}")
-    if "measure" in spec.figure and spec.figure["measure"] not in spec.measures:
-        raise ConfigError(f"study {spec.name}: figure measure must be one of {', '.join(spec.measures)}")
+    for panel in figure_panels(spec.figure):
+        _check_panel(spec, panel)
+
+
+def figure_panels(figure: dict) -> list[dict]:
+    """The figure's panels, side by side: its `panels` list, or the figure itself as one panel."""
+    panels = figure.get("panels")
+    return list(panels) if isinstance(panels, list) and panels else [figure]
+
+
+def _check_panel(spec: StudySpec, panel: Any) -> None:
+    where = f"study {spec.name}: figure"
+    if not isinstance(panel, dict) or panel.get("kind") not in FIGURE_KINDS:
+        raise ConfigError(f"{where} kind must be one of {', '.join(sorted(FIGURE_KINDS))}")
+    if "measure" in panel and panel["measure"] not in spec.measures:
+        raise ConfigError(f"{where} measure must be one of {', '.join(spec.measures)}")
+    if panel["kind"] == "trials" and not (panel.get("x") and any(a.sweep for a in spec.arms)):
+        raise ConfigError(f"{where}: a trials panel needs x (a searched key) and a sweep arm")
+    if panel["kind"] == "comparison" and spec.comparison is None:
+        raise ConfigError(f"{where} kind comparison needs the study to be built on one (comparison:)")
 
 
 def _check_measure(where: str, m: dict) -> None:
@@ -189,12 +247,12 @@ def _check_criterion(spec: StudySpec, c: dict, arms: set[str]) -> None:
         _check_every_seed(where, c)
     elif not ("a" in c and "b" in c):
         raise ConfigError(f"{where}: {c['kind']} compares two arms: give a and b")
-    if c["kind"] == "welch" and c.get("direction") not in DIRECTIONS:
+    if c["kind"] in ("welch", "noninferior") and c.get("direction") not in DIRECTIONS:
         raise ConfigError(f"{where}: direction must be greater or less")
     if "margin" in c and not _is_number(c["margin"]):
         raise ConfigError(f"{where}: margin must be a number")
-    if c["kind"] == "equivalent" and not c.get("margin", 0) > 0:
-        raise ConfigError(f"{where}: equivalent needs a margin > 0")
+    if c["kind"] in ("equivalent", "noninferior") and not c.get("margin", 0) > 0:
+        raise ConfigError(f"{where}: {c['kind']} needs a margin > 0")
 
 
 def _check_every_seed(where: str, c: dict) -> None:

@@ -21,13 +21,14 @@ def fmt(x: float) -> str:
 
 def summary_table(spec, values: dict, rows: list[dict]) -> pd.DataFrame:
     """One row per measure and arm: n, mean, std, 95% interval, missing and censored seeds."""
+    from optlab.study.measure import measure_range
     from optlab.study.verdict import arm_summary
 
     out = []
     frame = pd.DataFrame(rows)
     for name in spec.measures:
         for arm in (a.name for a in spec.arms):
-            s = arm_summary(values[name][arm])
+            s = arm_summary(values[name][arm], bounds=measure_range(spec, name))
             column = f"{name}_censored"
             censored = int(frame.loc[frame["arm"] == arm, column].fillna(False).astype(bool).sum()) \
                 if column in frame else 0
@@ -60,23 +61,56 @@ def study_md(spec, table: pd.DataFrame, verdict: dict) -> str:
              f"**Verdict: {verdict['verdict']}**" + (
                  f" (quick run: shrunk epochs and seeds, never a reproduction; the criteria gave "
                  f"{verdict['quick_outcome']})" if quick else ""), "",
-             "## Setup", "", f"- base: `{' '.join(spec.base)}`"]
-    lines += [f"- arm `{a.name}`: `{' '.join(a.overrides) or '(base only)'}`" + (
-        f", a sweep per seed: `{json.dumps(a.sweep, default=str)}`" if a.sweep else "") for a in spec.arms]
+             "## Setup", ""]
+    lines += _comparison_setup(spec.comparison) if spec.comparison is not None else _arms_setup(spec)
     lines += [f"- seeds: {verdict['seeds']}" + (f"; quick overrides: `{' '.join(verdict['quick_overrides'])}`"
-                                                 if quick else ""),
+                                                 if quick and verdict["quick_overrides"] else ""),
               f"- scaled down from the paper: {spec.scaled_down}", "",
               "## Criteria (written in the study file before the runs)", ""]
     for result in verdict["criteria"]:
         lines.append(f"- {result['criterion']}: **{result['outcome']}**; effect {effect_text(result)}")
-    lines += ["", "## Results", "", _markdown(table), "", f"![{spec.name}]({verdict['figure']})", ""]
+    lines += ["", "## Results", "", _markdown(table), "", INTERVALS, "", f"![{spec.name}]({verdict['figure']})", ""]
     if spec.notes:
         lines += ["## Notes", "", spec.notes, ""]
     reused = f" (this invocation reused {verdict['reused']} of them)" if verdict["reused"] else ""
-    lines += [(f"{verdict['runs']} runs{reused}, {verdict['compute_s']:.0f} s in all on "
+    lines += [(f"{what_ran(verdict)}{reused}, {verdict['compute_s']:.0f} s in all on "
                f"{verdict['machine']}; optlab {verdict['optlab']}. Rerun with "
                f"`optlab study run {spec.name}{' --quick' if quick else ''}`."), ""]
     return "\n".join(lines)
+
+
+def _arms_setup(spec) -> list[str]:
+    lines = [f"- base: `{' '.join(spec.base)}`"]
+    return lines + [f"- arm `{a.name}`: `{' '.join(a.overrides) or '(base only)'}`" + (
+        f", a sweep per seed: `{json.dumps(a.sweep, default=str)}`" if a.sweep else "") for a in spec.arms]
+
+
+def _comparison_setup(comparison) -> list[str]:
+    """A study built on a comparison: its workloads, contenders and protocol (the comparison's
+    own write-up, with profiles and every pairwise verdict, is comparison/compare.md)."""
+    p = comparison.protocol
+    tuning = "each at its defaults" if p.tuning == "defaults" else f"{p.trials} trials per study, sampler {p.tuning}"
+    lines = [f"- a comparison (written up in the study folder's comparison/compare.md): {p.studies} tuning "
+             f"studies per workload and contender, {tuning}; each contender's best setting ({p.at}-epoch "
+             f"validation metric) rerun with fresh seeds, whose values are the arms' seeds (arm "
+             f"`WORKLOAD/CONTENDER`)"]
+    lines += [f"- workload `{w.name}`: `{' '.join(w.base)}`, {w.epochs} epochs, {w.metric}, margin {w.margin:g}"
+              for w in comparison.workloads]
+    return lines + [f"- contender `{c.name}`: `{' '.join(c.overrides) or '(workload only)'}`"
+                    + (f", space `{json.dumps(c.space)}`" if c.space else "")
+                    + (f", sampler {c.sampler}" if c.sampler else "") for c in comparison.contenders]
+INTERVALS = ("Intervals: 95% Student's t intervals of the mean (of a difference: Welch's), intersected with the "
+             "values the measure can take (accuracies and fractions [0, 1]; losses, steps, norms and ratios "
+             "[0, inf)); the true value lies in that range, so the intersection keeps the t interval's coverage.")
+
+
+def what_ran(verdict: dict) -> str:
+    """'10 runs', '20 sweeps (320 trials)': what the study counted (verdicts before sweeps
+    were counted apart say only runs)."""
+    parts = [f"{verdict['runs']} runs"] if verdict["runs"] or not verdict.get("sweeps") else []
+    if verdict.get("sweeps"):
+        parts.append(f"{verdict['sweeps']} sweeps ({verdict['trials']} trials)")
+    return " and ".join(parts)
 
 
 def _markdown(table: pd.DataFrame) -> str:

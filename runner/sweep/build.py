@@ -19,6 +19,7 @@ from optlab.sweep.spec import (
     base_overrides,
     check_settings,
     find_sweep_file,
+    override_key,
     read_sweep_file,
     spec_from_dict,
 )
@@ -46,13 +47,26 @@ def build_spec(file: str | None = None, *, refine: str | Path | None = None, top
 def validate(spec: SweepSpec) -> None:
     """Everything a spec is checked for, once per sweep start."""
     check_settings(spec)
+    check_searched_keys(spec)
     check_probes(spec)
+
+
+def check_searched_keys(spec: SweepSpec) -> None:
+    """An override of a key the space searches (from the command line, a study's base or arm,
+    or the sweep's own base) would be replaced by every trial's sample: refused, not dropped."""
+    searched = {p.key: p.name for p in spec.space}
+    for override in spec.base:
+        key = override_key(override)
+        if key in searched:
+            raise ConfigError(f"{override}: {spec.source or f'sweep {spec.study}'} searches {key} (space "
+                              f"'{searched[key]}'), so every trial would replace this value with its sample; "
+                              f"remove {key} from the space, or drop the override")
 
 
 def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
     """base, with entries for the same key replaced by those in extra."""
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in extra}
-    return [o for o in base if o.split("=", 1)[0].lstrip("+~") not in keys] + list(extra)
+    keys = {override_key(o) for o in extra}
+    return [o for o in base if override_key(o) not in keys] + list(extra)
 
 
 def _refined(folder: Path, top: int) -> tuple[dict, str, None]:

@@ -109,8 +109,8 @@ def run_grid(overrides: list[str], config_dir: str | None, population: int | Non
     _write_record(folder, overrides, config_dir)
     print(f"multirun: {len(runs)} run(s) in {folder}", file=sys.stderr)
     requests = [RunRequest(run.cfg, on_end=lambda result, name=run.name: _ended(name, result)) for run in runs]
-    results = train_many(requests, population=population or 1, run_root=folder, on_group=GroupLines())
-    _print_table([_row(run.name, result) for run, result in zip(runs, results)])
+    results = train_many(requests, population=population or 1, run_root=folder, on_group=GroupLines(), who="multirun")
+    _print_table([_row(run, result) for run, result in zip(runs, results)])
     print(folder, flush=True)
     failed = [r for r in results if r.status != Status.COMPLETED]
     return 4 if failed else 0
@@ -168,20 +168,24 @@ def _write_record(folder: Path, overrides: list[str], config_dir: str | None) ->
                                                           sort_keys=False))
 
 
-def _row(name: str, result) -> dict:
+def _row(run: GridRun, result) -> dict:
     summary = result.summary
-    return {"run": name, "status": result.status, "best_val_acc": summary.get("best_val_acc"),
-            "final_val_loss": summary.get("final_val_loss"), "run_dir": str(result.run_dir)}
+    return {"run": run.name, "overrides": run.overrides, "status": result.status,
+            "best_val_acc": summary.get("best_val_acc"), "final_val_loss": summary.get("final_val_loss"),
+            "run_dir": str(result.run_dir)}
 
 
 def _print_table(results: list[dict]) -> None:
+    """The grid's results, one column per key that varies (values wrap, never cut)."""
     from rich.console import Console
     from rich.table import Table
 
+    values = [dict(o.split("=", 1) for o in r["overrides"]) for r in results]
+    keys = [k for k in dict.fromkeys(k for v in values for k in v) if len({v.get(k) for v in values}) > 1]
     table = Table(title=f"multirun: {len(results)} run(s)")
-    for name in ("run", "status", "best_val_acc", "final_val_loss"):
-        table.add_column(name)
-    for r in results:
-        table.add_row(r["run"], r["status"], *(f"{r[k]:.4f}" if isinstance(r[k], float) else "-"
-                                                for k in ("best_val_acc", "final_val_loss")))
+    for name in (keys or ["run"]) + ["status", "best_val_acc", "final_val_loss"]:
+        table.add_column(name, overflow="fold")
+    for r, v in zip(results, values):
+        table.add_row(*([v.get(k, "-") for k in keys] or [r["run"]]), r["status"],
+                      *(f"{r[k]:.4f}" if isinstance(r[k], float) else "-" for k in ("best_val_acc", "final_val_loss")))
     Console(file=sys.stderr).print(table)

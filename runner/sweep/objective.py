@@ -36,17 +36,20 @@ class Placement:
     """Where this worker's trials run."""
 
     worker: int = 0
-    threads: int = 1
+    threads: int = 1           # trainer.threads=auto's count for this worker's runs
     device: str | None = None  # e.g. cuda:1; None: the config's own trainer.device
+    processes: int = 1         # the workers sharing the machine's cores
 
 
 class PruneReporter:
-    """train()'s on_epoch hook: report the metric (step = seed * epochs + epoch), prune."""
+    """train()'s on_epoch hook: report the metric (step = seed * epochs + epoch), prune; and
+    the run's value at the sweep's `at` (its best or its final epoch)."""
 
-    def __init__(self, trial, metric: str, direction: str, offset: int):
-        self.trial, self.metric, self.offset = trial, metric, offset
-        self.pick = max if direction == "maximize" else min
+    def __init__(self, trial, spec: SweepSpec, offset: int):
+        self.trial, self.metric, self.at, self.offset = trial, spec.metric, spec.at, offset
+        self.pick = max if spec.direction == "maximize" else min
         self.best: float | None = None
+        self.last: float | None = None
 
     def replay(self, rows: list[dict]) -> None:
         """Epochs a resumed run did before its checkpoint: reported, and counted in the best."""
@@ -57,9 +60,16 @@ class PruneReporter:
         value = float(row[self.metric])
         if not math.isfinite(value):
             return None
+        self.last = value
         self.best = value if self.best is None else self.pick(self.best, value)
         self.trial.report(value, self.offset + epoch)
         return value
+
+    def run_value(self, summary: dict) -> float | None:
+        """The finished run's value: its best or final epoch's (summary's final number when no
+        epoch was reported); None when it has no finite one."""
+        value = self.best if self.at == "best" else self.last
+        return value if value is not None else _summary_value(summary, self.metric)
 
     def __call__(self, epoch: int, row: dict) -> None:
         check_stop()
@@ -136,7 +146,7 @@ class Objective:
         from optlab.training.api import train
 
         cfg = self.config(overrides, trial.number, k)
-        reporter = PruneReporter(trial, self.spec.metric, self.spec.direction, k * int(cfg.trainer.epochs))
+        reporter = PruneReporter(trial, self.spec, k * int(cfg.trainer.epochs))
         resume_dir = self._resume_dir(trial, k)
 
         def on_start(run_dir: Path) -> None:
@@ -150,7 +160,7 @@ class Objective:
             return Status.DIVERGED, None
         if result.status == Status.FAILED:
             raise result.error or TrialFailed(str(result.summary.get("reason")))
-        value = reporter.best if reporter.best is not None else _summary_value(result.summary, self.spec.metric)
+        value = reporter.run_value(result.summary)
         if value is None:
             raise TrialFailed(f"the run reported no finite {self.spec.metric}")
         return result.status, value

@@ -6,8 +6,9 @@ trials.csv has one row per trial (trials dropped as `surplus` and queued retries
 started are left out): number, state (COMPLETE/PRUNED/FAIL/RUNNING), status (completed,
 pruned, diverged, failed; `running` while it runs; `interrupted` for a trial stopped by
 SIGTERM or by its worker's death, whose configuration was queued again), value (the
-objective, COMPLETE trials only), value_seed<k>, duration_s, param.<name> per space
-parameter, run_dirs (';'-separated run folders, relative to the sweep folder; a failed or
+objective, COMPLETE trials only: the mean over seeds of value_seed<k>, each seed's run at its
+best or its final epoch as the sweep's `at` says, which sweep.json records), value_seed<k>,
+duration_s, param.<name> per space parameter, run_dirs (';'-separated run folders, relative to the sweep folder; a failed or
 interrupted trial's run folder is there too), error and job (the Slurm job, ARRAYJOB_TASK, that
 ran the trial; empty outside Slurm). It is rewritten atomically, under a
 file lock so that the last writer has the newest view of the study.
@@ -26,7 +27,7 @@ from optlab.errors import ConfigError, DataError
 from optlab.runs.files import write_atomic
 from optlab.runs.status import Status
 from optlab.sweep.space import format_value
-from optlab.sweep.spec import Param, SweepSpec
+from optlab.sweep.spec import Param, SweepSpec, metric_label
 from optlab.sweep.study import trial_status
 
 TRIALS_CSV = "trials.csv"
@@ -103,7 +104,8 @@ def best_trial(study, spec: SweepSpec):
 
 def best_yaml(trial, spec: SweepSpec) -> str:
     overrides = [*spec.base, *trial.user_attrs.get("overrides", [])]
-    lines = [f"# best of sweep {spec.study}: {spec.metric}={trial.value:.6g} (trial {trial.number}); "
+    lines = [f"# best of sweep {spec.study}: {metric_label(spec.metric, spec.at)} {trial.value:.6g} "
+             f"(trial {trial.number}); "
              f"a list of overrides for optlab train"]
     return "\n".join(lines + [f"- {_yaml_item(o)}" for o in overrides]) + "\n"
 
@@ -141,7 +143,7 @@ def write_sweep_json(spec: SweepSpec, sweep_dir: Path, storage_url: str) -> None
     launched = read_launcher_record(sweep_dir)
     if launched:  # the Slurm jobs of earlier submissions (slurm.record_submission) stay listed
         data["launcher"] = launched
-    order = ["study", "storage", "metric", "direction", "sampler", "pruner", "trials", "seeds", "space", "base"]
+    order = ["study", "storage", "metric", "at", "direction", "sampler", "pruner", "trials", "seeds", "space", "base"]
     ordered = {k: data[k] for k in order} | {k: v for k, v in data.items() if k not in order}
     write_atomic(Path(sweep_dir) / "sweep.json", json.dumps(ordered, indent=2) + "\n")
 

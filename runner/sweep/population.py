@@ -150,7 +150,7 @@ class PopulationTrials:
             trial.set_user_attr(key, value)
         for k in range(held.runs):
             cfg = self.objective.config(overrides, trial.number, k)
-            reporter = PruneReporter(trial, self.spec.metric, self.spec.direction, k * int(cfg.trainer.epochs))
+            reporter = PruneReporter(trial, self.spec, k * int(cfg.trainer.epochs))
             resume_dir = self.objective._resume_dir(trial, k)
             held.requests.append(RunRequest(
                 cfg, resume_dir, on_epoch=reporter, on_start=lambda run_dir, k=k, r=reporter: self._started(held, k, r, run_dir),
@@ -169,7 +169,7 @@ class PopulationTrials:
         if result.status == Status.INTERRUPTED:
             return  # the trial is queued again with the others held (_stop_all)
         held.statuses[k] = result.status
-        value = reporter.best if reporter.best is not None else result.summary.get(f"final_{self.spec.metric}")
+        value = reporter.run_value(result.summary)
         if value is not None:
             held.values[k] = float(value)
         if result.status == Status.FAILED:

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from optlab.errors import ConfigError
-from optlab.sweep.spec import Param, SweepSpec
+from optlab.sweep.spec import Param, SweepSpec, override_key
 
 
 def is_active(param: Param, assignment: dict) -> bool:
@@ -76,7 +76,7 @@ def _check_group_choices(spec: SweepSpec) -> None:
 def _deep_groups(spec: SweepSpec) -> set[str]:
     """Config groups whose every option must be composed: those the base or the space
     also sets keys inside (e.g. optimizer.momentum beside optimizer: [...])."""
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in spec.base] + [p.key for p in spec.space]
+    keys = [override_key(o) for o in spec.base] + [p.key for p in spec.space]
     return {k.split(".")[0] for k in keys if "." in k}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 
 SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "qmc")
 
@@ -23,13 +23,31 @@ PRUNERS = ("none", "median", "successive_halving", "hyperband")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
 
 
+AT_CHOICES = ("best", "final")  # which epoch stands for a run: its best in the sweep's direction, or its last
+
+
+def split_of(column: str) -> str:
+    """The data split a metric is measured on, from its name ('' when it names none)."""
+    for prefix, split in (("val_", "validation"), ("train_", "training"), ("test_", "test")):
+        if column.removeprefix("best_").removeprefix("final_").startswith(prefix):
+            return split
+    return ""
+
+
+def metric_label(metric: str, at: str | None) -> str:
+    """What a number is, in the one wording that tables, captions, plot axes and log lines
+    use: 'val_acc (validation, best epoch)'; `at` None for a number of no epoch."""
+    where = ", ".join(p for p in (split_of(metric), f"{at} epoch" if at else "") if p)
+    return f"{metric} ({where})" if where else metric
+
+
 PARAM_TYPES = ("float", "int", "categorical")
 
 
 PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "key", "when", "grid"}
 
 
-SPEC_KEYS = {"metric", "direction", "sampler", "pruner", "trials", "timeout", "seeds", "base",
+SPEC_KEYS = {"metric", "at", "direction", "sampler", "pruner", "trials", "timeout", "seeds", "base",
              "space", "seed", "grid_points", "study", "storage", "jobs", "per_gpu", "population"}
 
 
@@ -90,6 +108,7 @@ class SweepSpec:
 
     study: str
     metric: str = "val_acc"
+    at: str = "best"  # a trial's value: each seed's run at its best or its final epoch (AT_CHOICES)
     direction: str = "maximize"
     sampler: str = "tpe"
     pruner: str = "none"
@@ -164,13 +183,13 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
     pruner, ...) are checked by check_settings."""
     unknown = set(raw) - SPEC_KEYS - {"config_dir", "source", "refined_from"}
     if unknown:
-        raise ConfigError(f"sweep file {source}: unknown key '{sorted(unknown)[0]}'; "
-                          f"known keys: {', '.join(sorted(SPEC_KEYS))}")
+        bad = sorted(unknown)[0]
+        raise ConfigError(f"sweep file {source}: unknown key '{bad}'; {choose_from(bad, sorted(SPEC_KEYS))}")
     metric = str(raw.get("metric", "val_acc"))
     if metric not in METRICS:
-        raise ConfigError(f"metric '{metric}': choose from: {', '.join(METRICS)}")
+        raise ConfigError(f"metric '{metric}': {choose_from(metric, METRICS)}")
     return SweepSpec(
-        study=str(raw["study"]), metric=metric,
+        study=str(raw["study"]), metric=metric, at=str(raw.get("at", "best")),
         direction=str(raw.get("direction", METRICS[metric])),
         sampler=str(raw.get("sampler", "tpe")), pruner=str(raw.get("pruner", "none")),
         trials=_int(raw.get("trials", 20), "trials", 1),
@@ -201,6 +220,11 @@ def population_size(value: Any) -> int | None:
     return _int(value, "population", 1)
 
 
+def override_key(override: str) -> str:
+    """The key (or group) an override sets: `+optimizer.lr=0.1` -> optimizer.lr."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def base_overrides(raw_base: Any) -> tuple[str, ...]:
     return tuple(str(o) for o in (raw_base or []))
 
@@ -215,10 +239,12 @@ def check_settings(spec: SweepSpec) -> None:
     """The settings' choices; build.validate runs this and the space's probes once per start."""
     if spec.direction not in ("maximize", "minimize"):
         raise ConfigError(f"direction '{spec.direction}': choose from: maximize, minimize")
+    if spec.at not in AT_CHOICES:
+        raise ConfigError(f"at '{spec.at}': {choose_from(spec.at, AT_CHOICES)} (which epoch of each run is its value)")
     if spec.sampler not in SAMPLERS:
-        raise ConfigError(f"sampler '{spec.sampler}': unknown; choose from: {', '.join(SAMPLERS)}")
+        raise ConfigError(f"sampler '{spec.sampler}': unknown; {choose_from(spec.sampler, SAMPLERS)}")
     if spec.pruner not in PRUNERS:
-        raise ConfigError(f"pruner '{spec.pruner}': unknown; choose from: {', '.join(PRUNERS)}")
+        raise ConfigError(f"pruner '{spec.pruner}': unknown; {choose_from(spec.pruner, PRUNERS)}")
     if spec.timeout is not None and spec.timeout <= 0:
         raise ConfigError(f"timeout={spec.timeout}: must be > 0 seconds")
     if not spec.space:
@@ -242,10 +268,11 @@ def parse_param(name: str, body: Any, earlier: list[str]) -> Param:
     where = f"space '{name}'"
     unknown = set(body) - PARAM_KEYS
     if unknown:
-        raise ConfigError(f"{where}: unknown field '{sorted(unknown)[0]}'; known: {', '.join(sorted(PARAM_KEYS))}")
+        bad = sorted(unknown)[0]
+        raise ConfigError(f"{where}: unknown field '{bad}'; {choose_from(bad, sorted(PARAM_KEYS))}")
     kind = str(body.get("type", "categorical" if "choices" in body else "float"))
     if kind not in PARAM_TYPES:
-        raise ConfigError(f"{where}: unknown type '{kind}'; choose from: {', '.join(PARAM_TYPES)}")
+        raise ConfigError(f"{where}: unknown type '{kind}'; {choose_from(kind, PARAM_TYPES)}")
     when = _parse_when(where, body.get("when"), earlier)
     key = str(body.get("key", name))
     if kind == "categorical":

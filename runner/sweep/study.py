@@ -43,10 +43,11 @@ FINGERPRINT_ATTR, BUDGET_ATTR, SWEEP_ATTR = "optlab.fingerprint", "optlab.trials
 def fingerprint(spec: SweepSpec, base_cfg) -> dict:
     """What defines a study's trials, as flat key -> JSON text: the composed base config
     (keys that do not change what a run learns aside), the space, the metric and direction,
-    the seeds, sampler and pruner. The budget, workers, timeout and storage are not in it."""
+    the seeds, sampler and pruner. The budget, workers, timeout and storage are not in it.
+    `at` joined it later: a study recorded without it valued each run at its best epoch."""
     from optlab.config.compose import as_plain, flatten, is_bookkeeping
 
-    settings = {"metric": spec.metric, "direction": spec.direction, "seeds": spec.seeds, "sampler": spec.sampler,
+    settings = {"metric": spec.metric, "at": spec.at, "direction": spec.direction, "seeds": spec.seeds, "sampler": spec.sampler,
                 "pruner": spec.pruner, "grid_points": spec.grid_points,
                 "space": {p.name: p.raw() for p in spec.space}}
     config = {k: v for k, v in flatten(as_plain(base_cfg)) if not is_bookkeeping(k)}
@@ -59,6 +60,8 @@ def claim_study(study, spec: SweepSpec, base_cfg, where: str) -> None:
     rerun (or another machine's worker) never mixes trials of other settings into it."""
     new = fingerprint(spec, base_cfg)
     old = study.user_attrs.get(FINGERPRINT_ATTR)
+    if old is not None and "at" not in old:
+        old = {**old, "at": json.dumps("best")}  # what its trials' values were
     if old is None:
         study.set_user_attr(FINGERPRINT_ATTR, new)
         study.set_user_attr(SWEEP_ATTR, spec.source_text or json.dumps(spec.to_json(), indent=2))

@@ -1,7 +1,8 @@
 """Parallel sweep workers: where each one runs, and real processes to run them.
 
-On CPU the cores are split among the workers (`cores // jobs` torch threads each), so two
-workers on two cores do not oversubscribe. With GPUs each worker is pinned to one
+On CPU the workers share the cores (training/threads.py: trainer.threads=auto gives each
+`(cores - 1) // jobs` torch threads, at least 1; an explicit count at most `cores // jobs`), so
+workers never oversubscribe. With GPUs each worker is pinned to one
 (trainer.device=cuda:<i % gpus>, round-robin), `per_gpu` workers per GPU by default.
 Workers are started with multiprocessing's spawn (a fresh interpreter each: no forked
 torch or CUDA state), die with their parent (PR_SET_PDEATHSIG on Linux), and turn SIGTERM
@@ -31,6 +32,8 @@ from optlab.sweep.signals import (
 )
 from optlab.sweep.spec import SweepSpec
 from optlab.sweep.storage import open_storage, requeue
+from optlab.training.threads import resolve as resolve_threads
+from optlab.training.threads import share_cores, usable_cores, use_threads
 from optlab.sweep.study import (
     GRACE_S,
     HEARTBEAT_S,
@@ -124,14 +127,7 @@ def warm_up(spec: SweepSpec) -> None:
     compose(spec.base, spec.config_dir)
 
 
-def available_cores() -> int:
-    """Cores this process may use, capped by OMP_NUM_THREADS when the user set it."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    cap = os.environ.get("OMP_NUM_THREADS", "")
-    return min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores
+available_cores = usable_cores  # the cores the workers share (training/threads.py)
 
 
 def visible_gpus(device: str) -> int:
@@ -149,8 +145,8 @@ def plan(jobs: int | None, per_gpu: int, gpus: int, cores: int) -> list[Placemen
         jobs = gpus * per_gpu if gpus else 1
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: must be >= 1")
-    threads = max(1, cores // jobs)
-    return [Placement(worker=i, threads=threads, device=f"cuda:{i % gpus}" if gpus else None)
+    threads = resolve_threads("auto", cores, jobs)
+    return [Placement(worker=i, threads=threads, device=f"cuda:{i % gpus}" if gpus else None, processes=jobs)
             for i in range(jobs)]
 
 
@@ -166,7 +162,7 @@ class WorkerArgs:
 
 def run_in_process(args: WorkerArgs, after_trial: Callable[[], None] | None = None) -> None:
     """One worker in this process (--jobs 1): SIGTERM stops it like a spawned one."""
-    _use_threads(args.placement.threads)
+    _use_threads(args.placement)
     with stop_handlers():
         _worker(args, after_trial).run()
 
@@ -176,11 +172,10 @@ def _worker(args: WorkerArgs, after_trial=None) -> Worker:
                   grace=args.grace, after_trial=after_trial)
 
 
-def _use_threads(threads: int) -> None:
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
+def _use_threads(placement: Placement) -> None:
+    """The worker's runs share the cores with the other workers (trainer.threads)."""
+    share_cores(placement.processes)
+    use_threads("auto")
 
 
 def worker_main(args: WorkerArgs) -> None:
@@ -189,7 +184,7 @@ def worker_main(args: WorkerArgs) -> None:
     install_stop_handlers()  # for the life of the process: a signal while it exits is no traceback
     _leave_preemption_to_the_task()
     try:
-        _use_threads(args.placement.threads)
+        _use_threads(args.placement)
         _worker(args).run()
     except Interrupted as exc:
         sys.exit(exc.exit_code)

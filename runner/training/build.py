@@ -27,6 +27,7 @@ from optlab.optim.optimizers import build_optimizer, is_full_batch, needs_closur
 from optlab.optim.regularize import loss_fn
 from optlab.optim.second_order import BatchObjective, check_pure_forward
 from optlab.training import difficulty, tensorboard
+from optlab.training.threads import use_threads
 from optlab.training.trainable import freeze, param_groups
 from optlab.training.transfer import load_from
 
@@ -150,6 +151,7 @@ def build(cfg, datasets: dict | None = None) -> Parts:
     c = as_plain(cfg)
     t = c["trainer"]
     device, seed = resolve_device(str(t["device"])), int(t["seed"])
+    use_threads(t.get("threads", "auto"))  # a run made before trainer.threads existed: auto
     tensorboard.require(t)
     seed_everything(seed)
     data = cached_dataset(c["data"], (float(t["val_fraction"]), float(t.get("test_fraction", 0.0))), seed, datasets)

@@ -21,11 +21,11 @@ EXTENDABLE_STATUSES = (Status.COMPLETED, Status.INTERRUPTED)
 
 
 def requested_epochs(overrides: list[str]) -> int:
-    """M from the one override --resume takes, trainer.epochs=M; any other exits 2."""
+    """M from --resume's trainer.epochs=M (given once, a whole number); else exits 2."""
     key, _, value = overrides[0].partition("=") if len(overrides) == 1 else ("", "", "")
     if key.lstrip("+") != "trainer.epochs" or not value.strip().isdigit():
-        raise ConfigError(f"--resume takes no overrides but trainer.epochs=M (to extend the run); got: {' '.join(overrides)}; "
-                          f"the run continues with its saved config.yaml")
+        raise ConfigError(f"{' '.join(overrides)}: --resume extends a run with one trainer.epochs=M, M a whole "
+                          f"number of epochs")
     return int(value)
 
 

@@ -74,8 +74,8 @@ class Pending:
     continues from). `more(places)` (a sweep asking for trials) is asked for runs whenever
     none fits; a run whose request was stopped while it waited is dropped (`on_dropped`)."""
 
-    def __init__(self, size: int, more=None, on_dropped=None):
-        self.size, self.more, self.on_dropped = max(1, int(size)), more, on_dropped
+    def __init__(self, size: int, more=None, on_dropped=None, who: str = "optlab"):
+        self.size, self.more, self.on_dropped, self.who = max(1, int(size)), more, on_dropped, who
         self.waiting: list = []
         self.seen: list = []  # every request, in the order it came
 
@@ -93,7 +93,7 @@ class Pending:
             return None
         reason = why_solo(request.cfg)
         if reason:
-            print(f"optlab: {as_plain(request.cfg)['trainer']['name']} trains alone: {reason}", file=sys.stderr)
+            print(f"{self.who}: {as_plain(request.cfg)['trainer']['name']} trains alone: {reason}", file=sys.stderr)
             return None
         if request.resume_dir is not None:
             request.checkpoint = checkpoint_to_resume(request.resume_dir)

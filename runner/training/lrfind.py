@@ -85,34 +85,10 @@ def _suggest(lrs: list[float], losses: list[float], smoothed: list[float]) -> Ra
 
 
 def write_results(result: RangeTest, out_dir: Path) -> list[Path]:
+    """lr_find.csv; report.plots.lr_range_test draws its figure."""
     from optlab.runs.files import CsvAppender
 
     table = CsvAppender(out_dir / "lr_find.csv", ["step", "lr", "loss", "smoothed_loss"])
     for i, (lr, raw, smooth) in enumerate(zip(result.lrs, result.losses, result.smoothed)):
         table.append({"step": i, "lr": lr, "loss": raw, "smoothed_loss": smooth})
-    figure = plot(result)
-    figure.savefig(out_dir / "lr_find.png", dpi=120, bbox_inches="tight")
-    return [out_dir / "lr_find.csv", out_dir / "lr_find.png"]
-
-
-def plot(result: RangeTest):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(result.lrs, result.losses, color="0.75", linewidth=0.8, label="loss")
-    ax.plot(result.lrs, result.smoothed, color="C0", label="smoothed loss")
-    for lr, label, color in ((result.steepest_lr, "steepest descent", "C2"),
-                             (result.min_loss_lr / 10, "min loss / 10", "C1")):
-        ax.axvline(lr, color=color, linestyle="--", label=f"{label}: {lr:.2g}")
-    ax.set_xscale("log")
-    finite = [v for v in (*result.smoothed, *result.losses) if math.isfinite(v)]
-    if finite:  # from the lowest loss seen to a little above the start: the blow-up is cut off
-        low = min(finite)
-        ax.set_ylim(low * 0.9 if low > 0 else low, result.smoothed[0] * 1.5 + 1e-12)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"LR range test (suggested lr {result.suggested_lr:.2g})")
-    ax.legend()
-    return fig
+    return [out_dir / "lr_find.csv"]

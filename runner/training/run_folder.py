@@ -83,8 +83,8 @@ class RunFolder:
              checkpoint=NOT_LOADED) -> "RunFolder":
         """A new run folder, or the one being resumed with its state restored (`checkpoint`:
         its checkpoint when the caller has read it already, None when it has none)."""
-        summary = {"status": Status.RUNNING, "seed": parts.seed, "device": str(parts.device), "epochs": parts.epochs,
-                   **versions(), **process_record()}
+        summary = {"status": Status.RUNNING, "seed": parts.seed, "device": str(parts.device),
+                   "threads": torch.get_num_threads(), "epochs": parts.epochs, **versions(), **process_record()}
         if resume_dir is None:
             config_yaml = to_yaml(cfg) if isinstance(cfg, DictConfig) else OmegaConf.to_yaml(parts.cfg)
             run_dir = start_run_folder(Path(run_root or Path(parts.cfg["trainer"]["out_dir"]) / "runs"),

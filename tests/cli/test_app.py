@@ -50,3 +50,59 @@ def test_flags_and_overrides_mix_in_any_order(optlab):
     result = optlab("train", "model=cnn", "--cfg", "optimizer=adam")
     assert result.returncode == 0, result.stderr
     assert "name: cnn" in result.stdout and "name: adam" in result.stdout
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("args", [
+    ["train", "trainer.out_dir=/proc/x", "trainer.epochs=1"],
+    ["sweep", "sweeps/lr_wd.yaml", "--trials", "1", "trainer.out_dir=/proc/x"],
+    ["report", "runs", "--out", "/proc/x"],
+])
+def test_an_output_folder_the_machine_cannot_make_exits_5_in_one_line(optlab, tmp_path, args):
+    from testkit import config, write_run
+
+    write_run(tmp_path / "runs", "a", config(), [0.5])
+    result = optlab(*args)
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.strip() == "optlab: error: /proc/x: a folder cannot be made there"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["trian"], "trian: unknown command; did you mean train? choose from: train, eval, sweep, rerun, report, "
+                "lr-find, list, study (see `optlab --help`)"),
+    (["train", "optimzer=adam"], "optimzer: unknown config group 'optimzer'; did you mean optimizer? choose from: "),
+    (["train", "optimizer=adma"], "optimizer=adma: unknown optimizer; did you mean adam? choose from: adadelta, "),
+    (["train", "optimizer.lrr=0.1"], "optimizer.lrr: unknown key, not a key of optimizer=sgd; did you mean "
+                                     "optimizer.lr? the keys of optimizer=sgd: lr, "),
+    (["study", "rn"], "rn: unknown command; did you mean run? choose from: list, run, table"),
+    (["report", "runs", "--outt", "r"], "--outt: unknown flag of optlab report; did you mean --out? choose from: "),
+    (["report", "runs", "--format", "jsn"], "--format jsn: did you mean json? choose from: table, csv, md, json"),
+])
+def test_a_typo_gets_the_closest_choice_in_one_line(optlab, args, expected):
+    result = optlab(*args)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"optlab: error: {expected}"), result.stderr
+    assert "optlab: error: optlab" not in result.stderr
+
+
+def _commands(parser, prefix=("optlab",)):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _commands(sub, (*prefix, name))
+
+
+def test_every_command_has_a_description_and_examples():
+    from optlab.cli.app import build_parser
+
+    commands = dict(_commands(build_parser()))
+    assert {" ".join(c) for c in commands} >= {"optlab train", "optlab study list", "optlab study table"}
+    for command, parser in commands.items():
+        text = parser.format_help()
+        examples = [line for line in text.split("examples:\n", 1)[-1].splitlines() if line.strip()]
+        assert parser.description and "examples:\n" in text and 2 <= len(examples) <= 3, " ".join(command)
+        assert all(line.strip().startswith(" ".join(command[:2])) for line in examples), text
+    assert "`optlab list`" in commands["optlab", "train"].format_help()

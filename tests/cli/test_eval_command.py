@@ -127,3 +127,11 @@ def test_a_model_file_optlab_did_not_write_exits_3(optlab, tmp_path):
     result = optlab("eval", str(tmp_path / "foreign"))
     assert result.returncode == 3 and "does not hold a model optlab can rebuild" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_run_path_is_shown_whole_on_its_own_line(capsys):
+    from optlab.cli.eval import _show
+
+    path = "outputs/runs/20261207-104252-digits-mlp-sgd-with-a-long-name-" + "x" * 60
+    _show({"run": path, "data": "test", "n": 359, "loss": 0.1, "acc": 0.97}, "table")
+    assert f"run: {path}" in capsys.readouterr().out.splitlines()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -90,7 +91,7 @@ def test_sweep_report_draws_best_so_far_and_importances(capsys, tmp_path):
     code, out, err = report_cli(capsys, folder, "--by", "optimizer")
     assert code == 0, err
     for name in ("sweep_demo_best_so_far.png", "sweep_demo_importances.png", "curves_val_acc.png"):
-        assert_png(folder / "report-by_optimizer-val_acc-final" / name)
+        assert_png(folder / "report-by_optimizer-val_acc-best" / name)  # the sweep's own `at` (best)
 
 
 @pytest.mark.parametrize("args, code, fragment", [
@@ -271,7 +272,7 @@ def test_plots_of_a_sweep_use_its_log_scale_and_per_branch_importances(tmp_path)
     assert notes == []
     assert captured.figures["val_acc_vs_optimizer.lr.png"].axes[0].get_xscale() == "log"
     importance = captured.figures["sweep_demo_importances.png"].axes[0]
-    assert importance.get_title() == "demo: parameter importances for val_acc"
+    assert importance.get_title() == "demo: parameter importances for val_acc (validation, best epoch)"
 
 
 def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
@@ -295,3 +296,100 @@ def test_compare_keeps_the_same_config_and_seed_of_both_sides_apart(tmp_path):
 def test_report_layers_without_diagnostics_exits_3(optlab):
     result = optlab("report", "--layers", ".")
     assert result.returncode == 3 and "trainer.diagnostics=true" in result.stderr
+
+
+def test_html_adds_the_page_beside_report_csv_and_records_it(capsys, root):
+    code, out, _ = report_cli(capsys, root, "--html", "--no-plots")
+    folder = Path(out.strip().splitlines()[-1])
+    assert code == 0 and (folder / "report.html").read_text().startswith("<!doctype html>")
+    assert "report.html" in json.loads((folder / "report_options.json").read_text())["files"]
+    assert (folder / "report.csv").is_file() and (folder / "runs.csv").is_file()  # --html adds, never replaces
+
+
+def test_compare_with_html_puts_compare_csvs_numbers_on_the_page(capsys, tmp_path):
+    for side, lr in (("a", 0.01), ("b", 0.1)):
+        for seed in range(2):
+            write_run(tmp_path / side, f"r{seed}", config("adam", lr, seed=seed), [0.5, 0.6 + lr + seed / 100])
+    code, out, _ = report_cli(capsys, tmp_path / "a", tmp_path / "b", "--compare", "--html", "--no-plots")
+    folder = Path(out.strip().splitlines()[-1])
+    text = (folder / "report.html").read_text()
+    page = json.loads(text.split('id="page-data">', 1)[1].split("</script>", 1)[0].replace("<\\/", "</"))
+    (section,) = [s for s in page["sections"] if s["id"] == "compare"]
+    expected = pd.read_csv(folder / "compare.csv")
+    assert code == 0 and [r["cells"]["diff"] for r in section["rows"]] == list(expected["diff"])
+def test_runs_with_and_without_clipping_are_two_groups_not_four_seeds(capsys, tmp_path):
+    """Two seeds without clipping and two with regularize.clip_norm=0.01: `optlab report`
+    shows two groups of n 2/2, and pooling them (--by optimizer) names clip_norm."""
+    for seed, (free, clipped) in enumerate([(0.89, 0.06), (0.90, 0.11)]):
+        for name, clip, acc in (("free", None, free), ("clip", 0.01, clipped)):
+            cfg = config("adam", seed=seed)
+            cfg["regularize"] = {"clip_norm": clip}
+            write_run(tmp_path / "runs", f"{name}-{seed}", cfg, [acc])
+    code, out, _ = report_cli(capsys, tmp_path / "runs", "--no-plots", "--out", tmp_path / "r")
+    rows = [line for line in out.splitlines() if "2/2" in line]
+    assert code == 0 and len(rows) == 2 and "null" in rows[0] and "0.01" in rows[1]
+    assert "n = distinct seeds used" in out
+    code, out, _ = report_cli(capsys, tmp_path / "runs", "--by", "optimizer", "--no-plots", "--out", tmp_path / "p")
+    assert code == 0 and "4/4" in out and "every group pools runs that also differ in: regularize.clip_norm" in out
+    assert "n = distinct configuration and seed pairs used" in " ".join(out.split())
+    table = pd.read_csv(tmp_path / "p" / "report.csv").iloc[0]
+    assert (table["ci_low"], table["ci_high"]) == (0.0, 1.0)  # the plain t interval: [-0.25, 1.24]
+    assert "95% CI: Student's t interval of the mean, cut to [0, 1], the values val_acc can take" in " ".join(out.split())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", ["best", "final"])
+def test_the_report_of_a_sweep_shows_the_values_the_sweep_ranked_its_trials_by(capsys, tmp_path, at):
+    """A sweep with `at: best|final` and `optlab report SWEEP` agree on each trial's value and
+    say which epoch it is (lr 1.2 peaks at epoch 2 and ends lower, so the two differ)."""
+    from testkit import TINY_BASE, read_rows, sweep_folder, write_sweep
+
+    base = [o for o in TINY_BASE if not o.startswith("trainer.epochs")]
+    path = write_sweep(tmp_path, sampler="grid", at=at, space={"optimizer.lr": [0.8, 1.2]},
+                       base=[*base, "trainer.epochs=5", f"trainer.out_dir={tmp_path / 'outputs'}"])
+    assert main(["sweep", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert f"val_acc (validation, {at} epoch)" in out and f"completed val_acc (validation, {at} epoch) 0." in err
+    folder = sweep_folder(tmp_path)
+    code, out, err = report_cli(capsys, folder, "--by", "optimizer.lr", "--no-plots", "--out", tmp_path / "r")
+    assert code == 0 and f"val_acc (validation, {at} epoch) by optimizer.lr" in out
+    assert f"note: val_acc at each run's {at} epoch, as the sweep valued its trials" in err
+    table = pd.read_csv(tmp_path / "r" / "report.csv").set_index("optimizer.lr")
+    assert set(table["at"]) == {at}
+    for row in read_rows(folder):
+        assert table.loc[float(row["param.optimizer.lr"]), "mean"] == pytest.approx(float(row["value"]), abs=1e-12)
+    steep = next(r for r in read_rows(folder) if float(r["param.optimizer.lr"]) == 1.2)
+    curve = pd.read_csv(folder / steep["run_dirs"] / "metrics.csv")["val_acc"]
+    assert curve.max() > curve.iloc[-1] + 0.05  # best and final differ: the test can tell them apart
+
+
+def test_a_report_of_one_run_folder_goes_beside_it_not_inside(capsys, root):
+    code, out, _ = report_cli(capsys, root / "adam-0", "--no-plots")
+    assert code == 0
+    folder = root / "report-adam-0-val_acc-final"
+    assert out.strip().splitlines()[-1] == str(folder) and (folder / "report.csv").is_file()
+    assert sorted(p.name for p in (root / "adam-0").iterdir()) == ["config.yaml", "metrics.csv", "summary.json"]
+
+
+@pytest.mark.slow
+def test_real_runs_with_and_without_clipping_and_a_transfer_are_not_pooled(capsys, tmp_path, monkeypatch):
+    """The commands as a user types them: two seeds without clipping, two with
+    regularize.clip_norm=0.01, and runs of one seed from scratch, from another run
+    (init.from) and on a class subset: each configuration its own group."""
+    monkeypatch.chdir(tmp_path)
+    quick = ["trainer.epochs=1", "trainer.progress=false"]
+    for seed in (0, 1):
+        for clip in ([], ["regularize.clip_norm=0.01"]):
+            assert main(["train", *quick, f"trainer.seed={seed}", "trainer.out_dir=clip", *clip]) == 0
+    source = capsys.readouterr().out.strip().splitlines()[-1]
+    for extra in ([], [f"init.from={source}"], ["data.keep_classes=[0,1,2,3,4]"]):
+        assert main(["train", *quick, "trainer.out_dir=transfer", *extra]) == 0
+    capsys.readouterr()
+    code, out, _ = report_cli(capsys, "clip", "--no-plots")
+    table = pd.read_csv(out.strip().splitlines()[-1] + "/report.csv")
+    assert code == 0 and sorted(zip(table["group"], table["n"])) == [("regularize.clip_norm=0.01", 2),
+                                                                     ("regularize.clip_norm=null", 2)]
+    code, out, _ = report_cli(capsys, "transfer", "--no-plots")
+    table = pd.read_csv(out.strip().splitlines()[-1] + "/report.csv")
+    assert code == 0 and table["n"].tolist() == [1, 1, 1]
+    assert sum("init.from=null" in g and "data.keep_classes=null" in g for g in table["group"]) == 1

@@ -131,3 +131,23 @@ def test_multirun_cfg_prints_the_configs_and_trains_nothing(optlab, tmp_path):
     assert result.returncode == 0, result.stderr
     assert [d["optimizer"]["name"] for d in yaml.safe_load_all(result.stdout)] == ["sgd", "adam"]
     assert not (tmp_path / "outputs").exists()
+
+
+def test_resume_takes_overrides_of_how_it_runs_and_refuses_what_it_learns(optlab, tmp_path, monkeypatch):
+    from testkit import sigterm_at_step
+
+    restore = sigterm_at_step(monkeypatch, 30)
+    stopped = optlab("train", "trainer.epochs=2", "trainer.progress=false", "trainer.log_every=1")
+    restore()
+    run = last_line(stopped.stdout)
+    assert stopped.returncode == 143
+    config = (tmp_path / run / "config.yaml").read_text()
+    refused = optlab("train", "--resume", run, "trainer.progress=false", "optimizer.lr=0.5")
+    assert refused.returncode == 2 and refused.stderr.startswith("optlab: error: optimizer.lr=0.5: --resume continues")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    resumed = optlab("train", "--resume", run, "trainer.progress=false", "trainer.threads=1", "trainer.device=cpu")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / run / "summary.json").read_text())
+    assert (summary["status"], summary["threads"], summary["epochs_done"]) == ("completed", 1, 2)
+    assert (tmp_path / run / "config.yaml").read_text() == config  # the run's own values stay
+    assert "run completed" not in resumed.stdout  # trainer.progress=false: no summary table

@@ -92,14 +92,14 @@ def test_every_option_trains_one_tiny_epoch(compose_cfg, group, option):
     assert math.isfinite(result.summary["final_train_loss"])
 
 
-def test_readme_table_names_every_option():
-    readme = (REPO / "README.md").read_text()
+def test_the_train_pages_group_table_names_every_option():
+    page = (REPO / "docs" / "train.md").read_text()
     for group in GROUPS:
         if group in ("regularize", "trainer", "diagnostics"):
             continue
-        row = next(line for line in readme.splitlines() if line.startswith(f"| `{group}` |"))
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{group}` |"))
         for option in group_options(group):
-            assert f"`{option}`" in row, f"README's table misses {group}={option}"
+            assert f"`{option}`" in row, f"docs/train.md's table misses {group}={option}"
 
 
 def test_optlab_list_shows_a_user_files_comment_else_its_specs_description(tmp_path, optlab):
@@ -120,3 +120,18 @@ def test_a_user_file_naming_no_known_spec_is_named_in_the_listing_error(tmp_path
     config_dir = user_option(tmp_path, "model", "transformer", "name: transformer\nheads: 4\n")
     with pytest.raises(ConfigError, match=r"transformer.yaml: model.name=transformer: unknown model; choose from: cnn"):
         options("model", config_dir)
+
+
+def test_missing_defaults_are_the_keys_a_saved_config_lacks():
+    from omegaconf import OmegaConf
+
+    from optlab.config.catalogue import missing_defaults
+    from optlab.config.compose import compose
+
+    tree = OmegaConf.to_container(compose(["optimizer=adam", "augment=[flip]"]), resolve=True)
+    assert missing_defaults(tree) == {}  # today's config has every key
+    del tree["regularize"], tree["trainer"]["freeze"], tree["augment"]["flip"]["p"]
+    tree["optimizer"]["lr_scale"] = {"head": 10.0}  # set as a mapping: not missing
+    assert missing_defaults(tree) == {
+        "regularize.l1": 0.0, "regularize.l2": 0.0, "regularize.clip_norm": None, "regularize.clip_value": None,
+        "regularize.label_smoothing": 0.0, "regularize.dropout": None, "trainer.freeze": [], "augment.flip.p": 0.5}

@@ -97,7 +97,7 @@ def test_an_unknown_key_names_the_options_that_have_it_and_the_valid_keys():
 
 @pytest.mark.parametrize("overrides, fragment", [
     (["optimizer.lrr=1"], "optimizer.lrr: unknown key, not a key of optimizer=sgd; "
-                          "the keys of optimizer=sgd: lr, weight_decay"),
+                          "did you mean optimizer.lr? the keys of optimizer=sgd: lr, weight_decay"),
     (["+optimizer.momentum=0.9"], "not a key of optimizer=sgd; optimizer=momentum, "),
     (["augment.flip.p=0.3"], "augment.flip.p: unknown key, not a key of augment=none; augment=flip has it"),
     (["augment=[crop,noise]", "augment.cutout.size=3"], "not a key of augment=[crop,noise]; augment=cutout has it; "

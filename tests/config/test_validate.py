@@ -11,7 +11,7 @@ from optlab.errors import ConfigError
 
 
 @pytest.mark.parametrize("override, fragment", [
-    ("optimizer=adamm", "optimizer=adamm: unknown optimizer; choose from: "),
+    ("optimizer=adamm", "optimizer=adamm: unknown optimizer; did you mean adam? choose from: "),
     ("optimizer.lrr=1", "optimizer.lrr: unknown key"),
     ("optimizer.lr=abc", "optimizer.lr=abc: expected a number"),
     ("optimizer.lr=0", "optimizer.lr=0: must be > 0"),
@@ -22,7 +22,7 @@ from optlab.errors import ConfigError
     ("trainer.epochs=-1", "trainer.epochs=-1: must be >= 0"),
     ("model.depth=2.5", "model.depth=2.5: expected an integer"),
     ("trainer.progress=maybe", "trainer.progress=maybe: expected a boolean"),
-    ("trainer.device=tpu", "trainer.device=tpu: choose from"),
+    ("trainer.device=tpu", "trainer.device=tpu: did you mean cpu? choose from: auto, cpu"),
     ("nonsense", "must look like key=value"),
 ])
 def test_bad_input_names_the_key(override, fragment):
@@ -81,7 +81,7 @@ def test_an_interpolation_of_the_wrong_type_shows_what_it_resolved_to():
     (["model=logistic", "model.width=8"], "model.width: unknown key, not a key of model=logistic; model=mlp and "
                                           "model=resnet have it; the keys of model=logistic: (none)"),
     (["init=normal", "init.std=-1"], "init.std=-1: must be >= 0"),
-    (["init=kaiming_normal", "init.mode=fan_avg"], "init.mode=fan_avg: choose from: fan_in, fan_out"),
+    (["init=kaiming_normal", "init.mode=fan_avg"], "init.mode=fan_avg: did you mean fan_in? choose from: fan_in, fan_out"),
     (["init.bias.name=ones"], "init.bias.name=ones: choose from: constant, default, output_prior, zeros"),
     (["norm=batch", "norm.momentum=2"], "norm.momentum=2: must be in [0, 1]"),
     (["norm.position=mid"], "norm.position=mid: choose from: pre, post"),
@@ -101,7 +101,7 @@ def test_an_interpolation_of_the_wrong_type_shows_what_it_resolved_to():
     (["batch=increasing", "batch.factor=0"], "batch.factor=0: must be >= 1"),
     (["augment=flip", "augment.flip.p=2"], "augment.flip.p=2: must be in [0, 1]"),
     (["augment=flip", "augment.flip.padding=1"], "augment.flip.padding: unknown key, not a key of augment=flip; "
-                                                 "the keys of augment=flip: flip.p"),
+                                                 "did you mean augment.flip.p? the keys of augment=flip: flip.p"),
     (["regularize.label_smoothing=1"], "regularize.label_smoothing=1: must be in [0, 1)"),
     (["regularize.clip_norm=0"], "regularize.clip_norm=0: must be > 0"),
     (["trainer.precision=64"], "trainer.precision=64: choose from: 32, bf16, 16"),

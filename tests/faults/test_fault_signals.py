@@ -128,3 +128,31 @@ def test_ctrl_c_during_interpreter_shutdown_prints_no_traceback(tmp_path):
     assert result.returncode in (-signal.SIGINT, 130)
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
     assert summary(only_run(tmp_path / "out"))["status"] == "completed"
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line.removeprefix("optlab: error: ") for line in stderr.splitlines() if line.startswith("optlab: error:")]
+
+
+def test_ctrl_c_on_a_run_names_its_own_folder(tmp_path):
+    stopped = optlab("train", *EVERY_EPOCH, "trainer.out_dir=out", cwd=tmp_path, fault="train.step@5=sigint")
+    run = stopped.stdout.strip().splitlines()[-1]
+    assert stopped.returncode == 130 and run.startswith("out/runs/")
+    assert _error_lines(stopped.stderr) == [f"interrupted by SIGINT; resume with `optlab train --resume {run}`"]
+
+
+def test_ctrl_c_on_a_one_worker_sweep_says_only_rerun_the_sweep(tmp_path):
+    from testkit import write_sweep
+
+    stopped = optlab("sweep", str(write_sweep(tmp_path, trials=2)), cwd=tmp_path, fault="train.step@5=sigint")
+    assert stopped.returncode == 130, stopped.stderr
+    assert _error_lines(stopped.stderr) == ["interrupted by SIGINT; rerun the same command to continue it to 2 trials"]
+    assert "--resume" not in stopped.stderr
+
+
+def test_ctrl_c_on_a_study_says_the_study_command_goes_on_where_it_stopped(tmp_path):
+    stopped = optlab("study", "run", "symmetry", "--quick", "--population", "1", cwd=tmp_path,
+                     fault="train.step@5=sigint")
+    assert stopped.returncode == 130, stopped.stderr
+    assert _error_lines(stopped.stderr) == ["interrupted by SIGINT; rerun the same command to go on where study "
+                                            "symmetry stopped"]

@@ -32,11 +32,12 @@ def test_group_statistics_match_hand_computation(runs_root):
     assert adam["std"] == pytest.approx(std)
     assert adam["sem"] == pytest.approx(std / math.sqrt(3))
     assert adam["ci_low"] == pytest.approx(0.93 - T_975_DF2 * std / math.sqrt(3))
-    assert adam["ci_high"] == pytest.approx(0.93 + T_975_DF2 * std / math.sqrt(3))
+    assert 0.93 + T_975_DF2 * std / math.sqrt(3) > 1 and adam["ci_high"] == 1.0  # cut to val_acc's range
     # sgd: completed runs 0.80, 0.84 -> mean 0.82, std sqrt(0.0008) = 0.028284, df 1
     assert sgd["mean"] == pytest.approx(0.82)
     assert sgd["std"] == pytest.approx(math.sqrt(0.0008))
-    assert sgd["ci_high"] - sgd["mean"] == pytest.approx(T_975_DF1 * math.sqrt(0.0008) / math.sqrt(2))
+    assert sgd["mean"] - sgd["ci_low"] == pytest.approx(T_975_DF1 * math.sqrt(0.0008) / math.sqrt(2))
+    assert sgd["ci_high"] == 1.0  # 0.82 + 0.254 cut to val_acc's range
 
 
 def test_status_counts_best_worst_seed_and_rank(runs_root):
@@ -228,3 +229,63 @@ def test_learning_curves_average_duplicates_before_the_band(tmp_path):
     curves = report.group_curves(report.load([tmp_path]), [], "val_acc")
     last = curves[curves["epoch"] == 1].iloc[0]
     assert (last["n"], last["mean"], last["min"], last["max"]) == (2, pytest.approx(0.85), 0.8, 0.9)
+
+
+def test_group_curves_give_the_means_interval_where_a_group_has_two_seeds(runs_root):
+    collection = report.load([runs_root])
+    curves = report.group_curves(collection, ["optimizer"], "val_acc")
+    adam = curves[(curves["group"] == "optimizer=adam") & (curves["epoch"] == 1)].iloc[0]
+    expected = report.describe([0.90, 0.80, 0.97])
+    assert adam["n"] == 3 and (adam["ci_low"], adam["ci_high"]) == pytest.approx((expected["ci_low"], expected["ci_high"]))
+    alone = report.group_curves(collection, ["optimizer", "trainer.seed"], "val_acc")
+    assert (alone["n"] <= 1).all() and alone["ci_low"].isna().all() and alone["ci_high"].isna().all()
+def _with(cfg: dict, **dotted) -> dict:
+    """cfg with dotted keys set (regularize.clip_norm=0.01)."""
+    for key, value in dotted.items():
+        *parents, leaf = key.split(".")
+        node = cfg
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return cfg
+
+
+def test_a_key_null_in_some_runs_and_set_in_others_splits_the_groups(tmp_path):
+    # two seeds without clipping, two with clip_norm 0.01 (val_acc about 0.90 vs 0.09)
+    for seed, acc in enumerate([0.89, 0.90]):
+        write_run(tmp_path, f"free-{seed}", _with(config(seed=seed), **{"regularize.clip_norm": None}), [acc])
+    for seed, acc in enumerate([0.06, 0.11]):
+        write_run(tmp_path, f"clip-{seed}", _with(config(seed=seed), **{"regularize.clip_norm": 0.01}), [acc])
+    table, keys = aggregate(tmp_path)
+    assert keys == ["regularize.clip_norm"]
+    assert list(table.index) == ["regularize.clip_norm=null", "regularize.clip_norm=0.01"]
+    assert table["n"].tolist() == [2, 2] and table["varies"].tolist() == ["", ""]
+    assert table.loc["regularize.clip_norm=null", "mean"] == pytest.approx(0.895)
+    pooled, _ = aggregate(tmp_path, [])
+    assert pooled.loc[report.ALL, "varies"] == "regularize.clip_norm"  # said out loud when pooled
+    assert (pooled.loc[report.ALL, "n"], pooled.loc[report.ALL, "duplicates"]) == (4, 0)
+
+
+def test_scratch_transfer_and_class_subset_of_one_seed_are_three_configurations(tmp_path):
+    write_run(tmp_path, "scratch", config(seed=0), [0.90])
+    write_run(tmp_path, "from", _with(config(seed=0), **{"init.from": "/runs/src"}), [0.97])
+    write_run(tmp_path, "subset", _with(config(seed=0), **{"data.keep_classes": [0, 1, 2, 3, 4]}), [0.99])
+    table, keys = aggregate(tmp_path)
+    assert keys == ["data.keep_classes", "init.from"]
+    assert len(table) == 3 and table["n"].tolist() == [1, 1, 1]
+    assert "data.keep_classes=null, init.from=null" in table.index
+
+
+def test_a_key_missing_from_an_older_run_reads_as_its_default(tmp_path):
+    older = config(seed=0)  # written before regularize and optimizer.lr_scale existed
+    write_run(tmp_path, "older", older, [0.90])
+    write_run(tmp_path, "newer", _with(config(seed=0), **{"regularize.clip_norm": None, "regularize.l2": 0.0,
+                                                          "optimizer.lr_scale": None}), [0.90])
+    table, keys = aggregate(tmp_path)
+    assert keys == [] and (table.loc[report.ALL, "n"], table.loc[report.ALL, "duplicates"]) == (1, 1)
+    write_run(tmp_path, "scaled", _with(config(seed=0), **{"optimizer.lr_scale": {"head": 10}}), [0.95])
+    write_run(tmp_path, "l2", _with(config(seed=0), **{"regularize.l2": 0.001}), [0.92])
+    table, keys = aggregate(tmp_path)
+    assert sorted(keys) == ["optimizer.lr_scale.head", "regularize.l2"] and table["n"].tolist() == [1, 1, 1]
+    plain = [g for g in table.index if "optimizer.lr_scale.head=null" in g and "regularize.l2=0," in f"{g},"]
+    assert len(plain) == 1 and table.loc[plain[0], "duplicates"] == 1  # older and newer: one replicate

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 import pytest
-from testkit import make_sweep
+from testkit import make_generated_sweep, make_sweep
 
 from optlab import report
 
@@ -108,3 +108,24 @@ def test_branches_too_small_to_rank_are_named_in_one_note():
     # two trials with the same values: nothing varies, nothing to rank (one parameter alone is 1 by definition)
     table, notes = report.branch_importances(sgd[:1] * 2, "maximize", None)
     assert table.empty and notes == ["no importances for all trials: fewer than 2 parameters vary"]
+
+
+def test_intermediate_values_are_each_trials_reports_by_state(tmp_path):
+    sweep = report.load_sweep(make_generated_sweep(tmp_path, trials=5, epochs=3))
+    values, notes = report.intermediate_values(sweep)
+    assert notes == []
+    steps = values.groupby("number")["step"].apply(list).to_dict()
+    assert steps == {0: [0, 1, 2], 1: [0, 1, 2], 2: [0, 1, 2], 3: [0, 1, 2], 4: [0]}  # trial 4 pruned after one
+    assert values.loc[values["number"] == 4, "state"].tolist() == ["PRUNED"]
+
+
+def test_importances_are_fitted_once_for_the_same_complete_trials(tmp_path, monkeypatch):
+    from optlab.report import sweeps
+
+    sweep = report.load_sweep(make_generated_sweep(tmp_path, trials=6))
+    fits = []
+    fit = sweeps.branch_importances
+    monkeypatch.setattr(sweeps, "branch_importances", lambda *a: fits.append(1) or fit(*a))
+    first, _ = report.param_importances(sweep)
+    second, _ = report.param_importances(sweep)
+    assert len(fits) == 1 and second is first

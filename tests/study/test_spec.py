@@ -56,6 +56,9 @@ def test_the_studies_folder_placeholder_points_at_the_shipped_data():
     ({"measures": {"acc": {"kind": "metric", "column": "val_acc", "at": "last"}}}, "at must be final, best"),
     ({"measures": {"acc": {"kind": "layer", "stat": "act_std", "reduce": "median"}}}, "reduce 'median'"),
     ({"figure": {"kind": "bars", "measure": "loss"}}, "figure measure must be one of"),
+    ({"figure": {"panels": [{"kind": "bars"}, {"kind": "pie"}]}}, "figure kind"),
+    ({"figure": {"panels": [{"kind": "curves", "measure": "loss"}]}}, "figure measure must be one of"),
+    ({"figure": {"kind": "trials", "x": "optimizer.lr"}}, "a trials panel needs x .* and a sweep arm"),
     ({"population": "auto"}, "population must be an integer >= 1"),
     ({"arms": ["a", "b"]}, "arms must be a mapping"),
     ({"measures": {"acc": "val_acc"}}, "measures must be a mapping"),
@@ -71,3 +74,50 @@ def test_a_bad_study_file_is_one_config_error(change, words):
 def test_an_unknown_study_names_the_known_ones():
     with pytest.raises(ConfigError, match="choose from: .*he2015_deep_relu"):
         load_study("no_such_study")
+
+
+COMPARED = {
+    "claim": "c", "source": "s", "scaled_down": "d",
+    "comparison": {
+        "workloads": {"w": {"base": ["data=digits"], "metric": "val_acc", "target": "auto", "epochs": 2,
+                            "margin": 0.01},
+                      "r": {"base": ["data=linreg", "model=linear"], "metric": "val_loss", "target": 0.1,
+                            "epochs": 2, "margin": 0.002}},
+        "contenders": {"sgd": {"overrides": ["optimizer=sgd"], "space": {"optimizer.lr": {"low": 0.01, "high": 1.0}}},
+                       "adam": {"overrides": ["optimizer=adam"], "space": {"optimizer.lr": {"low": 0.001,
+                                                                                            "high": 0.1}}}},
+        "protocol": {"tuning": {"studies": 2, "trials": 2}, "rerun_seeds": 3, "at": "best"}},
+    "measures": {"tuned": {"kind": "tuned"}},
+    "criteria": [{"kind": "noninferior", "measure": "tuned", "a": "w/adam", "b": "w/sgd", "direction": "greater",
+                  "margin": 0.01}],
+    "figure": {"kind": "comparison"}}
+
+
+def test_a_study_built_on_a_comparison_has_an_arm_per_workload_and_contender():
+    spec = spec_from_dict("compared", COMPARED)
+    assert [a.name for a in spec.arms] == ["w/sgd", "w/adam", "r/sgd", "r/adam"]
+    assert spec.arm("r/adam").compared == ("r", "adam") and spec.seeds == 3
+    tuned = spec.measures["tuned"]
+    assert tuned["at"] == "best" and tuned["columns"]["r/sgd"] == ["val_loss", False]
+    assert tuned["columns"]["w/adam"] == ["val_acc", True]
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"arms": {"a": []}}, "arms comes from the comparison"),
+    ({"seeds": 4}, "seeds comes from the comparison"),
+    ({"criteria": [{"kind": "noninferior", "measure": "tuned", "a": "w/adam", "b": "w/sgd", "direction": "greater"}]},
+     "noninferior needs a margin > 0"),
+    ({"criteria": [{"kind": "noninferior", "measure": "tuned", "a": "w/adam", "b": "w/sgd", "margin": 0.1}]},
+     "direction must be greater or less"),
+    ({"comparison": {**COMPARED["comparison"], "protocol": {"tuning": "random"}}}, "protocol tuning"),
+])
+def test_a_bad_comparison_study_is_one_config_error(change, words):
+    with pytest.raises(ConfigError, match=words):
+        spec_from_dict("bad", {**COMPARED, **change})
+
+
+def test_tuned_measures_and_the_comparison_figure_need_a_comparison():
+    with pytest.raises(ConfigError, match="tuned measures a study built on a comparison"):
+        spec_from_dict("bad", {**MINIMAL, "measures": {"acc": {"kind": "tuned"}}})
+    with pytest.raises(ConfigError, match="figure kind comparison needs"):
+        spec_from_dict("bad", {**MINIMAL, "figure": {"kind": "comparison"}})

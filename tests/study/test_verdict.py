@@ -85,3 +85,44 @@ def test_the_verdict_needs_every_criterion_and_quick_is_never_a_reproduction():
     assert overall([REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE], quick=False)["verdict"] == NOT_REPRODUCED
     quick = overall([REPRODUCED], quick=True)
     assert quick == {"verdict": INCONCLUSIVE, "quick": True, "quick_outcome": REPRODUCED}
+
+
+@pytest.mark.parametrize("a, b, direction, expected", [
+    (seeds(0.950, 0.951, 0.952), seeds(0.950, 0.951, 0.952), "greater", REPRODUCED),  # equal: within the margin
+    (seeds(0.97, 0.98, 0.99), seeds(0.90, 0.91, 0.92), "greater", REPRODUCED),      # better
+    (seeds(0.80, 0.81, 0.82), seeds(0.90, 0.91, 0.92), "greater", NOT_REPRODUCED),  # worse by far more than 0.01
+    (seeds(0.80, 0.95, 0.99), seeds(0.90, 0.91, 0.92), "greater", INCONCLUSIVE),    # too wide to tell
+    (seeds(0.80, 0.81, 0.82), seeds(0.90, 0.91, 0.92), "less", REPRODUCED),         # a loss: a lower is better
+    (seeds(0.97, 0.98, 0.99), seeds(0.90, 0.91, 0.92), "less", NOT_REPRODUCED),
+])
+def test_noninferior_is_not_worse_by_the_margin(a, b, direction, expected):
+    criterion = {"kind": "noninferior", "measure": "acc", "a": "a", "b": "b", "direction": direction, "margin": 0.01}
+    result = judge(criterion, {"a": a, "b": b})
+    assert result["outcome"] == expected
+    assert "not worse than" in result["criterion"] and "not" in result["label"]
+
+
+def test_noninferior_reads_the_interval_against_minus_the_margin_by_hand():
+    # a - b: mean -0.005, se = sqrt(2 * 0.0001 / 3), df 4: [-0.005 - 2.776445 se, -0.005 + 2.776445 se]
+    a, b = seeds(0.905, 0.915, 0.925), seeds(0.91, 0.92, 0.93)
+    half = 2.776445 * math.sqrt(2 * 0.0001 / 3)
+    result = judge({"kind": "noninferior", "measure": "acc", "a": "a", "b": "b", "direction": "greater",
+                    "margin": 0.03}, {"a": a, "b": b})
+    assert result["effect"]["ci_low"] == pytest.approx(-0.005 - half, rel=1e-5)
+    assert -0.005 - half > -0.03 and result["outcome"] == REPRODUCED
+    narrow = judge({"kind": "noninferior", "measure": "acc", "a": "a", "b": "b", "direction": "greater",
+                    "margin": 0.02}, {"a": a, "b": b})
+    assert -0.005 - half < -0.02 and narrow["outcome"] == INCONCLUSIVE
+def test_intervals_of_a_bounded_measure_stay_inside_what_it_can_be():
+    every = {"kind": "every_seed", "measure": "val_acc", "arm": "a", "op": ">", "threshold": 0.5}
+    near_one = {"a": seeds(0.97, 1.0, 0.91), "b": seeds(0.2, 0.9)}
+    plain = judge(every, near_one)["effect"]
+    assert plain["ci_high"] > 1  # the plain t interval: [0.8846, 1.0254]
+    cut = judge(every, near_one, bounds=(0.0, 1.0))["effect"]
+    assert (cut["ci_low"], cut["ci_high"]) == (pytest.approx(plain["ci_low"]), 1.0)
+    wide = judge({**WELCH, "a": "b", "b": "a"}, near_one, bounds=(0.0, 1.0))
+    assert wide["arms"]["b"]["ci_low"] == 0.0 and wide["arms"]["b"]["ci_high"] == 1.0  # n=2: [-0.3853, 1.4853]
+    assert -1.0 <= wide["effect"]["ci_low"] <= wide["effect"]["ci_high"] <= 1.0
+    ratio = judge({"kind": "every_seed", "measure": "val_acc", "a": "a", "b": "b", "op": ">", "threshold": 0.0},
+                  near_one, bounds=(0.0, 1.0))
+    assert ratio["arms"]["a/b"]["ci_low"] >= 0.0  # a ratio of accuracies: [0, inf)

@@ -102,3 +102,18 @@ def test_a_multirun_goes_to_one_out_dir(tmp_path):
     with pytest.raises(ConfigError, match="trainer.out_dir"):
         run_grid([f"trainer.out_dir={tmp_path / 'a'},{tmp_path / 'b'}"], None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_results_table_shows_each_varying_key_as_a_column_never_cut(capsys, monkeypatch):
+    from optlab.sweep.multirun import _print_table
+
+    monkeypatch.setenv("COLUMNS", "60")  # a narrow terminal
+    results = [{"run": f"model.width={w},optimizer.lr={lr}", "overrides": [f"model.width={w}", f"optimizer.lr={lr}",
+                                                                         "trainer.epochs=1"],
+                "status": "completed", "best_val_acc": 0.9, "final_val_loss": 0.3, "run_dir": "x"}
+               for w in (64, 1024) for lr in (0.01, 0.1)]
+    _print_table(results)
+    err = capsys.readouterr().err
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in err.splitlines() if line.startswith("│")]
+    assert [row[:2] for row in cells] == [["64", "0.01"], ["64", "0.1"], ["1024", "0.01"], ["1024", "0.1"]]
+    assert "…" not in err and "trainer.epochs" not in err  # a key that does not vary is no column

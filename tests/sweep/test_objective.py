@@ -12,6 +12,7 @@ from testkit import read_rows, sweep_folder, tiny_spec, write_sweep
 from optlab.cli.app import main
 from optlab.errors import Pruned
 from optlab.sweep.objective import Objective, PruneReporter
+from optlab.sweep.spec import SweepSpec
 from optlab.sweep.study import trial_status
 
 
@@ -63,11 +64,29 @@ def test_reporter_uses_one_step_per_epoch_per_seed():
             return len(self.reports) == 2
 
     trial = FakeTrial()
-    reporter = PruneReporter(trial, "val_loss", "minimize", offset=3)
+    reporter = PruneReporter(trial, SweepSpec("s", metric="val_loss", direction="minimize"), offset=3)
     reporter(0, {"val_loss": 0.5})
     with pytest.raises(Pruned):
         reporter(1, {"val_loss": 0.7})
     assert trial.reports == [(3, 0.5), (4, 0.7)] and reporter.best == 0.5
+
+
+def test_a_runs_value_is_its_best_or_its_final_epoch_as_the_sweep_says():
+    class Trial:
+        def report(self, value, step):
+            pass
+
+        def should_prune(self):
+            return False
+
+    rows = [{"val_acc": a} for a in (0.5, 0.9443, 0.9276)]
+    for at, expected in (("best", 0.9443), ("final", 0.9276)):
+        reporter = PruneReporter(Trial(), SweepSpec("s", at=at), offset=0)
+        for epoch, row in enumerate(rows):
+            reporter(epoch, row)
+        assert reporter.run_value({"final_val_acc": 0.1}) == expected
+    untouched = PruneReporter(Trial(), SweepSpec("s", at="final"), offset=0)  # no epoch reported: the summary's
+    assert untouched.run_value({"final_val_acc": 0.8}) == 0.8 and untouched.run_value({}) is None
 
 
 @pytest.mark.slow

@@ -32,3 +32,16 @@ def test_a_binary_or_non_utf8_sweep_file_exits_2_in_one_line(tmp_path, capsys, c
     assert main(["sweep", str(tmp_path / "bad.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.yaml" in err
+
+
+def test_at_says_which_epoch_values_a_run_and_an_unknown_one_exits_2(tmp_path, capsys):
+    from testkit import write_sweep
+
+    from optlab.sweep.spec import metric_label
+
+    assert tiny_spec(tmp_path, trials=1).at == "best"  # what sweeps did before `at` existed
+    assert metric_label("val_acc", "best") == "val_acc (validation, best epoch)"
+    assert metric_label("train_loss", "final") == "train_loss (training, final epoch)"
+    assert main(["sweep", str(write_sweep(tmp_path, at="last"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "optlab: error: at 'last': choose from: best, final (which epoch of each run is its value)"

@@ -25,13 +25,26 @@ def test_a_rerun_with_a_changed_base_override_exits_2_naming_the_key(tmp_path, c
     assert json.loads((tmp_path / "outputs" / "sweeps" / "tiny" / "sweep.json").read_text())["trials"] == 1
 
 
-@pytest.mark.parametrize("change", [{"metric": "val_loss"}, {"seeds": 2}, {"sampler": "tpe"},
+@pytest.mark.parametrize("change", [{"metric": "val_loss"}, {"at": "final"}, {"seeds": 2}, {"sampler": "tpe"},
                                     {"space": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.9}}}])
 def test_a_rerun_that_changes_what_a_trial_is_is_refused(tmp_path, capsys, change):
     assert main(["sweep", str(write_sweep(tmp_path, trials=1))]) == 0
     capsys.readouterr()
     assert main(["sweep", str(write_sweep(tmp_path, trials=1, **change))]) == 2
     assert "was created with other settings" in capsys.readouterr().err
+
+
+def test_a_study_recorded_before_at_existed_valued_runs_at_their_best_epoch(tmp_path, capsys):
+    from optlab.sweep.study import FINGERPRINT_ATTR
+
+    assert main(["sweep", str(write_sweep(tmp_path, trials=1))]) == 0
+    study = study_of(tmp_path)
+    recorded = {k: v for k, v in study.user_attrs[FINGERPRINT_ATTR].items() if k != "at"}
+    study.set_user_attr(FINGERPRINT_ATTR, recorded)  # as an older optlab wrote it
+    assert main(["sweep", str(write_sweep(tmp_path, trials=2))]) == 0  # at: best by default, the same
+    assert finished(study_of(tmp_path)) == 2
+    assert main(["sweep", str(write_sweep(tmp_path, trials=3, at="final"))]) == 2
+    assert 'at "best" -> "final"' in capsys.readouterr().err
 
 
 def test_budget_workers_and_timeout_may_change_and_extend_adds_trials(tmp_path, capsys, storage_url):

@@ -1,6 +1,7 @@
 """The one spec a sweep starts with (a file or --refine, flags, overrides), validated once; the shipped sweeps."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import optuna
@@ -91,3 +92,28 @@ def test_refine_changes_are_validated_like_a_files(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sweep", "--refine", str(sweep_folder(tmp_path)), "--seeds", "0"]) == 2
     assert "seeds=0: must be an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [[], ["--population", "4"]])
+def test_an_override_of_a_searched_key_exits_2_naming_both_ways_out(tmp_path, capsys, monkeypatch, extra):
+    monkeypatch.chdir(tmp_path)
+    code = main(["sweep", "sweeps/lr_wd.yaml", "--trials", "2", *extra, "optimizer.lr=0.1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("optlab: error: optimizer.lr=0.1: ") and "searches optimizer.lr" in err
+    assert "remove optimizer.lr from the space, or drop the override" in err
+    assert not (tmp_path / "outputs").exists()  # refused before the sweep folder is made
+
+
+def test_a_study_arm_that_sets_a_key_its_sweep_searches_is_refused(tmp_path):
+    from optlab.errors import ConfigError
+    from optlab.study.execute import plan_sweeps
+    from optlab.study.spec import load_study
+
+    study = load_study("bergstra2012_random_search")
+    arm = study.arms[0]
+    clashing = dataclasses.replace(study, arms=(dataclasses.replace(arm, overrides=("optimizer.lr=0.01",)),))
+    with pytest.raises(ConfigError, match=r"^optimizer\.lr=0\.01: study bergstra2012_random_search, arm random "
+                                          r"searches optimizer\.lr .*remove optimizer\.lr from the space"):
+        plan_sweeps(clashing, tmp_path)
+    plan_sweeps(study, tmp_path)  # as shipped: fine

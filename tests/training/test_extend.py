@@ -55,8 +55,9 @@ def test_an_early_stopped_run_continues_with_the_count_restarted(optlab, tmp_pat
 
 @pytest.mark.parametrize("args,fragment", [
     (["trainer.epochs=4"], "schedule=cosine depends on the run's length"),
-    (["optimizer.lr=0.5"], "--resume takes no overrides but trainer.epochs=M"),
-    (["trainer.epochs=4", "trainer.seed=2"], "--resume takes no overrides but trainer.epochs=M"),
+    (["optimizer.lr=0.5"], "optimizer.lr=0.5: --resume continues the run with its saved config.yaml and cannot "
+                           "change what it learns; give only trainer.epochs=M (to extend it) or trainer.progress"),
+    (["trainer.epochs=4", "trainer.seed=2"], "trainer.seed=2: --resume continues the run"),
     (["trainer.epochs=1"], "already trained 2 of its 2 epochs"),
 ])
 def test_what_cannot_be_extended_exits_2_with_one_line(optlab, tmp_path, args, fragment):

@@ -85,7 +85,7 @@ def test_fine_tuning_reaches_0_9_in_fewer_epochs_than_training_from_scratch(comp
                                        "the parameters are under: features.1.0, features.2.0, head")),
     (["optimizer.lr_scale={head: 0}"], ("optlab: error: optimizer.lr_scale={'head': 0}: must be a mapping of "
                                         "parameter-name prefixes to numbers > 0")),
-    (["trainer.train_only=head"], "optlab: error: trainer.train_only=head: choose from: norm, norm+head"),
+    (["trainer.train_only=head"], "optlab: error: trainer.train_only=head: did you mean norm+head? choose from: norm, norm+head"),
 ])
 def test_bad_settings_exit_2_with_one_line(optlab, overrides, line):
     result = optlab("train", "trainer.progress=false", *overrides)

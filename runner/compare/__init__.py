@@ -1,0 +1,1 @@
+"""Comparisons: contenders tuned alike on several workloads; performance profiles, a score, verdicts."""
