@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from optlab.config.compose import compose
-from optlab.training.loop import train
+from optlab.training.api import train
 
 BASE = ["trainer.progress=false", "trainer.epochs=8", "model=mlp", "model.depth=8", "model.width=128"]
 

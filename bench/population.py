@@ -1,13 +1,22 @@
 """Population training against the same trials run solo, in one invocation.
 
-The same set of trials (a grid sweep over lr x weight decay, pruner off, so every variant
-trains exactly the same configurations) runs as `optlab sweep` in several ways:
-populations of K = 1, 4, 16, 64 (`--population K`), solo one after another, and solo with
-`--jobs 2` worker processes. Each variant runs in its own process, so its peak memory
-(resident set; on a GPU, the most memory torch allocated) is its own. Printed per case and
-variant: wall time, trials per minute, the ratio to solo one after another, and the peak.
+Two measurements, so that kernel and start-up gains can be told apart:
 
-    python bench/population.py                        # digits MLP and a CNN on shapes, CPU
+1. Sweeps. The same set of trials (a grid sweep over lr x weight decay, pruner off, so every
+   variant trains exactly the same configurations) runs as `optlab sweep` in several ways:
+   solo one after another, solo with `--jobs 2` worker processes, and populations of each K
+   (`--population K`). Each variant runs in its own process, so its peak memory (resident
+   set; on a GPU, the most memory torch allocated) is its own. Printed per case and variant:
+   wall time, trials per minute, the ratio to solo one after another, and the peak. The
+   `mlp-digits-long` case is one whose solo sweep takes minutes, as the sweeps users wait on.
+2. Engines. One epoch of K members of the case's model, in this process: each member's solo
+   step one after another, the stacked step, and the compiled stacked step (its compile time
+   apart), in turns (--repeats of them, after one to warm up and compile), so that a drifting
+   load meets each alike. Printed per K: the median seconds per epoch of each, and the median
+   of the turns' ratios to solo.
+
+    python bench/population.py                                    # every case, K = 4, 16, 64, CPU
+    python bench/population.py --case mlp-digits-long --sizes 16 --skip-sweeps
     python bench/population.py --case mlp-digits --sizes 1,16,64,256 --device cuda
 """
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,8 +34,9 @@ from pathlib import Path
 import yaml
 
 CASES = {  # name -> (base overrides, lr grid, wd grid)
-    "mlp-digits": (["data=digits", "model=mlp", "model.width=128", "optimizer=momentum", "trainer.epochs=5"],
-                   8, 8),
+    "mlp-digits": (["data=digits", "model=mlp", "model.width=128", "optimizer=momentum", "trainer.epochs=5"], 8, 8),
+    "mlp-digits-long": (["data=digits", "model=mlp", "model.width=128", "optimizer=momentum", "trainer.epochs=60"],
+                        8, 8),
     "cnn-shapes": (["data=shapes", "data.n_samples=1000", "model=cnn", "model.channels=8", "model.depth=3",
                     "optimizer=momentum", "trainer.epochs=3"], 8, 4),
 }
@@ -80,22 +91,96 @@ def bench_case(case: str, sizes: list[int], device: str, threads: int) -> list[d
     return results
 
 
+# ---------------------------------------------------------------- engines, per epoch
+
+
+def members(case: str, k: int, device: str) -> list:
+    """K members of the case's model: its base config with K seeds and lrs."""
+    from optlab.config.compose import compose
+    from optlab.training.build import build
+
+    base = [*CASES[case][0], "trainer.progress=false", f"trainer.device={device}"]
+    return [build(compose([*base, f"trainer.seed={i}", f"optimizer.lr={0.01 + 0.29 * i / max(k - 1, 1):.4g}"]))
+            for i in range(k)]
+
+
+def one_epoch(engine, parts) -> None:
+    """An epoch of the engine's members, as the driver runs it: steps, then the validation pass."""
+    from optlab.training.state import EpochTally
+
+    first = parts[0]
+    batch_size = first.batch_size(0)
+    engine.begin_epoch(0, first.batches.num_batches(batch_size), [EpochTally.zero(first.device)] * engine.size)
+    engine.set_lrs([float(p.cfg["optimizer"]["lr"]) for p in parts])
+    for i, batch in enumerate(engine.batches(batch_size, 0, 0)):
+        engine.step(i, batch, sample_norm=i % 50 == 0)
+    engine.evaluate("val")
+    if first.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def timed(run) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def engine_epochs(case: str, k: int, device: str, repeats: int) -> dict:
+    """Seconds per epoch of each engine, measured in turns (solo, stacked, compiled, again),
+    so that a load that drifts meets every engine alike: the medians of the turns, and the
+    median of each turn's ratios."""
+    from optlab.training.grouping import structure
+    from optlab.training.solo import SoloEngine
+    from optlab.training.stacked import StackedEngine
+
+    parts = members(case, k, device)
+    solos = [SoloEngine(p) for p in parts]
+    key = structure(parts[0].cfg)
+    stacked, compiled = StackedEngine(parts, key), StackedEngine(parts, key, compiled=True)
+    runs = {"solo": lambda: [one_epoch(engine, [p]) for engine, p in zip(solos, parts)],
+            "stacked": lambda: one_epoch(stacked, parts), "compiled": lambda: one_epoch(compiled, parts)}
+    first = {name: timed(run) for name, run in runs.items()}  # warm-up; the compiled one compiles here
+    turns = [{name: timed(run) for name, run in runs.items()} for _ in range(repeats)]
+    median = {name: statistics.median(t[name] for t in turns) for name in runs}
+    return {"case": case, "k": k, **{f"{name}_s": value for name, value in median.items()},
+            "compile_s": first["compiled"] - median["compiled"],
+            "stacked_x": statistics.median(t["solo"] / t["stacked"] for t in turns),
+            "compiled_x": statistics.median(t["solo"] / t["compiled"] for t in turns)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=sorted(CASES), action="append")
-    parser.add_argument("--sizes", default="1,4,16,64", help="population sizes K")
+    parser.add_argument("--sizes", default="4,16,64", help="population sizes K")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (1: the reference)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed turns of the engines (after one to warm up)")
+    parser.add_argument("--skip-sweeps", action="store_true", help="the engines' epochs only")
+    parser.add_argument("--skip-engines", action="store_true", help="the sweeps only")
     args = parser.parse_args()
     import torch
 
-    sizes = [int(k) for k in args.sizes.split(",")]
-    print(f"device={args.device} threads={args.threads} torch={torch.__version__} sizes={sizes}")
-    print(f"{'case':12} {'variant':16} {'trials':>6} {'wall s':>8} {'trials/min':>11} {'vs solo':>8} {'peak MB':>8}")
-    for case in args.case or sorted(CASES):
-        for r in bench_case(case, sizes, args.device, args.threads):
-            print(f"{r['case']:12} {r['variant']:16} {r['trials']:6d} {r['wall_s']:8.1f} {r['trials_per_min']:11.1f} "
-                  f"{r['vs_solo']:8.2f} {r['peak_mb']:8.0f}", flush=True)
+    torch.set_num_threads(args.threads)
+    sizes, cases = [int(k) for k in args.sizes.split(",")], args.case or sorted(CASES)
+    print(f"{time.strftime('%Y-%m-%d')} device={args.device} threads={args.threads} torch={torch.__version__} "
+          f"cores={os.cpu_count()} sizes={sizes}")
+    if not args.skip_engines:
+        print(f"\n{'case':16} {'K':>4} {'solo s':>8} {'stacked s':>10} {'compiled s':>11} {'compile s':>10} "
+              f"{'stacked x':>10} {'compiled x':>11}   (per epoch)")
+        for case in cases:
+            for k in sizes:
+                r = engine_epochs(case, k, args.device, args.repeats)
+                print(f"{case:16} {k:4d} {r['solo_s']:8.3f} {r['stacked_s']:10.3f} {r['compiled_s']:11.3f} "
+                      f"{r['compile_s']:10.1f} {r['stacked_x']:10.2f} {r['compiled_x']:11.2f}", flush=True)
+    if not args.skip_sweeps:
+        print(f"\n{'case':16} {'variant':16} {'trials':>6} {'wall s':>8} {'trials/min':>11} {'vs solo':>8} "
+              f"{'peak MB':>8}")
+        for case in cases:
+            for r in bench_case(case, sizes, args.device, args.threads):
+                print(f"{r['case']:16} {r['variant']:16} {r['trials']:6d} {r['wall_s']:8.1f} "
+                      f"{r['trials_per_min']:11.1f} {r['vs_solo']:8.2f} {r['peak_mb']:8.0f}", flush=True)
 
 
 if __name__ == "__main__":

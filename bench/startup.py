@@ -62,7 +62,7 @@ def phases(cwd: str) -> dict[str, float]:
     mark = time.perf_counter()
     build(cfg)
     times["build (data, model, optimizer)"] = time.perf_counter() - mark
-    from optlab.training.loop import train
+    from optlab.training.api import train
     mark = time.perf_counter()
     train(cfg)
     times["train (build, one epoch, run folder, summary)"] = time.perf_counter() - mark

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from optlab.config.compose import compose
 from optlab.optim.optimizers import build_optimizer, clear_gradients
 from optlab.training.build import build
-from optlab.training.loop import train
+from optlab.training.api import train
 
 PLAIN_LOOPS = {"plain": False, "plain+trims": True}  # name -> with optlab's step trims
 INTERLEAVED_EPOCHS = {"mlp-digits": 150, "cnn-shapes": 16}

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -158,26 +158,11 @@ def study(name: str, *, quick: bool = False, seeds: int | None = None, populatio
 # ---------------------------------------------------------------- the one place runs are trained
 
 def _train_configs(cfgs: list, population: int | None) -> list[RunResult]:
-    """Each config trained, alone or K at a time in populations, as `optlab train -m` does;
-    results in the order of `cfgs`."""
-    from optlab.errors import TrainingFailed
-    from optlab.sweep.multirun import GridRun, batches
-    from optlab.training.loop import train as train_one
-    from optlab.training.population import train_population
+    """Each config trained, alone or K at a time in populations, as `optlab train -m` does
+    (optlab.training.api.train_many); results in the order of `cfgs`."""
+    from optlab.training.api import train_many
 
-    runs = [GridRun([], f"config {i}", cfg) for i, cfg in enumerate(cfgs)]
-    results: dict[int, Any] = {}
-    for batch in batches(runs, population or 1):
-        if len(batch) > 1:
-            results.update(zip(map(runs.index, batch), train_population([run.cfg for run in batch])))
-            continue
-        try:
-            results[runs.index(batch[0])] = train_one(batch[0].cfg)
-        except TrainingFailed as exc:  # diverged or out of memory: the run folder says so
-            if exc.result is None:
-                raise
-            results[runs.index(batch[0])] = exc.result
-    return [_run_result(results[i]) for i in range(len(runs))]
+    return [_run_result(result) for result in train_many(cfgs, population=population or 1)]
 
 
 def _run_result(result) -> RunResult:

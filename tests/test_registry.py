@@ -11,8 +11,8 @@ from optlab.config.specs import named_registries
 from optlab.optim.schedules import SCHEDULES
 from optlab.registry import Key, import_target
 from optlab.training.build import build
-from optlab.training.loop import train
-from optlab.training.population import why_solo
+from optlab.training.api import train
+from optlab.training.grouping import why_solo
 
 
 def test_spec_defaults_fill_every_key_and_refuse_unknown_ones():

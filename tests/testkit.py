@@ -198,18 +198,18 @@ def sigterm_at_step(monkeypatch, step: int):
     the plain clipping back."""
     import signal
 
-    import optlab.training.loop as loop
+    import optlab.training.solo as solo
 
-    original, calls = loop.clip_gradients, [0]
+    original, calls = solo.clip_gradients, [0]
 
-    def clip_then_signal(params, reg):
+    def clip_then_signal(*args, **kwargs):
         calls[0] += 1
         if calls[0] == step:
             signal.raise_signal(signal.SIGTERM)
-        return original(params, reg)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "clip_gradients", clip_then_signal)
-    return lambda: monkeypatch.setattr(loop, "clip_gradients", original)
+    monkeypatch.setattr(solo, "clip_gradients", clip_then_signal)
+    return lambda: monkeypatch.setattr(solo, "clip_gradients", original)
 
 
 def make_generated_sweep(root: Path, trials: int, seeds: int = 1, epochs: int = 3) -> Path:

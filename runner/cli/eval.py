@@ -33,7 +33,7 @@ def run(args) -> int:
     from optlab.optim.regularize import loss_fn
     from optlab.training.build import make_autocast
     from optlab.training.export import check_split, read_model_file, rebuild_model
-    from optlab.training.loop import evaluate
+    from optlab.training.engine import evaluate
 
     run_dir = Path(args.run)
     split = check_split(args.split)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from optlab.cli.display import with_examples
-from optlab.errors import ConfigError, TrainingFailed, print_error_line
+from optlab.errors import ConfigError, print_error_line
 
 
 def register(subparsers) -> None:
@@ -32,6 +32,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from optlab.config.compose import compose
     from optlab.runs.files import make_dirs
+    from optlab.training.api import train_many
 
     if args.top < 1 or args.seeds < 1:
         raise ConfigError(f"--top {args.top} --seeds {args.seeds}: both must be >= 1")
@@ -41,9 +42,9 @@ def run(args) -> int:
     first_fresh = int(compose(spec.base, spec.config_dir).trainer.seed) + spec.seeds
     seeds = range(first_fresh, first_fresh + args.seeds)
     rerun_dir = make_dirs(sweep_dir / "rerun")
-    for number, overrides in configurations:
-        for seed in seeds:
-            train_once(spec, number, overrides, seed, rerun_dir)
+    requests = [r for number, overrides in configurations for seed in seeds
+                if (r := fresh_run(spec, number, overrides, seed, rerun_dir)) is not None]
+    train_many(requests, run_root=rerun_dir)
     return report(rerun_dir, spec)
 
 
@@ -66,25 +67,28 @@ def best_configurations(spec, rows: list[dict], top: int) -> list[tuple[int, lis
             for r in best]
 
 
-def train_once(spec, number: int, overrides: list[str], seed: int, rerun_dir: Path) -> None:
-    """One fresh-seed run, unless a completed one for this trial and seed is there already."""
+def fresh_run(spec, number: int, overrides: list[str], seed: int, rerun_dir: Path):
+    """The run of this trial's configuration with this seed, unless a completed one is there already."""
     from optlab.config.compose import compose
-    from optlab.training.loop import train
+    from optlab.training.api import RunRequest
 
     name = f"trial{number:04d}-seed{seed}"
     if any(_completed(run) for run in rerun_dir.glob(f"*-{name}")):
         print(f"rerun: {name} done already", file=sys.stderr)
-        return
-    print(f"rerun: trial {number}, seed {seed}: {' '.join(overrides)}", file=sys.stderr)
+        return None
     cfg = compose([*overrides, f"trainer.seed={seed}", f"trainer.name={name}"], spec.config_dir)
-    try:
-        run_dir = train(cfg, run_root=rerun_dir).run_dir
-    except TrainingFailed as exc:  # a diverged seed is a result: the table counts it
-        if exc.result is None:
-            raise
-        print_error_line(str(exc))
-        run_dir = exc.result.run_dir
-    print(run_dir)
+
+    def started(run_dir: Path) -> None:
+        print(f"rerun: trial {number}, seed {seed}: {' '.join(overrides)}", file=sys.stderr)
+
+    return RunRequest(cfg, on_start=started, on_end=_ended)
+
+
+def _ended(result) -> None:
+    """A diverged seed is a result (the table counts it): its reason, and the folder on stdout."""
+    if result.error is not None:
+        print_error_line(str(result.error))
+    print(result.run_dir)
 
 
 def _completed(run: Path) -> bool:

@@ -112,7 +112,7 @@ def population_size(text: str | None) -> int | None:
     if text is None:
         return None
     if text == "auto":
-        from optlab.training.population import AUTO_SIZE
+        from optlab.training.grouping import AUTO_SIZE
 
         return AUTO_SIZE
     if not text.isdigit() or int(text) < 1:
@@ -144,7 +144,7 @@ def _train_and_report(cfg, resume_dir=None) -> int:
     from rich.console import Console
 
     from optlab.cli.display import summary_table
-    from optlab.training.loop import train
+    from optlab.training.api import train
 
     try:
         result = train(cfg, resume_dir=resume_dir)
@@ -154,6 +154,10 @@ def _train_and_report(cfg, resume_dir=None) -> int:
             print(exc.result.run_dir)
             return exc.exit_code
         raise
+    if result.error is not None:  # diverged or failed: the reason, the run folder, the exit code
+        report_error(result.error)
+        print(result.run_dir)
+        return result.error.exit_code
     if cfg.trainer.progress:
         Console().print(summary_table(result.summary))
     print(result.run_dir)

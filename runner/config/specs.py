@@ -52,7 +52,7 @@ TRAINER = KeysOnlySpec(
           Key("name", "${data.name}-${model.name}-${optimizer.name}"),
           Key("out_dir", "outputs"),
           Key("data_on_device", "auto", choices=("auto", "true", "false")),
-          Key("compile", False),
+          Key("compile", "auto", choices=("auto", "true", "false")),
           Key("channels_last", False),
           Key("checkpoint_every_s", 60, NON_NEGATIVE),
           Key("tensorboard", False),

@@ -143,11 +143,29 @@ def _instance_norm(features: int, spatial: bool, cfg: dict) -> nn.Module:
     return nn.InstanceNorm2d(features, eps=float(cfg["eps"]), affine=bool(cfg["affine"]))
 
 
-def _weight_norm(module: nn.Module, cfg: dict) -> nn.Module:
-    """Salimans & Kingma 2016: weight = g * v / ||v||, one g per output unit (norm over the rest)."""
-    from torch.nn.utils.parametrizations import weight_norm
+class WeightNorm(nn.Module):
+    """Salimans & Kingma 2016's reparametrization, weight = g * v / ||v||, one g per output
+    unit (the norm over the rest), as torch.nn.utils.parametrizations.weight_norm (the same
+    parameter names: original0 is g, original1 is v) in ops vmap batches: torch's fused
+    _weight_norm and norm_except_dim have no batching rule, so a population would run them
+    member by member."""
 
-    return weight_norm(module, name="weight", dim=0)
+    def forward(self, weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor:
+        return weight_v * (weight_g / _unit_norms(weight_v))
+
+    def right_inverse(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _unit_norms(weight), weight
+
+
+def _unit_norms(weight: torch.Tensor) -> torch.Tensor:
+    """Each output unit's L2 norm ([out, 1, ...]): torch.norm_except_dim(weight, 2, 0), which vmap cannot batch."""
+    return torch.linalg.vector_norm(weight, dim=tuple(range(1, weight.dim())), keepdim=True)
+
+
+def _weight_norm(module: nn.Module, cfg: dict) -> nn.Module:
+    from torch.nn.utils.parametrize import register_parametrization
+
+    return register_parametrization(module, "weight", WeightNorm())
 
 
 EPS = Key("eps", 1.0e-5, POSITIVE)

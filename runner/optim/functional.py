@@ -1,7 +1,12 @@
-"""Update rules as plain functions: one implementation for a solo run and for a population.
+"""Update rules as (init, update) pairs: one implementation for a solo run and for a population.
 
-Each rule updates one parameter tensor in place from its gradient, its state (a dict with
-torch.optim's own names: momentum_buffer, step, exp_avg, ...) and the hyper-parameters.
+Each rule is an UpdateRule, the shape of optax's GradientTransformation: `init(param, h)`
+makes a parameter's state (a dict with torch.optim's own names: momentum_buffer, step,
+exp_avg, ...), and `update(param, grad, state, h)` moves the parameter in place from its
+gradient and that state. The parameter is one tensor, or a population's [K, ...] stack of
+its members' tensors, and the hyper-parameters `h` (optax's inject_hyperparams) are
+numbers, or [K] tensors with one value per member. Adding a rule is one UpdateRule and one
+entry in optlab.optim.optimizers: solo runs and populations both train with it.
 A hyper-parameter is a number in a solo run and a tensor broadcast over a population's
 stacked parameters ([K, 1, ...]: one value per member, in float64 for the scalar arithmetic,
 rounded to the parameter's dtype where it meets a tensor, as a Python number would be). With numbers, every rule does
@@ -17,7 +22,7 @@ whose first construction imports torch._dynamo (seconds of start-up).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch.utils.hooks import RemovableHandle
@@ -59,7 +64,7 @@ def _step_count(state: dict) -> Number:
     return step.item() if step.dim() == 0 else step.double()
 
 
-def sgd(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+def _sgd_update(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
     """torch.optim.SGD (dampening 0): gd, sgd, heavy-ball momentum and Nesterov."""
     grad = _decayed(param, grad, h)
     if _nonzero(h["momentum"]):
@@ -72,7 +77,7 @@ def sgd(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
     add_scaled(param, grad, _as(-h["lr"], param))
 
 
-def adagrad(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+def _adagrad_update(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
     """torch.optim.Adagrad (lr_decay 0): G += g^2; w -= lr * g / (sqrt(G) + eps)."""
     _step_count(state)
     grad = _decayed(param, grad, h)
@@ -84,7 +89,7 @@ def adagrad(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> No
         param.addcdiv_(grad, std, value=-h["lr"])
 
 
-def rmsprop(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+def _rmsprop_update(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
     """torch.optim.RMSprop (not centered): s = alpha*s + (1-alpha)*g^2; w -= lr * g / (sqrt(s) + eps)."""
     _step_count(state)
     grad = _decayed(param, grad, h)
@@ -104,7 +109,7 @@ def rmsprop(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> No
         param.addcdiv_(grad, avg, value=-h["lr"])
 
 
-def adam(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+def _adam_update(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
     """torch.optim.Adam / AdamW (decoupled weight decay when h["decoupled"])."""
     step = _step_count(state)
     lr, beta1, beta2 = h["lr"], h["beta1"], h["beta2"]
@@ -130,7 +135,7 @@ def adam(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
         param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
-def adadelta(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
+def _adadelta_update(param: torch.Tensor, grad: torch.Tensor, state: dict, h: dict) -> None:
     """torch.optim.Adadelta (Zeiler 2012): s = rho*s + (1-rho)*g^2;
     delta = sqrt(u + eps) / sqrt(s + eps) * g; u = rho*u + (1-rho)*delta^2; w -= lr * delta."""
     _step_count(state)
@@ -154,27 +159,56 @@ def _as(value: Number, like: torch.Tensor) -> Number:
     return value.to(like.dtype) if isinstance(value, torch.Tensor) else value
 
 
-Rule = Callable[[torch.Tensor, torch.Tensor, dict, dict], None]
+def _zeros(param: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(param, memory_format=torch.preserve_format)
 
 
-def new_state(rule: Rule, param: torch.Tensor, h: dict) -> dict:
-    """A parameter's state before its first update, as torch.optim creates it."""
-    step = {"step": torch.tensor(0.0)}
-    if rule is sgd:
-        return {"momentum_buffer": None} if _nonzero(h["momentum"]) else {}
-    if rule is adagrad:
-        return {**step, "sum": torch.full_like(param, h["initial_accumulator_value"],
-                                               memory_format=torch.preserve_format)}
-    if rule is rmsprop:
-        state = {**step, "square_avg": torch.zeros_like(param, memory_format=torch.preserve_format)}
-        if _nonzero(h["momentum"]):
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        return state
-    if rule is adadelta:
-        return {**step, "square_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
-                "acc_delta": torch.zeros_like(param, memory_format=torch.preserve_format)}
-    return {**step, "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
-            "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format)}
+def _counter(param: torch.Tensor, h: dict) -> torch.Tensor:
+    """The step counter: a CPU float tensor, as torch.optim keeps it; one per member of a
+    stack ([K, 1, ...], on the stack's device), when the hyper-parameters are per member."""
+    lr = h["lr"]
+    return torch.zeros(lr.shape, device=param.device) if isinstance(lr, torch.Tensor) else torch.tensor(0.0)
+
+
+def _sgd_init(param: torch.Tensor, h: dict) -> dict:
+    # zeros: a momentum buffer of zeros times momentum plus the gradient is the gradient,
+    # which is torch.optim's first-step buffer
+    return {"momentum_buffer": _zeros(param)} if _nonzero(h["momentum"]) else {}
+
+
+def _adagrad_init(param: torch.Tensor, h: dict) -> dict:
+    return {"step": _counter(param, h), "sum": _zeros(param).add_(_as(h["initial_accumulator_value"], param))}
+
+
+def _rmsprop_init(param: torch.Tensor, h: dict) -> dict:
+    state = {"step": _counter(param, h), "square_avg": _zeros(param)}
+    if _nonzero(h["momentum"]):
+        state["momentum_buffer"] = _zeros(param)
+    return state
+
+
+def _adam_init(param: torch.Tensor, h: dict) -> dict:
+    return {"step": _counter(param, h), "exp_avg": _zeros(param), "exp_avg_sq": _zeros(param)}
+
+
+def _adadelta_init(param: torch.Tensor, h: dict) -> dict:
+    return {"step": _counter(param, h), "square_avg": _zeros(param), "acc_delta": _zeros(param)}
+
+
+class UpdateRule(NamedTuple):
+    """An update rule: `init(param, h) -> state` before the first step, `update(param, grad,
+    state, h)` in place at every step (param a tensor or a [K, ...] stack; h numbers or [K]
+    tensors)."""
+
+    init: Callable[[torch.Tensor, dict], dict]
+    update: Callable[[torch.Tensor, torch.Tensor, dict, dict], None]
+
+
+sgd = UpdateRule(_sgd_init, _sgd_update)
+adagrad = UpdateRule(_adagrad_init, _adagrad_update)
+rmsprop = UpdateRule(_rmsprop_init, _rmsprop_update)
+adam = UpdateRule(_adam_init, _adam_update)
+adadelta = UpdateRule(_adadelta_init, _adadelta_update)
 
 
 class FunctionalOptimizer:
@@ -183,7 +217,7 @@ class FunctionalOptimizer:
     `group` holds the hyper-parameters under torch.optim's names (the lr is set there, as in
     a torch.optim param group); `rule_args` turns them into the rule's."""
 
-    def __init__(self, params, rule: Rule, group: dict, rule_args: Callable[[dict], dict]):
+    def __init__(self, params, rule: UpdateRule, group: dict, rule_args: Callable[[dict], dict]):
         """`params`: tensors, or param groups as torch.optim takes them (dicts with `params`
         and the settings that differ from `group`'s)."""
         self.rule, self.rule_args = rule, rule_args
@@ -217,8 +251,8 @@ class FunctionalOptimizer:
                     continue
                 state = self.state.get(param)
                 if state is None:
-                    state = self.state[param] = new_state(self.rule, param, h)
-                self.rule(param, param.grad, state, h)
+                    state = self.state[param] = self.rule.init(param, h)
+                self.rule.update(param, param.grad, state, h)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for group in self.param_groups for p in group["params"]]

@@ -37,7 +37,7 @@ class OptimizerSpec(Spec):
     cls: type[torch.optim.Optimizer]
     fixed: dict = field(default_factory=dict)  # arguments the option itself decides
     full_batch: bool = False  # one step per epoch on the whole training split (gradient descent)
-    rule: functional.Rule | None = None  # its functional form; None: the torch class is built
+    rule: functional.UpdateRule | None = None  # its (init, update) pair; None: the torch class is built
     rule_args: Callable[[dict], dict] | None = None  # a param group -> the rule's hyper-parameters
     # step(closure) re-evaluates the batch's objective (optlab.optim.second_order.BatchObjective)
     closure: bool = False

@@ -45,7 +45,7 @@ class BatchObjective:
             replaced = {index[id(p)]: chunk.view_as(p) for p, chunk in zip(params, flat.split(sizes))}
             weights = [replaced.get(name, p) for name, p in named.items() if is_penalized(p)]
             out = functional_call(self.model, {**named, **replaced}, (self.x,))
-            return self.loss(out, self.y) + penalty_of(weights, self.reg)
+            return self.loss(out, self.y) + penalty_of(weights, float(self.reg["l1"]), float(self.reg["l2"]))
         return objective
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import socket
 import sys
@@ -14,6 +15,7 @@ from optlab.runs.files import (
     json_text,
     make_dirs,
     read_json,
+    read_rows,
     remove_stale_temp_files,
     rewrite_in_place,
     truncate_after_epoch,
@@ -198,6 +200,15 @@ def drop_rows_after(run_dir: Path, epoch: int, fresh: bool) -> None:
     truncate_after_epoch(run_dir / "metrics.csv", epoch)
     if (run_dir / "layers.csv").exists():
         truncate_after_epoch(run_dir / "layers.csv", -2 if fresh else epoch)
+
+
+def read_metric_rows(run_dir: Path) -> list[dict]:
+    """metrics.csv's complete rows, one per finished epoch (a torn last line, left by a
+    writer that was killed, is skipped), numbers as floats and an empty cell as NaN."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return []
+    return [{k: float(v) if v != "" else math.nan for k, v in row.items()} for row in read_rows(path)]
 
 
 def previous_summary(run_dir: Path) -> dict:

@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from optlab.errors import Interrupted, TrainingFailed
 from optlab.study.spec import Arm, StudySpec
 
 DONE = ("completed", "diverged", "pruned")
@@ -140,71 +139,31 @@ def match(run: Planned, found: dict) -> tuple[Path, str] | None:
 
 
 def run_grid_arms(spec: StudySpec, runs_dir: Path, planned: list[Planned], population: int) -> list[Record]:
-    """Reuse what is finished, resume what was interrupted, train the rest (populations of K)."""
+    """Reuse what is finished; train the rest, continuing what was interrupted from its
+    checkpoint, in populations of up to K (optlab.training.api.train_many)."""
+    from optlab.config.compose import load_run_config
+    from optlab.sweep.multirun import GroupLines
+    from optlab.training.api import RunRequest, train_many
+
     found = existing_runs(runs_dir)
-    records, fresh = [], []
-    for run in planned:
+    records: dict[int, Record] = {}
+    to_train: list[tuple[int, RunRequest]] = []
+    for i, run in enumerate(planned):
         hit = match(run, found)
         if hit and hit[1] in DONE:
-            records.append(Record(run.arm, run.seed, run.variant, hit[0], hit[1], True))
-        elif hit:
-            records.append(_train_one(run, runs_dir, resume=hit[0]))
+            records[i] = Record(run.arm, run.seed, run.variant, hit[0], hit[1], True)
         else:
-            fresh.append(run)
-    reused = len(records)
-    print(f"study {spec.name}: {len(planned)} run(s): {reused} reused or resumed, {len(fresh)} to train",
-          file=sys.stderr)
-    records += train_fresh(fresh, runs_dir, population, f"study {spec.name}")
-    return records
-
-
-def train_fresh(fresh: list[Planned], runs_dir: Path, population: int, who: str = "study") -> list[Record]:
-    from optlab.sweep.multirun import GridRun, batches
-
-    by_name = {run.name: run for run in fresh}
-    records = []
-    groups = batches([GridRun([], run.name, run.cfg) for run in fresh], population, who)
-    for i, group in enumerate(groups):
-        print(f"[{i + 1}/{len(groups)}] {', '.join(g.name for g in group)}", file=sys.stderr, flush=True)
-        members = [by_name[g.name] for g in group]
-        records += _train_population(members, runs_dir) if len(members) > 1 else [_train_one(members[0], runs_dir)]
-    return records
-
-
-def _train_one(run: Planned, runs_dir: Path, resume: Path | None = None) -> Record:
-    from optlab.training.loop import train
-
-    try:
-        if resume is not None:
-            from optlab.config.compose import load_run_config
-
-            result = train(load_run_config(resume), resume_dir=resume)
-        else:
-            result = train(run.cfg, run_root=runs_dir)
-        path, status = result.run_dir, str(result.status)
-    except TrainingFailed as exc:
-        if exc.result is None:
-            raise
-        path, status = exc.result.run_dir, str(exc.result.status)
-    return Record(run.arm, run.seed, run.variant, Path(path), status, resume is not None)
-
-
-def _train_population(members: list[Planned], runs_dir: Path) -> list[Record]:
-    from optlab.training.population import train_population
-
-    results = train_population([m.cfg for m in members], run_root=runs_dir)
-    stop_if_interrupted(results)
-    return [Record(m.arm, m.seed, m.variant, Path(r.run_dir), str(r.status), False) for m, r in zip(members, results)]
-
-
-def stop_if_interrupted(results: list) -> None:
-    """A signal stopped the population: its members' folders are resumable; the study stops too."""
-    import signal
-
-    stopped = [r for r in results if str(r.status) == "interrupted"]
-    if stopped:
-        reason = str(stopped[0].summary.get("reason") or "")
-        raise Interrupted(signal.SIGTERM if "SIGTERM" in reason else signal.SIGINT)
+            to_train.append((i, RunRequest(load_run_config(hit[0]), resume_dir=hit[0]) if hit else RunRequest(run.cfg)))
+    resumed = sum(r.resume_dir is not None for _, r in to_train)
+    print(f"study {spec.name}: {len(planned)} run(s): {len(records)} reused, {resumed} to resume, "
+          f"{len(to_train) - resumed} to train", file=sys.stderr)
+    results = train_many([r for _, r in to_train], population=population, run_root=runs_dir, on_group=GroupLines(),
+                         who=f"study {spec.name}")
+    for (i, request), result in zip(to_train, results):
+        run = planned[i]
+        records[i] = Record(run.arm, run.seed, run.variant, Path(result.run_dir), str(result.status),
+                            request.resume_dir is not None)
+    return [records[i] for i in range(len(planned))]
 
 
 def sweep_spec_dict(spec: StudySpec, arm: Arm, seed: int, runs_dir: Path, extra: list[str], quick: bool) -> dict:

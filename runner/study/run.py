@@ -25,7 +25,7 @@ def study_dir(spec: StudySpec, options: StudyOptions) -> Path:
 
 
 def population_of(spec: StudySpec, options: StudyOptions) -> int:
-    from optlab.training.population import AUTO_SIZE
+    from optlab.training.grouping import AUTO_SIZE
 
     if options.population is not None:
         return options.population

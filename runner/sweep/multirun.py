@@ -5,10 +5,10 @@ works (`a=1,2`, `a=range(1,4)`, `a=choice(x,y)`, `group=glob(ada*)`); the grid i
 product, in the order given. Every combination is composed (and so validated) before the
 first run starts. The runs of one invocation go to OUT_DIR/multirun/<timestamp>/, each named
 by the overrides that vary (Hydra's override_dirname: sorted, joined by commas).
-A run that diverges or fails does not stop the grid; SIGINT/SIGTERM do. With
-`--population K` the grid's runs that share a structure train K at a time as one population
-(optlab.training.population): seed repeats and lr grids then cost little more than one run;
-runs that cannot share one train alone, with a line saying why.
+A run that diverges or fails does not stop the grid; SIGINT/SIGTERM do. The grid trains
+through optlab.training.api.train_many: with `--population K` its runs that share a structure
+train K at a time as one population (seed repeats and lr grids then cost little more than
+one run); runs that cannot share one train alone, with a line saying why.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from optlab.errors import ConfigError, DataError, TrainingFailed, print_error_line
+from optlab.errors import ConfigError, DataError, print_error_line
 from optlab.runs.status import Status
 
 
@@ -101,41 +101,39 @@ def show_grid(overrides: list[str], config_dir: str | None) -> int:
 
 def run_grid(overrides: list[str], config_dir: str | None, population: int | None = None) -> int:
     """Run every combination (K at a time per structure with a population); print each run
-    folder, a final table (stderr) and, last on stdout, the multirun folder."""
+    folder as it ends, a final table (stderr) and, last on stdout, the multirun folder."""
+    from optlab.training.api import RunRequest, train_many
+
     runs = compose_grid(overrides, config_dir)
     folder = new_multirun_dir(_out_dir(runs))
     _write_record(folder, overrides, config_dir)
     print(f"multirun: {len(runs)} run(s) in {folder}", file=sys.stderr)
-    results = []
-    for i, batch in enumerate(batches(runs, population or 1)):
-        print(f"[{i + 1}] {', '.join(run.name for run in batch)}", file=sys.stderr)
-        results += _run_population(batch, folder) if len(batch) > 1 else [_run_one(batch[0], folder)]
-    _print_table(results)
+    requests = [RunRequest(run.cfg, on_end=lambda result, name=run.name: _ended(name, result)) for run in runs]
+    results = train_many(requests, population=population or 1, run_root=folder, on_group=GroupLines(), who="multirun")
+    _print_table([_row(run, result) for run, result in zip(runs, results)])
     print(folder, flush=True)
-    failed = [r for r in results if r["status"] != Status.COMPLETED]
+    failed = [r for r in results if r.status != Status.COMPLETED]
     return 4 if failed else 0
 
 
-def batches(runs: list[GridRun], size: int, who: str = "multirun") -> list[list[GridRun]]:
-    """The runs in groups that train together: up to `size` runs of one structure (in grid
-    order); a run that cannot join a population is a group of its own, said on stderr in
-    `who`'s name (a study says its own)."""
-    from optlab.training.population import structure, why_solo
+class GroupLines:
+    """`[i] names`: each group of runs as it starts training (a population's runs on one line)."""
 
-    if size == 1:
-        return [[run] for run in runs]
-    by_structure: dict[str, list[GridRun]] = {}
-    groups: list[list[GridRun]] = []
-    for run in runs:
-        reason = why_solo(run.cfg)
-        if reason:
-            print(f"{who}: {run.name} trains alone: {reason}", file=sys.stderr)
-            groups.append([run])
-        else:
-            by_structure.setdefault(structure(run.cfg), []).append(run)
-    for members in by_structure.values():
-        groups += [members[i:i + size] for i in range(0, len(members), size)]
-    return groups
+    def __init__(self, total: int | None = None):
+        self.count, self.total = 0, total
+
+    def __call__(self, names: list[str]) -> None:
+        self.count += 1
+        print(f"[{self.count}] {', '.join(names)}", file=sys.stderr, flush=True)
+
+
+def _ended(name: str, result) -> None:
+    """A run of the grid ended: why, when it did not complete, and its folder on stdout."""
+    if result.error is not None:
+        print_error_line(f"{name}: {result.error}")
+    elif result.status != Status.COMPLETED:
+        print_error_line(f"{name}: {result.status}: {result.summary.get('reason')}")
+    print(result.run_dir, flush=True)
 
 
 def _out_dir(runs: list[GridRun]) -> Path:
@@ -170,37 +168,11 @@ def _write_record(folder: Path, overrides: list[str], config_dir: str | None) ->
                                                           sort_keys=False))
 
 
-def _run_one(run: GridRun, folder: Path) -> dict:
-    from optlab.training.loop import train
-
-    try:
-        result = train(run.cfg, run_root=folder)
-        status, summary, run_dir = result.status, result.summary, result.run_dir
-    except TrainingFailed as exc:
-        if exc.result is None:
-            raise
-        status, summary, run_dir = exc.result.status, exc.result.summary, exc.result.run_dir
-        print_error_line(str(exc))
-    print(run_dir, flush=True)
-    return _row(run, status, summary, run_dir)
-
-
-def _run_population(batch: list[GridRun], folder: Path) -> list[dict]:
-    from optlab.training.population import train_population
-
-    results = train_population([run.cfg for run in batch], run_root=folder)
-    rows = []
-    for run, result in zip(batch, results):
-        if result.status != Status.COMPLETED:
-            print_error_line(f"{run.name}: {result.status}: {result.summary.get('reason')}")
-        print(result.run_dir, flush=True)
-        rows.append(_row(run, result.status, result.summary, result.run_dir))
-    return rows
-
-
-def _row(run: GridRun, status: str, summary: dict, run_dir: Path) -> dict:
-    return {"run": run.name, "overrides": run.overrides, "status": status, "best_val_acc": summary.get("best_val_acc"),
-            "final_val_loss": summary.get("final_val_loss"), "run_dir": str(run_dir)}
+def _row(run: GridRun, result) -> dict:
+    summary = result.summary
+    return {"run": run.name, "overrides": run.overrides, "status": result.status,
+            "best_val_acc": summary.get("best_val_acc"), "final_val_loss": summary.get("final_val_loss"),
+            "run_dir": str(result.run_dir)}
 
 
 def _print_table(results: list[dict]) -> None:

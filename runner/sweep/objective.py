@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optlab.errors import Interrupted, OptlabError, Pruned, StorageError, TrainingFailed
+from optlab.errors import Interrupted, OptlabError, Pruned, StorageError
+from optlab.runs.folder import read_metric_rows
 from optlab.runs.status import Status
 from optlab.sweep.signals import check_stop
 from optlab.sweep.space import suggest, to_overrides
@@ -142,7 +143,7 @@ class Objective:
 
     def _run_one(self, trial, overrides: list[str], k: int, run_dirs: list[str]):
         """Train seed k; its run folder joins the trial's run_dirs as soon as it exists."""
-        from optlab.training.loop import train
+        from optlab.training.api import train
 
         cfg = self.config(overrides, trial.number, k)
         reporter = PruneReporter(trial, self.spec, k * int(cfg.trainer.epochs))
@@ -153,13 +154,12 @@ class Objective:
             if resume_dir is not None:  # the epochs before the checkpoint count as if run here
                 reporter.replay(read_metric_rows(run_dir))
 
-        try:
-            result = train(cfg, run_root=self.sweep_dir / "runs", resume_dir=resume_dir, on_epoch=reporter,
-                           on_start=on_start)
-        except TrainingFailed as exc:
-            if exc.result is None or exc.result.status != Status.DIVERGED:
-                raise
+        result = train(cfg, run_root=self.sweep_dir / "runs", resume_dir=resume_dir, on_epoch=reporter,
+                       on_start=on_start)
+        if result.status == Status.DIVERGED:
             return Status.DIVERGED, None
+        if result.status == Status.FAILED:
+            raise result.error or TrialFailed(str(result.summary.get("reason")))
         value = reporter.run_value(result.summary)
         if value is None:
             raise TrialFailed(f"the run reported no finite {self.spec.metric}")
@@ -186,17 +186,6 @@ class Objective:
     def _fixed(self, number: int, k: int) -> list[str]:
         fixed = [f"trainer.name=trial{number:04d}-seed{k}", "trainer.progress=false"]
         return fixed + ([f"trainer.device={self.placement.device}"] if self.placement.device else [])
-
-
-def read_metric_rows(run_dir: Path) -> list[dict]:
-    """metrics.csv's rows (one per finished epoch), as text."""
-    import csv
-
-    path = Path(run_dir) / "metrics.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [row for row in csv.DictReader(f) if row.get("epoch")]
 
 
 def job_attrs() -> dict:

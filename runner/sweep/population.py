@@ -1,28 +1,26 @@
 """A sweep worker that trains its trials as populations (`--population K`).
 
-The worker asks the sampler for trials in batches (up to K runs at once, within the
-budget), composes each trial's runs (one per seed), groups them by structure
-(optlab.training.population.structure) and trains one structure's runs as a population.
-Every run is a member that reports every epoch to its own trial, so the pruner judges each
-separately. When a member's run ends (completed, pruned, diverged, failed), its slot takes
-the next run of the same structure at the next epoch boundary: a waiting run, or a new
-trial; a trial of another structure waits for the next population. A trial ends when all
-its runs have; its value is their mean, as in a solo sweep. While it holds trials the worker
-records their heartbeats on a thread of its own (the trials never pass through
-study.optimize, whose heartbeat covers one trial). A run the engine cannot vectorize trains
-alone, with a line saying why; a signal stops every run at a step boundary and queues its
-trial's configuration again, as in a solo sweep.
+The worker hands optlab.training.api.train_many its trials' runs (one per seed) as they are
+asked for: train_many asks for more runs whenever a population has room (its `more`), and
+this worker asks the sampler for that many trials within the budget. train_many groups the
+runs by structure, trains up to K at a time, and refills a slot whose run ended at the next
+epoch boundary. Every run reports every epoch to its own trial, so the pruner judges each
+separately; a pruned run stops its trial's other runs. A trial ends when all its runs have;
+its value is their mean, as in a solo sweep. While it holds trials the worker records their
+heartbeats on a thread of its own (the trials never pass through study.optimize, whose
+heartbeat covers one trial). A signal stops every run at a step boundary with its
+checkpoint; each held trial is queued again, and its continuation resumes each run from
+its checkpoint, as a solo sweep's does.
 """
 from __future__ import annotations
 
 import os
-import sys
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optlab.errors import Interrupted, OptlabError, StorageError
+from optlab.errors import Interrupted, StorageError
+from optlab.runs.folder import read_metric_rows
 from optlab.runs.status import Status
 from optlab.sweep.objective import Objective, PruneReporter, job_attrs, worst_value
 from optlab.sweep.signals import check_stop
@@ -40,21 +38,12 @@ class HeldTrial:
     values: dict[int, float] = field(default_factory=dict)
     statuses: dict[int, Status] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    run_dirs: list[str] = field(default_factory=list)
+    run_dirs: dict[int, str] = field(default_factory=dict)
+    requests: list = field(default_factory=list)
 
     @property
     def done(self) -> bool:
         return len(self.statuses) == self.runs
-
-
-@dataclass
-class RunJob:
-    """One run of a held trial, waiting for a slot."""
-
-    held: HeldTrial
-    seed_index: int
-    cfg: object
-    reporter: PruneReporter | None = None
 
 
 class Heartbeats:
@@ -89,30 +78,26 @@ class Heartbeats:
 
 
 class PopulationTrials:
-    """The trials of one worker, trained K runs at a time per structure."""
+    """The trials of one worker, their runs trained K at a time per structure."""
 
     def __init__(self, worker, study, storage):
         self.worker, self.study, self.spec = worker, study, worker.spec
         self.size = worker.spec.population
         self.heartbeats = Heartbeats(storage, worker.heartbeat)
-        self.waiting: dict[str, deque[RunJob]] = {}
-        self.population = None
-        self.slots: list[RunJob | None] = []
         self.objective = Objective(self.spec, worker.sweep_dir, worker.placement)
-        self.told = False
+        self.held: dict[int, HeldTrial] = {}
+        self.told = False  # trials told since trials.csv was last rewritten
 
     def run(self, started: float) -> None:
         """Populations until the budget is spent and every held trial is told; while other
         workers' trials fill the budget, it waits for them as a solo worker does."""
-        room = lambda: self.worker.room(self.study, started)  # noqa: E731
+        from optlab.training.api import train_many
+
+        self.room = lambda: self.worker.room(self.study, started)  # noqa: E731
         try:
-            while True:
-                if self.population is None and not self._start_population(room):
-                    self._show_outputs()
-                    if not self.worker._should_continue(self.study, started):
-                        return
-                    continue
-                self._train_epoch(room)
+            while self.worker._should_continue(self.study, started):
+                train_many([], population=self.size, run_root=self.worker.sweep_dir / "runs", more=self.more,
+                           planned=self.spec.trials * self.spec.seeds)
                 self._show_outputs()
         except (Interrupted, StorageError) as exc:
             self._stop_all(exc)
@@ -120,22 +105,30 @@ class PopulationTrials:
         finally:
             self.heartbeats.close()
 
-    # ------------------------------------------------------------ trials
+    # ------------------------------------------------------------ asking
 
-    def _ask_batch(self, wanted: int, room: int) -> None:
-        """Up to `wanted` new trials (the budget has `room` left), their runs waiting by
-        structure. One look at the study after asking tells which trials another worker's
-        started first made surplus."""
-        trials = [self.study.ask() for _ in range(max(0, min(wanted, room)))]
-        for trial in trials:
-            self.heartbeats.hold(trial._trial_id)
-        ahead = self._ahead_counts([t.number for t in trials])
-        for trial in trials:
-            if ahead[trial.number] >= self.spec.trials:
-                trial.set_user_attr("status", Status.SURPLUS)
-                self._tell(trial, Status.FAILED)
-            else:
-                self._sample(trial)
+    def more(self, places: int) -> list:
+        """Runs for up to `places` free places: new trials' runs, within the budget (none
+        once it is spent; trials another worker's made surplus are told and replaced)."""
+        self._show_outputs()
+        while True:
+            check_stop()
+            left = self.room()
+            if left <= 0:
+                return []
+            trials = [self.study.ask() for _ in range(min(left, max(1, -(-places // self.spec.seeds))))]
+            for trial in trials:
+                self.heartbeats.hold(trial._trial_id)
+            ahead = self._ahead_counts([t.number for t in trials])
+            runs = []
+            for trial in trials:
+                if ahead[trial.number] >= self.spec.trials:
+                    trial.set_user_attr("status", Status.SURPLUS)
+                    self._tell(trial, Status.FAILED)
+                else:
+                    runs += self._runs_of(trial)
+            if runs:
+                return runs
 
     def _ahead_counts(self, numbers: list[int]) -> dict[int, int]:
         """Per trial number, the finished or running trials numbered before it (study.ahead_of
@@ -146,163 +139,46 @@ class PopulationTrials:
                          if is_finished(t) or trial_status(t) == Status.RUNNING)
         return {n: sum(1 for c in counted if c < n) for n in numbers}
 
-    def _sample(self, trial) -> None:
-        from optlab.training.population import structure, why_solo
+    def _runs_of(self, trial) -> list:
+        """The trial's runs, one per seed; a continued trial resumes each from its checkpoint."""
+        from optlab.training.api import RunRequest
 
         overrides = to_overrides(self.spec.space, suggest(trial, self.spec.space))
-        held = HeldTrial(trial, overrides, self.spec.seeds)
+        held = self.held[trial.number] = HeldTrial(trial, overrides, self.spec.seeds)
         for key, value in {"status": Status.RUNNING, "overrides": overrides, "worker_pid": os.getpid(),
                            "threads": self.worker.placement.threads, **job_attrs()}.items():
             trial.set_user_attr(key, value)
-        cfgs = [self.objective.config(overrides, trial.number, k) for k in range(held.runs)]
-        reason = why_solo(cfgs[0])
-        if reason:
-            print(f"optlab sweep: trial {trial.number} trains alone: {reason}", file=sys.stderr)
-            self._run_solo(held)
-            return
-        for k, cfg in enumerate(cfgs):
-            self.waiting.setdefault(structure(cfg), deque()).append(RunJob(held, k, cfg))
+        for k in range(held.runs):
+            cfg = self.objective.config(overrides, trial.number, k)
+            reporter = PruneReporter(trial, self.spec, k * int(cfg.trainer.epochs))
+            resume_dir = self.objective._resume_dir(trial, k)
+            held.requests.append(RunRequest(
+                cfg, resume_dir, on_epoch=reporter, on_start=lambda run_dir, k=k, r=reporter: self._started(held, k, r, run_dir),
+                on_end=lambda result, k=k, r=reporter: self._ended(held, k, r, result)))
+        return list(held.requests)
 
-    def _run_solo(self, held: HeldTrial) -> None:
-        """The solo objective on a trial already asked for (its sample is replayed)."""
-        import optuna
+    # ------------------------------------------------------------ runs
 
-        try:
-            value = self.objective._run_seeds(held.trial, held.overrides)
-            self._tell(held.trial, Status.COMPLETED, value)
-        except optuna.TrialPruned:
-            self._tell(held.trial, Status.PRUNED)
-        except (Interrupted, StorageError):
-            raise
-        except Exception as exc:
-            held.trial.set_user_attr("status", Status.FAILED)
-            held.trial.set_user_attr("error", " ".join(str(exc).split())[:500])
-            self._tell(held.trial, Status.FAILED)
+    def _started(self, held: HeldTrial, k: int, reporter: PruneReporter, run_dir: Path) -> None:
+        held.run_dirs[k] = os.path.relpath(os.path.abspath(run_dir), os.path.abspath(self.worker.sweep_dir))
+        held.trial.set_user_attr("run_dirs", [held.run_dirs[i] for i in sorted(held.run_dirs)])
+        if held.requests[k].resume_dir is not None:  # the epochs before the checkpoint count as if run here
+            reporter.replay(read_metric_rows(run_dir))
 
-    def _tell(self, trial, status: Status, value: float | None = None) -> None:
-        from optuna.trial import TrialState
-
-        state = {Status.COMPLETED: TrialState.COMPLETE, Status.DIVERGED: TrialState.COMPLETE,
-                 Status.PRUNED: TrialState.PRUNED}.get(status, TrialState.FAIL)
-        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        self.heartbeats.release(trial._trial_id)
-        self.told = True
-
-    def _show_outputs(self) -> None:
-        """trials.csv and the live view, once per population epoch that told trials."""
-        if self.told and self.worker.after_trial is not None:
-            self.worker.after_trial()
-        self.told = False
-
-    def _next_job(self, key: str | None, room) -> RunJob | None:
-        """A waiting run of this structure (any, when key is None), asking for a batch of
-        trials (as many as the population has places) while the budget has room."""
-        while True:
-            check_stop()
-            job = self._take(key)
-            if job is not None:
-                return job
-            left = room()
-            if left <= 0:
-                return None
-            self._ask_batch(self._places(), left)
-
-    def _places(self) -> int:
-        """How many runs the population could take now (all of them before it starts)."""
-        free = self.size if self.population is None else sum(job is None for job in self.slots)
-        return max(1, -(-free // self.spec.seeds))
-
-    def _take(self, key: str | None) -> RunJob | None:
-        if key is None:
-            key = max(self.waiting, key=lambda k: len(self.waiting[k]), default=None)
-        queue = self.waiting.get(key)
-        return queue.popleft() if queue else None
-
-    # ------------------------------------------------------------ populations
-
-    def _start_population(self, room) -> bool:
-        from optlab.training.population import Population, structure
-
-        first = self._next_job(None, room)
-        if first is None:
-            return False
-        key, jobs = structure(first.cfg), [first]
-        while len(jobs) < self.size:
-            job = self._next_job(key, room)
-            if job is None:
-                break
-            jobs.append(job)
-        self.slots = list(jobs)
-        self.population = Population([j.cfg for j in jobs], self.worker.sweep_dir / "runs",
-                                     [self._hook(j) for j in jobs])
-        for k, job in enumerate(jobs):
-            self._note_run_dir(job, self.population.members[k].run.dir)
-        self.key = key
-        return True
-
-    def _hook(self, job: RunJob):
-        epochs = int(job.cfg.trainer.epochs)
-        reporter = PruneReporter(job.held.trial, self.spec, job.seed_index * epochs)
-        job.reporter = reporter
-        return lambda k, epoch, row: reporter(epoch, row)
-
-    def _note_run_dir(self, job: RunJob, run_dir: Path) -> None:
-        job.held.run_dirs.append(os.path.relpath(os.path.abspath(run_dir), os.path.abspath(self.worker.sweep_dir)))
-        job.held.trial.set_user_attr("run_dirs", list(job.held.run_dirs))
-
-    def _train_epoch(self, room) -> None:
-        from optlab.training.checkpoint import RunFolderWriter
-        from optlab.training.population import end_population_epoch, train_population_epoch
-        from optlab.training.signals import stop_on_signals
-
-        with stop_on_signals() as signals, RunFolderWriter() as writer:
-            train_population_epoch(self.population, signals)
-            ended = end_population_epoch(self.population, writer, signals)
-        for k in ended:
-            self._member_ended(k)
-        for k in self._ended_since():  # runs of a pruned trial, stopped beside it
-            self._member_ended(k)
-        self._refill([k for k, job in enumerate(self.slots) if job is None], room)
-        if not any(m.active for m in self.population.members):
-            self.population = None
-
-    def _ended_since(self) -> list[int]:
-        ended = [k for k, m in enumerate(self.population.members)
-                 if m.outcome is not None and not m.reported and self.slots[k] is not None]
-        for k in ended:
-            self.population.members[k].reported = True
-        return ended
-
-    def _member_ended(self, k: int) -> None:
-        from optlab.training.population import member_result
-
-        job, member = self.slots[k], self.population.members[k]
-        result = member_result(member)
-        held = job.held
-        held.statuses[job.seed_index] = result.status
-        value = job.reporter.run_value(result.summary)
+    def _ended(self, held: HeldTrial, k: int, reporter: PruneReporter, result) -> None:
+        if result.status == Status.INTERRUPTED:
+            return  # the trial is queued again with the others held (_stop_all)
+        held.statuses[k] = result.status
+        value = reporter.run_value(result.summary)
         if value is not None:
-            held.values[job.seed_index] = float(value)
+            held.values[k] = float(value)
         if result.status == Status.FAILED:
             held.errors.append(str(result.summary.get("reason")))
-        if result.status == Status.PRUNED:
-            self._prune_siblings(held)
+        if result.status == Status.PRUNED:  # the trial's other runs stop too
+            for request in held.requests:
+                request.stop = request.stop or "its trial was pruned"
         if held.done:
             self._finish(held)
-        self.slots[k] = None
-
-    def _prune_siblings(self, held: HeldTrial) -> None:
-        """A pruned trial stops all its runs: the ones still waiting never start."""
-        for queue in self.waiting.values():
-            for job in [j for j in queue if j.held is held]:
-                queue.remove(job)
-                held.statuses[job.seed_index] = Status.PRUNED
-        for k, job in enumerate(self.slots):
-            member = self.population.members[k]
-            if job is not None and job.held is held and member.active:
-                from optlab.training.loop import Outcome
-
-                member.outcome = Outcome(Status.PRUNED, "its trial was pruned")
 
     def _finish(self, held: HeldTrial) -> None:
         """The trial's value and state from its runs, as the solo objective gives them."""
@@ -321,48 +197,35 @@ class PopulationTrials:
         else:
             trial.set_user_attr("status", Status.COMPLETED)
             self._tell(trial, Status.COMPLETED, sum(held.values.values()) / len(held.values))
+        del self.held[trial.number]
+        self.told = True
 
-    def _refill(self, free: list[int], room) -> None:
-        """Free slots take the next runs of the population's structure, when its batch size
-        is the same every epoch (members then start their first epoch beside later ones)."""
-        if not free or not self._refillable():
-            return
-        for k in free:
-            job = self._next_job(self.key, room)
-            if job is None:
-                return
-            self.population.replace(k, job.cfg, self._hook(job))
-            self.slots[k] = job
-            self._note_run_dir(job, self.population.members[k].run.dir)
+    def _show_outputs(self) -> None:
+        """trials.csv and the live view, once for the trials told since (members end together
+        at an epoch's end: one rewrite, not one per trial)."""
+        if self.told and self.worker.after_trial is not None:
+            self.worker.after_trial()
+        self.told = False
 
-    def _refillable(self) -> bool:
-        parts = self.population.members[0].parts
-        return len({parts.batch_size(e) for e in range(parts.epochs)}) == 1
+    def _tell(self, trial, status: Status, value: float | None = None) -> None:
+        from optuna.trial import TrialState
+
+        state = {Status.COMPLETED: TrialState.COMPLETE, Status.DIVERGED: TrialState.COMPLETE,
+                 Status.PRUNED: TrialState.PRUNED}.get(status, TrialState.FAIL)
+        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        self.heartbeats.release(trial._trial_id)
 
     def _stop_all(self, exc: Exception) -> None:
-        """A signal or a refused write: every held trial is queued again, as in a solo sweep."""
+        """A signal or a refused write: every held trial is queued again, as in a solo sweep;
+        after a signal its continuation resumes each run from its checkpoint."""
         stopped = "interrupted by a signal" if isinstance(exc, Interrupted) else str(exc)
-        held = {id(j.held): j.held for j in self.slots if j is not None}
-        held.update({id(j.held): j.held for q in self.waiting.values() for j in q})
-        for h in held.values():
-            if self.population is not None:
-                for k, job in enumerate(self.slots):
-                    if job is not None and job.held is h:
-                        self._close_member(k, exc)
-            h.trial.set_user_attr("status", Status.INTERRUPTED)
-            h.trial.set_user_attr("error", f"{stopped}; queued again: rerun the same `optlab sweep` command to "
-                                           f"continue the sweep")
-            requeue(self.study, h.trial)
-            self._tell(h.trial, Status.INTERRUPTED)
-
-    def _close_member(self, k: int, exc: Exception) -> None:
-        from optlab.training.loop import Outcome
-        from optlab.training.population import member_result
-
-        member = self.population.members[k]
-        if member.active:
-            member.outcome = Outcome(Status.INTERRUPTED, str(exc), exc if isinstance(exc, OptlabError) else None)
-            member_result(member)
+        for held in list(self.held.values()):
+            held.trial.set_user_attr("status", Status.INTERRUPTED)
+            how = ("the next Slurm worker resumes it from its checkpoint" if job_attrs() else
+                   "rerun the same `optlab sweep` command to continue the sweep")
+            held.trial.set_user_attr("error", f"{stopped}; queued again: {how}")
+            requeue(self.study, held.trial, resume=isinstance(exc, Interrupted))
+            self._tell(held.trial, Status.INTERRUPTED)
 
 
 def run_population_worker(worker) -> None:
@@ -378,6 +241,4 @@ def run_population_worker(worker) -> None:
     study = open_study(worker.spec, storage, make_sampler(worker.spec, seed), make_pruner(worker.spec))
     warm_up(worker.spec)
     started = worker.clock()
-    trials = PopulationTrials(worker, study, storage)
-
-    trials.run(started)
+    PopulationTrials(worker, study, storage).run(started)

@@ -208,11 +208,11 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
 
 
 def population_size(value: Any) -> int | None:
-    """`population: K` (an integer >= 1) or `auto` (optlab.training.population.AUTO_SIZE)."""
+    """`population: K` (an integer >= 1) or `auto` (optlab.training.grouping.AUTO_SIZE)."""
     if value is None:
         return None
     if value == "auto":
-        from optlab.training.population import AUTO_SIZE
+        from optlab.training.grouping import AUTO_SIZE
 
         return AUTO_SIZE
     if isinstance(value, str) and value.isdigit():

@@ -101,7 +101,7 @@ def prepare_model(model: torch.nn.Module, t: dict) -> torch.nn.Module:
     """trainer.channels_last and trainer.compile, in place: state_dict keys stay the same."""
     if t["channels_last"]:
         model.to(memory_format=torch.channels_last)
-    if t["compile"]:
+    if str(t["compile"]).lower() == "true":  # auto: a solo run is not compiled (populations decide in training.stacked)
         model.compile()
     return model
 

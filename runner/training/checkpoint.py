@@ -37,6 +37,11 @@ class RunFolderWriter:
             self.pending.pop(0).result()  # re-raises a failed write
         self.pending.append(self.pool.submit(write, *args))
 
+    def drain(self) -> None:
+        """Wait until everything submitted is on disk; re-raise a failed write."""
+        while self.pending:
+            self.pending.pop(0).result()
+
     def __exit__(self, exc_type, *exc) -> bool:
         self.pool.shutdown(wait=True)
         errors = [f.exception() for f in self.pending if f.exception() is not None]

@@ -6,7 +6,8 @@ average; stop once the smoothed loss exceeds `blowup` times its minimum (or is N
 Two suggestions are read off the curve: the lr of steepest descent of the smoothed loss
 (per unit of log lr) and the lr at the minimum smoothed loss divided by 10. The suggested
 lr is the smaller of the two: both sit where the loss still falls fast and safely before
-the blow-up.
+the blow-up. Each step is the solo engine's step (training.solo), so the test trains as a
+run would: augmentation, autocast, penalties and clipping included.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from optlab.errors import ConfigError
-from optlab.optim.optimizers import set_lr
 from optlab.training.build import build
+from optlab.training.solo import SoloEngine
+from optlab.training.state import EpochTally
 
 
 @dataclass
@@ -44,23 +46,17 @@ def run_range_test(cfg, lr_min: float = 1e-6, lr_max: float = 10.0, steps: int =
     if parts.objective is not None:
         raise ConfigError(f"optimizer={parts.cfg['optimizer']['name']} steps on the whole training split with "
                           "its own line search or step size; the LR range test needs a first-order optimizer")
-    model, optimizer, loss, batches = parts.model.train(), parts.optimizer, parts.loss, parts.batches
-    batch_size = parts.batch_size(0)
-
+    engine, batch_size = SoloEngine(parts), parts.batch_size(0)
     lrs, losses, smoothed = [], [], []
     average, best = 0.0, math.inf
     step = 0
     while step < steps:
-        for xb, yb in batches.epoch(batch_size):
+        engine.begin_epoch(0, parts.batches.num_batches(batch_size), [EpochTally.zero(parts.device)])
+        for i, batch in enumerate(engine.batches(batch_size, skip=0, epoch=0)):  # epoch 0's batches, again and again
             lr = lr_at(step, steps, lr_min, lr_max)
-            set_lr(optimizer, lr)
-            if parts.augment.active:
-                xb, yb = parts.augment(xb, yb, parts.generators["augment"])
-            value = loss(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            raw = value.item()
+            engine.set_lrs([lr])
+            engine.step(i, batch, sample_norm=False)
+            raw = engine.batch_loss.item()
             average = beta * average + (1 - beta) * raw
             current = average / (1 - beta ** (step + 1))
             lrs.append(lr), losses.append(raw), smoothed.append(current)

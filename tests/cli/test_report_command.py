@@ -115,7 +115,7 @@ def test_nothing_readable_exits_3(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_real_runs_through_the_command(optlab, compose_cfg, tmp_path):
-    from optlab.training.loop import train
+    from optlab.training.api import train
 
     for optimizer in ("adam", "sgd"):  # real training, in this process (torch is already loaded)
         assert train(compose_cfg(f"optimizer={optimizer}", "model.width=16")).status == "completed"

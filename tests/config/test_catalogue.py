@@ -10,7 +10,7 @@ from optlab.config.catalogue import options
 from optlab.config.compose import GROUPS, group_options
 from optlab.config.specs import every_spec, named_registries
 from optlab.errors import ConfigError
-from optlab.training.loop import train
+from optlab.training.api import train
 
 SMOKED_ELSEWHERE = {"optimizer", "schedule", "batch", "augment"}  # each test file trains every option
 # Small sizes for speed, wherever the chosen model or data takes the key (8 divides norm.groups' default).

@@ -40,7 +40,7 @@ def test_user_config_dir_adds_and_overrides_options(tmp_path):
 
 
 def test_tilde_deletes_a_key_whose_default_is_null(compose_cfg):
-    from optlab.training.loop import train
+    from optlab.training.api import train
 
     assert "clip_norm" not in compose(["~regularize.clip_norm"]).regularize
     assert "clip_norm" not in compose(["regularize.clip_norm=1.0", "~regularize.clip_norm=1.0"]).regularize

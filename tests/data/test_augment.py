@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from optlab.config.compose import compose, group_options
 from optlab.data.augment import AUGMENTATIONS, _beta_sample, build_pipeline
 from optlab.errors import ConfigError
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def images(n=64, c=2, h=8, w=8, seed=0) -> torch.Tensor:

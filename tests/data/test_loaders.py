@@ -11,7 +11,7 @@ from optlab.data.loaders import (
     keep_data_on_device,
 )
 from optlab.data.split import load_dataset
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def test_device_batches_cover_every_sample_once_per_epoch():

@@ -220,7 +220,7 @@ def test_noisy_batch_norm_noise_has_the_configured_moments():
 
 
 def test_noisy_batch_norm_runs_are_reproducible_and_differ_from_plain(compose_cfg):
-    from optlab.training.loop import train
+    from optlab.training.api import train
 
     def final(*overrides):
         return train(compose_cfg("norm=batch", "trainer.epochs=1", *overrides)).summary["final_val_loss"]

@@ -7,7 +7,7 @@ import pytest
 from optlab.config.compose import group_options
 from optlab.errors import ConfigError
 from optlab.optim.batching import BATCH_PLANS, batch_size_at, lr_scale
-from optlab.training.loop import train
+from optlab.training.api import train
 
 N_TRAIN = 800  # moons: 1000 samples, 20% held out
 

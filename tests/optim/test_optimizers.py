@@ -14,7 +14,7 @@ from optlab.optim.optimizers import (
     clear_gradients,
     is_full_batch,
 )
-from optlab.training.loop import train
+from optlab.training.api import train
 
 W0 = torch.tensor([1.0, -2.0, 0.5])
 GRADS = [torch.tensor([0.5, -1.0, 0.25]), torch.tensor([0.2, 0.3, -0.4])]
@@ -246,7 +246,7 @@ def test_a_run_never_imports_torch_dynamo(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from optlab.config.compose import compose; from optlab.training.loop import train; "
+    code = ("import sys; from optlab.config.compose import compose; from optlab.training.api import train; "
             "train(compose(['trainer.epochs=1', 'trainer.progress=false', 'optimizer=adam', "
             f"'trainer.out_dir={tmp_path}'])); print('torch._dynamo' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from optlab.config.compose import as_plain, compose, group_options
 from optlab.nn.models import build_model
 from optlab.optim.optimizers import build_optimizer
-from optlab.optim.regularize import REGULARIZE, clip_gradients, loss_fn, penalty
-from optlab.training.loop import train
+from optlab.optim.regularize import REGULARIZE, clip_gradients, loss_fn, penalty, penalty_of, task_loss
+from optlab.training.api import train
 
 
 def small_net(bias=True) -> torch.nn.Module:
@@ -70,27 +70,27 @@ def grads_of(*grads: list[float]) -> list[torch.nn.Parameter]:
 
 def test_clip_norm_rescales_the_global_norm_and_reports_it_before_clipping():
     params = grads_of([3.0, 0.0], [0.0, 4.0])  # global norm 5
-    before = clip_gradients(params, {"clip_norm": 1.0})
+    before = clip_gradients([p.grad for p in params], clip_norm=1.0)
     assert before.item() == pytest.approx(5.0)
     assert torch.allclose(torch.cat([p.grad for p in params]), torch.tensor([0.6, 0.0, 0.0, 0.8]), atol=1e-5)
 
 
 def test_clip_norm_leaves_small_gradients_alone():
     params = grads_of([0.3, 0.4])
-    clip_gradients(params, {"clip_norm": 1.0})
+    clip_gradients([p.grad for p in params], clip_norm=1.0)
     assert torch.allclose(params[0].grad, torch.tensor([0.3, 0.4]))
 
 
 def test_clip_value_clamps_each_element():
     params = grads_of([3.0, -0.2, -7.0])
-    norm = clip_gradients(params, {"clip_value": 0.5})
+    norm = clip_gradients([p.grad for p in params], clip_value=0.5)
     assert torch.equal(params[0].grad, torch.tensor([0.5, -0.2, -0.5]))
     assert norm.item() == pytest.approx(math.sqrt(0.5 ** 2 + 0.2 ** 2 + 0.5 ** 2))
 
 
 def test_no_clipping_leaves_the_gradients_and_reports_their_norm():
     params = grads_of([3.0, 4.0])
-    assert clip_gradients(params, {}).item() == pytest.approx(5.0)
+    assert clip_gradients([p.grad for p in params]).item() == pytest.approx(5.0)
     assert torch.equal(params[0].grad, torch.tensor([3.0, 4.0]))
 
 
@@ -129,3 +129,46 @@ def test_every_regularize_option_trains_one_tiny_epoch(compose_cfg, option):
     result = train(compose_cfg(f"regularize={option}", "trainer.epochs=1", "data=moons"))
     assert result.status == "completed"
     assert math.isfinite(result.summary["final_train_loss"])
+
+
+MEMBERS = [{"l1": 0.0, "l2": 0.1, "smoothing": 0.0, "clip_value": math.inf, "clip_norm": 0.5},
+           {"l1": 0.01, "l2": 0.0, "smoothing": 0.2, "clip_value": 0.3, "clip_norm": math.inf},
+           {"l1": 0.02, "l2": 0.3, "smoothing": 0.1, "clip_value": 0.1, "clip_norm": 0.05}]
+
+
+def member_values(key: str) -> torch.Tensor:
+    return torch.tensor([m[key] for m in MEMBERS])
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_each_members_loss_is_its_own_runs_loss(soft):
+    """[K, B, C] outputs with [K] label smoothing: member k's loss is the one-run loss with its value."""
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(len(MEMBERS), 6, 4, generator=g)
+    y = torch.randint(0, 4, (len(MEMBERS), 6), generator=g)
+    if soft:
+        y = torch.softmax(torch.randn(len(MEMBERS), 6, 4, generator=g), -1)
+    per_member = task_loss(out, y, "classification", member_values("smoothing"), members=True)
+    for k, m in enumerate(MEMBERS):
+        assert per_member[k].item() == pytest.approx(task_loss(out[k], y[k], "classification", m["smoothing"]).item(),
+                                                     rel=1e-6)
+    regression = task_loss(out, out.flip(-1), "regression", members=True)
+    assert regression[1].item() == pytest.approx(task_loss(out[1], out[1].flip(-1), "regression").item(), rel=1e-6)
+
+
+def test_each_members_penalty_and_clipping_are_its_own_runs():
+    g = torch.Generator().manual_seed(1)
+    weights = [torch.randn(len(MEMBERS), 4, 3, generator=g), torch.randn(len(MEMBERS), 2, 4, generator=g)]
+    grads = [torch.randn(len(MEMBERS), 4, 3, generator=g), torch.randn(len(MEMBERS), 4, generator=g)]
+    penalties = penalty_of(weights, member_values("l1"), member_values("l2"), members=True)
+    clipped = [t.clone() for t in grads]
+    norms = clip_gradients(clipped, member_values("clip_value"), member_values("clip_norm"), members=True)
+    for k, m in enumerate(MEMBERS):
+        alone = penalty_of([w[k] for w in weights], m["l1"], m["l2"])
+        assert penalties[k].item() == pytest.approx(float(alone), rel=1e-6)
+        own = [t[k].clone() for t in grads]
+        norm = clip_gradients(own, m["clip_value"] if math.isfinite(m["clip_value"]) else None,
+                              m["clip_norm"] if math.isfinite(m["clip_norm"]) else None)
+        assert norms[k].item() == pytest.approx(norm.item(), rel=1e-6)
+        for a, b in zip(clipped, own):
+            assert torch.allclose(a[k], b, rtol=1e-5, atol=1e-7)

@@ -7,7 +7,7 @@ import optlab.training.build as loop
 from optlab.config.compose import group_options
 from optlab.errors import ConfigError
 from optlab.optim.schedules import SCHEDULES, after_epoch, learning_rate, progress
-from optlab.training.loop import train
+from optlab.training.api import train
 
 LR0 = 0.2
 

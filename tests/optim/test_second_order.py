@@ -9,7 +9,7 @@ from optlab.errors import ConfigError
 from optlab.optim.regularize import loss_fn
 from optlab.optim.second_order import BatchObjective, Newton
 from optlab.training.build import build
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def rows(run_dir) -> list[dict]:
@@ -120,8 +120,9 @@ def test_undamped_newton_on_a_softmax_fails_saying_to_damp_and_damped_it_converg
     nothing): pure Newton cannot step; with damping it reaches digits' logistic optimum fast."""
     from optlab.errors import TrainingFailed
 
-    with pytest.raises(TrainingFailed, match="set optimizer.damping > 0"):
-        train(compose_cfg("model=logistic", "optimizer=newton", "trainer.epochs=1"))
+    failed = train(compose_cfg("model=logistic", "optimizer=newton", "trainer.epochs=1"))
+    assert failed.status == "failed" and isinstance(failed.error, TrainingFailed)
+    assert "set optimizer.damping > 0" in str(failed.error)
     table = rows(train(compose_cfg("model=logistic", "optimizer=newton", "optimizer.damping=0.001",
                                    "trainer.epochs=3")).run_dir)
     assert float(table[-1]["val_acc"]) > 0.95

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from testkit import open_page, undrawn_charts
 
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def test_the_layers_page_draws_every_statistic_and_switches_records(browser, compose_cfg, optlab, tmp_path):

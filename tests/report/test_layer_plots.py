@@ -3,7 +3,7 @@ import pandas as pd
 from testkit import legend_collisions, looks, visible_ticks
 
 from optlab.report.layer_plots import plot_health_over_training, plot_signal_vs_depth
-from optlab.training.loop import train
+from optlab.training.api import train
 
 DEEP_TANH = ("model=mlp", "model.depth=20", "model.width=64", "activation=tanh")
 

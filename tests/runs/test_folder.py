@@ -5,7 +5,7 @@ import pytest
 
 from optlab.runs.files import read_json
 from optlab.runs.folder import METRIC_COLUMNS, load_checkpoint
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def rows(run_dir):

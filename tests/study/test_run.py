@@ -25,7 +25,7 @@ def test_a_rerun_reuses_the_finished_runs_and_gives_the_same_numbers(tmp_path, c
     first = run_study(load_study("symmetry"), options)
     capsys.readouterr()
     second = run_study(load_study("symmetry"), options)
-    assert "6 run(s): 6 reused or resumed, 0 to train" in capsys.readouterr().err
+    assert "6 run(s): 6 reused, 0 to resume, 0 to train" in capsys.readouterr().err
     assert second["reused"] == 6 and second["values"] == first["values"]
     assert len(list((tmp_path / "quick" / "symmetry" / "runs").iterdir())) == 6
 
@@ -34,7 +34,7 @@ def test_more_seeds_train_only_the_new_ones(tmp_path, capsys):
     run_study(load_study("symmetry"), StudyOptions(quick=True, seeds=1, population=1, out_root=tmp_path))
     capsys.readouterr()
     verdict = run_study(load_study("symmetry"), StudyOptions(quick=True, seeds=2, population=1, out_root=tmp_path))
-    assert "6 run(s): 3 reused or resumed, 3 to train" in capsys.readouterr().err
+    assert "6 run(s): 3 reused, 0 to resume, 3 to train" in capsys.readouterr().err
     assert verdict["arms"]["unit_spread"]["zeros"]["n"] == 2
 
 
@@ -45,7 +45,7 @@ def test_a_killed_study_resumes_its_interrupted_run_and_ends_as_an_uninterrupted
     assert killed.returncode == -9
     rerun = run_optlab(*args, "--out", "killed", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    assert "6 run(s): 2 reused or resumed, 4 to train" in rerun.stderr  # one finished, one resumed
+    assert "6 run(s): 1 reused, 1 to resume, 4 to train" in rerun.stderr  # one finished, one resumed
     clean = run_optlab(*args, "--out", "clean", cwd=tmp_path)
     assert clean.returncode == 0, clean.stderr
     resumed, uninterrupted = (json.loads((tmp_path / out / "quick" / "symmetry" / "verdict.json").read_text())
@@ -57,13 +57,13 @@ def test_a_killed_study_resumes_its_interrupted_run_and_ends_as_an_uninterrupted
 @pytest.mark.slow
 def test_sigterm_stops_a_study_inside_a_population_and_the_rerun_finishes_it(tmp_path):
     args = ("study", "run", "symmetry", "--quick", "--seeds", "2", "--population", "2")
-    stopped = run_optlab(*args, cwd=tmp_path, env={"OPTLAB_FAULT": "population.step@30=sigterm"})
+    stopped = run_optlab(*args, cwd=tmp_path, env={"OPTLAB_FAULT": "train.step@30=sigterm"})
     assert stopped.returncode == 143, stopped.stderr
     assert not (tmp_path / "outputs/studies/quick/symmetry/verdict.json").exists()
     assert len(list((tmp_path / "outputs/studies/quick/symmetry/runs").iterdir())) == 4  # a finished pair, a stopped one
     rerun = run_optlab(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    assert "6 run(s): 4 reused or resumed, 2 to train" in rerun.stderr
+    assert "6 run(s): 2 reused, 2 to resume, 2 to train" in rerun.stderr
 
 
 def test_a_bad_sweep_arm_stops_the_study_before_any_run_trains(tmp_path):

@@ -99,7 +99,7 @@ def test_a_trial_stopped_by_sigterm_resumes_from_its_checkpoint_as_if_never_stop
     from omegaconf import OmegaConf
     from testkit import TINY_BASE, run_optlab
 
-    from optlab.training.loop import train
+    from optlab.training.api import train
 
     base = [o for o in TINY_BASE if not o.startswith("trainer.epochs")] + ["trainer.epochs=3",
                                                                            f"trainer.out_dir={tmp_path / 'outputs'}"]

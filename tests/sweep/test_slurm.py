@@ -317,7 +317,7 @@ def test_fire_and_forget_returns_at_once_and_two_studies_share_the_cluster_witho
 def test_scontrol_requeue_mid_trial_resumes_it_from_its_checkpoint_as_an_uninterrupted_run(tmp_path):
     from omegaconf import OmegaConf
 
-    from optlab.training.loop import train
+    from optlab.training.api import train
 
     done = run_optlab("sweep", stable_lr_wd(tmp_path), "--launcher", "slurm", "--workers", "2", "--trials", "3",
                       "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)

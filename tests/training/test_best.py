@@ -11,8 +11,8 @@ import torch
 from optlab.config.compose import compose
 from optlab.runs.files import read_json
 from optlab.training.best import BestWeights, EarlyStopping
-from optlab.training.loop import train
-from optlab.training.population import train_population
+from optlab.training.api import train
+from optlab.training.api import train_many
 
 # lr 0.1 for two epochs, then 1e-9 of it: the validation loss stalls from epoch 2 on
 STALLING = ("schedule=step", "schedule.step_size=2", "schedule.gamma=1e-9", "trainer.epochs=10",
@@ -82,7 +82,7 @@ def test_best_pt_holds_the_best_epochs_weights_not_the_last(compose_cfg):
     from optlab.optim.regularize import loss_fn
     from optlab.training.build import make_autocast
     from optlab.training.export import read_model_file, rebuild_model, split_data
-    from optlab.training.loop import evaluate
+    from optlab.training.engine import evaluate
 
     run = train(compose_cfg("optimizer.lr=2.0", "trainer.epochs=4")).run_dir  # val_acc jumps about
     table = rows(run)
@@ -124,7 +124,7 @@ def test_population_members_stop_early_and_measure_the_test_split_as_solo(tmp_pa
     base = ["model.width=32", "trainer.progress=false", f"trainer.out_dir={tmp_path}", *STALLING,
             "trainer.test_fraction=0.2"]
     cfgs = [compose([*base, f"trainer.seed={k}"]) for k in range(2)]
-    members = train_population(cfgs)
+    members = train_many(cfgs, population=len(cfgs))
     for cfg, member in zip(cfgs, members):
         solo = train(cfg)
         assert member.summary["reason"] == solo.summary["reason"] == "early_stopped"

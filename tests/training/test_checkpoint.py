@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from optlab.training.checkpoint import RunFolderWriter
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def test_checkpointer_snapshots_only_when_a_write_is_due_and_never_twice(monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from optlab.nn.models import Block
 from optlab.training.diagnostics import LAYER_COLUMNS, LayerProbe
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def initial_layers(compose_cfg, *overrides):

@@ -12,8 +12,8 @@ from optlab.data.curriculum import admitted_count
 from optlab.errors import ConfigError, Interrupted
 from optlab.training.build import build
 from optlab.training.difficulty import example_losses, read_scores
-from optlab.training.loop import train
-from optlab.training.population import why_solo
+from optlab.training.api import train
+from optlab.training.grouping import why_solo
 
 CURRICULUM = ("data.order=curriculum", "data.pacing.start=0.25", "data.pacing.epochs=2", "batch.size=50")
 TIMING = {"epoch_time_s", "samples_per_s"}
@@ -102,10 +102,10 @@ def test_a_resume_ranks_by_the_scores_the_run_wrote(compose_cfg):
     n = len(read_scores(run))
     reversed_scores = torch.arange(n, 0, -1, dtype=torch.float32)  # as if the reference had changed
     (run / "difficulty.csv").write_text("index,loss\n" + "".join(f"{i},{v}\n" for i, v in enumerate(reversed_scores.tolist())))
-    from optlab.training.loop import Run
+    from optlab.training.run_folder import RunFolder
 
     parts = build(compose_cfg(*CURRICULUM, "trainer.epochs=2"))
-    Run.open(parts, cfg, None, run)
+    RunFolder.open(parts, cfg, None, run)
     assert parts.batches.pacing.pool(0).tolist() == list(range(n - 1, n - 1 - parts.batches.size(0), -1))
 
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from optlab.training.loop import train
+from optlab.training.api import train
 from optlab.training.lrfind import lr_at, run_range_test, write_results
 
 
@@ -37,3 +37,12 @@ def test_suggested_lr_beats_a_hundred_times_smaller_and_larger(compose_cfg, tmp_
     suggested = final_val_loss(found.suggested_lr)
     assert suggested < final_val_loss(found.suggested_lr / 100)
     assert suggested < final_val_loss(found.suggested_lr * 100)
+
+
+def test_the_range_test_takes_a_runs_step_with_its_clipping(compose_cfg):
+    """The lr-find step is the solo engine's: gradient clipping (and penalties, autocast)
+    apply as they do in training."""
+    plain = run_range_test(compose_cfg(), steps=12)
+    clipped = run_range_test(compose_cfg("regularize.clip_norm=0.001"), steps=12)
+    assert plain.losses[0] == clipped.losses[0]  # the first loss is measured before any step
+    assert plain.losses[1:] != clipped.losses[1:]

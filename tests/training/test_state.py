@@ -6,7 +6,7 @@ import pytest
 from testkit import sigterm_at_step
 
 from optlab.runs.folder import load_checkpoint
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def rows(run_dir):

@@ -15,7 +15,7 @@ from optlab.config.compose import load_run_config
 from optlab.errors import Interrupted
 from optlab.training.build import build
 from optlab.training.diagnostics import blocks
-from optlab.training.loop import train
+from optlab.training.api import train
 from optlab.training.tensorboard import drop_events_from
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")  # tbparse's own use of pandas
@@ -141,7 +141,7 @@ def test_without_the_package_the_key_exits_2_with_the_install_line(tmp_path):
 
 def test_tensorboard_runs_train_alone_in_a_population_and_do_not_change_what_a_run_is(compose_cfg):
     from optlab.config.compose import is_bookkeeping
-    from optlab.training.population import why_solo
+    from optlab.training.grouping import why_solo
 
     assert why_solo(compose_cfg(*TB)) == "trainer.tensorboard=true writes one run's event files"
     assert is_bookkeeping("trainer.tensorboard")  # a rerun with it is a duplicate, not a new sample

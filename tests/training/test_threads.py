@@ -27,7 +27,7 @@ def test_a_sweep_worker_takes_its_share_and_omp_num_threads_caps_the_cores(monke
 
 
 def test_the_count_in_effect_is_recorded_in_summary_json(tmp_path, compose_cfg):
-    from optlab.training.loop import train
+    from optlab.training.api import train
 
     before = torch.get_num_threads()
     try:

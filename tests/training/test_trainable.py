@@ -7,7 +7,7 @@ from optlab.errors import ConfigError
 from optlab.optim.optimizers import set_lr
 from optlab.runs.folder import load_checkpoint
 from optlab.training.build import build
-from optlab.training.loop import train
+from optlab.training.api import train
 from optlab.training.trainable import matches, norm_parameter_names
 
 

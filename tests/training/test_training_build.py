@@ -8,7 +8,7 @@ import torch
 import optlab.training.build as loop
 from optlab.errors import ConfigError
 from optlab.training.build import prepare_model
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 @pytest.mark.parametrize("overrides", [("schedule=multistep", "schedule.milestones=[1.5,3]"),

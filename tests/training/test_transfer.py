@@ -8,7 +8,7 @@ import torch
 
 from optlab.errors import ConfigError
 from optlab.training.build import build
-from optlab.training.loop import train
+from optlab.training.api import train
 
 SUBSET = "data.keep_classes=[0,1,2,3,4]"
 

@@ -1,5 +1,6 @@
-"""A population trains each member as its solo run would: the same metrics to float32
-rounding, members that end alone, run folders a solo run resumes, grids and sweeps packed."""
+"""The stacked engine trains each member as its solo run would: the same metrics to float32
+rounding, members that end alone, run folders a solo run resumes, a signal's checkpoints a
+population resumes from, the compiled step, grids packed into populations."""
 from __future__ import annotations
 
 import csv
@@ -12,12 +13,16 @@ import torch
 from optlab.config.compose import compose
 from optlab.optim.optimizers import OPTIMIZERS
 from optlab.training import build as build_module
-from optlab.training.loop import train
-from optlab.training.population import structure, train_population, why_solo
+from optlab.training.api import RunRequest, train, train_many
 
 SMALL = ["model.width=32", "trainer.progress=false"]
 METRICS = ("train_loss", "val_loss", "val_acc")
 VAL_SIZE = 359  # digits: 1,797 samples, 20% held out (stratified)
+
+
+def train_population(cfgs: list) -> list:
+    """The configs trained as one population."""
+    return train_many(cfgs, population=len(cfgs))
 
 
 def rows(run_dir) -> list[dict]:
@@ -150,11 +155,11 @@ def test_each_member_is_an_ordinary_run_folder_a_solo_run_resumes(tmp_path):
 
     cfgs = member_cfgs(tmp_path, 3, "optimizer=momentum", "norm=batch", epochs=3)
 
-    def prune_member_one(k, epoch, row):
-        if k == 1 and epoch == 0:
+    def prune_after_the_first_epoch(epoch, row):
+        if epoch == 0:
             raise Pruned("stop here")
 
-    results = train_population(cfgs, hooks=[prune_member_one] * 3)
+    results = train_many([cfgs[0], RunRequest(cfgs[1], on_epoch=prune_after_the_first_epoch), cfgs[2]], population=3)
     pruned = results[1]
     assert pruned.status == "pruned" and len(rows(pruned.run_dir)) == 1
     summary = pruned.summary
@@ -164,29 +169,6 @@ def test_each_member_is_an_ordinary_run_folder_a_solo_run_resumes(tmp_path):
     alone = train(cfgs[1])
     assert resumed.status == "completed"
     assert max(relative_gaps(rows(pruned.run_dir), rows(alone.run_dir))) <= 1e-4
-
-
-def test_configs_differ_in_hyper_parameters_and_seeds_but_share_a_structure():
-    base = [*SMALL, "trainer.epochs=1"]
-    same = [compose([*base, "optimizer.lr=0.1", "trainer.seed=0"]), compose([*base, "optimizer.lr=0.3", "trainer.seed=4",
-                                                                            "regularize.l2=0.01", "init=normal",
-                                                                            "init.std=0.1"])]
-    assert structure(same[0]) != structure(same[1])  # init=normal is another rule
-    assert structure(compose([*base, "init=normal", "init.std=0.2"])) == structure(same[1])
-    assert structure(compose([*base, "model.width=64"])) != structure(same[0])
-    assert why_solo(compose([*base, "trainer.compile=true"])) and why_solo(compose(base)) is None
-
-
-@pytest.mark.parametrize("override, why", [
-    ("init.from=/runs/a", "init.from=/runs/a loads one run's weights"),
-    ("trainer.freeze=[head]", "trainer.freeze=['head']: populations update every parameter"),
-    ("trainer.train_only=norm", "trainer.train_only=norm: populations update every parameter"),
-    ("optimizer.lr_scale={head: 10}", "optimizer.lr_scale: populations keep one lr per member"),
-    ("norm.noise=true", "norm.noise=true draws the noise from one run's generator"),
-])
-def test_transfer_freezing_and_noise_train_alone(override, why):
-    assert why_solo(compose([*SMALL, "norm=batch", override])) == why
-    assert why_solo(compose([*SMALL, "data.keep_classes=[0,1,2]"])) is None  # the data: every member's
 
 
 def test_a_grid_packs_into_populations_and_says_which_runs_train_alone(optlab, tmp_path):
@@ -202,3 +184,86 @@ def test_a_grid_packs_into_populations_and_says_which_runs_train_alone(optlab, t
 def test_population_needs_a_grid(optlab):
     result = optlab("train", "--population", "4")
     assert result.returncode == 2 and "use it with -m" in result.stderr
+
+
+def test_a_signal_checkpoints_every_member_at_its_step_and_they_resume_as_the_uninterrupted_population(
+        tmp_path, monkeypatch):
+    """SIGINT at step 30 (epoch 1, batch 7): each member's checkpoint records that step and
+    its running sums; resumed together, the members end with the uninterrupted population's
+    rows, to the last bit (times aside)."""
+    from optlab import faults
+    from optlab.errors import Interrupted
+    from optlab.runs.folder import load_checkpoint
+
+    cfgs = member_cfgs(tmp_path, 3, "optimizer=momentum", "norm=batch", "trainer.log_every=5", epochs=3)
+    monkeypatch.setattr(faults, "_plan", {"train.step": (30, "sigint")})
+    monkeypatch.setattr(faults, "_hits", {})
+    with pytest.raises(Interrupted):
+        train_many(cfgs, population=3)
+    monkeypatch.setattr(faults, "_plan", {})
+    stopped = sorted(p for p in tmp_path.glob("runs/*") if p.is_dir())
+    assert len(stopped) == 3
+    for folder in stopped:
+        checkpoint = load_checkpoint(folder / "checkpoint.pt")
+        assert (checkpoint["epoch"], checkpoint["mid_epoch"]["batches_done"]) == (0, 30 - 23)
+        assert len(rows(folder)) == 1
+    resumed = train_many([RunRequest(cfg, resume_dir=folder) for cfg, folder in zip(cfgs, stopped)], population=3)
+    straight = train_population(cfgs)
+    timing = ("epoch_time_s", "samples_per_s")
+    strip = lambda table: [{k: v for k, v in r.items() if k not in timing} for r in table]  # noqa: E731
+    assert [r.status for r in resumed] == ["completed"] * 3
+    assert [strip(rows(r.run_dir)) for r in resumed] == [strip(rows(r.run_dir)) for r in straight]
+
+
+@pytest.mark.parametrize("overrides", [("norm=weight",), ("norm=batch", "regularize.label_smoothing=0.1"),
+                                       ("data=shapes", "data.n_samples=64", "model=resnet", "norm=group")])
+def test_the_stacked_step_has_no_vmap_fallback(tmp_path, overrides):
+    """Every op of the step has a vmap batching rule: none runs member by member (torch warns
+    when one does; cross-entropy, torch's weight norm and norm_except_dim did)."""
+    import warnings
+
+    torch._C._functorch._set_vmap_fallback_warning_enabled(True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = train_population(member_cfgs(tmp_path, 2, *overrides))
+    finally:
+        torch._C._functorch._set_vmap_fallback_warning_enabled(False)
+    assert [r.status for r in results] == ["completed"] * 2
+    assert [str(w.message)[:120] for w in caught if "batching rule" in str(w.message)] == []
+
+
+@pytest.mark.slow  # the first compile of a structure takes tens of seconds (inductor's cache spares later ones)
+def test_a_compiled_population_equals_an_uncompiled_one_and_compiles_once(tmp_path, one_ulp_off):
+    """trainer.compile=true: the same metrics as the eager population to float32 rounding;
+    one compiled step for the structure (a graph for a full batch, one for the epoch's shorter
+    last, one for the validation pass), not one per member, epoch or refilled slot."""
+    from torch._dynamo.utils import counters
+
+    setting = ("optimizer=momentum", "norm=batch", "regularize.clip_norm=0.5", "regularize.l2=0.001", "model.depth=1")
+    cfgs = member_cfgs(tmp_path, 3, *setting, "trainer.compile=false", epochs=2)
+    eager = [rows(r.run_dir) for r in train_many(cfgs, population=2)]  # three runs, two slots: one is refilled
+    counters.clear()
+    compiled = train_many(member_cfgs(tmp_path, 3, *setting, "trainer.compile=true", epochs=2), population=2)
+    assert counters["stats"]["unique_graphs"] <= 3
+    solo = [rows(train(cfg).run_dir) for cfg in cfgs]
+    nudged = [one_ulp_off(cfg) for cfg in cfgs]
+    for epoch in range(2):  # each within rounding of its solo run, so of each other within twice that
+        loss_scale, flips = rounding_scale([s[epoch] for s in solo], [n[epoch] for n in nudged], VAL_SIZE)
+        for k, result in enumerate(compiled):
+            assert within_rounding(rows(result.run_dir)[epoch], solo[k][epoch], (loss_scale, flips), VAL_SIZE), \
+                (k, epoch, rows(result.run_dir)[epoch], solo[k][epoch])
+            assert within_rounding(rows(result.run_dir)[epoch], eager[k][epoch], (2 * loss_scale, 2 * flips),
+                                   VAL_SIZE), (k, epoch)
+
+
+def test_compile_auto_compiles_when_the_work_left_pays_for_it_and_counts_a_cached_step_warm(tmp_path, monkeypatch):
+    from optlab.training.stacked import WARM_COMPILE_S, compiled_before, note_compiled, worth_compiling
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    assert not worth_compiling(0.1, 100)  # 10 s of eager epochs, of which compiling saves 5: not a cold compile's cost
+    assert worth_compiling(1.0, 100)
+    assert worth_compiling(0.1, 200, WARM_COMPILE_S)
+    assert not compiled_before("structure", 16)
+    note_compiled("structure", 16)
+    assert compiled_before("structure", 16) and not compiled_before("structure", 4)  # another K: other shapes

@@ -7,7 +7,7 @@ import pytest
 from optlab.errors import Pruned, TrainingFailed
 from optlab.runs.files import read_json
 from optlab.runs.folder import METRIC_COLUMNS
-from optlab.training.loop import train
+from optlab.training.api import train
 
 
 def rows(run_dir):
@@ -38,9 +38,9 @@ def test_divergence_keeps_earlier_rows(compose_cfg):
     # lr 0.01 for two epochs, then x1e7: the loss blows up in epoch 2
     cfg = compose_cfg("schedule=step", "schedule.step_size=2", "schedule.gamma=1e7",
                       "optimizer.lr=0.01", "trainer.epochs=4")
-    with pytest.raises(TrainingFailed) as info:
-        train(cfg)
-    run = info.value.result.run_dir
+    result = train(cfg)  # diverged is the result's status, its error the reason and exit code
+    assert result.status == "diverged" and isinstance(result.error, TrainingFailed) and result.error.exit_code == 4
+    run = result.run_dir
     table = rows(run)
     assert [int(r["epoch"]) for r in table[:2]] == [0, 1]
     assert all(math.isfinite(float(r["train_loss"])) for r in table[:2])
