@@ -129,25 +129,57 @@ def save_torch_file(path: Path, state: dict, fault_point: str = "write_atomic") 
 
 
 def load_checkpoint(path: Path) -> dict:
-    return _torch_load(path, weights_only=False, missing="no checkpoint to resume from")
+    return _torch_load(path, missing="no checkpoint to resume from")
 
 
 def load_model_file(path: Path) -> dict:
     """model.pt (or best.pt) as `torch.load(path, weights_only=True)` reads it: plain
     containers and tensors only."""
-    return _torch_load(path, weights_only=True, missing="not found (model.pt is written when a run completes)")
+    return _torch_load(path, missing="not found (model.pt is written when a run completes)")
 
 
-def _torch_load(path: Path, weights_only: bool, missing: str) -> dict:
+def _torch_load(path: Path, missing: str) -> dict:
+    """A .pt file with torch's weights-only unpickler: tensors, plain containers and numbers,
+    and the numpy types of the RNG state a checkpoint holds. Run folders come from elsewhere
+    (a downloaded run to fine-tune from), and a full unpickler runs whatever code a pickle
+    names; a file that needs any other object is refused."""
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        with torch.serialization.safe_globals(_numpy_rng_state_types()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: {missing}") from None
     except Exception as exc:
-        kind = "unreadable checkpoint" if not weights_only else "unreadable"
-        raise DataError(f"{path}: {kind} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        refused = _refused_global(str(exc))
+        if refused:
+            raise DataError(f"{path}: refused: it asks to load {refused}, which is not a tensor or a plain value "
+                            f"(optlab never writes one; loading it could run code from the file)") from None
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+
+
+def _refused_global(message: str) -> str | None:
+    """The object torch's weights-only unpickler refused, from its error message."""
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"but got <class '([^']+)'>", message)
+    if found:
+        return found.group(1)
+    return "a Python object" if "Weights only load failed" in message else None
+
+
+def _numpy_rng_state_types() -> list:
+    """What numpy's RNG state (checkpoint["rng"]["numpy"], a uint32 key array) pickles as,
+    under numpy 2's module names and numpy 1's."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
+            (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype,
+            *{type(np.dtype(code)) for code in ("u4", "i4", "u8", "i8", "f4", "f8", "b1")}]
 
 
 def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> Path:
