@@ -48,6 +48,7 @@ STORAGE_REASONS = {
     errno.ENOTDIR: "a file stands where a folder should be",
     errno.EEXIST: "a file stands where a folder should be",
     errno.EISDIR: "a folder stands where a file should be",
+    errno.ELOOP: "a symlink, which optlab never writes through",
     errno.EIO: "an input/output error from the disk",
 }
 

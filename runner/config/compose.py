@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from optlab import safe_yaml
 from optlab.config.specs import GROUPS
 from optlab.config.validate import (
     UnknownKey,
@@ -77,8 +78,24 @@ def search_dirs(config_dir: str | None) -> list[Path]:
         user = Path(config_dir).expanduser().resolve()
         if not user.is_dir():
             raise ConfigError(f"--config-dir {config_dir}: no such folder")
+        check_user_files(user)
         dirs.insert(0, user)
     return dirs
+
+
+_checked: dict[Path, tuple] = {}  # a user's config folder -> its files as last checked
+
+
+def check_user_files(folder: Path) -> None:
+    """Every YAML file of a --config-dir within safe_yaml's bounds, before Hydra, the option
+    catalogue or a launcher reads one (checked again only when a file changed)."""
+    files = sorted(p for p in folder.rglob("*.yaml") if p.is_file())
+    stamp = tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    if _checked.get(folder) == stamp:
+        return
+    for path in files:
+        safe_yaml.load_file(path, where=f"--config-dir {path}")
+    _checked[folder] = stamp
 
 
 def group_options(group: str, config_dir: str | None = None) -> list[str]:
@@ -303,18 +320,28 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
+    """A run folder's config.yaml; a file that is not a run's config (damaged, binary, past
+    safe_yaml's bounds, a group missing or a value out of its range) is a DataError."""
     from optlab.errors import DataError
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise DataError(f"{run_dir}: not a run folder (no config.yaml)")
+    text = safe_yaml.read_file(path, DataError, where=f"{path}: damaged")
+    safe_yaml.check_text(text, f"{path}: damaged", DataError)
     try:
-        cfg = OmegaConf.load(path)
-    except Exception as exc:  # YAML syntax, a binary file, a scalar: the file is damaged
+        cfg = OmegaConf.create(text)
+    except Exception as exc:  # YAML syntax, a scalar: the file is damaged
         raise DataError(f"{path}: damaged, not a config ({one_line(str(exc))[:200]})") from None
     if not isinstance(cfg, DictConfig):
         raise DataError(f"{path}: damaged, not a mapping of config groups")
-    validate(cfg, strict=False)  # values only: a run may predate today's keys
+    missing = [group for group in GROUPS if not isinstance(cfg.get(group), DictConfig)]
+    if missing:
+        raise DataError(f"{path}: damaged, not a run's config (no {', '.join(missing)} mapping)")
+    try:
+        validate(cfg, strict=False)  # values only: a run may predate today's keys
+    except ConfigError as exc:
+        raise DataError(f"{path}: damaged: {exc}") from None
     return cfg
 
 

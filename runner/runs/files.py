@@ -9,6 +9,7 @@ raise StorageError naming the path.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from optlab import faults
-from optlab.errors import DataError, storage_error
+from optlab.errors import STORAGE_REASONS, DataError, StorageError, storage_error
 
 
 def make_dirs(path: Path) -> Path:
@@ -68,10 +69,25 @@ def _remove(path: Path) -> None:
         pass
 
 
+def refuse_symlink(path: Path) -> None:
+    """A folder or file optlab writes into must not be a symlink: a link planted there (a run
+    folder from elsewhere, a shared parent folder) would send the writes anywhere."""
+    if Path(path).is_symlink():
+        raise StorageError(f"{path}: {STORAGE_REASONS[errno.ELOOP]} (it links to {os.readlink(path)})")
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """os.open for writing that refuses a symlink at `path` (ELOOP, a StorageError)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise storage_error(exc, path) or exc from None
+
+
 def rewrite_in_place(path: Path, text: str) -> None:
     """Last resort on a full disk, for a small file that exists: overwrite its bytes where
     they are (they already have their blocks), so the file still tells how things ended."""
-    with open(path, "r+b") as f:
+    with os.fdopen(open_no_follow(path, os.O_RDWR), "r+b") as f:
         f.write(text.encode())
         f.truncate()
         f.flush()
@@ -109,6 +125,8 @@ def read_json(path: Path) -> dict:
         raise DataError(f"{path}: missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 class CsvAppender:
@@ -143,10 +161,7 @@ class CsvAppender:
         os.close(fd)
 
     def _open(self) -> int:
-        try:
-            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise storage_error(exc, self.path) or exc from None
+        return open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
     def append(self, row: dict) -> None:
         self.append_many([row])
@@ -186,7 +201,7 @@ class CsvAppender:
 
 def cut_torn_tail(path: Path) -> bool:
     """Truncate a table to its last complete line; True when there was a torn one."""
-    with open(path, "rb+") as f:
+    with os.fdopen(open_no_follow(path, os.O_RDWR), "rb+") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
             return False

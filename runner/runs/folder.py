@@ -11,9 +11,11 @@ from pathlib import Path
 from optlab.errors import ConfigError, DataError, StorageError, storage_error
 from optlab.runs.files import (
     CsvAppender,
+    complete_lines,
     json_text,
     make_dirs,
     read_json,
+    refuse_symlink,
     remove_stale_temp_files,
     rewrite_in_place,
     truncate_after_epoch,
@@ -129,16 +131,16 @@ def save_torch_file(path: Path, state: dict, fault_point: str = "write_atomic") 
 
 
 def load_checkpoint(path: Path) -> dict:
-    return _torch_load(path, missing="no checkpoint to resume from")
+    return _torch_load(path, missing="no checkpoint to resume from", kind="unreadable checkpoint")
 
 
 def load_model_file(path: Path) -> dict:
     """model.pt (or best.pt) as `torch.load(path, weights_only=True)` reads it: plain
     containers and tensors only."""
-    return _torch_load(path, missing="not found (model.pt is written when a run completes)")
+    return _torch_load(path, missing="not found (model.pt is written when a run completes)", kind="unreadable")
 
 
-def _torch_load(path: Path, missing: str) -> dict:
+def _torch_load(path: Path, missing: str, kind: str) -> dict:
     """A .pt file with torch's weights-only unpickler: tensors, plain containers and numbers,
     and the numpy types of the RNG state a checkpoint holds. Run folders come from elsewhere
     (a downloaded run to fine-tune from), and a full unpickler runs whatever code a pickle
@@ -155,7 +157,7 @@ def _torch_load(path: Path, missing: str) -> dict:
         if refused:
             raise DataError(f"{path}: refused: it asks to load {refused}, which is not a tensor or a plain value "
                             f"(optlab never writes one; loading it could run code from the file)") from None
-        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        raise DataError(f"{path}: {kind} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def _refused_global(message: str) -> str | None:
@@ -215,6 +217,7 @@ def checkpoint_to_resume(run_dir: Path) -> dict | None:
     """The checkpoint a resume continues from, after clearing temp files a killed writer
     left; None when the run was stopped before its first checkpoint: it then starts over in
     its folder, which gives exactly the run it would have been (same config, same seed)."""
+    refuse_links_inside(run_dir)
     for stale in remove_stale_temp_files(run_dir):
         print(f"optlab: removed {stale.name}, left by a writer that was stopped", file=sys.stderr)
     path = run_dir / "checkpoint.pt"
@@ -224,12 +227,60 @@ def checkpoint_to_resume(run_dir: Path) -> dict | None:
     return load_checkpoint(path)
 
 
+def refuse_links_inside(run_dir: Path) -> None:
+    """A run folder to resume holds no symlink (metrics.csv linked to another run's would take
+    this run's rows): every write into it stays inside it."""
+    for folder, dirnames, filenames in os.walk(run_dir):
+        for name in sorted(dirnames + filenames):
+            refuse_symlink(Path(folder) / name)
+
+
 def drop_rows_after(run_dir: Path, epoch: int, fresh: bool) -> None:
     """Rows past the checkpoint are recomputed by the resume: drop them so none counts twice
     (layers.csv too; all of it when the run starts over, its first record included)."""
+    for table in ("metrics.csv", "layers.csv"):
+        if (run_dir / table).exists():
+            check_table(run_dir / table)
     truncate_after_epoch(run_dir / "metrics.csv", epoch)
     if (run_dir / "layers.csv").exists():
         truncate_after_epoch(run_dir / "layers.csv", -2 if fresh else epoch)
+
+
+def check_table(path: Path) -> None:
+    """A table a resume reads back: text, with an epoch column, each complete row's epoch a
+    whole number and every other cell a number or empty (layers.csv's layer names aside);
+    else a DataError naming the line."""
+    import csv
+
+    try:
+        lines, _ = complete_lines(path.read_bytes().decode("utf-8"))
+        reader = csv.reader(lines)
+        header = next(reader, [])
+        rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: damaged, not a CSV table ({type(exc).__name__}: {exc})") from None
+    if "epoch" not in header:
+        raise DataError(f"{path}: damaged, no epoch column in its header")
+    numeric = [i for i, name in enumerate(header) if name not in TEXT_COLUMNS]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            continue  # a row of another width is skipped by every reader
+        bad = next((i for i in numeric if not _is_number(row[i], whole=header[i] == "epoch")), None)
+        if bad is not None:
+            raise DataError(f"{path}: damaged, line {number}: {header[bad]} {row[bad]!r} is not a number")
+
+
+TEXT_COLUMNS = ("layer", "kind", "name")  # layers.csv's columns that are names
+
+
+def _is_number(cell: str, whole: bool) -> bool:
+    if cell == "":
+        return not whole
+    try:
+        int(cell) if whole else float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def previous_summary(run_dir: Path) -> dict:
