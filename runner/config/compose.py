@@ -115,8 +115,9 @@ def option_file(group: str, name: str, config_dir: str | None = None) -> Path:
 
 # ---------------------------------------------------------------- composition
 
-def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> DictConfig:
-    """The composed config for these Hydra overrides, validated; raises ConfigError."""
+def compose(overrides: Sequence[str] = (), config_dir: str | None = None, import_targets: bool = True) -> DictConfig:
+    """The composed config for these Hydra overrides, validated; raises ConfigError.
+    import_targets=False (a config only printed): your own components are not imported."""
     parsed = parse_overrides(overrides)
     _check_supported(parsed)
     _check_group_choices(parsed, config_dir)
@@ -125,7 +126,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> Dic
         cfg = _hydra_compose([o.input_line for o in parsed if not o.is_delete()], config_dir)
         for deletion in (o for o in parsed if o.is_delete()):
             _delete(cfg, deletion)
-        validate(cfg)
+        validate(cfg, import_targets=import_targets)
     except UnknownKey as exc:
         raise ConfigError(_unknown_key_message(exc.key, parsed, config_dir)) from exc
     return cfg
@@ -137,21 +138,21 @@ class Composer:
     the composed config has (`optimizer.lr=0.01`) are applied to a copy and validated. The
     result is the config compose(overrides) gives (a test checks it)."""
 
-    def __init__(self, config_dir: str | None = None):
-        self.config_dir, self.composed = config_dir, {}
+    def __init__(self, config_dir: str | None = None, import_targets: bool = True):
+        self.config_dir, self.composed, self.import_targets = config_dir, {}, import_targets
 
     def __call__(self, overrides: Sequence[str]) -> DictConfig:
         parsed = parse_overrides(overrides)
         values = [o for o in parsed if _is_value_change(o)]
         rest = tuple(o.input_line for o in parsed if not _is_value_change(o))
         if rest not in self.composed:
-            self.composed[rest] = compose(rest, self.config_dir)
+            self.composed[rest] = compose(rest, self.config_dir, self.import_targets)
         cfg = copy.deepcopy(self.composed[rest])
         if not all(OmegaConf.select(cfg, o.key_or_group, default=_MISSING) is not _MISSING for o in values):
-            return compose(overrides, self.config_dir)  # an unknown key: compose() names it
+            return compose(overrides, self.config_dir, self.import_targets)  # an unknown key: compose() names it
         for o in values:
             OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
-        validate(cfg)
+        validate(cfg, import_targets=self.import_targets)
         return cfg
 
 

@@ -26,11 +26,12 @@ class UnknownKey(ConfigError):
         self.key = key
 
 
-def validate(cfg: DictConfig, strict: bool = True) -> None:
+def validate(cfg: DictConfig, strict: bool = True, import_targets: bool = True) -> None:
     """Raise ConfigError (UnknownKey for a key no chosen option has) unless every group's
     mapping fits its options' specs. strict=False, for a run folder's saved config, checks
     the values of the keys the specs know and passes over unknown options, unknown keys
-    and missing ones."""
+    and missing ones. import_targets=False leaves your own components' `_target_`s
+    unimported (a config only printed runs none of their code)."""
     resolved = _resolved(cfg)
     for group, values in resolved.items():
         if group not in GROUPS:
@@ -43,7 +44,7 @@ def validate(cfg: DictConfig, strict: bool = True) -> None:
             path = f"{group}.{entry}" if entry else group
             checker = _Checker(cfg, path, spec, strict)
             checker.mapping(path, values[entry] if entry else values, key_tree(spec))
-            if spec.target and strict:  # your own component: its function imports and takes its arguments
+            if spec.target and strict and import_targets:  # your own component: its function imports and takes its arguments
                 import_target(f"{path}._target_", values.get("_target_"), spec.target)
 
 
