@@ -135,18 +135,32 @@ def is_required(cfg: DictConfig, key: str) -> bool:
     group, _, sub = key.partition(".")
     if group not in GROUPS or not sub:
         return True
+    node = _spec_node(cfg, key)
+    return node is True or (node is not None and any(not k.nullable for k in _leaves(node)))
+
+
+def key_spec(cfg: DictConfig, key: str) -> Key | None:
+    """The Key that the chosen option's spec has for a dotted config key (None when no spec
+    describes it: a mapping, or a key your own component takes)."""
+    node = _spec_node(cfg, key)
+    return node if isinstance(node, Key) else None
+
+
+def _spec_node(cfg: DictConfig, key: str) -> Key | KeyTree | bool | None:
+    """The spec's node for a dotted key under its group's chosen option (True: a whole
+    augmentation entry), None when none."""
+    group, _, sub = key.partition(".")
     try:
         specs = option_specs(group, cfg[group])
-    except ConfigError:
-        return False
+    except (ConfigError, KeyError):
+        return None
     for entry, spec in specs:
         if entry and sub == entry:  # a whole augmentation
             return True
         if entry and not sub.startswith(f"{entry}."):
             continue
-        node = _find(key_tree(spec), sub.removeprefix(f"{entry}.") if entry else sub)
-        return node is not None and any(not k.nullable for k in _leaves(node))
-    return False
+        return _find(key_tree(spec), sub.removeprefix(f"{entry}.") if entry else sub)
+    return None
 
 
 def _find(tree: KeyTree, dotted: str) -> Key | KeyTree | None:
