@@ -81,8 +81,8 @@ def run_sweep(args) -> int:
     launcher_keys, overrides = launcher_overrides(overrides)
     launcher = load_launcher(args.launcher, args.config_dir, launcher_keys)
     check_launcher_flags(args, launcher.kind)
-    options = RunOptions(storage=args.storage, extend=args.extend, heartbeat=args.heartbeat or HEARTBEAT_S,
-                         grace=args.grace or GRACE_S, launcher=launcher.kind)
+    options = RunOptions(storage=args.storage, extend=args.extend, heartbeat=HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
+                         grace=GRACE_S if args.grace is None else args.grace, launcher=launcher.kind)
     if launcher.kind == "slurm":
         from optlab.sweep.slurm import check_cluster
 

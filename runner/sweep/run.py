@@ -40,8 +40,9 @@ class RunOptions:
     def __post_init__(self):
         if self.extend is not None and self.extend < 1:
             raise ConfigError(f"--extend {self.extend}: must be >= 1 (trials to add)")
-        if self.heartbeat < 1 or self.grace < 1:
-            raise ConfigError("--heartbeat and --grace: must be >= 1 second")
+        for flag, value in (("--heartbeat", self.heartbeat), ("--grace", self.grace)):
+            if value < 1:
+                raise ConfigError(f"{flag} {value}: must be >= 1 second")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from optlab import faults
 from optlab.errors import ConfigError, DataError
 
 JOURNAL = "journal:"
@@ -203,50 +202,11 @@ def open_journal(url: str, heartbeat: int | None, grace: int | None, on_stale: C
                                      on_stale=on_stale, clock=clock)
 
 
-_journal_class = None
-
-
 def journal_heartbeat_class():
-    """JournalStorage with a heartbeat (see the top of this module); defined on first use."""
-    global _journal_class
-    if _journal_class is not None:
-        return _journal_class
-    from optuna.storages import JournalStorage
-    from optuna.storages._heartbeat import BaseHeartbeat
-    from optuna.trial import TrialState
+    """JournalStorage with a heartbeat (see the top of this module; sweep/heartbeat.py)."""
+    from optlab.sweep.heartbeat import JournalHeartbeatStorage
 
-    class JournalHeartbeatStorage(JournalStorage, BaseHeartbeat):
-        def __init__(self, backend, heartbeat: int | None, grace: int | None, on_stale: Callable | None,
-                     clock: Callable[[], float] = time.monotonic):
-            super().__init__(backend)
-            self.heartbeat, self.grace, self.on_stale, self.clock = heartbeat, grace, on_stale, clock
-            self.last_seen: dict[int, tuple[object, float]] = {}  # trial id -> (its beat, since when)
-
-        def record_heartbeat(self, trial_id: int) -> None:
-            self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())  # only its changing is read
-
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            now = self.clock()
-            seen = {}
-            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-                beat = t.system_attrs.get(BEAT_ATTR)
-                before = self.last_seen.get(t._trial_id)
-                seen[t._trial_id] = before if before is not None and before[0] == beat else (beat, now)
-            self.last_seen = seen
-            grace = self.grace if self.grace is not None else 2 * (self.heartbeat or 1)
-            return [trial_id for trial_id, (_, since) in seen.items() if now - since > grace]
-
-        def get_heartbeat_interval(self) -> int | None:
-            return self.heartbeat
-
-        def get_heartbeat_stale_trial_callback(self):
-            return self.on_stale
-
-    _journal_class = JournalHeartbeatStorage
-    return _journal_class
-
-
-BEAT_ATTR = "optlab.heartbeat"
+    return JournalHeartbeatStorage
 
 
 def _creation_race(exc: Exception) -> bool:
@@ -274,55 +234,9 @@ def requeue(study, trial, resume: bool = False) -> None:
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, **resumed})
 
 
-_storage_class = None
-
-
 def heartbeat_storage_class():
-    """RDBStorage with the stale check described at the top (defined on first use: optuna
-    and sqlalchemy take a second to import, which `optlab train` does not pay)."""
-    global _storage_class
-    if _storage_class is not None:
-        return _storage_class
-    import optuna
+    """RDBStorage with the stale check described at the top (sweep/heartbeat.py, imported on
+    first use: optuna and sqlalchemy take a second to import, which `optlab train` does not pay)."""
+    from optlab.sweep.heartbeat import HeartbeatStorage
 
-    class HeartbeatStorage(optuna.storages.RDBStorage):
-        def __init__(self, *args, clock: Callable[[], float] = time.monotonic, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.clock = clock
-            self.silent_since: dict[int, float] = {}
-
-        def _create_new_trial(self, study_id, template_trial=None):  # what study.ask calls, through Optuna's cache
-            trial = super()._create_new_trial(study_id, template_trial)
-            faults.hit("sweep.trial_created")
-            return trial
-
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            return super()._get_stale_trial_ids(study_id) + self._silent_past_grace(study_id)
-
-        def _silent_past_grace(self, study_id: int) -> list[int]:
-            now = self.clock()
-            silent = self.running_without_heartbeat(study_id)
-            self.silent_since = {t: self.silent_since.get(t, now) for t in silent}
-            grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
-            return [t for t, since in self.silent_since.items() if now - since > grace]
-
-        def running_without_heartbeat(self, study_id: int) -> list[int]:
-            return _running_without_heartbeat(self.scoped_session, study_id)
-
-    _storage_class = HeartbeatStorage
-    return _storage_class
-
-
-def _running_without_heartbeat(scoped_session, study_id: int) -> list[int]:
-    """Ids of the study's RUNNING trials that have no heartbeat row."""
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-    from optuna.trial import TrialState
-
-    trial, beat = models.TrialModel, models.TrialHeartbeatModel
-    with _create_scoped_session(scoped_session) as session:
-        rows = (session.query(trial.trial_id)
-                .outerjoin(beat, beat.trial_id == trial.trial_id)
-                .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING, beat.trial_id.is_(None))
-                .all())
-    return [trial_id for (trial_id,) in rows]
+    return HeartbeatStorage
