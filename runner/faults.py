@@ -36,6 +36,7 @@ POINTS = {
     "sweep.trial_created": "after a trial is created, before its first heartbeat",
     "sweep.trials_csv": "while trials.csv's temp file is written",
     "cli.shutdown": "in the interpreter's shutdown, after the command",
+    "run.claimed": "right after a run claims its folder's lease, before it reads or writes anything",
 }
 
 

@@ -22,6 +22,7 @@ from optlab.runs.files import (
     write_atomic,
     write_json,
 )
+from optlab.runs import lease
 from optlab.runs.status import Status
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "batch_size", "train_loss", "train_acc", "val_loss",
@@ -47,6 +48,7 @@ def new_run_dir(root: Path, name: str) -> Path:
 
 def remove_if_empty(folder: Path) -> None:
     """Undo a run folder that could not get its first file (a disk full from the start)."""
+    lease.release(folder)
     try:
         for leftover in Path(folder).glob(".*.tmp"):
             leftover.unlink()
@@ -60,13 +62,16 @@ def safe_name(name: str) -> str:
 
 
 def write_summary(path: Path, summary: dict) -> None:
-    """summary.json, atomically; when the disk is too full for a temp file, in place."""
+    """summary.json, atomically; when the disk is too full for a temp file, in place. A final
+    summary (any status but running) ends the run: its writer's lease is given back."""
     try:
         write_json(path, summary)
     except StorageError:
         if not Path(path).exists():
             raise
         rewrite_in_place(path, json_text(summary))
+    if summary.get("status") != Status.RUNNING:
+        lease.release(Path(path).parent)
 
 
 def close_orphan_run(run_dir: Path) -> None:
@@ -165,9 +170,7 @@ def _refused_global(message: str) -> str | None:
     import re
 
     found = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"but got <class '([^']+)'>", message)
-    if found:
-        return found.group(1)
-    return "a Python object" if "Weights only load failed" in message else None
+    return found.group(1) if found else None
 
 
 def _numpy_rng_state_types() -> list:
@@ -190,6 +193,7 @@ def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> 
     run_dir = new_run_dir(root, name)
     summary["run_dir"] = str(run_dir)
     try:
+        lease.claim(run_dir)
         write_atomic(run_dir / "config.yaml", config_yaml)
         CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)
         write_summary(run_dir / "summary.json", summary)
@@ -202,7 +206,9 @@ def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> 
 
 
 def check_not_running_elsewhere(run_dir: Path, previous: dict) -> None:
-    """Two processes training one run folder would interleave their rows."""
+    """Two processes training one run folder would interleave their rows: the folder's lease
+    is claimed (runs/lease.py), and a run folder from before leases is checked by its summary."""
+    lease.claim(run_dir)
     if previous.get("status") != Status.RUNNING or previous.get("pid") == os.getpid():
         return
     alive = process_alive(previous)

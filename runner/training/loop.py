@@ -39,6 +39,7 @@ from optlab.optim import schedules
 from optlab.optim.optimizers import clear_gradients, set_lr
 from optlab.optim.regularize import clip_gradients, penalty
 from optlab.runs.files import CsvAppender, read_rows
+from optlab.runs.lease import released_on_error
 from optlab.runs.folder import (
     METRIC_COLUMNS,
     check_not_running_elsewhere,
@@ -94,7 +95,8 @@ def train(cfg: DictConfig | dict, *, run_root: Path | None = None, resume_dir: P
     """Train one run in a new run folder under run_root (or continue resume_dir). on_start
     gets the run folder once it exists; on_epoch every epoch's row (a sweep's pruner)."""
     parts = build(cfg)
-    run = Run.open(parts, cfg, run_root, resume_dir, console)
+    with released_on_error():  # the folder's lease, claimed in Run.open, goes back with a refused resume
+        run = Run.open(parts, cfg, run_root, resume_dir, console)
     if on_start is not None:
         on_start(run.dir)
     with stop_on_signals() as signals:
