@@ -86,6 +86,15 @@ class Interrupted(OptlabError):
         self.exit_code = 128 + signum
 
 
+class StorageUnreachable(Interrupted):
+    """A sweep's study storage did not answer within its outage deadline: the running trial
+    stopped as a signal stops it (checkpoint, `interrupted`), the sweep ends (exit 5)."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)
+        self.exit_code = 5
+
+
 class Pruned(OptlabError):
     """A sweep trial stopped early by the pruner (not an error for the sweep)."""
 

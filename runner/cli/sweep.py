@@ -51,6 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("--config-dir", metavar="DIR", help="extra config folder (as for optlab train)")
     p.add_argument("--heartbeat", type=int, help="seconds between a running trial's heartbeats (default 5)")
     p.add_argument("--grace", type=int, help="seconds without a heartbeat before a trial counts as dead (default 20)")
+    p.add_argument("--storage-timeout", type=float, metavar="SECONDS",
+                   help="how long a storage outage is waited out before the sweep stops, exit 5 (default 60)")
     p.add_argument("--launcher", default="local",
                    help="where the workers run: local (processes of this command) or slurm (one job array; "
                         "conf/launcher/slurm.yaml, keys overridden as launcher.KEY=VALUE)")
@@ -81,8 +83,10 @@ def run_sweep(args) -> int:
     launcher_keys, overrides = launcher_overrides(overrides)
     launcher = load_launcher(args.launcher, args.config_dir, launcher_keys)
     check_launcher_flags(args, launcher.kind)
-    options = RunOptions(storage=args.storage, extend=args.extend, heartbeat=HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
-                         grace=GRACE_S if args.grace is None else args.grace, launcher=launcher.kind)
+    options = RunOptions(storage=args.storage, extend=args.extend,
+                         heartbeat=HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
+                         grace=GRACE_S if args.grace is None else args.grace, launcher=launcher.kind,
+                         storage_timeout=args.storage_timeout)
     if launcher.kind == "slurm":
         from optlab.sweep.slurm import check_cluster
 

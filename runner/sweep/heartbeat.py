@@ -1,23 +1,52 @@
 """The two storages a sweep's workers use, each with optlab's stale-trial check (storage.py's
 top says why): HeartbeatStorage (RDBStorage: SQLite, PostgreSQL) and JournalHeartbeatStorage
-(Optuna's journal file, which has no heartbeat of its own). Defined at module level, so that
-they pickle as every Optuna storage does (users hand storages to process pools and joblib);
-storage.py imports this module on first use."""
+(Optuna's journal file, which has no heartbeat of its own). Each storage method rides out an
+outage (outage.py). Defined at module level, so that they pickle as every Optuna storage does
+(users hand storages to process pools and joblib); storage.py imports this module on first use."""
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
 import optuna
 from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import get_lock_file
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from optlab import faults
+from optlab.errors import storage_error
+from optlab.runs.files import write_all
+from optlab.sweep.outage import TrialTakenOver, rides_out_outages
 
 BEAT_ATTR = "optlab.heartbeat"
 
 
+class WholeLinesJournal(JournalFileBackend):
+    """Optuna's journal file, whose appends land whole or not at all: an append the disk
+    refuses part way (a full disk) is cut back to the last complete line and raised as a
+    StorageError (exit 5), so the next append never follows a torn line."""
+
+    def append_logs(self, logs: list[dict]) -> None:
+        import json
+
+        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+        with get_lock_file(self._lock):
+            fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:  # unbuffered: no buffered remainder can land after the cut on close
+                complete = os.fstat(fd).st_size
+                write_all(fd, text.encode("utf-8"))
+                os.fsync(fd)
+            except OSError as exc:
+                os.ftruncate(fd, complete)
+                raise storage_error(exc, self._file_path) or exc from None
+            finally:
+                os.close(fd)
+
+
+@rides_out_outages
 class HeartbeatStorage(optuna.storages.RDBStorage):
     """RDBStorage that also fails a RUNNING trial which never got a heartbeat row, once this
     process has seen it so for the grace period."""
@@ -60,6 +89,7 @@ def _running_without_heartbeat(scoped_session, study_id: int) -> list[int]:
     return [trial_id for (trial_id,) in rows]
 
 
+@rides_out_outages
 class JournalHeartbeatStorage(JournalStorage, BaseHeartbeat):
     """A journal file with a heartbeat: each running trial's BEAT_ATTR changes every beat, and
     a trial whose attribute this process has seen unchanged for the grace period is stale.
@@ -75,7 +105,10 @@ class JournalHeartbeatStorage(JournalStorage, BaseHeartbeat):
         self.last_seen: dict[int, tuple[object, float]] = {}  # trial id -> (its beat, since when)
 
     def record_heartbeat(self, trial_id: int) -> None:
-        self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())  # only its changing is read
+        try:
+            self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())  # only its changing is read
+        except TrialTakenOver:  # the heartbeat thread of a trial failed by another worker: the trial says so
+            pass
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = self.clock()

@@ -29,6 +29,8 @@ network filesystem is refused: its locks rely on that same fcntl (Optuna's FAQ w
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -109,9 +111,9 @@ def open_storage(url: str, *, existing_in: Path | None = None, heartbeat: int | 
     if url.startswith("sqlite"):
         refuse_sqlite_on_network(url)
         sqlite_write_ahead_log()
-    return _retrying_creation_race(url, tries, lambda connect: make(
-        url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat, grace_period=grace,
-        heartbeat_stale_trial_callback=stale, clock=clock))
+    return _retrying_creation_race(url, tries, lambda connect: make(  # pre-ping: no dead pooled connection after a restart
+        url, engine_kwargs={"connect_args": connect, "pool_pre_ping": True}, heartbeat_interval=heartbeat,
+        grace_period=grace, heartbeat_stale_trial_callback=stale, clock=clock))
 
 
 _wal_listening = False
@@ -174,16 +176,48 @@ def _existing_file(path: Path, folder: Path) -> Path:
 
 
 def _journal_storage(path: str):
-    from optuna.storages import JournalStorage
-
-    return JournalStorage(journal_backend(path))
+    """A journal opened for reading: no heartbeat, outages ridden out."""
+    return journal_heartbeat_class()(journal_backend(path), heartbeat=None, grace=None, on_stale=None)
 
 
 def journal_backend(path: str):
     """The journal file, locked with the lock that works on NFS (see the top of this module)."""
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from optuna.storages.journal import JournalFileOpenLock
 
-    return JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+    from optlab.sweep.heartbeat import WholeLinesJournal
+
+    return WholeLinesJournal(path, lock_obj=JournalFileOpenLock(path))
+
+
+def repair_journal(path: Path) -> None:
+    """A journal whose last line is torn (a writer killed mid-append, a disk that filled up,
+    a truncated copy) gets it cut off under the journal's lock before anything appends after
+    it (which would leave a line no reader can parse, for good). The cut bytes go to
+    PATH.torn, and one line says so; every complete line, every trial, stays."""
+    from optuna.storages.journal import JournalFileOpenLock
+    from optuna.storages.journal._file import get_lock_file
+
+    from optlab.runs.files import cut_torn_tail
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with get_lock_file(JournalFileOpenLock(str(path))):
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+        if tail.endswith(b"\n"):
+            return
+        torn = tail[tail.rfind(b"\n") + 1:] if b"\n" in tail else tail
+        side = path.with_name(path.name + ".torn")
+        with open(side, "ab") as f:
+            f.write(torn + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        cut_torn_tail(path)
+    print(f"optlab: {path}: cut a torn last line ({len(torn)} bytes, a write that was cut short) before "
+          f"appending; the bytes are kept in {side}", file=sys.stderr)
 
 
 def open_journal(url: str, heartbeat: int | None, grace: int | None, on_stale: Callable | None,
@@ -198,6 +232,7 @@ def open_journal(url: str, heartbeat: int | None, grace: int | None, on_stale: C
             pass
     except OSError as exc:
         raise ConfigError(f"--storage {url}: cannot open the storage ({exc.strerror})") from None
+    repair_journal(path)
     return journal_heartbeat_class()(journal_backend(str(path)), heartbeat=heartbeat, grace=grace,
                                      on_stale=on_stale, clock=clock)
 
@@ -222,6 +257,27 @@ def _unreachable(url: str, exc: Exception) -> ConfigError:
         return fault
     reason = " ".join(str(exc).split("\n")[0].split())[:200]
     return ConfigError(f"--storage {hide_password(url)}: cannot open the storage ({reason})")
+
+
+def retry_stale_trial(study, trial, sweep_dir: Path) -> None:
+    """A trial whose worker is gone (its heartbeat stopped): its configuration queued again,
+    and its run folders closed (temp files removed, a `running` summary marked interrupted).
+    Runs that stopped cleanly (a storage outage past its deadline stopped them as a signal
+    does: `interrupted`, with a checkpoint) are resumed; a killed worker's start over."""
+    from optlab.runs.files import read_json
+    from optlab.runs.folder import close_orphan_run
+
+    runs = [Path(sweep_dir) / run for run in trial.user_attrs.get("run_dirs", [])]
+
+    def stopped_cleanly(run: Path) -> bool:
+        try:
+            return read_json(run / "summary.json").get("status") == "interrupted" and (run / "checkpoint.pt").is_file()
+        except DataError:
+            return False
+
+    requeue(study, trial, resume=bool(runs) and all(map(stopped_cleanly, runs)))
+    for run in runs:
+        close_orphan_run(run)
 
 
 def requeue(study, trial, resume: bool = False) -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from optlab import faults
 from optlab.errors import ConfigError, Interrupted, OptlabError
-from optlab.runs.folder import close_orphan_run
 from optlab.sweep.objective import Objective, Placement, TrialFailed, _Surplus
 from optlab.sweep.signals import (
     check_stop,
@@ -30,7 +29,8 @@ from optlab.sweep.signals import (
     stop_signal,
 )
 from optlab.sweep.spec import SweepSpec
-from optlab.sweep.storage import open_storage, requeue
+from optlab.sweep.outage import dropped_if_taken_over
+from optlab.sweep.storage import open_storage, retry_stale_trial
 from optlab.sweep.study import (
     GRACE_S,
     HEARTBEAT_S,
@@ -72,7 +72,8 @@ class Worker:
         started = self.clock()
         while self._should_continue(study, started):
             faults.hit("sweep.before_ask")
-            study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
+            with dropped_if_taken_over():  # a trial failed by another worker while this one was paused
+                study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
             if self.after_trial is not None:
                 self.after_trial()
 
@@ -109,11 +110,8 @@ class Worker:
         return tally(study)
 
     def on_stale_trial(self, study, trial) -> None:
-        """A dead worker's trial: run its configuration again, and close the run folders it
-        left (temp files removed, a `running` summary marked interrupted)."""
-        requeue(study, trial)
-        for run in trial.user_attrs.get("run_dirs", []):
-            close_orphan_run(self.sweep_dir / run)
+        """A dead worker's trial: see storage.retry_stale_trial."""
+        retry_stale_trial(study, trial, self.sweep_dir)
 
 
 def warm_up(spec: SweepSpec) -> None:
