@@ -75,6 +75,7 @@ class _Outage:
     def __init__(self):
         self.since: float | None = None
         self.given_up: str | None = None
+        self.taken_over: TrialTakenOver | None = None  # the last one raised: Optuna's tell may hide it
         self.lock = threading.Lock()
         self.depth = threading.local()
 
@@ -105,8 +106,9 @@ def _retrying(method, *args, **kwargs):
         except TrialTakenOver:
             raise
         except optuna.exceptions.UpdateFinishedTrialError as exc:  # still one: Optuna's own races stay handled
-            raise TrialTakenOver(f"{exc} Another worker failed it and queued its configuration again while "
-                                 f"this one was stopped past the grace period: this worker drops it") from None
+            _state.taken_over = TrialTakenOver(f"{exc} Another worker failed it and queued its configuration again "
+                                               f"while this one was stopped past the grace period: this worker drops it")
+            raise _state.taken_over from None
         except Exception as exc:  # noqa: BLE001  sorted out by _away_for_now
             if not _away_for_now(exc):
                 raise
@@ -206,16 +208,27 @@ def dropped_if_taken_over():
     worker goes on. When the storage failed (unreachable past the deadline, a full disk),
     Optuna's bookkeeping after the trial raises errors of its own (an AssertionError, an
     UnboundLocalError): the storage's failure is raised instead, as an OptlabError."""
+    _state.taken_over = None
     try:
         yield
     except Exception as exc:
-        cause = _cause_in_chain(exc)
+        cause = _cause_in_chain(exc) or _told_too_late(exc)
         if isinstance(cause, TrialTakenOver):
             print(f"optlab: {' '.join(str(cause).split())}", file=sys.stderr, flush=True)
             return
         if cause is None or cause is exc:
             raise
         raise cause from None
+
+
+def _told_too_late(exc: BaseException) -> TrialTakenOver | None:
+    """Optuna's tell of a trial that another worker finished meanwhile raises a ValueError
+    ("Cannot tell a FAIL trial."), hiding the TrialTakenOver the trial's run stopped on, or
+    standing alone when the paused worker woke with no write left before its tell."""
+    if not (isinstance(exc, ValueError) and str(exc).startswith("Cannot tell a")):
+        return None
+    return _state.taken_over or TrialTakenOver(f"{exc} Another worker finished it while this one was stopped "
+                                               f"past the grace period: this worker drops it")
 
 
 def _cause_in_chain(exc: BaseException):
