@@ -145,8 +145,8 @@ class Composer:
         parsed = parse_overrides(overrides)
         values = [o for o in parsed if _is_value_change(o)]
         rest = tuple(o.input_line for o in parsed if not _is_value_change(o))
-        if rest not in self.composed:
-            self.composed[rest] = compose(rest, self.config_dir, self.import_targets)
+        if rest not in self.composed:  # its `_target_` may be one of the values: imported once they are set
+            self.composed[rest] = compose(rest, self.config_dir, import_targets=False)
         cfg = copy.deepcopy(self.composed[rest])
         if not all(OmegaConf.select(cfg, o.key_or_group, default=_MISSING) is not _MISSING for o in values):
             return compose(overrides, self.config_dir, self.import_targets)  # an unknown key: compose() names it

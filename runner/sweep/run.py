@@ -21,6 +21,7 @@ from optlab.sweep.study import (
     claim_study,
     open_study,
     quiet_optuna,
+    new_sweep_session,
     settle_budget,
 )
 
@@ -72,6 +73,7 @@ def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
     from optlab.runs.files import make_dirs
     from optlab.sweep.storage import default_storage, open_storage
 
+    new_sweep_session()  # this command's id, before any worker starts (they inherit it): study.record_failure
     if options.storage_timeout is not None:  # read by this process, its spawned workers and Slurm tasks alike
         import os
 
@@ -79,6 +81,10 @@ def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
 
         os.environ[TIMEOUT_ENV] = f"{options.storage_timeout:g}"
     base_cfg = compose(spec.base, spec.config_dir)
+    if options.launcher == "local":  # a login node may lack the GPUs of a Slurm job's nodes: those workers check
+        from optlab.training.build import resolve_device
+
+        resolve_device(str(base_cfg.trainer.device))
     sweep_dir = make_dirs(Path(str(base_cfg.trainer.out_dir)) / "sweeps" / spec.study)
     url = options.storage or spec.storage or default_storage(sweep_dir, options.launcher)
     quiet_optuna()

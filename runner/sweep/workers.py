@@ -116,10 +116,12 @@ class Worker:
 
 def warm_up(spec: SweepSpec) -> None:
     """Import the training stack and compose the base config once before the first trial,
-    so that a worker's start-up is not counted in its first trial's duration."""
+    so that a worker's start-up is not counted in its first trial's duration; a device this
+    machine lacks stops the worker here (exit 2), before any trial fails on it."""
     from optlab.config.compose import compose
+    from optlab.training.build import resolve_device
 
-    compose(spec.base, spec.config_dir)
+    resolve_device(str(compose(spec.base, spec.config_dir).trainer.device))
 
 
 def available_cores() -> int:

@@ -18,9 +18,9 @@ def user_module(tmp_path):
     marker = tmp_path / "imported"
     (tmp_path / f"{name}.py").write_text(
         f"open({str(marker)!r}, 'w').close()  # import-time code\n"
-        "import torch\n"
+        "import math, torch\n"
         "def build(cfg, input_shape, out_dim):\n"
-        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(out_dim))\n")
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(math.prod(input_shape), out_dim))\n")
     return name, marker
 
 
