@@ -135,14 +135,16 @@ def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None)
     from optlab.sweep.outputs import best_trial, write_outputs
     from optlab.sweep.run import Outcome
     from optlab.sweep.slurm import Follow
+    from optlab.sweep.storage import retry_trials_of_gone_workers
 
     follow = Follow(sweep_dir, storage)
     spec, study = follow.spec_and_study()
     with SweepView(spec) as view:
         follow.run(spec, study, view.show_with_jobs)
+    retry_trials_of_gone_workers(study, sweep_dir)  # no task is alive: a RUNNING trial's worker was killed
     rows = write_outputs(study, spec, sweep_dir)
     done = sum(r["status"] in FINISHED for r in rows)
-    code = 0 if done >= spec.trials else 1
+    code = 0 if done >= spec.trials else 5  # the cluster ended the jobs: the environment's doing, not a bug
     if code:
         print_error_line(f"the sweep's Slurm jobs ended with {done} of {spec.trials} trials finished; "
                          f"rerun the sweep command to continue it")

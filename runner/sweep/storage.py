@@ -280,6 +280,23 @@ def retry_stale_trial(study, trial, sweep_dir: Path) -> None:
         close_orphan_run(run)
 
 
+def retry_trials_of_gone_workers(study, sweep_dir: Path) -> int:
+    """When every worker of a sweep is known to be gone (its Slurm tasks have all ended), its
+    RUNNING trials are failed and retried as a stale check would (retry_stale_trial), rather
+    than shown as running; how many."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    gone = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in gone:
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:  # a worker finished it meanwhile after all
+            continue
+        retry_stale_trial(study, study._storage.get_trial(trial._trial_id), sweep_dir)
+    return len(gone)
+
+
 def requeue(study, trial, resume: bool = False) -> None:
     """Heartbeat-stale callback: run the dead trial's configuration again. A trial that died
     before sampling anything has no configuration to repeat: the next ask samples afresh.
