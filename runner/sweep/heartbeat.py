@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from optlab import faults
 from optlab.errors import storage_error
 from optlab.runs.files import write_all
-from optlab.sweep.outage import TrialTakenOver, rides_out_outages
+from optlab.sweep.outage import rides_out_outages
 
 BEAT_ATTR = "optlab.heartbeat"
 
@@ -105,10 +105,7 @@ class JournalHeartbeatStorage(JournalStorage, BaseHeartbeat):
         self.last_seen: dict[int, tuple[object, float]] = {}  # trial id -> (its beat, since when)
 
     def record_heartbeat(self, trial_id: int) -> None:
-        try:
-            self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())  # only its changing is read
-        except TrialTakenOver:  # the heartbeat thread of a trial failed by another worker: the trial says so
-            pass
+        self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())  # only its changing is read
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = self.clock()

@@ -101,8 +101,7 @@ def _retrying(method, *args, **kwargs):
         if _state.given_up:
             raise StorageUnreachable(_state.given_up)
         try:
-            with _deadline(_time_left()):
-                result = method(*args, **kwargs)
+            result = _within(_time_left(), method, *args, **kwargs)
         except TrialTakenOver:
             raise
         except optuna.exceptions.UpdateFinishedTrialError as exc:  # still one: Optuna's own races stay handled
@@ -121,10 +120,19 @@ def _retrying(method, *args, **kwargs):
 
 
 def _away_for_now(exc: BaseException) -> bool:
-    """Whether the error means the storage is away for now; Optuna wraps SQLAlchemy's errors
-    in StorageInternalError, so its cause is what says."""
-    if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
-        exc = exc.__cause__
+    """Whether the error means the storage is away for now. Optuna wraps SQLAlchemy's errors
+    in StorageInternalError, and a call cut short by _NoAnswer may end in another error of
+    the cleanup it interrupted: every link of the chain of causes is asked."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if _away(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _away(exc: BaseException) -> bool:
     if isinstance(exc, _NoAnswer):
         return True
     if storage_error(exc) is not None:  # a full disk, a read-only database: not going away by waiting
@@ -168,13 +176,37 @@ def _note_answer() -> None:
             _state.since = None
 
 
-@contextmanager
-def _deadline(seconds: float):
-    """Raise _NoAnswer in the main thread if the block runs past `seconds` (a frozen server)."""
-    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
-        yield
-        return
+def _within(seconds: float, method, *args, **kwargs):
+    """method(*args, **kwargs), or _NoAnswer once it has run `seconds` (a frozen server). The
+    main thread's call is interrupted by SIGALRM; another thread's (Optuna's heartbeat, which
+    a trial's end waits for) is left behind, stuck, in a daemon thread of its own."""
+    if seconds <= 0:
+        raise _NoAnswer("no time left")
+    if threading.current_thread() is threading.main_thread():
+        with _alarm(seconds):
+            return method(*args, **kwargs)
+    outcome: list = []
 
+    def run() -> None:
+        try:
+            outcome.append((True, method(*args, **kwargs)))
+        except BaseException as exc:  # noqa: BLE001  handed to the calling thread
+            outcome.append((False, exc))
+
+    helper = threading.Thread(target=run, name="optlab-storage-call", daemon=True)
+    helper.start()
+    helper.join(seconds)
+    if not outcome:
+        raise _NoAnswer(f"no answer in {seconds:.0f} s")
+    done, value = outcome[0]
+    if not done:
+        raise value
+    return value
+
+
+@contextmanager
+def _alarm(seconds: float):
+    """Raise _NoAnswer in the main thread if the block runs past `seconds`."""
     def no_answer(signum, frame):
         raise _NoAnswer(f"no answer in {seconds:.0f} s")
 
@@ -188,7 +220,9 @@ def _deadline(seconds: float):
 
 
 def rides_out_outages(cls):
-    """The storage class with each of its storage methods called through `call`."""
+    """The storage class with each of its storage methods called through `call`. A heartbeat
+    that cannot land is skipped: the trial's own next call meets the outage, or the takeover,
+    and says so (a heartbeat thread's error would only be a traceback)."""
     for name in STORAGE_METHODS:
         method = getattr(cls, name, None)
         if method is None:
@@ -197,8 +231,15 @@ def rides_out_outages(cls):
         def through_call(self, *args, __method=method, **kwargs):
             return call(functools.partial(__method, self), *args, **kwargs)
 
-        functools.update_wrapper(through_call, method)
-        setattr(cls, name, through_call)
+        def beat(self, *args, __method=method, **kwargs):
+            try:
+                return call(functools.partial(__method, self), *args, **kwargs)
+            except (StorageUnreachable, TrialTakenOver):
+                return None
+
+        wrapper = beat if name == "record_heartbeat" else through_call
+        functools.update_wrapper(wrapper, method)
+        setattr(cls, name, wrapper)
     return cls
 
 

@@ -124,6 +124,20 @@ class PrivatePostgres:
     def stop(self) -> None:
         self._as_postgres(f"'{self.bin}/pg_ctl' -D '{self.data}' stop -m fast -w")
 
+    def processes(self) -> list[int]:
+        """The server's postmaster and its children (one per connection), by their ids."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        return [postmaster, *map(int, children)]
+
+    def signal_all(self, signum: int) -> None:
+        """SIGSTOP freezes the server (its connections accept bytes and answer none); SIGCONT thaws it."""
+        for pid in self.processes():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
     def remove(self) -> None:
         """Stop the server if it runs, and delete its folder."""
         subprocess.run(["su", "postgres", "-s", "/bin/bash", "-c", f"'{self.bin}/pg_ctl' -D '{self.data}' stop -m "

@@ -76,6 +76,22 @@ def test_an_outage_shorter_than_the_deadline_is_waited_out(tmp_path, postgres):
     assert [r["status"] for r in rows] == ["completed"] * TRIALS
 
 
+def test_a_frozen_server_has_a_deadline_too(tmp_path, postgres):
+    import signal
+
+    process, gate = start_held(tmp_path, postgres, "--storage-timeout", "3")
+    postgres.signal_all(signal.SIGSTOP)  # connections stay open, nothing answers
+    try:
+        gate.touch()
+        out, err = process.communicate(timeout=120)
+    finally:
+        postgres.signal_all(signal.SIGCONT)
+    assert process.returncode == 5, err
+    one_error_line(err, "the study's storage did not answer for 3 s")
+    run = next((tmp_path / "out").glob("sweeps/outage/runs/*"))
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted", (run / "summary.json").read_text()
+
+
 def test_an_outage_past_the_deadline_stops_cleanly_and_the_rerun_resumes(tmp_path, postgres):
     process, gate = start_held(tmp_path, postgres, "--storage-timeout", "3")
     postgres.stop()
