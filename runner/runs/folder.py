@@ -61,16 +61,17 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in str(name))[:120]
 
 
-def write_summary(path: Path, summary: dict) -> None:
+def write_summary(path: Path, summary: dict, ends_run: bool | None = None) -> None:
     """summary.json, atomically; when the disk is too full for a temp file, in place. A final
-    summary (any status but running) ends the run: its writer's lease is given back."""
+    summary (any status but running, unless ends_run says otherwise: an extension's, written
+    before the run goes on) ends the run: its writer's lease is given back."""
     try:
         write_json(path, summary)
     except StorageError:
         if not Path(path).exists():
             raise
         rewrite_in_place(path, json_text(summary))
-    if summary.get("status") != Status.RUNNING:
+    if ends_run if ends_run is not None else summary.get("status") != Status.RUNNING:
         lease.release(Path(path).parent)
 
 
