@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from optlab.errors import ConfigError, DataError, StorageError, storage_error
+from optlab.runs import lease
 from optlab.runs.files import (
     CsvAppender,
     complete_lines,
@@ -22,7 +23,6 @@ from optlab.runs.files import (
     write_atomic,
     write_json,
 )
-from optlab.runs import lease
 from optlab.runs.status import Status
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "batch_size", "train_loss", "train_acc", "val_loss",

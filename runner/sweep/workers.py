@@ -22,6 +22,7 @@ from pathlib import Path
 from optlab import faults
 from optlab.errors import ConfigError, Interrupted, OptlabError
 from optlab.sweep.objective import Objective, Placement, TrialFailed, _Surplus
+from optlab.sweep.outage import dropped_if_taken_over
 from optlab.sweep.signals import (
     check_stop,
     install_stop_handlers,
@@ -29,7 +30,6 @@ from optlab.sweep.signals import (
     stop_signal,
 )
 from optlab.sweep.spec import SweepSpec
-from optlab.sweep.outage import dropped_if_taken_over
 from optlab.sweep.storage import open_storage, retry_stale_trial
 from optlab.sweep.study import (
     GRACE_S,
