@@ -89,7 +89,7 @@ _checked: dict[Path, tuple] = {}  # a user's config folder -> its files as last 
 def check_user_files(folder: Path) -> None:
     """Every YAML file of a --config-dir within safe_yaml's bounds, before Hydra, the option
     catalogue or a launcher reads one (checked again only when a file changed)."""
-    files = sorted(p for p in folder.rglob("*.yaml") if p.is_file())
+    files = sorted(p for p in [*folder.glob("*.yaml"), *folder.glob("*/*.yaml")] if p.is_file())  # DIR/group/NAME.yaml
     stamp = tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
     if _checked.get(folder) == stamp:
         return
