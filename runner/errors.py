@@ -58,6 +58,7 @@ STORAGE_REASONS = {
     errno.ENOTDIR: "a file stands where a folder should be",
     errno.EEXIST: "a file stands where a folder should be",
     errno.EISDIR: "a folder stands where a file should be",
+    errno.ELOOP: "a symlink, which optlab never writes through",
     errno.EIO: "an input/output error from the disk",
 }
 
@@ -113,6 +114,15 @@ def resume_hint(run_dirs) -> str:
 def rerun_hint(what: str) -> str:
     """How to go on with a command that picks up where it stopped (a sweep, a study)."""
     return f"rerun the same command to {what}"
+
+
+class StorageUnreachable(Interrupted):
+    """A sweep's study storage did not answer within its outage deadline: the running trial
+    stopped as a signal stops it (checkpoint, `interrupted`), the sweep ends (exit 5)."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)
+        self.exit_code = 5
 
 
 class Pruned(OptlabError):

@@ -13,6 +13,7 @@ import re
 import sys
 import traceback
 
+from optlab import faults
 from optlab.cli import eval as evaluate
 from optlab.cli import compare, listing, lrfind, report, rerun, study, sweep, train
 from optlab.cli.display import debug, report_error
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        faults.plan()  # a fault-injection plan that does not parse stops the command here (exit 2)
         return args.handler(args)
     except OptlabError as exc:
         report_error(exc)
@@ -123,8 +125,6 @@ def console_main() -> int:
     to plain termination, so a Ctrl-C that lands in an exit handler prints no traceback."""
     import atexit
     import signal
-
-    from optlab import faults
 
     code = main()
     atexit.register(faults.hit, "cli.shutdown")  # runs first among exit handlers; a no-op unless armed

@@ -19,7 +19,7 @@ from optlab.errors import ConfigError, DataError, choose_from
 
 if TYPE_CHECKING:
     import pandas as pd
-from optlab.runs.files import make_dirs, write_atomic
+from optlab.runs.files import make_dirs, refuse_symlink, write_atomic
 
 DESCRIPTION = """\
 Compare runs, aggregated over seeds. PATH is any mix of run folders, sweep folders
@@ -198,6 +198,7 @@ class ReportFolder:
 
     def __init__(self, path: Path, options: dict, force: bool):
         self.path, self.options, self.written = path, options, []
+        refuse_symlink(path)  # a link planted in the runs' folder would send the report anywhere
         previous = self._previous()
         if previous is not None and previous.get("options") != options and not force:
             changed = _differences(previous.get("options"), options)

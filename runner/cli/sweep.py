@@ -57,6 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--config-dir", metavar="DIR", help="extra config folder (as for optlab train)")
     p.add_argument("--heartbeat", type=int, help="seconds between a running trial's heartbeats (default 5)")
     p.add_argument("--grace", type=int, help="seconds without a heartbeat before a trial counts as dead (default 20)")
+    p.add_argument("--storage-timeout", type=float, metavar="SECONDS",
+                   help="how long a storage outage is waited out before the sweep stops, exit 5 (default 60)")
     p.add_argument("--launcher", default="local",
                    help="where the workers run: local (processes of this command) or slurm (one job array; "
                         "conf/launcher/slurm.yaml, keys overridden as launcher.KEY=VALUE)")
@@ -92,8 +94,10 @@ def run_sweep(args) -> int:
     launcher_keys, overrides = launcher_overrides(overrides)
     launcher = load_launcher(args.launcher, args.config_dir, launcher_keys)
     check_launcher_flags(args, launcher.kind)
-    options = RunOptions(storage=args.storage, extend=args.extend, heartbeat=args.heartbeat or HEARTBEAT_S,
-                         grace=args.grace or GRACE_S, launcher=launcher.kind)
+    options = RunOptions(storage=args.storage, extend=args.extend,
+                         heartbeat=HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
+                         grace=GRACE_S if args.grace is None else args.grace, launcher=launcher.kind,
+                         storage_timeout=args.storage_timeout)
     if launcher.kind == "slurm":
         from optlab.sweep.slurm import check_cluster
 
@@ -140,14 +144,16 @@ def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None,
     from optlab.sweep.outputs import best_trial, write_outputs
     from optlab.sweep.run import Outcome
     from optlab.sweep.slurm import Follow
+    from optlab.sweep.storage import retry_trials_of_gone_workers
 
     follow = Follow(sweep_dir, storage)
     spec, study = follow.spec_and_study()
     with SweepView(spec) as view:
         follow.run(spec, study, view.show_with_jobs)
+    retry_trials_of_gone_workers(study, sweep_dir)  # no task is alive: a RUNNING trial's worker was killed
     rows = write_outputs(study, spec, sweep_dir)
     done = sum(r["status"] in FINISHED for r in rows)
-    code = 0 if done >= spec.trials else 1
+    code = 0 if done >= spec.trials else 5  # the cluster ended the jobs: the environment's doing, not a bug
     if code:
         print_error_line(f"the sweep's Slurm jobs ended with {done} of {spec.trials} trials finished; "
                          f"rerun the sweep command to continue it")

@@ -48,7 +48,7 @@ def run_train(args) -> int:
         if show_config:
             return show_grid(args.overrides, args.config_dir)
         return run_grid(args.overrides, args.config_dir, population_size(args.population))
-    cfg = compose(args.overrides, args.config_dir)
+    cfg = compose(args.overrides, args.config_dir, import_targets=not show_config)
     if show_config:
         Console().print(to_yaml(cfg), markup=False, highlight=False, end="")
         return 0

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from optlab import safe_yaml
 from optlab.config.specs import GROUPS
 from optlab.config.validate import (
     UnknownKey,
@@ -80,8 +81,24 @@ def search_dirs(config_dir: str | None) -> list[Path]:
         user = Path(config_dir).expanduser().resolve()
         if not user.is_dir():
             raise ConfigError(f"--config-dir {config_dir}: no such folder")
+        check_user_files(user)
         dirs.insert(0, user)
     return dirs
+
+
+_checked: dict[Path, tuple] = {}  # a user's config folder -> its files as last checked
+
+
+def check_user_files(folder: Path) -> None:
+    """Every YAML file of a --config-dir within safe_yaml's bounds, before Hydra, the option
+    catalogue or a launcher reads one (checked again only when a file changed)."""
+    files = sorted(p for p in [*folder.glob("*.yaml"), *folder.glob("*/*.yaml")] if p.is_file())  # DIR/group/NAME.yaml
+    stamp = tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    if _checked.get(folder) == stamp:
+        return
+    for path in files:
+        safe_yaml.load_file(path, where=f"--config-dir {path}")
+    _checked[folder] = stamp
 
 
 def group_options(group: str, config_dir: str | None = None) -> list[str]:
@@ -101,8 +118,9 @@ def option_file(group: str, name: str, config_dir: str | None = None) -> Path:
 
 # ---------------------------------------------------------------- composition
 
-def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> DictConfig:
-    """The composed config for these Hydra overrides, validated; raises ConfigError."""
+def compose(overrides: Sequence[str] = (), config_dir: str | None = None, import_targets: bool = True) -> DictConfig:
+    """The composed config for these Hydra overrides, validated; raises ConfigError.
+    import_targets=False (a config only printed): your own components are not imported."""
     parsed = parse_overrides(overrides)
     _check_supported(parsed)
     _check_group_choices(parsed, config_dir)
@@ -111,7 +129,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> Dic
         cfg = _hydra_compose([o.input_line for o in parsed if not o.is_delete()], config_dir)
         for deletion in (o for o in parsed if o.is_delete()):
             _delete(cfg, deletion)
-        validate(cfg)
+        validate(cfg, import_targets=import_targets)
     except UnknownKey as exc:
         raise ConfigError(_unknown_key_message(exc.key, parsed, config_dir)) from exc
     return cfg
@@ -123,21 +141,21 @@ class Composer:
     the composed config has (`optimizer.lr=0.01`) are applied to a copy and validated. The
     result is the config compose(overrides) gives (a test checks it)."""
 
-    def __init__(self, config_dir: str | None = None):
-        self.config_dir, self.composed = config_dir, {}
+    def __init__(self, config_dir: str | None = None, import_targets: bool = True):
+        self.config_dir, self.composed, self.import_targets = config_dir, {}, import_targets
 
     def __call__(self, overrides: Sequence[str]) -> DictConfig:
         parsed = parse_overrides(overrides)
         values = [o for o in parsed if _is_value_change(o)]
         rest = tuple(o.input_line for o in parsed if not _is_value_change(o))
-        if rest not in self.composed:
-            self.composed[rest] = compose(rest, self.config_dir)
+        if rest not in self.composed:  # its `_target_` may be one of the values: imported once they are set
+            self.composed[rest] = compose(rest, self.config_dir, import_targets=False)
         cfg = copy.deepcopy(self.composed[rest])
         if not all(OmegaConf.select(cfg, o.key_or_group, default=_MISSING) is not _MISSING for o in values):
-            return compose(overrides, self.config_dir)  # an unknown key: compose() names it
+            return compose(overrides, self.config_dir, self.import_targets)  # an unknown key: compose() names it
         for o in values:
             OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
-        validate(cfg)
+        validate(cfg, import_targets=self.import_targets)
         return cfg
 
 
@@ -308,18 +326,28 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
+    """A run folder's config.yaml; a file that is not a run's config (damaged, binary, past
+    safe_yaml's bounds, a group missing or a value out of its range) is a DataError."""
     from optlab.errors import DataError
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise DataError(f"{run_dir}: not a run folder (no config.yaml)")
+    text = safe_yaml.read_file(path, DataError, where=f"{path}: damaged")
+    safe_yaml.check_text(text, f"{path}: damaged", DataError)
     try:
-        cfg = OmegaConf.load(path)
-    except Exception as exc:  # YAML syntax, a binary file, a scalar: the file is damaged
+        cfg = OmegaConf.create(text)
+    except Exception as exc:  # YAML syntax, a scalar: the file is damaged
         raise DataError(f"{path}: damaged, not a config ({one_line(str(exc))[:200]})") from None
     if not isinstance(cfg, DictConfig):
         raise DataError(f"{path}: damaged, not a mapping of config groups")
-    validate(cfg, strict=False)  # values only: a run may predate today's keys
+    missing = [group for group in GROUPS if not isinstance(cfg.get(group), DictConfig)]
+    if missing:
+        raise DataError(f"{path}: damaged, not a run's config (no {', '.join(missing)} mapping)")
+    try:
+        validate(cfg, strict=False)  # values only: a run may predate today's keys
+    except ConfigError as exc:
+        raise DataError(f"{path}: damaged: {exc}") from None
     return cfg
 
 

@@ -27,11 +27,12 @@ class UnknownKey(ConfigError):
         self.key = key
 
 
-def validate(cfg: DictConfig, strict: bool = True) -> None:
+def validate(cfg: DictConfig, strict: bool = True, import_targets: bool = True) -> None:
     """Raise ConfigError (UnknownKey for a key no chosen option has) unless every group's
     mapping fits its options' specs. strict=False, for a run folder's saved config, checks
     the values of the keys the specs know and passes over unknown options, unknown keys
-    and missing ones."""
+    and missing ones. import_targets=False leaves your own components' `_target_`s
+    unimported (a config only printed runs none of their code)."""
     resolved = _resolved(cfg)
     for group, values in resolved.items():
         if group not in GROUPS:
@@ -44,7 +45,7 @@ def validate(cfg: DictConfig, strict: bool = True) -> None:
             path = f"{group}.{entry}" if entry else group
             checker = _Checker(cfg, path, spec, strict)
             checker.mapping(path, values[entry] if entry else values, key_tree(spec))
-            if spec.target and strict:  # your own component: its function imports and takes its arguments
+            if spec.target and strict and import_targets:  # your own component: its function imports and takes its arguments
                 import_target(f"{path}._target_", values.get("_target_"), spec.target)
 
 
@@ -135,18 +136,32 @@ def is_required(cfg: DictConfig, key: str) -> bool:
     group, _, sub = key.partition(".")
     if group not in GROUPS or not sub:
         return True
+    node = _spec_node(cfg, key)
+    return node is True or (node is not None and any(not k.nullable for k in _leaves(node)))
+
+
+def key_spec(cfg: DictConfig, key: str) -> Key | None:
+    """The Key that the chosen option's spec has for a dotted config key (None when no spec
+    describes it: a mapping, or a key your own component takes)."""
+    node = _spec_node(cfg, key)
+    return node if isinstance(node, Key) else None
+
+
+def _spec_node(cfg: DictConfig, key: str) -> Key | KeyTree | bool | None:
+    """The spec's node for a dotted key under its group's chosen option (True: a whole
+    augmentation entry), None when none."""
+    group, _, sub = key.partition(".")
     try:
         specs = option_specs(group, cfg[group])
-    except ConfigError:
-        return False
+    except (ConfigError, KeyError):
+        return None
     for entry, spec in specs:
         if entry and sub == entry:  # a whole augmentation
             return True
         if entry and not sub.startswith(f"{entry}."):
             continue
-        node = _find(key_tree(spec), sub.removeprefix(f"{entry}.") if entry else sub)
-        return node is not None and any(not k.nullable for k in _leaves(node))
-    return False
+        return _find(key_tree(spec), sub.removeprefix(f"{entry}.") if entry else sub)
+    return None
 
 
 def _find(tree: KeyTree, dotted: str) -> Key | KeyTree | None:

@@ -22,12 +22,16 @@ def load_layers(run_dir: Path) -> pd.DataFrame:
 
 def run_label(run_dir: Path) -> str:
     """A short label from the run's config: model, depth, activation, init, norm."""
-    import yaml
+    from optlab import safe_yaml
+    from optlab.errors import DataError
 
     path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
+    try:
+        cfg = safe_yaml.load_file(path, DataError) if path.is_file() else None
+    except DataError:  # damaged: the folder's name stands in
+        cfg = None
+    if not isinstance(cfg, dict):
         return Path(run_dir).name
-    cfg = yaml.safe_load(path.read_text()) or {}
     parts = [cfg.get("activation", {}).get("name"), cfg.get("init", {}).get("name"), f"norm={cfg.get('norm', {}).get('name')}"]
     init = cfg.get("init", {})
     if init.get("name") == "normal":

@@ -11,8 +11,7 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-import yaml
-
+from optlab import safe_yaml
 from optlab.config.compose import GROUPS, flatten
 from optlab.config.catalogue import missing_defaults
 from optlab.errors import ConfigError, DataError, choose_from
@@ -42,9 +41,6 @@ def chosen_statuses(text: str | list[str]) -> tuple[str, ...]:
 
 
 SUMMARY_SKIP = ("run_dir",)
-
-
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -94,11 +90,9 @@ def find_folders(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[P
 
 def read_config(path: Path) -> dict:
     try:
-        tree = yaml.load(path.read_text(), Loader=_YAML_LOADER)
+        tree = safe_yaml.load_file(path, DataError, where=path.name)
     except FileNotFoundError:
         raise DataError("missing config.yaml (half-written or not an optlab run)") from None
-    except yaml.YAMLError as exc:
-        raise DataError(f"config.yaml is not valid YAML ({' '.join(str(exc).split())[:120]})") from None
     if not isinstance(tree, dict):
         raise DataError("config.yaml is not a mapping of config keys")
     return tree
@@ -111,6 +105,8 @@ def read_summary(path: Path) -> dict:
         raise DataError("missing summary.json (half-written or not an optlab run)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"summary.json is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError("summary.json is nested too deeply to be a summary") from None
     if not isinstance(summary, dict) or "status" not in summary:
         raise DataError("summary.json has no status")
     return summary
@@ -123,8 +119,13 @@ def read_metrics(path: Path) -> tuple[dict[str, list[float]], bool]:
         text = path.read_text()
     except FileNotFoundError:
         return {}, False
+    except UnicodeDecodeError as exc:
+        raise DataError(f"metrics.csv is not a text file (byte {exc.start} is not UTF-8)") from None
     lines, torn = complete_lines(text)
-    rows = list(csv.reader(lines))
+    try:
+        rows = list(csv.reader(lines))
+    except csv.Error as exc:  # a NUL byte, a quote left open
+        raise DataError(f"metrics.csv is not a CSV table ({exc})") from None
     if not rows or "epoch" not in rows[0]:
         raise DataError("metrics.csv has no header with an epoch column")
     header = rows[0]
@@ -192,6 +193,9 @@ def load(paths: Iterable[Path]) -> Collection:
             record, metrics, torn = load_run(folder)
         except DataError as exc:
             skipped.append(Skipped(folder, str(exc)))
+            continue
+        except OSError as exc:  # a file this user may not read, a folder where a file should be
+            skipped.append(Skipped(folder, f"unreadable: {exc.strerror}: {exc.filename}"))
             continue
         if torn:
             notes.append(f"{folder}: dropped a torn last line of metrics.csv")

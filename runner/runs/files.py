@@ -9,6 +9,7 @@ raise StorageError naming the path.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from optlab import faults
-from optlab.errors import DataError, StorageError, storage_error
+from optlab.errors import STORAGE_REASONS, ConfigError, DataError, StorageError, storage_error
 
 
 def make_dirs(path: Path) -> Path:
@@ -42,6 +43,25 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[_write(fd, view):]
 
 
+_taken_over: dict[str, str] = {}  # folder (real path) -> why this process may not write into it
+
+
+class RunTakenOver(ConfigError):
+    """Another process holds the run folder's lease now (runs/lease.py): this one writes nothing more."""
+
+
+def mark_taken_over(folder: Path, why: str) -> None:
+    _taken_over[os.path.realpath(folder)] = why
+
+
+def refuse_if_taken_over(path: Path) -> None:
+    """Every write into a run folder goes through here: none into a folder taken over."""
+    if _taken_over:
+        why = _taken_over.get(os.path.realpath(Path(path).parent))
+        if why is not None:
+            raise RunTakenOver(why)
+
+
 def temp_path(path: Path) -> Path:
     return Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
 
@@ -50,6 +70,7 @@ def write_atomic(path: Path, data: bytes | str, fault_point: str = "write_atomic
     """Replace `path` with `data` all at once: a temp file, fsynced, renamed over it. On
     failure the temp file is removed and the old file is untouched."""
     path, tmp = Path(path), temp_path(path)
+    refuse_if_taken_over(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -71,10 +92,26 @@ def _remove(path: Path) -> None:
         pass
 
 
+def refuse_symlink(path: Path) -> None:
+    """A folder or file optlab writes into must not be a symlink: a link planted there (a run
+    folder from elsewhere, a shared parent folder) would send the writes anywhere."""
+    if Path(path).is_symlink():
+        raise StorageError(f"{path}: {STORAGE_REASONS[errno.ELOOP]} (it links to {os.readlink(path)})")
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """os.open for writing that refuses a symlink at `path` (ELOOP, a StorageError)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise storage_error(exc, path) or exc from None
+
+
 def rewrite_in_place(path: Path, text: str) -> None:
     """Last resort on a full disk, for a small file that exists: overwrite its bytes where
     they are (they already have their blocks), so the file still tells how things ended."""
-    with open(path, "r+b") as f:
+    refuse_if_taken_over(path)
+    with os.fdopen(open_no_follow(path, os.O_RDWR), "r+b") as f:
         f.write(text.encode())
         f.truncate()
         f.flush()
@@ -82,11 +119,25 @@ def rewrite_in_place(path: Path, text: str) -> None:
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Temp files a killed writer left behind (never the live ones: callers hold the folder)."""
-    stale = sorted(Path(folder).glob(".*.tmp"))
+    """Temp files a killed writer left behind: never one whose writer (the pid in its name,
+    temp_path's) is a live process on this machine, this one included."""
+    stale = [path for path in sorted(Path(folder).glob(".*.tmp")) if not _writer_alive(path)]
     for path in stale:
         _remove(path)
     return stale
+
+
+def _writer_alive(temp: Path) -> bool:
+    pid = temp.name[:-len(".tmp")].rpartition(".")[2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -112,6 +163,8 @@ def read_json(path: Path) -> dict:
         raise DataError(f"{path}: missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 class CsvAppender:
@@ -146,10 +199,7 @@ class CsvAppender:
         os.close(fd)
 
     def _open(self) -> int:
-        try:
-            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise storage_error(exc, self.path) or exc from None
+        return open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
     def append(self, row: dict) -> None:
         self.append_many([row])
@@ -164,6 +214,7 @@ class CsvAppender:
     def _write_lines(self, lines: list[list]) -> None:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(lines)
+        refuse_if_taken_over(self.path)
         fd = self.fd if self.fd is not None else self._open()
         try:
             complete = os.fstat(fd).st_size
@@ -189,7 +240,7 @@ class CsvAppender:
 
 def cut_torn_tail(path: Path) -> bool:
     """Truncate a table to its last complete line; True when there was a torn one."""
-    with open(path, "rb+") as f:
+    with os.fdopen(open_no_follow(path, os.O_RDWR), "rb+") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
             return False

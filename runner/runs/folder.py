@@ -10,12 +10,15 @@ import time
 from pathlib import Path
 
 from optlab.errors import ConfigError, DataError, StorageError, storage_error
+from optlab.runs import lease
 from optlab.runs.files import (
     CsvAppender,
+    complete_lines,
     json_text,
     make_dirs,
     read_json,
     read_rows,
+    refuse_symlink,
     remove_stale_temp_files,
     rewrite_in_place,
     truncate_after_epoch,
@@ -47,6 +50,7 @@ def new_run_dir(root: Path, name: str) -> Path:
 
 def remove_if_empty(folder: Path) -> None:
     """Undo a run folder that could not get its first file (a disk full from the start)."""
+    lease.release(folder)
     try:
         for leftover in Path(folder).glob(".*.tmp"):
             leftover.unlink()
@@ -59,14 +63,18 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in str(name))[:120]
 
 
-def write_summary(path: Path, summary: dict) -> None:
-    """summary.json, atomically; when the disk is too full for a temp file, in place."""
+def write_summary(path: Path, summary: dict, ends_run: bool | None = None) -> None:
+    """summary.json, atomically; when the disk is too full for a temp file, in place. A final
+    summary (any status but running, unless ends_run says otherwise: an extension's, written
+    before the run goes on) ends the run: its writer's lease is given back."""
     try:
         write_json(path, summary)
     except StorageError:
         if not Path(path).exists():
             raise
         rewrite_in_place(path, json_text(summary))
+    if ends_run if ends_run is not None else summary.get("status") != Status.RUNNING:
+        lease.release(Path(path).parent)
 
 
 def close_orphan_run(run_dir: Path) -> None:
@@ -131,25 +139,55 @@ def save_torch_file(path: Path, state: dict, fault_point: str = "write_atomic") 
 
 
 def load_checkpoint(path: Path) -> dict:
-    return _torch_load(path, weights_only=False, missing="no checkpoint to resume from")
+    return _torch_load(path, missing="no checkpoint to resume from", kind="unreadable checkpoint")
 
 
 def load_model_file(path: Path) -> dict:
     """model.pt (or best.pt) as `torch.load(path, weights_only=True)` reads it: plain
     containers and tensors only."""
-    return _torch_load(path, weights_only=True, missing="not found (model.pt is written when a run completes)")
+    return _torch_load(path, missing="not found (model.pt is written when a run completes)", kind="unreadable")
 
 
-def _torch_load(path: Path, weights_only: bool, missing: str) -> dict:
+def _torch_load(path: Path, missing: str, kind: str) -> dict:
+    """A .pt file with torch's weights-only unpickler: tensors, plain containers and numbers,
+    and the numpy types of the RNG state a checkpoint holds. Run folders come from elsewhere
+    (a downloaded run to fine-tune from), and a full unpickler runs whatever code a pickle
+    names; a file that needs any other object is refused."""
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        with torch.serialization.safe_globals(_numpy_rng_state_types()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: {missing}") from None
     except Exception as exc:
-        kind = "unreadable checkpoint" if not weights_only else "unreadable"
+        refused = _refused_global(str(exc))
+        if refused:
+            raise DataError(f"{path}: refused: it asks to load {refused}, which is not a tensor or a plain value "
+                            f"(optlab never writes one; loading it could run code from the file)") from None
         raise DataError(f"{path}: {kind} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+
+
+def _refused_global(message: str) -> str | None:
+    """The object torch's weights-only unpickler refused, from its error message."""
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"but got <class '([^']+)'>", message)
+    return found.group(1) if found else None
+
+
+def _numpy_rng_state_types() -> list:
+    """What numpy's RNG state (checkpoint["rng"]["numpy"], a uint32 key array) pickles as,
+    under numpy 2's module names and numpy 1's."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
+            (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype,
+            *{type(np.dtype(code)) for code in ("u4", "i4", "u8", "i8", "f4", "f8", "b1")}]
 
 
 def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> Path:
@@ -158,6 +196,7 @@ def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> 
     run_dir = new_run_dir(root, name)
     summary["run_dir"] = str(run_dir)
     try:
+        lease.claim(run_dir)
         write_atomic(run_dir / "config.yaml", config_yaml)
         CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)
         write_summary(run_dir / "summary.json", summary)
@@ -170,7 +209,9 @@ def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> 
 
 
 def check_not_running_elsewhere(run_dir: Path, previous: dict) -> None:
-    """Two processes training one run folder would interleave their rows."""
+    """Two processes training one run folder would interleave their rows: the folder's lease
+    is claimed (runs/lease.py), and a run folder from before leases is checked by its summary."""
+    lease.claim(run_dir)
     if previous.get("status") != Status.RUNNING or previous.get("pid") == os.getpid():
         return
     alive = process_alive(previous)
@@ -185,6 +226,7 @@ def checkpoint_to_resume(run_dir: Path) -> dict | None:
     """The checkpoint a resume continues from, after clearing temp files a killed writer
     left; None when the run was stopped before its first checkpoint: it then starts over in
     its folder, which gives exactly the run it would have been (same config, same seed)."""
+    refuse_links_inside(run_dir)
     for stale in remove_stale_temp_files(run_dir):
         print(f"optlab: removed {stale.name}, left by a writer that was stopped", file=sys.stderr)
     path = run_dir / "checkpoint.pt"
@@ -194,9 +236,20 @@ def checkpoint_to_resume(run_dir: Path) -> dict | None:
     return load_checkpoint(path)
 
 
+def refuse_links_inside(run_dir: Path) -> None:
+    """A run folder to resume holds no symlink (metrics.csv linked to another run's would take
+    this run's rows): every write into it stays inside it."""
+    for folder, dirnames, filenames in os.walk(run_dir):
+        for name in sorted(dirnames + filenames):
+            refuse_symlink(Path(folder) / name)
+
+
 def drop_rows_after(run_dir: Path, epoch: int, fresh: bool) -> None:
     """Rows past the checkpoint are recomputed by the resume: drop them so none counts twice
     (layers.csv too; all of it when the run starts over, its first record included)."""
+    for table in ("metrics.csv", "layers.csv"):
+        if (run_dir / table).exists():
+            check_table(run_dir / table)
     truncate_after_epoch(run_dir / "metrics.csv", epoch)
     if (run_dir / "layers.csv").exists():
         truncate_after_epoch(run_dir / "layers.csv", -2 if fresh else epoch)
@@ -209,6 +262,41 @@ def read_metric_rows(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [{k: float(v) if v != "" else math.nan for k, v in row.items()} for row in read_rows(path)]
+def check_table(path: Path) -> None:
+    """A table a resume reads back: text, with an epoch column, each complete row's epoch a
+    whole number and every other cell a number or empty (layers.csv's layer names aside);
+    else a DataError naming the line."""
+    import csv
+
+    try:
+        lines, _ = complete_lines(path.read_bytes().decode("utf-8"))
+        reader = csv.reader(lines)
+        header = next(reader, [])
+        rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: damaged, not a CSV table ({type(exc).__name__}: {exc})") from None
+    if "epoch" not in header:
+        raise DataError(f"{path}: damaged, no epoch column in its header")
+    numeric = [i for i, name in enumerate(header) if name not in TEXT_COLUMNS]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            continue  # a row of another width is skipped by every reader
+        bad = next((i for i in numeric if not _is_number(row[i], whole=header[i] == "epoch")), None)
+        if bad is not None:
+            raise DataError(f"{path}: damaged, line {number}: {header[bad]} {row[bad]!r} is not a number")
+
+
+TEXT_COLUMNS = ("layer", "kind", "name")  # layers.csv's columns that are names
+
+
+def _is_number(cell: str, whole: bool) -> bool:
+    if cell == "":
+        return not whole
+    try:
+        int(cell) if whole else float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def previous_summary(run_dir: Path) -> dict:

@@ -123,9 +123,9 @@ def existing_runs(runs_dir: Path) -> dict[str, list[tuple[Path, str, dict]]]:
 
 
 def _read_cfg(folder: Path) -> dict:
-    import yaml
+    from optlab import safe_yaml
 
-    return yaml.safe_load((folder / "config.yaml").read_text())
+    return safe_yaml.load_file(folder / "config.yaml")
 
 
 def match(run: Planned, found: dict) -> tuple[Path, str] | None:

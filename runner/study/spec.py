@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from optlab import safe_yaml
 from optlab.errors import ConfigError, choose_from
 
 STUDY_KEYS = {"claim", "source", "scaled_down", "base", "arms", "seeds", "quick", "measures", "criteria",
@@ -88,10 +88,7 @@ def find_study(name: str) -> Path:
 
 def load_study(name: str) -> StudySpec:
     path = find_study(name)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None
+    raw = safe_yaml.load_file(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a study file is a mapping of {', '.join(sorted(STUDY_KEYS))}")
     return spec_from_dict(path.stem, raw, str(path))

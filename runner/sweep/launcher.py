@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from optlab import safe_yaml
 from optlab.errors import ConfigError
 
 KINDS = ("local", "slurm")
@@ -59,10 +60,7 @@ def load_launcher(name: str, config_dir: str | None = None, overrides: list[str]
     path = next((d / f"{name}.yaml" for d in launcher_dirs(config_dir) if (d / f"{name}.yaml").is_file()), None)
     if path is None:
         raise ConfigError(f"--launcher {name}: unknown; choose from: {', '.join(known_launchers(config_dir))}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    raw = safe_yaml.load_file(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a launcher file is a mapping of {', '.join(KEYS)}")
     raw = {"name": name, **raw}

@@ -65,13 +65,13 @@ def _sweep_values(override, config_dir: str | None) -> list[str]:
     return chosen
 
 
-def compose_grid(overrides: list[str], config_dir: str | None) -> list[GridRun]:
-    """Every combination composed and named, before anything runs."""
+def compose_grid(overrides: list[str], config_dir: str | None, import_targets: bool = True) -> list[GridRun]:
+    """Every combination composed and named, before anything runs (import_targets: see compose)."""
     from optlab.config.compose import Composer
 
     grid = expand(overrides, config_dir)
     varying = [i for i in range(len(grid[0])) if len({combo[i] for combo in grid}) > 1]
-    compose, runs = Composer(config_dir), []
+    compose, runs = Composer(config_dir, import_targets), []
     for combo in grid:
         cfg = compose(combo)
         if varying:
@@ -90,7 +90,7 @@ def show_grid(overrides: list[str], config_dir: str | None) -> int:
     """`-m ... --cfg`: each composed config, as YAML documents; nothing runs."""
     from optlab.config.compose import to_yaml
 
-    runs = compose_grid(overrides, config_dir)
+    runs = compose_grid(overrides, config_dir, import_targets=False)
     for i, run in enumerate(runs):
         if i:
             print("---")

@@ -13,7 +13,7 @@ from optlab.sweep.signals import check_stop
 from optlab.sweep.space import suggest, to_overrides
 from optlab.sweep.spec import SweepSpec
 from optlab.sweep.storage import requeue
-from optlab.sweep.study import ahead_of
+from optlab.sweep.study import ahead_of, record_failure
 
 
 class TrialFailed(Exception):
@@ -121,6 +121,7 @@ class Objective:
             message = " ".join(text.split())[:500]
             trial.set_user_attr("status", Status.FAILED)
             trial.set_user_attr("error", message)
+            record_failure(trial, exc)  # a configuration's error: not counted against a later command's budget
             raise TrialFailed(message) from exc
 
     def _run_seeds(self, trial, overrides: list[str]) -> float:

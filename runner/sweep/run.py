@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optlab.errors import ConfigError, Interrupted
+from optlab.errors import ConfigError, Interrupted, StorageUnreachable
 from optlab.sweep.outputs import best_trial, trial_rows, write_outputs, write_sweep_json
 from optlab.sweep.spec import SweepSpec
 from optlab.sweep.study import (
@@ -21,6 +21,7 @@ from optlab.sweep.study import (
     claim_study,
     open_study,
     quiet_optuna,
+    new_sweep_session,
     settle_budget,
 )
 
@@ -36,12 +37,16 @@ class RunOptions:
     heartbeat: int = HEARTBEAT_S
     grace: int = GRACE_S
     launcher: str = "local"     # local | slurm: which default storage (storage.default_storage)
+    storage_timeout: float | None = None  # seconds an outage is waited out (sweep/outage.py; None: its default)
 
     def __post_init__(self):
         if self.extend is not None and self.extend < 1:
             raise ConfigError(f"--extend {self.extend}: must be >= 1 (trials to add)")
-        if self.heartbeat < 1 or self.grace < 1:
-            raise ConfigError("--heartbeat and --grace: must be >= 1 second")
+        for flag, value in (("--heartbeat", self.heartbeat), ("--grace", self.grace)):
+            if value < 1:
+                raise ConfigError(f"{flag} {value}: must be >= 1 second")
+        if self.storage_timeout is not None and not self.storage_timeout > 0:
+            raise ConfigError(f"--storage-timeout {self.storage_timeout:g}: must be > 0 seconds")
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,18 @@ def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
     from optlab.runs.files import make_dirs
     from optlab.sweep.storage import default_storage, open_storage
 
+    new_sweep_session()  # this command's id, before any worker starts (they inherit it): study.record_failure
+    if options.storage_timeout is not None:  # read by this process, its spawned workers and Slurm tasks alike
+        import os
+
+        from optlab.sweep.outage import TIMEOUT_ENV
+
+        os.environ[TIMEOUT_ENV] = f"{options.storage_timeout:g}"
     base_cfg = compose(spec.base, spec.config_dir)
+    if options.launcher == "local":  # a login node may lack the GPUs of a Slurm job's nodes: those workers check
+        from optlab.training.build import resolve_device
+
+        resolve_device(str(base_cfg.trainer.device))
     sweep_dir = make_dirs(Path(str(base_cfg.trainer.out_dir)) / "sweeps" / spec.study)
     url = options.storage or spec.storage or default_storage(sweep_dir, options.launcher)
     quiet_optuna()
@@ -119,7 +135,10 @@ class OutputsKeeper:
 
     def update(self) -> None:
         study, spec = self.sweep.study, self.sweep.spec
-        rows = trial_rows(study, spec)
+        try:
+            rows = trial_rows(study, spec)
+        except StorageUnreachable:  # the workers say so and stop; the view keeps its last rows
+            return
         if rows != self.written:
             rows = self.written = write_outputs(study, spec, self.sweep.sweep_dir)
         self.on_rows(rows)

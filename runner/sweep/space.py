@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -49,16 +50,54 @@ def grid_space(spec: SweepSpec) -> dict[str, list]:
 
 def check_probes(spec: SweepSpec) -> None:
     """Compose base + probe samples so that bad keys, values out of range and impossible
-    conditions fail now with one line (see probe_assignments)."""
+    conditions fail now with one line (see probe_assignments); a categorical value's other
+    choices of the kind a probe composed are checked against its key's spec alone."""
     from optlab.config.compose import compose
 
     _check_group_choices(spec)
+    checked: set[tuple[str, str]] = set()
     for assignment in probe_assignments(spec.space, _deep_groups(spec)):
         overrides = [*spec.base, *to_overrides(spec.space, assignment)]
         try:
-            compose(overrides, spec.config_dir)
+            cfg = compose(overrides, spec.config_dir)
         except ConfigError as exc:
             raise ConfigError(f"sweep {spec.study}: {exc} (composing {' '.join(overrides)})") from None
+        _check_choices_like_the_probe(spec, assignment, cfg, checked)
+
+
+def choice_kind(param: Param, value: Any) -> str | None:
+    """The kind of a categorical choice of a config value (a dotted key) for which one composed
+    probe speaks: its type, a plain word being one kind; None for a choice composed alone (a
+    list, a string Hydra would read as something else, any choice of a `name` or `_target_`,
+    which pick an option's spec or code)."""
+    if "." not in param.key or param.key.rsplit(".", 1)[-1] in ("name", "_target_"):
+        return None
+    if value is None or isinstance(value, (bool, int, float)):
+        return type(value).__name__
+    if isinstance(value, str) and _PLAIN_WORD.fullmatch(value) and value.lower() not in _RETYPED_WORDS:
+        return "word"
+    return None
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_RETYPED_WORDS = {"true", "false", "null", "inf", "nan"}  # words Hydra's grammar reads as other types
+
+
+def _check_choices_like_the_probe(spec: SweepSpec, assignment: dict, cfg, checked: set) -> None:
+    """Each parameter whose value in this probe is the first choice of its kind: the choices of
+    that kind checked against the key's spec in this composed config, once per kind."""
+    from optlab.config.validate import key_spec
+
+    for p in spec.space:
+        kind = choice_kind(p, assignment.get(p.name)) if p.kind == "categorical" and p.name in assignment else None
+        if kind is None or (p.name, kind) in checked:
+            continue
+        checked.add((p.name, kind))
+        key = key_spec(cfg, p.key)
+        for choice in (c for c in p.choices if key is not None and choice_kind(p, c) == kind):
+            complaint = key.complaint(choice)
+            if complaint:
+                raise ConfigError(f"sweep {spec.study}: space '{p.name}': {p.key}={format_value(choice)}: {complaint}")
 
 
 def _check_group_choices(spec: SweepSpec) -> None:
@@ -82,13 +121,14 @@ def _deep_groups(spec: SweepSpec) -> set[str]:
 
 def probe_assignments(space: tuple[Param, ...], deep: set[str] = frozenset()) -> list[dict]:
     """Assignments to compose, conditions satisfied, deduplicated: every choice of a
-    categorical parameter (its first only for a group nothing else reaches into), and each
-    numeric parameter at its low (others low) and at its high (others high)."""
+    categorical parameter (its first only for a group nothing else reaches into; of a config
+    value's, the first of each kind: see choice_kind), and each numeric parameter at its low
+    (others low) and at its high (others high)."""
     wanted = []
     for target in space:
         if target.kind == "categorical":
             choices = target.choices if ("." in target.key or target.key in deep) else target.choices[:1]
-            wanted += [(target, c, "low") for c in choices]
+            wanted += [(target, c, "low") for c in _one_per_kind(target, choices)]
         else:
             wanted += [(target, target.low, "low"), (target, target.high, "high")]
     probes, seen = [], set()
@@ -99,6 +139,18 @@ def probe_assignments(space: tuple[Param, ...], deep: set[str] = frozenset()) ->
             seen.add(marker)
             probes.append(assignment)
     return probes
+
+
+def _one_per_kind(param: Param, choices) -> list:
+    """The choices a probe composes: the first of each kind (see choice_kind), and every
+    choice that is composed alone."""
+    kept, kinds = [], set()
+    for choice in choices:
+        kind = choice_kind(param, choice)
+        if kind is None or kind not in kinds:
+            kept.append(choice)
+            kinds.add(kind)
+    return kept
 
 
 def _probe(space: tuple[Param, ...], target: Param, value: Any, fill: str) -> dict:

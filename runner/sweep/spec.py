@@ -10,8 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from optlab import safe_yaml
 from optlab.errors import ConfigError, choose_from
 
 SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "qmc")
@@ -166,13 +165,8 @@ def find_sweep_file(name: str) -> Path:
 def read_sweep_file(path: Path) -> tuple[dict, str]:
     """The sweep file's mapping (its study named after the file unless it says otherwise)
     and its text as written."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        raw = yaml.safe_load(text) or {}
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text (UTF-8) file; a sweep file is YAML (see sweeps/*.yaml)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    text = safe_yaml.read_file(path)
+    raw = safe_yaml.load_text(text, path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a sweep file is a mapping (metric, sampler, space, ...)")
     return {"study": Path(path).stem, **raw}, text
@@ -237,6 +231,7 @@ def _int(value: Any, name: str, minimum: int) -> int:
 
 def check_settings(spec: SweepSpec) -> None:
     """The settings' choices; build.validate runs this and the space's probes once per start."""
+    check_study_name(spec.study)
     if spec.direction not in ("maximize", "minimize"):
         raise ConfigError(f"direction '{spec.direction}': choose from: maximize, minimize")
     if spec.at not in AT_CHOICES:
@@ -249,6 +244,16 @@ def check_settings(spec: SweepSpec) -> None:
         raise ConfigError(f"timeout={spec.timeout}: must be > 0 seconds")
     if not spec.space:
         raise ConfigError("the sweep's space is empty: add at least one parameter under `space:`")
+
+
+def check_study_name(name: str) -> None:
+    """A study's name is its folder's, trainer.out_dir/sweeps/<study>: one folder name, so the
+    study, its trials.csv and its runs stay under the outputs root."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    if not name or "/" in name or "\\" in name or "\0" in name or name in (".", "..") or len(name) > 200:
+        closest = "_".join(parts).replace("\0", "")[:200] or "my_study"
+        raise ConfigError(f"study {name!r}: a study name is one folder name under trainer.out_dir/sweeps "
+                          f"(no '/' or '\\', not '.' or '..', at most 200 characters); e.g. study: {closest}")
 
 
 def parse_space(raw: dict) -> tuple[Param, ...]:

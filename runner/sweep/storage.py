@@ -29,11 +29,12 @@ network filesystem is refused: its locks rely on that same fcntl (Optuna's FAQ w
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from optlab import faults
 from optlab.errors import ConfigError, DataError
 
 JOURNAL = "journal:"
@@ -110,9 +111,9 @@ def open_storage(url: str, *, existing_in: Path | None = None, heartbeat: int | 
     if url.startswith("sqlite"):
         refuse_sqlite_on_network(url)
         sqlite_write_ahead_log()
-    return _retrying_creation_race(url, tries, lambda connect: make(
-        url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat, grace_period=grace,
-        heartbeat_stale_trial_callback=stale, clock=clock))
+    return _retrying_creation_race(url, tries, lambda connect: make(  # pre-ping: no dead pooled connection after a restart
+        url, engine_kwargs={"connect_args": connect, "pool_pre_ping": True}, heartbeat_interval=heartbeat,
+        grace_period=grace, heartbeat_stale_trial_callback=stale, clock=clock))
 
 
 _wal_listening = False
@@ -175,16 +176,48 @@ def _existing_file(path: Path, folder: Path) -> Path:
 
 
 def _journal_storage(path: str):
-    from optuna.storages import JournalStorage
-
-    return JournalStorage(journal_backend(path))
+    """A journal opened for reading: no heartbeat, outages ridden out."""
+    return journal_heartbeat_class()(journal_backend(path), heartbeat=None, grace=None, on_stale=None)
 
 
 def journal_backend(path: str):
     """The journal file, locked with the lock that works on NFS (see the top of this module)."""
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from optuna.storages.journal import JournalFileOpenLock
 
-    return JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+    from optlab.sweep.heartbeat import WholeLinesJournal
+
+    return WholeLinesJournal(path, lock_obj=JournalFileOpenLock(path))
+
+
+def repair_journal(path: Path) -> None:
+    """A journal whose last line is torn (a writer killed mid-append, a disk that filled up,
+    a truncated copy) gets it cut off under the journal's lock before anything appends after
+    it (which would leave a line no reader can parse, for good). The cut bytes go to
+    PATH.torn, and one line says so; every complete line, every trial, stays."""
+    from optuna.storages.journal import JournalFileOpenLock
+    from optuna.storages.journal._file import get_lock_file
+
+    from optlab.runs.files import cut_torn_tail
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with get_lock_file(JournalFileOpenLock(str(path))):
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+        if tail.endswith(b"\n"):
+            return
+        torn = tail[tail.rfind(b"\n") + 1:] if b"\n" in tail else tail
+        side = path.with_name(path.name + ".torn")
+        with open(side, "ab") as f:
+            f.write(torn + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        cut_torn_tail(path)
+    print(f"optlab: {path}: cut a torn last line ({len(torn)} bytes, a write that was cut short) before "
+          f"appending; the bytes are kept in {side}", file=sys.stderr)
 
 
 def open_journal(url: str, heartbeat: int | None, grace: int | None, on_stale: Callable | None,
@@ -199,54 +232,16 @@ def open_journal(url: str, heartbeat: int | None, grace: int | None, on_stale: C
             pass
     except OSError as exc:
         raise ConfigError(f"--storage {url}: cannot open the storage ({exc.strerror})") from None
+    repair_journal(path)
     return journal_heartbeat_class()(journal_backend(str(path)), heartbeat=heartbeat, grace=grace,
                                      on_stale=on_stale, clock=clock)
 
 
-_journal_class = None
-
-
 def journal_heartbeat_class():
-    """JournalStorage with a heartbeat (see the top of this module); defined on first use."""
-    global _journal_class
-    if _journal_class is not None:
-        return _journal_class
-    from optuna.storages import JournalStorage
-    from optuna.storages._heartbeat import BaseHeartbeat
-    from optuna.trial import TrialState
+    """JournalStorage with a heartbeat (see the top of this module; sweep/heartbeat.py)."""
+    from optlab.sweep.heartbeat import JournalHeartbeatStorage
 
-    class JournalHeartbeatStorage(JournalStorage, BaseHeartbeat):
-        def __init__(self, backend, heartbeat: int | None, grace: int | None, on_stale: Callable | None,
-                     clock: Callable[[], float] = time.monotonic):
-            super().__init__(backend)
-            self.heartbeat, self.grace, self.on_stale, self.clock = heartbeat, grace, on_stale, clock
-            self.last_seen: dict[int, tuple[object, float]] = {}  # trial id -> (its beat, since when)
-
-        def record_heartbeat(self, trial_id: int) -> None:
-            self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())  # only its changing is read
-
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            now = self.clock()
-            seen = {}
-            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-                beat = t.system_attrs.get(BEAT_ATTR)
-                before = self.last_seen.get(t._trial_id)
-                seen[t._trial_id] = before if before is not None and before[0] == beat else (beat, now)
-            self.last_seen = seen
-            grace = self.grace if self.grace is not None else 2 * (self.heartbeat or 1)
-            return [trial_id for trial_id, (_, since) in seen.items() if now - since > grace]
-
-        def get_heartbeat_interval(self) -> int | None:
-            return self.heartbeat
-
-        def get_heartbeat_stale_trial_callback(self):
-            return self.on_stale
-
-    _journal_class = JournalHeartbeatStorage
-    return _journal_class
-
-
-BEAT_ATTR = "optlab.heartbeat"
+    return JournalHeartbeatStorage
 
 
 def _creation_race(exc: Exception) -> bool:
@@ -264,6 +259,44 @@ def _unreachable(url: str, exc: Exception) -> ConfigError:
     return ConfigError(f"--storage {hide_password(url)}: cannot open the storage ({reason})")
 
 
+def retry_stale_trial(study, trial, sweep_dir: Path) -> None:
+    """A trial whose worker is gone (its heartbeat stopped): its configuration queued again,
+    and its run folders closed (temp files removed, a `running` summary marked interrupted).
+    Runs that stopped cleanly (a storage outage past its deadline stopped them as a signal
+    does: `interrupted`, with a checkpoint) are resumed; a killed worker's start over."""
+    from optlab.runs.files import read_json
+    from optlab.runs.folder import close_orphan_run
+
+    runs = [Path(sweep_dir) / run for run in trial.user_attrs.get("run_dirs", [])]
+
+    def stopped_cleanly(run: Path) -> bool:
+        try:
+            return read_json(run / "summary.json").get("status") == "interrupted" and (run / "checkpoint.pt").is_file()
+        except DataError:
+            return False
+
+    requeue(study, trial, resume=bool(runs) and all(map(stopped_cleanly, runs)))
+    for run in runs:
+        close_orphan_run(run)
+
+
+def retry_trials_of_gone_workers(study, sweep_dir: Path) -> int:
+    """When every worker of a sweep is known to be gone (its Slurm tasks have all ended), its
+    RUNNING trials are failed and retried as a stale check would (retry_stale_trial), rather
+    than shown as running; how many."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    gone = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in gone:
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:  # a worker finished it meanwhile after all
+            continue
+        retry_stale_trial(study, study._storage.get_trial(trial._trial_id), sweep_dir)
+    return len(gone)
+
+
 def requeue(study, trial, resume: bool = False) -> None:
     """Heartbeat-stale callback: run the dead trial's configuration again. A trial that died
     before sampling anything has no configuration to repeat: the next ask samples afresh.
@@ -274,55 +307,9 @@ def requeue(study, trial, resume: bool = False) -> None:
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, **resumed})
 
 
-_storage_class = None
-
-
 def heartbeat_storage_class():
-    """RDBStorage with the stale check described at the top (defined on first use: optuna
-    and sqlalchemy take a second to import, which `optlab train` does not pay)."""
-    global _storage_class
-    if _storage_class is not None:
-        return _storage_class
-    import optuna
+    """RDBStorage with the stale check described at the top (sweep/heartbeat.py, imported on
+    first use: optuna and sqlalchemy take a second to import, which `optlab train` does not pay)."""
+    from optlab.sweep.heartbeat import HeartbeatStorage
 
-    class HeartbeatStorage(optuna.storages.RDBStorage):
-        def __init__(self, *args, clock: Callable[[], float] = time.monotonic, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.clock = clock
-            self.silent_since: dict[int, float] = {}
-
-        def _create_new_trial(self, study_id, template_trial=None):  # what study.ask calls, through Optuna's cache
-            trial = super()._create_new_trial(study_id, template_trial)
-            faults.hit("sweep.trial_created")
-            return trial
-
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            return super()._get_stale_trial_ids(study_id) + self._silent_past_grace(study_id)
-
-        def _silent_past_grace(self, study_id: int) -> list[int]:
-            now = self.clock()
-            silent = self.running_without_heartbeat(study_id)
-            self.silent_since = {t: self.silent_since.get(t, now) for t in silent}
-            grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
-            return [t for t, since in self.silent_since.items() if now - since > grace]
-
-        def running_without_heartbeat(self, study_id: int) -> list[int]:
-            return _running_without_heartbeat(self.scoped_session, study_id)
-
-    _storage_class = HeartbeatStorage
-    return _storage_class
-
-
-def _running_without_heartbeat(scoped_session, study_id: int) -> list[int]:
-    """Ids of the study's RUNNING trials that have no heartbeat row."""
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-    from optuna.trial import TrialState
-
-    trial, beat = models.TrialModel, models.TrialHeartbeatModel
-    with _create_scoped_session(scoped_session) as session:
-        rows = (session.query(trial.trial_id)
-                .outerjoin(beat, beat.trial_id == trial.trial_id)
-                .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING, beat.trial_id.is_(None))
-                .all())
-    return [trial_id for (trial_id,) in rows]
+    return HeartbeatStorage

@@ -3,6 +3,8 @@ finished and running trials."""
 from __future__ import annotations
 
 import json
+import os
+import uuid
 import warnings
 from dataclasses import dataclass, replace
 
@@ -139,8 +141,38 @@ def trial_status(trial) -> str:
     return status if status in (Status.FAILED, Status.SURPLUS) else Status.INTERRUPTED
 
 
+SESSION_ENV = "OPTLAB_SWEEP_SESSION"
+CONFIG_FAILURE_ATTR = "optlab.config_error_in"  # the sweep session whose configuration failed the trial
+
+
+def new_sweep_session() -> None:
+    """A new id for this sweep command, made when it starts; its workers inherit it
+    (spawned processes and Slurm tasks get its environment)."""
+    os.environ[SESSION_ENV] = uuid.uuid4().hex[:12]
+
+
+def sweep_session() -> str:
+    """The id of the sweep command this process works for."""
+    if not os.environ.get(SESSION_ENV):
+        new_sweep_session()
+    return os.environ[SESSION_ENV]
+
+
+def record_failure(trial, exc: BaseException) -> None:
+    """A trial failed by a configuration error (a device this machine lacks, a value the
+    first batch refuses) is marked with this command's session: it counts against this
+    command's budget (a broken configuration does not retry forever), never against the
+    budget of a later command, which may have fixed it."""
+    if isinstance(exc, ConfigError):
+        trial.set_user_attr(CONFIG_FAILURE_ATTR, sweep_session())
+
+
 def is_finished(trial) -> bool:
-    return trial_status(trial) in (Status.COMPLETED, Status.DIVERGED, Status.PRUNED, Status.FAILED)
+    """Whether the trial counts against the budget (see record_failure)."""
+    status = trial_status(trial)
+    if status == Status.FAILED and trial.user_attrs.get(CONFIG_FAILURE_ATTR) not in (None, sweep_session()):
+        return False
+    return status in (Status.COMPLETED, Status.DIVERGED, Status.PRUNED, Status.FAILED)
 
 
 @dataclass

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from optlab import faults
 from optlab.errors import ConfigError, Interrupted, OptlabError
-from optlab.runs.folder import close_orphan_run
 from optlab.sweep.objective import Objective, Placement, TrialFailed, _Surplus
+from optlab.sweep.outage import dropped_if_taken_over
 from optlab.sweep.signals import (
     check_stop,
     install_stop_handlers,
@@ -31,7 +31,7 @@ from optlab.sweep.signals import (
     stop_signal,
 )
 from optlab.sweep.spec import SweepSpec
-from optlab.sweep.storage import open_storage, requeue
+from optlab.sweep.storage import open_storage, retry_stale_trial
 from optlab.training.threads import resolve as resolve_threads
 from optlab.training.threads import share_cores, usable_cores, use_threads
 from optlab.sweep.study import (
@@ -75,7 +75,8 @@ class Worker:
         started = self.clock()
         while self._should_continue(study, started):
             faults.hit("sweep.before_ask")
-            study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
+            with dropped_if_taken_over():  # a trial failed by another worker while this one was paused
+                study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
             if self.after_trial is not None:
                 self.after_trial()
 
@@ -112,19 +113,18 @@ class Worker:
         return tally(study)
 
     def on_stale_trial(self, study, trial) -> None:
-        """A dead worker's trial: run its configuration again, and close the run folders it
-        left (temp files removed, a `running` summary marked interrupted)."""
-        requeue(study, trial)
-        for run in trial.user_attrs.get("run_dirs", []):
-            close_orphan_run(self.sweep_dir / run)
+        """A dead worker's trial: see storage.retry_stale_trial."""
+        retry_stale_trial(study, trial, self.sweep_dir)
 
 
 def warm_up(spec: SweepSpec) -> None:
     """Import the training stack and compose the base config once before the first trial,
-    so that a worker's start-up is not counted in its first trial's duration."""
+    so that a worker's start-up is not counted in its first trial's duration; a device this
+    machine lacks stops the worker here (exit 2), before any trial fails on it."""
     from optlab.config.compose import compose
+    from optlab.training.build import resolve_device
 
-    compose(spec.base, spec.config_dir)
+    resolve_device(str(compose(spec.base, spec.config_dir).trainer.device))
 
 
 available_cores = usable_cores  # the cores the workers share (training/threads.py)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from optlab.config.compose import as_plain
 from optlab.errors import Interrupted, OptlabError
+from optlab.runs.lease import released_on_error
 from optlab.runs.status import Status
 from optlab.training.build import build
 from optlab.training.checkpoint import RunFolderWriter
@@ -128,7 +129,8 @@ def open_members(requests: list[RunRequest], run_root: Path | None, console, dat
     members: list[Member] = []
     try:
         for request, cfg, p in zip(requests, cfgs, parts):
-            folder = RunFolder.open(p, cfg, run_root, request.resume_dir, console, checkpoint=request.checkpoint)
+            with released_on_error():  # the folder's lease, claimed in open, goes back with a refused resume
+                folder = RunFolder.open(p, cfg, run_root, request.resume_dir, console, checkpoint=request.checkpoint)
             if stacked:
                 folder.summary.update(execution="population", population=size or len(requests))
             members.append(Member(request, p, folder))

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from optlab.config.compose import to_yaml
 from optlab.errors import ConfigError
 from optlab.optim.schedules import SCHEDULES
+from optlab.runs import lease
 from optlab.runs.files import write_atomic
 from optlab.runs.folder import write_summary
 from optlab.runs.status import Status
@@ -47,7 +48,9 @@ def extend_run(run_dir: Path, cfg: DictConfig, previous: dict, epochs: int) -> D
                           f"so its first {old} epochs would not be those of a {epochs}-epoch run; runs can be "
                           f"extended with: {', '.join(extendable)}")
     cfg.trainer.epochs = epochs
+    lease.claim(Path(run_dir))  # before its files change: no other process may be training it
     write_atomic(Path(run_dir) / "config.yaml", to_yaml(cfg))
     write_summary(Path(run_dir) / "summary.json",
-                  {**previous, "epochs": epochs, "extended_from": [*previous.get("extended_from", []), done]})
+                  {**previous, "epochs": epochs, "extended_from": [*previous.get("extended_from", []), done]},
+                  ends_run=False)
     return cfg

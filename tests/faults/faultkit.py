@@ -1,10 +1,12 @@
 """What the fault tests share: real optlab processes with a fault armed at an exact moment
-(optlab.faults), real tmpfs mounts for full and read-only disks, and metric comparisons."""
+(optlab.faults), real tmpfs mounts for full and read-only disks, a PostgreSQL server of a
+test's own, and metric comparisons."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +76,70 @@ def one_error_line(stderr: str, *words: str) -> None:
     assert "Traceback" not in stderr, stderr
     for word in words:
         assert word in lines[0], lines[0]
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of one test's own (initdb in a temp folder, loopback, a free port),
+    so that stopping it mid-sweep disturbs no other test. Needs root (it runs as `postgres`)
+    and PostgreSQL's binaries; `available()` says why not."""
+
+    def __init__(self):
+        import glob
+        import socket
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        self.bin = Path(bins[-1]) if bins else None
+        self.root = None  # a folder under /tmp: the `postgres` user cannot reach pytest's (mode 700)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/optlab"
+
+    def available(self) -> str | None:
+        if self.bin is None or not (self.bin / "pg_ctl").exists():
+            return "PostgreSQL's binaries are not installed (apt-get install postgresql)"
+        return None if os.geteuid() == 0 else "starting a PostgreSQL server as `postgres` needs root"
+
+    def _as_postgres(self, command: str) -> None:
+        subprocess.run(["su", "postgres", "-s", "/bin/bash", "-c", command], check=True, capture_output=True,
+                       timeout=120)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def create(self) -> None:
+        import tempfile
+
+        self.root = Path(tempfile.mkdtemp(prefix="optlab-test-pg-"))
+        shutil.chown(self.root, "postgres")
+        self._as_postgres(f"'{self.bin}/initdb' -D '{self.data}' -A trust -U postgres")
+        self.start()
+        self._as_postgres(f"'{self.bin}/createdb' -h 127.0.0.1 -p {self.port} -U postgres optlab")
+
+    def start(self) -> None:
+        self._as_postgres(f"'{self.bin}/pg_ctl' -D '{self.data}' -o \"-p {self.port} -k /tmp "
+                          f"-c listen_addresses=127.0.0.1\" -l '{self.root}/log' start -w")
+
+    def stop(self) -> None:
+        self._as_postgres(f"'{self.bin}/pg_ctl' -D '{self.data}' stop -m fast -w")
+
+    def processes(self) -> list[int]:
+        """The server's postmaster and its children (one per connection), by their ids."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        return [postmaster, *map(int, children)]
+
+    def signal_all(self, signum: int) -> None:
+        """SIGSTOP freezes the server (its connections accept bytes and answer none); SIGCONT thaws it."""
+        for pid in self.processes():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def remove(self) -> None:
+        """Stop the server if it runs, and delete its folder."""
+        subprocess.run(["su", "postgres", "-s", "/bin/bash", "-c", f"'{self.bin}/pg_ctl' -D '{self.data}' stop -m "
+                        f"immediate"], capture_output=True, timeout=120)
+        shutil.rmtree(self.root, ignore_errors=True)

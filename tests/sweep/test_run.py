@@ -35,7 +35,7 @@ def test_trials_csv_is_kept_current_by_the_sweep_not_by_its_view(tmp_path, monke
 
 
 @pytest.mark.parametrize("flags, expected", [(["--extend", "0"], "--extend 0: must be >= 1"),
-                                             (["--heartbeat", "-1"], "--heartbeat and --grace: must be >= 1")])
+                                             (["--heartbeat", "-1"], "--heartbeat -1: must be >= 1 second")])
 def test_bad_run_options_exit_2_before_anything_is_created(tmp_path, capsys, flags, expected):
     assert main(["sweep", str(write_sweep(tmp_path)), *flags]) == 2
     assert expected in capsys.readouterr().err

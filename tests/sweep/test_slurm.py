@@ -140,7 +140,7 @@ def test_watch_reports_jobs_that_ended_short_of_the_budget_and_cancel_scancels_e
     body = json.loads((folder / "sweep.json").read_text())
     (folder / "sweep.json").write_text(json.dumps({**body, "trials": 5}))
     capsys.readouterr()
-    assert main(["sweep", "--watch", str(folder)]) == 1
+    assert main(["sweep", "--watch", str(folder)]) == 5
     err = capsys.readouterr().err
     assert "the sweep's Slurm jobs ended with 3 of 5 trials finished" in err
     assert len(read_rows(folder)) == 3  # --watch rewrote trials.csv
