@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-OFFSET = 0.012  # vertical step between contenders' lines, so that equal profiles stay visible
+OFFSET = 0.006  # vertical step between contenders' lines, so that equal profiles stay visible
 
 
 def draw(spec, tables, path: Path, quick: bool) -> None:
@@ -16,7 +16,7 @@ def draw(spec, tables, path: Path, quick: bool) -> None:
     import matplotlib.pyplot as plt
 
     names = [c.name for c in spec.contenders]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.15, 1]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6.0), gridspec_kw={"width_ratios": [1.15, 1]})
     _profiles(left, spec, tables, names)
     _ratios(right, fig, spec, tables, names)
     p = spec.protocol
@@ -47,7 +47,8 @@ def _profiles(ax, spec, tables, names: list[str]) -> None:
     ax.set_title(f"performance profiles; score = area / ({tau_max:g} - 1), 95% bootstrap interval\n"
                  f"(lines offset by {OFFSET:g} each so that equal ones stay visible)", fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", frameon=True)
+    # below the axes: inside, it would cover the lines it names
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
 
 def _ratios(ax, fig, spec, tables, names: list[str]) -> None:
