@@ -18,7 +18,7 @@ import os
 import signal
 import time
 
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, choose_from
 
 ACTIONS = ("kill", "sigterm", "sigint", "enospc", "wait")
 GATE_TIMEOUT_S = 120.0
@@ -54,22 +54,14 @@ def parse(text: str) -> dict[str, tuple[int, str]]:
         where, _, action = item.partition("=")
         name, _, nth = where.partition("@")
         if name not in POINTS:
-            raise FaultPlanError(f"{item!r}: unknown point {name!r}{_closest(name, POINTS)}; the points: "
-                                 f"{', '.join(POINTS)} (written point[@n]=action)")
+            raise FaultPlanError(f"{item!r}: unknown point {name!r}; {choose_from(name, POINTS)} "
+                                 "(written point[@n]=action)")
         if action not in ACTIONS:
-            raise FaultPlanError(f"{item!r}: unknown action {action!r}{_closest(action, ACTIONS)}; "
-                                 f"the actions: {', '.join(ACTIONS)}")
+            raise FaultPlanError(f"{item!r}: unknown action {action!r}; {choose_from(action, ACTIONS)}")
         if nth and not (nth.isdigit() and int(nth) >= 1):
             raise FaultPlanError(f"{item!r}: @{nth}: the pass to act on is a whole number >= 1")
         plan[name] = (int(nth or 1), action)
     return plan
-
-
-def _closest(word: str, choices) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]}?)" if match else ""
 
 
 _plan: dict[str, tuple[int, str]] | None = None  # parsed on first use: a bad value never breaks an import

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 
-from optlab.errors import ConfigError, DataError, choose_from
+from optlab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd

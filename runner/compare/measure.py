@@ -116,9 +116,10 @@ def read_trials(sweep_dir: Path, workload: str, contender: str, study: int | Non
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
+    from optlab import safe_yaml
+    from optlab.errors import DataError
 
-    return yaml.safe_load(path.read_text())
+    return safe_yaml.load_file(path, DataError)
 
 
 def study_best(trials: list[Trial], w: Workload, epochs: int) -> float:

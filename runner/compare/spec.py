@@ -11,15 +11,14 @@ workload owns (epochs, seeds, data). `quick` shrinks it all for pipeline checks.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from optlab.errors import ConfigError
+from optlab import safe_yaml
+from optlab.errors import ConfigError, choose_from
+from optlab.shipped import find_shipped, shipped_names
 
 KEYS = {"description", "workloads", "contenders", "protocol", "quick"}
 WORKLOAD_KEYS = {"base", "metric", "target", "epochs", "margin"}
@@ -87,44 +86,18 @@ class ComparisonSpec:
         return next(c for c in self.contenders if c.name == name)
 
 
-def closest(word: str, choices) -> str:
-    """`; closest: X` for the choice nearest to a misspelt word, or nothing."""
-    near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
-    return f"; closest: {near[0]}" if near else ""
-
-
-def builtin_comparisons_dir() -> Path:
-    """comparisons/ ships inside the wheel as optlab/comparisons; a source checkout has it beside runner/."""
-    here = Path(__file__).resolve().parents[1]
-    for candidate in (here / "comparisons", here.parent / "comparisons"):
-        if candidate.is_dir():
-            return candidate
-    raise ConfigError(f"optlab's built-in comparisons are missing (looked in {here / 'comparisons'})")
-
-
 def comparison_names() -> list[str]:
-    return sorted(p.stem for p in builtin_comparisons_dir().glob("*.yaml"))
+    return shipped_names("comparisons")
 
 
 def find_comparison(name: str) -> Path:
     """A comparison by name (built in) or by path to a YAML file."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    candidate = builtin_comparisons_dir() / f"{name}.yaml"
-    if candidate.is_file():
-        return candidate
-    names = comparison_names()
-    raise ConfigError(f"comparison {name!r}: no such file or built-in comparison; choose from: "
-                      f"{', '.join(names)}{closest(name, names)}")
+    return find_shipped(name, "comparisons", "comparison")
 
 
 def load_comparison(name: str) -> ComparisonSpec:
     path = find_comparison(name)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None
+    raw = safe_yaml.load_file(path)
     return spec_from_dict(path.stem, raw, str(path))
 
 
@@ -150,8 +123,7 @@ def _mapping(where: str, raw: Any, keys: set[str]) -> dict:
         raise ConfigError(f"{where}: must be a mapping with keys {', '.join(sorted(keys))}")
     for key in raw:
         if key not in keys:
-            raise ConfigError(f"{where}: unknown key {key!r}; choose from: {', '.join(sorted(keys))}"
-                              f"{closest(key, keys)}")
+            raise ConfigError(f"{where}: unknown key {key!r}; {choose_from(key, sorted(keys))}")
     return raw
 
 
@@ -176,7 +148,7 @@ def _protocol(where: str, raw: Any) -> Protocol:
         sampler = _sampler(f"{where}: protocol tuning sampler", tuning.get("sampler", "qmc"))
     at = raw.get("at", "final")
     if at not in AT:
-        raise ConfigError(f"{where}: protocol at {at!r}: choose from: {', '.join(AT)}{closest(at, AT)}")
+        raise ConfigError(f"{where}: protocol at {at!r}: {choose_from(at, AT)}")
     tau_max, share = raw.get("tau_max", 4.0), raw.get("target_share", 0.5)
     if not _is_number(tau_max) or tau_max <= 1:
         raise ConfigError(f"{where}: protocol tau_max {tau_max!r}: a number > 1")
@@ -191,7 +163,7 @@ def _sampler(where: str, name: Any) -> str:
     from optlab.sweep.spec import SAMPLERS
 
     if name not in SAMPLERS:
-        raise ConfigError(f"{where} {name!r}: choose from: {', '.join(SAMPLERS)}{closest(name, SAMPLERS)}")
+        raise ConfigError(f"{where} {name!r}: {choose_from(name, SAMPLERS)}")
     return str(name)
 
 
@@ -202,7 +174,7 @@ def _workload(where: str, name: str, raw: Any) -> Workload:
             raise ConfigError(f"{where}: {key} is missing")
     metric = raw["metric"]
     if metric not in METRICS:
-        raise ConfigError(f"{where}: metric {metric!r}: choose from: {', '.join(METRICS)}{closest(metric, METRICS)}")
+        raise ConfigError(f"{where}: metric {metric!r}: {choose_from(metric, METRICS)}")
     target = raw["target"]
     if target != "auto" and not _is_number(target):
         raise ConfigError(f"{where}: target {target!r}: a number, or auto (from the best contender's result)")
@@ -256,8 +228,7 @@ def _check_quick(where: str, spec: ComparisonSpec) -> None:
     for key, known in named.items():
         for name in quick.get(key) or []:
             if name not in known:
-                raise ConfigError(f"{where}: quick {key}: {name!r}: choose from: {', '.join(known)}"
-                                  f"{closest(name, known)}")
+                raise ConfigError(f"{where}: quick {key}: {name!r}: {choose_from(name, known)}")
 
 
 def shrunk(spec: ComparisonSpec) -> ComparisonSpec:

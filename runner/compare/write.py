@@ -39,8 +39,8 @@ def compare_md(spec, tables, summary: dict) -> str:
              spec.description, "", "## Protocol", "",
              f"- {p.studies} tuning stud{'y' if p.studies == 1 else 'ies'} per workload and contender; {tuning}; "
              f"study s trains with seed s.",
-             f"- Time to target: steps at the end of the first epoch whose validation metric reaches the target; "
-             f"a study's time is its fastest trial's, a contender's the median over studies (never: censored).",
+             "- Time to target: steps at the end of the first epoch whose validation metric reaches the target; "
+             "a study's time is its fastest trial's, a contender's the median over studies (never: censored).",
              f"- The chosen setting (best {p.at}-epoch validation metric over all studies) rerun with "
              f"{p.rerun_seeds} fresh seeds; the pairwise verdicts compare those reruns (Welch, 95%, the "
              f"workload's margin).",

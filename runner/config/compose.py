@@ -27,6 +27,7 @@ from optlab.config.validate import (
 )
 from optlab.errors import ConfigError, choose_from
 from optlab.registry import as_typed
+from optlab.shipped import shipped_dir
 
 # Keys that name, place, time or watch a run without changing what it learns: never grouping
 # keys, and two runs that differ only in them (and not in the seed) are duplicates.
@@ -58,20 +59,7 @@ def is_bookkeeping(key: str) -> bool:
 
 
 def builtin_config_dir() -> Path:
-    """conf/ ships inside the wheel as optlab/conf; a source checkout has it beside the source folder runner/."""
-    here = Path(__file__).resolve().parents[1]  # the runner package
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise ConfigError(f"optlab's built-in configs are missing (looked in {here / 'conf'})")
-
-
-def builtin_sweeps_dir() -> Path:
-    here = Path(__file__).resolve().parents[1]
-    for candidate in (here / "sweeps", here.parent / "sweeps"):
-        if candidate.is_dir():
-            return candidate
-    return here.parent / "sweeps"
+    return shipped_dir("conf")
 
 
 def search_dirs(config_dir: str | None) -> list[Path]:

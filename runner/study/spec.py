@@ -16,7 +16,8 @@ from typing import Any
 
 
 from optlab import safe_yaml
-from optlab.errors import ConfigError, choose_from
+from optlab.errors import ConfigError
+from optlab.shipped import find_shipped, shipped_dir, shipped_names
 
 STUDY_KEYS = {"claim", "source", "scaled_down", "base", "arms", "seeds", "quick", "measures", "criteria",
               "figure", "population", "notes", "comparison"}
@@ -63,27 +64,16 @@ class StudySpec:
 
 
 def builtin_studies_dir() -> Path:
-    """studies/ ships inside the wheel as optlab/studies; a source checkout has it beside the source folder runner/."""
-    here = Path(__file__).resolve().parents[1]
-    for candidate in (here / "studies", here.parent / "studies"):
-        if candidate.is_dir():
-            return candidate
-    raise ConfigError(f"optlab's built-in studies are missing (looked in {here / 'studies'})")
+    return shipped_dir("studies")
 
 
 def study_names() -> list[str]:
-    return sorted(p.stem for p in builtin_studies_dir().glob("*.yaml"))
+    return shipped_names("studies")
 
 
 def find_study(name: str) -> Path:
     """A study by name (built in) or by path to a YAML file."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    candidate = builtin_studies_dir() / f"{name}.yaml"
-    if candidate.is_file():
-        return candidate
-    raise ConfigError(f"study {name!r}: no such study; {choose_from(name, study_names())}")
+    return find_shipped(name, "studies", "study")
 
 
 def load_study(name: str) -> StudySpec:

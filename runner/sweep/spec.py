@@ -12,6 +12,7 @@ from typing import Any
 
 from optlab import safe_yaml
 from optlab.errors import ConfigError, choose_from
+from optlab.shipped import find_shipped
 
 SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "qmc")
 
@@ -149,17 +150,7 @@ def spread(low: float, high: float, points: int, log: bool, integer: bool) -> li
 def find_sweep_file(name: str) -> Path:
     """A path, else a file of that name in the built-in sweeps/ folder (with or without
     .yaml), so `sweeps/lr_wd.yaml`, `lr_wd.yaml` and `lr_wd` work from any directory."""
-    from optlab.config.compose import builtin_sweeps_dir
-
-    path = Path(name)
-    if path.is_file():
-        return path
-    builtin = builtin_sweeps_dir()
-    for candidate in (builtin / path.name, builtin / f"{path.name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    known = ", ".join(sorted(p.stem for p in builtin.glob("*.yaml")))
-    raise ConfigError(f"{name}: no such sweep file; built-in sweeps: {known}")
+    return find_shipped(name, "sweeps", "sweep file")
 
 
 def read_sweep_file(path: Path) -> tuple[dict, str]:

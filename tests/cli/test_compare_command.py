@@ -3,10 +3,10 @@ import pytest
 
 
 @pytest.mark.parametrize("args, words", [
-    (["compare", "lecture_optimisers"], ["no such file or built-in comparison", "closest: lecture_optimizers"]),
+    (["compare", "lecture_optimisers"], ["no such file or built-in comparison", "did you mean lecture_optimizers"]),
     (["compare", "lecture_optimizers", "--jobs", "0"], ["--jobs 0", ">= 1"]),
     (["compare", "lecture_optimizers", "--population", "many"], ["--population many"]),
-    (["compare", "bad.yaml"], ["unknown key 'workload'", "closest: workloads"]),
+    (["compare", "bad.yaml"], ["unknown key 'workload'", "did you mean workloads"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(optlab, tmp_path, args, words):
     (tmp_path / "bad.yaml").write_text("workload: {}\n")
