@@ -161,6 +161,7 @@ def open_members(requests: list[RunRequest], run_root: Path | None, console, dat
                                         columns=request.columns or replay_keys(p.cfg))
             if execution:
                 folder.summary.update(execution=execution, population=size or len(requests))
+            folder.summary.update(request.summary)
             members.append(Member(request, p, folder))
     except BaseException as exc:  # a folder the machine refused: the ones opened before end with it
         for m in members:

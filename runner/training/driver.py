@@ -61,6 +61,7 @@ class RunRequest:
     key: object = None                            # its population key (training.grouping); None: alone
     result: RunResult | None = None               # once it ended
     columns: tuple[str, ...] = ()                 # config keys metrics.csv records each epoch (training.hyper)
+    summary: dict = field(default_factory=dict)   # entries the caller adds to its summary.json (scheduler: pbt)
 
 
 @dataclass
