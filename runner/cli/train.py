@@ -17,7 +17,9 @@ def register(subparsers) -> None:
                     "The last stdout line is the run folder.",
         **with_examples(("optlab train model=mlp optimizer=adam optimizer.lr=3e-4", "one run"),
                         ("optlab train --resume outputs/runs/RUN", "continue an interrupted run"),
-                        ("optlab train -m optimizer=sgd,adam trainer.seed=0,1,2", "every combination, one after another")))
+                        ("optlab train -m optimizer=sgd,adam trainer.seed=0,1,2", "every combination, one after another"),
+                        ("optlab train --replay outputs/sweeps/pbt_lr/best_schedule.yaml",
+                         "a PBT sweep's best schedule, from scratch")))
     train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=cnn optimizer.lr=0.01")
     train.add_argument("--cfg", action="store_true",
                        help="print the composed config and exit (Hydra's `--cfg job` and `--cfg all` too; "
@@ -27,6 +29,9 @@ def register(subparsers) -> None:
                             "it takes overrides of how it runs only (trainer.progress, trainer.threads, ...)")
     train.add_argument("--config-dir", metavar="DIR", help="extra config folder whose groups extend/override the built-in ones")
     train.add_argument("-m", "--multirun", action="store_true", help="run every combination of comma-separated values")
+    train.add_argument("--replay", metavar="SCHEDULE",
+                       help="train from scratch under a schedule file's hyper-parameters (a PBT sweep's "
+                            "best_schedule.yaml): its base and values, trainer.replay=SCHEDULE; overrides go after them")
     train.add_argument("--population", metavar="K|auto",
                        help="with -m: train up to K runs of one structure at once as one vectorized population "
                             "(auto: 16 on a CPU, what fits on a GPU)")
@@ -43,6 +48,12 @@ def run_train(args) -> int:
         return _resume(Path(args.resume), args.overrides)
     if args.population is not None and not args.multirun:
         raise ConfigError("--population packs the runs of a grid: use it with -m (optlab train -m ... --population K)")
+    if args.replay:
+        from optlab.training.replay import replay_overrides
+
+        if args.multirun:
+            raise ConfigError("--replay trains one run: leave -m out")
+        args.overrides = [*replay_overrides(args.replay), *args.overrides]
     if args.multirun:
         from optlab.sweep.multirun import run_grid, show_grid
         if show_config:
