@@ -24,6 +24,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from optlab import faults
 from optlab.errors import DataError
 from optlab.runs.files import CsvAppender, read_json, truncate_after_epoch, write_atomic, write_json
 from optlab.sweep.pbt import Event, is_round
@@ -93,6 +94,7 @@ def commit_round(sweep_dir: Path, state: PbtState, epoch: int, events: list[Even
             [event_row(e, runs[e["member"]]) for e in new])
         for event in new:
             CsvAppender(sweep_dir / runs[event["member"]] / LINEAGE_FILE, event_columns(keys)).append(event_row(event))
+    faults.hit("pbt.commit")
     state.events += new
     state.committed = epoch
     write_state(sweep_dir, state)

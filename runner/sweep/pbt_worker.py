@@ -164,6 +164,7 @@ class PbtPopulation(BetweenEpochs):
                 self.study.tell(trial, state=TrialState.FAIL)
                 continue
             waiting.remove(k)
+            suggest(trial, self.spec.space)  # the queued initial values become its params
             self.state.members[k]["trial"] = trial.number
             self.hold(k, trial, self.state.members[k]["run_dir"])
         write_state(self.sweep_dir, self.state)
