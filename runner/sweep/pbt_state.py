@@ -157,24 +157,31 @@ def roll_back(run_dir: Path) -> None:
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
 
 
-def best_schedule(state: PbtState, member: int) -> tuple[dict[str, list], list[dict]]:
-    """The member's whole schedule, following its lineage back through its donors: each key's
-    [epoch, value] pairs where its value changes, and the events passed through (oldest first)."""
-    owner, passed, per_epoch = member, [], []
+def lineage(state: PbtState, member: int) -> tuple[list[int], list[dict]]:
+    """The member's lineage followed back through its donors: per epoch, the member whose run
+    its weights were trained in then; and the events passed through (oldest first)."""
+    owner, owners, passed = member, [], []
     for epoch in range(state.epochs - 1, -1, -1):
-        per_epoch.append(state.values(owner, epoch))
+        owners.append(owner)
         taken = [e for e in state.events_of(owner) if e["epoch"] == epoch - 1]
         if taken:
             passed.append(taken[-1])
             owner = taken[-1]["donor"]
-    per_epoch.reverse()
+    return owners[::-1], passed[::-1]
+
+
+def best_schedule(state: PbtState, member: int) -> tuple[dict[str, list], list[dict]]:
+    """The member's whole schedule, following its lineage back through its donors: each key's
+    [epoch, value] pairs where its value changes, and the events passed through (oldest first)."""
+    owners, passed = lineage(state, member)
     schedule: dict[str, list] = {}
-    for epoch, values in enumerate(per_epoch):
+    for epoch, owner in enumerate(owners):
+        values = state.values(owner, epoch)
         for key, value in values.items():
             pairs = schedule.setdefault(key, [])
             if not pairs or pairs[-1][1] != value:
                 pairs.append([epoch, value])
-    return schedule, list(reversed(passed))
+    return schedule, passed
 
 
 def write_best_schedule(sweep_dir: Path, state: PbtState, spec: SweepSpec, member: int, value: float) -> dict:

@@ -258,11 +258,9 @@ class PbtPopulation(BetweenEpochs):
         values = {}
         for k, result in enumerate(results):
             values[k] = self.tell_member(k, result)
-        finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
-        if finite:
-            pick = max if self.spec.direction == "maximize" else min
-            best = pick(finite, key=lambda k: (finite[k], -k) if pick is max else (finite[k], k))
-            write_best_schedule(self.sweep_dir, self.state, self.spec, best, finite[best])
+        best = best_member(values, self.spec.direction)
+        if best is not None:
+            write_best_schedule(self.sweep_dir, self.state, self.spec, best, values[best])
         self.show()
 
     def tell_member(self, k: int, result) -> float | None:
@@ -303,6 +301,13 @@ class PbtPopulation(BetweenEpochs):
     def show(self) -> None:
         if self.worker.after_trial is not None:
             self.worker.after_trial()
+
+
+def best_member(values: dict[int, float | None], direction: str) -> int | None:
+    """The member with the best finite value (the lowest number among equals); None if none has one."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    finite = [(sign * v, k) for k, v in values.items() if v is not None and math.isfinite(v)]
+    return min(finite)[1] if finite else None
 
 
 def score(row: dict, metric: str) -> float:
