@@ -4,8 +4,10 @@ structure, else in turns), and PBT's rounds between their epochs (PbtPopulation,
 between-epochs hook).
 
 A member is an ordinary run folder (summary.json `scheduler: pbt`); metrics.csv records its
-value of each searched key at each epoch. Member k trains with trainer.seed + k, so the
-members start from their own weights and data order. Its trial's params are its initial
+value of each searched key at each epoch. Every member trains with the sweep's trainer.seed,
+as every trial of a sweep does: the seed draws the data and its validation split (linreg's,
+spirals'), so members ranked against each other learn the same problem and are measured on
+the same examples (and start from the same weights). Its trial's params are its initial
 values (drawn by the sweep's sampler), its value the member's at the sweep's `at`, and its
 user attributes say its member number and lineage (optuna-dashboard shows them). A stopped
 sweep's members continue, when it is run again, each in a new trial with the same initial
@@ -94,12 +96,11 @@ class PbtPopulation(BetweenEpochs):
     # ------------------------------------------------------------ members and trials
 
     def config(self, k: int):
-        """Member k's config: the base, its initial values, trainer.seed + k."""
+        """Member k's config: the base and its initial values."""
         record, placement = self.state.members[k], self.worker.placement
         fixed = [f"trainer.name=member{k:02d}-trial{record['trial']:04d}", "trainer.progress=false",
                  *([f"trainer.device={placement.device}"] if placement.device else [])]
         cfg = self.compose([*self.spec.base, *record["overrides"], *fixed])
-        cfg.trainer.seed = int(cfg.trainer.seed) + k
         if int(cfg.trainer.early_stop.patience):
             raise ConfigError("trainer.early_stop.patience: a PBT member trains every epoch of the population; "
                               "leave early stopping off (trainer.early_stop.patience=0)")
