@@ -23,15 +23,18 @@ import sys
 from pathlib import Path
 
 from optlab.errors import ConfigError, Interrupted, StorageError
+from optlab.runs.files import CsvAppender
 from optlab.runs.folder import checkpoint_to_resume, read_metric_rows
 from optlab.runs.status import Status
 from optlab.sweep.objective import job_attrs, worst_value
 from optlab.sweep.pbt import Event, check_pbt_spec, is_round, plan_round
 from optlab.sweep.pbt_state import (
+    LINEAGE_FILE,
     PbtState,
     can_continue,
     commit_round,
     cut_logs,
+    event_columns,
     read_state,
     roll_back,
     write_best_schedule,
@@ -209,6 +212,7 @@ class PbtPopulation(BetweenEpochs):
                 self.trials[k].set_user_attr("run_dirs", [self.state.members[k]["run_dir"]])
             write_state(self.sweep_dir, self.state)
         for k, member in driver.active():
+            CsvAppender(member.folder.dir / LINEAGE_FILE, event_columns(self.keys))  # its header, from the start
             set_values(member.parts, self.state.values(k))
             driver.engine.retuned(k)
 

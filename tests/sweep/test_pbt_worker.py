@@ -44,6 +44,7 @@ def test_a_pbt_sweep_writes_ordinary_run_folders_their_lineage_pbt_csv_and_the_b
         assert summary["status"] == "completed" and summary["scheduler"] == "pbt"
         rows = table(run / "metrics.csv")
         assert [int(r["epoch"]) for r in rows] == list(range(5)) and "optimizer.lr" in rows[0]
+        assert (run / "lineage.csv").read_text().startswith("epoch,member,donor,reason")  # every member has one
     for event in events:
         run = folder / event["run_dir"]
         lineage = table(run / "lineage.csv")
