@@ -9,6 +9,7 @@ from testkit import TINY_BASE, sweep_folder, write_sweep
 
 from optlab import report
 from optlab.cli.app import main
+from optlab.report import html_runs
 from optlab.report.pbt import lineage_values, pbt_figure, pbt_sections, pbt_view
 from optlab.sweep.pbt_state import read_state
 
@@ -46,6 +47,11 @@ def test_the_figure_has_a_panel_for_the_metric_and_each_searched_key_and_the_pag
     sections = pbt_sections(view)
     assert [s["kind"] for s in sections] == ["chart", "chart", "table"]
     assert len(sections[0]["figure"]["data"]) == 5 and len(sections[2]["rows"]) == 4
+    collection = report.load([pbt_sweep])
+    metric = report.resolve_metric("val_acc", collection, "auto", "best")
+    page = html_runs.runs_page(collection, report.aggregate(collection, [], metric, None, ("completed",)), [],
+                               metric, ("completed",), [str(pbt_sweep)])
+    assert {"pbt-tiny-val_acc", "pbt-tiny-optimizer.lr", "pbt-tiny-members"} <= {s.get("id") for s in page["sections"]}
 
 
 def test_optlab_report_on_a_pbt_sweep_writes_its_figure_and_the_table_of_final_members(pbt_sweep, capsys):

@@ -72,12 +72,15 @@ def values_at(best, epoch):
     return [v for e, v in best["schedule"]["optimizer.lr"] if e <= epoch][-1]
 
 
-def test_a_finished_pbt_sweep_run_again_trains_nothing_more(tmp_path):
+def test_a_finished_pbt_sweep_run_again_trains_nothing_more_and_rerun_points_to_replay(tmp_path, capsys):
     path = write_sweep(tmp_path, **PBT, base=base(tmp_path, 2))
     assert main(["sweep", str(path)]) == 0
     before = read_rows(sweep_folder(tmp_path))
     assert main(["sweep", str(path)]) == 0
     assert read_rows(sweep_folder(tmp_path)) == before
+    capsys.readouterr()
+    assert main(["rerun", str(sweep_folder(tmp_path))]) == 2
+    assert "optlab train --replay" in capsys.readouterr().err
 
 
 def test_members_that_cannot_be_one_population_train_in_turns(tmp_path, capsys):
