@@ -17,9 +17,7 @@ def register(subparsers) -> None:
                     "The last stdout line is the run folder.",
         **with_examples(("optlab train model=mlp optimizer=adam optimizer.lr=3e-4", "one run"),
                         ("optlab train --resume outputs/runs/RUN", "continue an interrupted run"),
-                        ("optlab train -m optimizer=sgd,adam trainer.seed=0,1,2", "every combination, one after another"),
-                        ("optlab train --replay outputs/sweeps/pbt_lr/best_schedule.yaml",
-                         "a PBT sweep's best schedule, from scratch")))
+                        ("optlab train -m optimizer=sgd,adam trainer.seed=0,1,2", "every combination, one after another")))
     train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=cnn optimizer.lr=0.01")
     train.add_argument("--cfg", action="store_true",
                        help="print the composed config and exit (Hydra's `--cfg job` and `--cfg all` too; "
