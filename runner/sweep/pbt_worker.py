@@ -116,9 +116,9 @@ class PbtPopulation(BetweenEpochs):
             trial = self.study.ask()
             assignment = suggest(trial, self.spec.space)
             initial = {p.key: assignment[p.name] for p in self.spec.space}
-            self.hold(k, trial)
             members.append({"member": k, "trial": trial.number, "run_dir": None, "initial": initial,
                             "overrides": to_overrides(self.spec.space, assignment)})
+            self.hold(k, trial, overrides=members[-1]["overrides"])
         seed = self.spec.seed if self.spec.seed is not None else random.SystemRandom().randrange(2**31)
         state = PbtState(seed, 0, members)
         self.state = state
@@ -126,10 +126,10 @@ class PbtPopulation(BetweenEpochs):
         write_state(self.sweep_dir, state)
         return state
 
-    def hold(self, k: int, trial, run_dir: str | None = None) -> None:
+    def hold(self, k: int, trial, run_dir: str | None = None, overrides: list[str] = ()) -> None:
         self.trials[k] = trial
-        for key, value in {"status": Status.RUNNING, "pbt_member": k, "scheduler": "pbt", "worker_pid": os.getpid(),
-                           "threads": self.worker.placement.threads, **job_attrs()}.items():
+        for key, value in {"status": Status.RUNNING, "pbt_member": k, "scheduler": "pbt", "overrides": list(overrides),
+                           "worker_pid": os.getpid(), "threads": self.worker.placement.threads, **job_attrs()}.items():
             trial.set_user_attr(key, value)
         if run_dir:
             trial.set_user_attr("run_dirs", [run_dir])
@@ -170,7 +170,7 @@ class PbtPopulation(BetweenEpochs):
             waiting.remove(k)
             suggest(trial, self.spec.space)  # the queued initial values become its params
             self.state.members[k]["trial"] = trial.number
-            self.hold(k, trial, self.state.members[k]["run_dir"])
+            self.hold(k, trial, self.state.members[k]["run_dir"], self.state.members[k]["overrides"])
         write_state(self.sweep_dir, self.state)
         self.bring_to_one_point()
         return True

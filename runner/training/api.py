@@ -1,10 +1,11 @@
 """The one way in: train(cfg) for one run, train_many(cfgs, population=K) for many.
 
-Every caller (optlab train, multiruns, studies, both sweep executors, optlab rerun) trains
+Every caller (optlab train, multiruns, studies, the sweep executors, optlab rerun) trains
 through train_many. It groups the runs (training.grouping: a run that cannot share a
 population trains alone), builds each group's engine (training.solo for one run,
-training.stacked for a population, compiled as trainer.compile says), and drives it
-(training.driver). A run's ending is its result's status: completed, diverged, pruned or
+training.stacked for a population, compiled as trainer.compile says; training.turns for
+runs that must train in lockstep, a PBT population, but cannot be stacked), and drives it
+(training.driver, with the caller's between-epochs hook, or a run's replayed schedule). A run's ending is its result's status: completed, diverged, pruned or
 failed (with the error that says why, and its exit code). What stops every run, a signal
 (Interrupted), a machine refusing a write (StorageError) or a bug, is raised once every
 open run has its checkpoint and summary; an OptlabError carries the last run's result.

@@ -53,6 +53,7 @@ def test_a_pbt_sweep_writes_ordinary_run_folders_their_lineage_pbt_csv_and_the_b
         assert rows[int(event["epoch"]) + 1] == float(event["optimizer.lr_after"])  # the explored lr from the next epoch
     trials = read_rows(folder)
     assert sorted(r["status"] for r in trials) == ["completed"] * 4
+    assert "its whole schedule is best_schedule.yaml" in (folder / "best.yaml").read_text()
     best = yaml.safe_load((folder / "best_schedule.yaml").read_text())
     assert best["value"] == max(float(r["value"]) for r in trials) and best["epochs"] == 5
     assert list(best["schedule"]) == ["optimizer.lr"] and best["schedule"]["optimizer.lr"][0][0] == 0
