@@ -101,13 +101,14 @@ def sweep(file: str, overrides: Sequence[str] = (), *, trials: int | None = None
           **settings: Any) -> SweepResult:
     """Run (or continue) the sweep of a sweep file, as `optlab sweep FILE` does: `overrides`
     are added to its base, and `settings` replace the file's: sampler, pruner, study,
-    timeout, seeds, seed, jobs, per_gpu, population, config_dir."""
+    timeout, seeds, seed, jobs, per_gpu, population, scheduler, config_dir."""
     from optlab.errors import ConfigError
     from optlab.sweep.build import build_spec
     from optlab.sweep.outputs import read_trials_table
     from optlab.sweep.run import RunOptions, run_workers, start_sweep
 
-    allowed = {"sampler", "pruner", "study", "timeout", "seeds", "seed", "jobs", "per_gpu", "population", "config_dir"}
+    allowed = {"sampler", "pruner", "study", "timeout", "seeds", "seed", "jobs", "per_gpu", "population", "scheduler",
+               "config_dir"}
     unknown = sorted(set(settings) - allowed)
     if unknown:
         raise ConfigError(f"sweep(): unknown setting {', '.join(unknown)}; choose from: {', '.join(sorted(allowed))}")

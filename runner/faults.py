@@ -37,6 +37,7 @@ POINTS = {
     "sweep.trials_csv": "while trials.csv's temp file is written",
     "cli.shutdown": "in the interpreter's shutdown, after the command",
     "run.claimed": "right after a run claims its folder's lease, before it reads or writes anything",
+    "pbt.commit": "after a PBT round's checkpoints and event rows are written, before pbt.json commits them",
 }
 
 

@@ -456,7 +456,32 @@ def _sweep_plots(sweep, metric, folder: ReportFolder) -> list[str]:
     notes += why_not
     if importances is not None:
         folder.save(plots.importances(importances, sweep.study, name), f"sweep_{sweep.study}_importances.png")
-    return notes
+    return notes + _pbt_outputs(sweep, folder)
+
+
+def _pbt_outputs(sweep, folder: ReportFolder) -> list[str]:
+    """A PBT sweep's figure of its members per epoch and its table of final members."""
+    from optlab.report.pbt import pbt_figure, pbt_view
+
+    view = pbt_view(sweep)
+    if view is None:
+        return []
+    folder.save(pbt_figure(view), f"sweep_{sweep.study}_pbt.png")
+    folder.write(f"sweep_{sweep.study}_pbt_members.csv", view.members.to_csv(index=False))
+    _print(members_table(view))
+    return [f"{sweep.study}: a PBT sweep; each member's config.yaml (and the groups above) holds its initial values, "
+            f"its values per epoch are in metrics.csv and sweep_{sweep.study}_pbt.png"]
+
+
+def members_table(view):
+    from rich.table import Table
+
+    table = Table(title=f"PBT sweep {view.study}: final members ({view.label})")
+    for name in view.members.columns:
+        table.add_column(name, justify="left" if name in ("run", "donors") else "right")
+    for _, row in view.members.iterrows():
+        table.add_row(*(_fmt(v) for v in row))
+    return table
 
 
 def _file_name(name: str) -> str:

@@ -38,6 +38,9 @@ def run(args) -> int:
         raise ConfigError(f"--top {args.top} --seeds {args.seeds}: both must be >= 1")
     sweep_dir = Path(args.sweep_dir)
     spec, rows = read_sweep(sweep_dir)
+    if spec.scheduler == "pbt":  # a member's trial params are only where it started
+        raise ConfigError(f"{sweep_dir}: a PBT sweep's members changed their values while they trained; train the best "
+                          f"member's schedule again with: optlab train --replay {sweep_dir / 'best_schedule.yaml'}")
     configurations = best_configurations(spec, rows, args.top)
     first_fresh = int(compose(spec.base, spec.config_dir).trainer.seed) + spec.seeds
     seeds = range(first_fresh, first_fresh + args.seeds)

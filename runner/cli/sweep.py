@@ -44,6 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--population", metavar="K|auto",
                    help="train up to K trials' runs of one structure at once in each worker, as one vectorized "
                         "population (auto: 16 on a CPU)")
+    p.add_argument("--scheduler", help="none | pbt (Population Based Training of the --population K members)")
     p.add_argument("--sampler", help="random | grid | tpe | gp | cmaes | qmc")
     p.add_argument("--pruner", help="none | median | successive_halving | hyperband")
     p.add_argument("--storage", help="where the study lives, shared by workers on several machines: "
@@ -75,7 +76,7 @@ def register(subparsers) -> None:
 # ---------------------------------------------------------------- the command
 
 SPEC_CHANGES = ("trials", "sampler", "pruner", "study", "timeout", "seeds", "seed", "jobs", "per_gpu", "population",
-                "config_dir")
+                "config_dir", "scheduler")
 
 
 def run_sweep(args) -> int:

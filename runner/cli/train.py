@@ -27,6 +27,9 @@ def register(subparsers) -> None:
                             "it takes overrides of how it runs only (trainer.progress, trainer.threads, ...)")
     train.add_argument("--config-dir", metavar="DIR", help="extra config folder whose groups extend/override the built-in ones")
     train.add_argument("-m", "--multirun", action="store_true", help="run every combination of comma-separated values")
+    train.add_argument("--replay", metavar="SCHEDULE",
+                       help="train from scratch under a schedule file's hyper-parameters (a PBT sweep's "
+                            "best_schedule.yaml): its base and values, trainer.replay=SCHEDULE; overrides go after them")
     train.add_argument("--population", metavar="K|auto",
                        help="with -m: train up to K runs of one structure at once as one vectorized population "
                             "(auto: 16 on a CPU, what fits on a GPU)")
@@ -43,6 +46,12 @@ def run_train(args) -> int:
         return _resume(Path(args.resume), args.overrides)
     if args.population is not None and not args.multirun:
         raise ConfigError("--population packs the runs of a grid: use it with -m (optlab train -m ... --population K)")
+    if args.replay:
+        from optlab.training.replay import replay_overrides
+
+        if args.multirun:
+            raise ConfigError("--replay trains one run: leave -m out")
+        args.overrides = [*replay_overrides(args.replay), *args.overrides]
     if args.multirun:
         from optlab.sweep.multirun import run_grid, show_grid
         if show_config:

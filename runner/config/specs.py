@@ -58,7 +58,8 @@ TRAINER = KeysOnlySpec(
           Key("tensorboard", False),
           Key("threads", "auto", THREAD_COUNT, words=("auto",)),
           Key("freeze", [], FREEZE_PATTERNS),
-          Key("train_only", None, choices=("norm", "norm+head"), kind=str)))
+          Key("train_only", None, choices=("norm", "norm+head"), kind=str),
+          Key("replay", None, kind=str)))
 
 DIAGNOSTICS = KeysOnlySpec(
     name="diagnostics",

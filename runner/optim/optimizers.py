@@ -184,6 +184,19 @@ def build_optimizer(params: Iterable, cfg: dict):
     return functional.FunctionalOptimizer(params, spec.rule, {**torch_defaults(spec.cls), **kwargs}, spec.rule_args)
 
 
+def retune(optimizer, cfg: dict) -> None:
+    """Every param group's hyper-parameters set again from the option's mapping, as
+    build_optimizer sets them (a value changed while the run trains: PBT's explore, a
+    replayed schedule); the optimizer's state is left as it is. The lr is the group's
+    optimizer.lr_scale times optimizer.lr."""
+    spec = OPTIMIZERS.get(cfg["name"])
+    kwargs = {key.name: _argument(key, cfg[key.name]) for key in spec.keys if key not in (LR_SCALE, TARGET)}
+    for group in optimizer.param_groups:
+        for name, value in kwargs.items():
+            if name in group:
+                group[name] = value * group.get("lr_scale", 1.0) if name == "lr" else value
+
+
 def torch_defaults(cls: type) -> dict:
     """The torch class's own param-group defaults (read off its signature, without building
     one), so a saved state_dict is one the torch class loads too."""

@@ -19,6 +19,7 @@ from optlab import report
 from optlab.report import html_page
 from optlab.report.groups import split_of
 from optlab.report.html_page import chart_layout, column_type, is_missing, rounded
+from optlab.report.pbt import pbt_sections, pbt_view
 
 MAX_CURVE_POINTS = 100  # epochs per drawn curve; longer runs are thinned evenly
 MAX_CURVES = 10         # groups whose learning curves are drawn at once (the best of the selection)
@@ -292,6 +293,7 @@ def sweep_sections(sweep, runs: pd.DataFrame, metric) -> list[dict]:
     sections = [_best_so_far_section(sweep, name, maximize, trial_runs)]
     sections += _importance_sections(sweep, name)
     sections += _intermediate_sections(sweep, name)
+    sections += pbt_sections(pbt_view(sweep))
     return [s for s in sections if s]
 
 

@@ -190,15 +190,16 @@ def _numpy_rng_state_types() -> list:
             *{type(np.dtype(code)) for code in ("u4", "i4", "u8", "i8", "f4", "f8", "b1")}]
 
 
-def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict) -> Path:
-    """A new run folder with config.yaml, the metrics header and a `running` summary; a
-    machine that refuses any of them (a full disk) leaves no folder behind."""
+def start_run_folder(root: Path, name: str, config_yaml: str, summary: dict, columns=()) -> Path:
+    """A new run folder with config.yaml, the metrics header (METRIC_COLUMNS and `columns`)
+    and a `running` summary; a machine that refuses any of them (a full disk) leaves no
+    folder behind."""
     run_dir = new_run_dir(root, name)
     summary["run_dir"] = str(run_dir)
     try:
         lease.claim(run_dir)
         write_atomic(run_dir / "config.yaml", config_yaml)
-        CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)
+        CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS + list(columns), durable=False)
         write_summary(run_dir / "summary.json", summary)
     except StorageError:
         for written in ("config.yaml", "metrics.csv", "summary.json"):

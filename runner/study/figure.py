@@ -369,8 +369,10 @@ def _trials(ax, context: Context, panel: dict) -> None:
         log_scale(ax)
     ax.set(xlabel=f"{key}{' (log scale)' if ax.get_xscale() == 'log' else ''}",
            ylabel=f"{metric}{' (log scale)' if panel.get('log') else ''}")
+    pbt = any((context.spec.arm(a).sweep or {}).get("scheduler") == "pbt" for a in context.arms)
     ax.set_title(f"every completed trial: the {key} each arm tried and its {metric}\n"
-                 f"({len(tried)} trials in all; one small mark per trial)", fontsize=9)
+                 f"({len(tried)} trials in all; one small mark per trial"
+                 f"{f'; a PBT member at its initial {key}' if pbt else ''})", fontsize=9)
 
 
 def _trial_points(sweep_dir: Path, key: str) -> list[tuple[float, float]]:

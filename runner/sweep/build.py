@@ -13,6 +13,7 @@ from optlab.sweep.outputs import (
     read_sweep_json,
     read_trial_rows,
 )
+from optlab.sweep.pbt import check_pbt_spec
 from optlab.sweep.space import check_probes, refine_space
 from optlab.sweep.spec import (
     SweepSpec,
@@ -47,6 +48,7 @@ def build_spec(file: str | None = None, *, refine: str | Path | None = None, top
 def validate(spec: SweepSpec) -> None:
     """Everything a spec is checked for, once per sweep start."""
     check_settings(spec)
+    check_pbt_spec(spec)
     check_searched_keys(spec)
     check_probes(spec)
 

@@ -107,6 +107,9 @@ def best_yaml(trial, spec: SweepSpec) -> str:
     lines = [f"# best of sweep {spec.study}: {metric_label(spec.metric, spec.at)} {trial.value:.6g} "
              f"(trial {trial.number}); "
              f"a list of overrides for optlab train"]
+    if spec.scheduler == "pbt":  # the member's values changed as it trained
+        lines.append("# PBT: the best member's initial values; its whole schedule is best_schedule.yaml "
+                     "(optlab train --replay best_schedule.yaml)")
     return "\n".join(lines + [f"- {_yaml_item(o)}" for o in overrides]) + "\n"
 
 

@@ -48,7 +48,24 @@ PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "key", "when", "g
 
 
 SPEC_KEYS = {"metric", "at", "direction", "sampler", "pruner", "trials", "timeout", "seeds", "base",
-             "space", "seed", "grid_points", "study", "storage", "jobs", "per_gpu", "population"}
+             "space", "seed", "grid_points", "study", "storage", "jobs", "per_gpu", "population", "scheduler", "pbt"}
+
+
+SCHEDULERS = ("none", "pbt")  # none: each trial keeps its values for its whole run; pbt: Population Based Training
+
+
+@dataclass(frozen=True)
+class PbtSettings:
+    """`pbt:` of a sweep with `scheduler: pbt` (sweep/pbt.py). The defaults are Ray Tune's
+    PopulationBasedTraining's, but for the interval, which Ray counts in seconds of training."""
+
+    interval: int = 4                    # epochs between exploit rounds (Ray: perturbation_interval)
+    quantile: float = 0.25               # the bottom and top fractions of the ranking (Ray: quantile_fraction)
+    perturb: tuple[float, ...] = (1.2, 0.8)  # a perturbed value is multiplied by one of these (Ray: perturbation_factors)
+    resample: float = 0.25               # the chance a value is drawn anew from the space (Ray: resample_probability)
+
+
+PBT_KEYS = ("interval", "quantile", "perturb", "resample")
 
 
 GRID_POINTS = 4
@@ -123,6 +140,8 @@ class SweepSpec:
     jobs: int | None = None
     per_gpu: int = 1
     population: int | None = None  # runs trained at once per worker as one population (None: solo)
+    scheduler: str = "none"  # SCHEDULERS; pbt: the population is PBT's, its size `population`
+    pbt: PbtSettings = PbtSettings()
     config_dir: str | None = None
     source: str | None = None
     refined_from: str | None = None
@@ -173,6 +192,9 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
     metric = str(raw.get("metric", "val_acc"))
     if metric not in METRICS:
         raise ConfigError(f"metric '{metric}': {choose_from(metric, METRICS)}")
+    population, pbt = population_size(raw.get("population")), raw.get("scheduler") == "pbt"
+    if pbt:  # one trial per member, in one process
+        raw = {"trials": population or 20, "jobs": 1, **{k: v for k, v in raw.items() if v is not None}}
     return SweepSpec(
         study=str(raw["study"]), metric=metric, at=str(raw.get("at", "best")),
         direction=str(raw.get("direction", METRICS[metric])),
@@ -186,7 +208,8 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
         grid_points=_int(raw.get("grid_points", GRID_POINTS), "grid_points", 1),
         storage=raw.get("storage"), jobs=None if raw.get("jobs") is None else _int(raw["jobs"], "jobs", 1),
         per_gpu=_int(raw.get("per_gpu", 1), "per_gpu", 1),
-        population=population_size(raw.get("population")),
+        population=population,
+        scheduler=str(raw.get("scheduler", "none")), pbt=pbt_settings(raw.get("pbt")),
         config_dir=raw.get("config_dir"), source=raw.get("source", source),
         refined_from=raw.get("refined_from"), source_text=source_text,
     )
@@ -203,6 +226,32 @@ def population_size(value: Any) -> int | None:
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     return _int(value, "population", 1)
+
+
+def pbt_settings(raw: Any) -> PbtSettings:
+    """`pbt: {interval, quantile, perturb, resample}` (each optional) -> PbtSettings."""
+    if raw is None:
+        return PbtSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError("pbt: a mapping, e.g. {interval: 2, quantile: 0.25, perturb: [0.8, 1.25], resample: 0.25}")
+    unknown = sorted(set(raw) - set(PBT_KEYS))
+    if unknown:
+        raise ConfigError(f"pbt: unknown key '{unknown[0]}'; {choose_from(unknown[0], PBT_KEYS)}")
+    default = PbtSettings()
+    interval = _int(raw.get("interval", default.interval), "pbt.interval", 1)
+    quantile, resample = raw.get("quantile", default.quantile), raw.get("resample", default.resample)
+    perturb = raw.get("perturb", list(default.perturb))
+    if not _number(quantile) or not 0 < quantile <= 0.5:
+        raise ConfigError(f"pbt.quantile={quantile}: must be a number in (0, 0.5] (the bottom and top fractions)")
+    if not _number(resample) or not 0 <= resample <= 1:
+        raise ConfigError(f"pbt.resample={resample}: must be a probability in [0, 1]")
+    if not isinstance(perturb, list) or not perturb or not all(_number(f) and f > 0 for f in perturb):
+        raise ConfigError(f"pbt.perturb={perturb}: must be a list of factors > 0, e.g. [0.8, 1.25]")
+    return PbtSettings(interval, float(quantile), tuple(float(f) for f in perturb), float(resample))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def override_key(override: str) -> str:
@@ -231,6 +280,8 @@ def check_settings(spec: SweepSpec) -> None:
         raise ConfigError(f"sampler '{spec.sampler}': unknown; {choose_from(spec.sampler, SAMPLERS)}")
     if spec.pruner not in PRUNERS:
         raise ConfigError(f"pruner '{spec.pruner}': unknown; {choose_from(spec.pruner, PRUNERS)}")
+    if spec.scheduler not in SCHEDULERS:
+        raise ConfigError(f"scheduler '{spec.scheduler}': unknown; {choose_from(spec.scheduler, SCHEDULERS)}")
     if spec.timeout is not None and spec.timeout <= 0:
         raise ConfigError(f"timeout={spec.timeout}: must be > 0 seconds")
     if not spec.space:

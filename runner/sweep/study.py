@@ -6,7 +6,7 @@ import json
 import os
 import uuid
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from optlab.errors import ConfigError
 from optlab.runs.status import Status
@@ -52,6 +52,8 @@ def fingerprint(spec: SweepSpec, base_cfg) -> dict:
     settings = {"metric": spec.metric, "at": spec.at, "direction": spec.direction, "seeds": spec.seeds, "sampler": spec.sampler,
                 "pruner": spec.pruner, "grid_points": spec.grid_points,
                 "space": {p.name: p.raw() for p in spec.space}}
+    if spec.scheduler != "none":  # a study from before schedulers keeps its fingerprint
+        settings.update(scheduler=spec.scheduler, pbt=asdict(spec.pbt), population=spec.population)
     config = {k: v for k, v in flatten(as_plain(base_cfg)) if not is_bookkeeping(k)}
     flat = {**dict(flatten(settings)), **{f"base {k}": v for k, v in config.items()}}
     return {k: json.dumps(v, sort_keys=True) for k, v in flat.items()}

@@ -61,6 +61,10 @@ class Worker:
     after_trial: Callable[[], None] | None = None
 
     def run(self) -> None:
+        if self.spec.scheduler == "pbt":
+            from optlab.sweep.pbt_worker import run_pbt_worker
+
+            return run_pbt_worker(self)
         if (self.spec.population or 1) > 1:
             from optlab.sweep.population import run_population_worker
 

@@ -6,8 +6,9 @@ reduce-on-plateau's scale), 2-6) the engine's step (augment, forward, loss and p
 backward, clip, update, the running sums), 7) every log_every steps the losses read for
 divergence, 8) progress, and a signal stops every member at this step boundary. At the
 epoch's end: the validation pass, each member's row and its run folder's end of epoch (row,
-state, best weights, early stopping, a checkpoint when due, the caller's hook), the end of
-each member that is done, diverged, pruned or early-stopped, and a signal stops the rest.
+state, best weights, early stopping, a checkpoint when due, the caller's hook), the
+between-epochs hook (BetweenEpochs: PBT's exploit and explore, a replayed schedule), the end
+of each member that is done, diverged, pruned or early-stopped, and a signal stops the rest.
 
 Members end alone: the engine masks an ended member's slot and the others go on; a
 population's free slot may take a new member at an epoch's end (refill). An ended member
@@ -59,6 +60,8 @@ class RunRequest:
     checkpoint: object = NOT_LOADED               # a resumed run's checkpoint, once read (by the grouping)
     key: object = None                            # its population key (training.grouping); None: alone
     result: RunResult | None = None               # once it ended
+    columns: tuple[str, ...] = ()                 # config keys metrics.csv records each epoch (training.hyper)
+    summary: dict = field(default_factory=dict)   # entries the caller adds to its summary.json (scheduler: pbt)
 
 
 @dataclass
@@ -102,6 +105,24 @@ def outcome_of(exc: BaseException, run_dir: Path) -> Outcome:
     return Outcome(Status.FAILED, f"unexpected error: {type(exc).__name__}: {exc}", exc)
 
 
+class BetweenEpochs:
+    """What a caller does between the epochs of a group whose members train in lockstep (PBT's
+    exploit and explore, a replayed schedule). start: before the first epoch this process
+    trains (a resumed run's where it stopped). end: once every active member's row of the
+    epoch is written (rows: slot -> row); it may copy one member's state into another
+    (Engine.copy_member) and change members' hyper-parameters (training.hyper.set_values,
+    then Engine.retuned). keeps_diverged: a member whose loss turns NaN or infinite trains
+    on (its rows show it) for `end` to revive, instead of ending diverged."""
+
+    keeps_diverged = False
+
+    def start(self, driver: "Driver") -> None:
+        """Before the first epoch trained here."""
+
+    def end(self, driver: "Driver", epoch: int, rows: dict[int, dict]) -> None:
+        """After every active member's row of `epoch`."""
+
+
 def stops_everything(error: BaseException | None) -> bool:
     """Errors that end every run and the caller's work: a signal, a machine refusing a
     write, a bug. The others (diverged, a failed step) end one run, which is its result."""
@@ -112,9 +133,11 @@ class Driver:
     """Trains an engine's members to their ends, one epoch after another."""
 
     def __init__(self, engine: Engine, members: list[Member], signals, writer: RunFolderWriter,
-                 refill: Callable[[int], Member | None] | None = None, on_epoch_time: Callable | None = None):
+                 refill: Callable[[int], Member | None] | None = None, on_epoch_time: Callable | None = None,
+                 between: BetweenEpochs | None = None):
         self.engine, self.members, self.signals, self.writer = engine, members, signals, writer
         self.refill, self.on_epoch_time = refill, on_epoch_time
+        self.between = between or BetweenEpochs()
         self.ended: list[Member] = []  # every member that ended, in order
         self.failed_write: StorageError | None = None
 
@@ -127,6 +150,8 @@ class Driver:
         for k, m in enumerate(self.members):
             self.join(k, m)
         try:
+            if self.active():
+                self.between.start(self)
             while self.active():
                 started = time.perf_counter()
                 self.train_epoch()
@@ -192,7 +217,7 @@ class Driver:
             engine.step(i, batch, sample_norm=i % log_every == 0)  # 2)-6) augment ... update, running sums
             for state in states:
                 state.step += 1
-            if (i + 1) % log_every == 0:  # 7) divergence: the loss read every log_every steps only
+            if (i + 1) % log_every == 0 and not self.between.keeps_diverged:  # 7) divergence: read every log_every steps
                 for k, value in engine.nonfinite_losses().items():
                     self.end_member(k, outcome_of(Diverged(epoch, value), self.members[k].folder.dir))
                 if not self.active():
@@ -213,18 +238,23 @@ class Driver:
         """Every active member's row and end of epoch; a signal stops them all here (their
         checkpoints are this epoch's end); then the members that are done end."""
         tallies, validation = self.engine.tallies(), self.engine.evaluate("val")
+        keep, rows = self.between.keeps_diverged, {}
         for k, m in self.active():
             epoch, state = m.folder.epoch, m.folder.state
             m.folder.diagnostics.finish_step(epoch, state.step)
             row = metrics_row(epoch, state.step, state.position.lr, self.batch_size, tallies[k],
                               m.parts.batches.size(epoch), validation[k], m.parts.data.task,
                               time.perf_counter() - self.epoch_start[k])
+            row.update(m.folder.tracked_values())
             try:
-                if not math.isfinite(row["train_loss"]):
+                if not math.isfinite(row["train_loss"]) and not keep:
                     raise Diverged(epoch, row["train_loss"])
-                m.folder.end_epoch(epoch, row, self.writer, m.request.on_epoch)
+                m.folder.end_epoch(epoch, row, self.writer, m.request.on_epoch, keep_diverged=keep)
+                rows[k] = row
             except (Diverged, Pruned, TrainingFailed, ConfigError) as exc:  # this member's end, not the others'
                 self.end_member(k, outcome_of(exc, m.folder.dir))
+        if rows:  # before a signal stops the members: what the hook changes is in their checkpoints
+            self.between.end(self, next(iter(rows.values()))["epoch"], rows)
         if self.signals and self.active():
             self.signals.consumed = True
             raise Interrupted(self.signals[0])

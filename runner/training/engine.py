@@ -67,6 +67,22 @@ class Engine(ABC):
     def end_member(self, k: int) -> None:
         """Member k's run has ended: it steps no more (a population masks its slot)."""
 
+    def retuned(self, k: int) -> None:
+        """Member k's hyper-parameters changed in its parts (training.hyper.set_values): the
+        next steps use them."""
+
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        """Member `target` takes member `source`'s weights, normalization buffers and optimizer
+        state, bitwise (PBT's exploit); its data-order and augmentation generators stay its own."""
+        state = self.model_state(source)
+        for name, tensor in self.model_state(target).items():
+            tensor.copy_(state[name])
+        self.copy_optimizer_state(source, target)
+
+    def copy_optimizer_state(self, source: int, target: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} holds one member: there is no other to copy")
+
 
 def count_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Correct predictions over the batch dimension: [B, C] -> a count; [K, B, C] -> [K].

@@ -51,6 +51,7 @@ def why_solo(cfg) -> str | None:
                (str(t["data_on_device"]) == "false", "trainer.data_on_device=false streams one run's batches"),
                *((c[g].get("_target_"), f"{g}._target_={c[g].get('_target_')}: your own code trains one run")
                  for g in ("model", "init", "optimizer", "schedule")),
+               (t.get("replay"), "trainer.replay changes one run's hyper-parameters between its epochs"),
                (OPTIMIZERS.get(c["optimizer"]["name"]).rule is None,
                 f"optimizer={c['optimizer']['name']} has no functional form")]
     return next((why for applies, why in reasons if applies), None)
@@ -74,8 +75,9 @@ class Pending:
     continues from). `more(places)` (a sweep asking for trials) is asked for runs whenever
     none fits; a run whose request was stopped while it waited is dropped (`on_dropped`)."""
 
-    def __init__(self, size: int, more=None, on_dropped=None, who: str = "optlab"):
+    def __init__(self, size: int, more=None, on_dropped=None, who: str = "optlab", together: bool = False):
         self.size, self.more, self.on_dropped, self.who = max(1, int(size)), more, on_dropped, who
+        self.together, self.said = together, False  # every run in one group, whatever its key (a lockstep group: PBT)
         self.waiting: list = []
         self.seen: list = []  # every request, in the order it came
 
@@ -89,9 +91,14 @@ class Pending:
         """None: it trains alone (said on stderr when populations were asked for)."""
         from optlab.runs.folder import checkpoint_to_resume
 
-        if self.size == 1:
+        if self.size == 1 and not self.together:
             return None
         reason = why_solo(request.cfg)
+        if reason and self.together:  # said once for the group
+            if not self.said:
+                print(f"{self.who}: the runs train in turns, not as one population: {reason}", file=sys.stderr)
+            self.said = True
+            return None
         if reason:
             print(f"{self.who}: {as_plain(request.cfg)['trainer']['name']} trains alone: {reason}", file=sys.stderr)
             return None
@@ -100,6 +107,9 @@ class Pending:
         return structure(request.cfg), resume_position(request.checkpoint) if request.resume_dir else 0
 
     def next_group(self) -> list | None:
+        if self.together:
+            group, self.waiting = [r for r in self.waiting if not r.stop], []
+            return group or None
         first = self.take(None)
         if first is None:
             return None

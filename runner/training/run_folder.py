@@ -43,6 +43,7 @@ from optlab.training.diagnostics import Diagnostics
 from optlab.training.difficulty import keep_scores
 from optlab.training.engine import Engine, evaluate
 from optlab.training.export import write_model_file
+from optlab.training.hyper import value_of
 from optlab.training.progress import TrainProgress
 from optlab.training.state import RunState, cpu_snapshot, host_rng_states
 from optlab.training.tensorboard import TensorBoard
@@ -60,10 +61,11 @@ class Diverged(Exception):
 class RunFolder:
     """A run folder being trained: its parts, state, and what writes into the folder."""
 
-    def __init__(self, parts: Parts, run_dir: Path, state: RunState, summary: dict, fresh: bool, console=None):
+    def __init__(self, parts: Parts, run_dir: Path, state: RunState, summary: dict, fresh: bool, console=None,
+                 columns: tuple[str, ...] = ()):
         t, c = parts.cfg["trainer"], parts.cfg
-        self.parts, self.dir, self.state, self.summary = parts, run_dir, state, summary
-        self.table = CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS, durable=False)  # synced with checkpoints
+        self.parts, self.dir, self.state, self.summary, self.columns = parts, run_dir, state, summary, columns
+        self.table = CsvAppender(run_dir / "metrics.csv", METRIC_COLUMNS + list(columns), durable=False)  # synced with checkpoints
         self.progress = TrainProgress(enabled=bool(t["progress"]), total_epochs=parts.epochs, console=console)
         self.diagnostics = Diagnostics(run_dir, int(c["diagnostics"]["every"]), bool(t["diagnostics"]))
         self.watch = Watch(t, parts.data.task)  # best.pt and early stopping
@@ -80,16 +82,18 @@ class RunFolder:
 
     @classmethod
     def open(cls, parts: Parts, cfg, run_root: Path | None, resume_dir: Path | None, console=None,
-             checkpoint=NOT_LOADED) -> "RunFolder":
+             checkpoint=NOT_LOADED, columns: tuple[str, ...] = ()) -> "RunFolder":
         """A new run folder, or the one being resumed with its state restored (`checkpoint`:
-        its checkpoint when the caller has read it already, None when it has none)."""
+        its checkpoint when the caller has read it already, None when it has none). `columns`:
+        config keys whose values metrics.csv records at each epoch (keys that change while
+        the run trains: training.hyper)."""
         summary = {"status": Status.RUNNING, "seed": parts.seed, "device": str(parts.device),
                    "threads": torch.get_num_threads(), "epochs": parts.epochs, **versions(), **process_record()}
         if resume_dir is None:
             config_yaml = to_yaml(cfg) if isinstance(cfg, DictConfig) else OmegaConf.to_yaml(parts.cfg)
             run_dir = start_run_folder(Path(run_root or Path(parts.cfg["trainer"]["out_dir"]) / "runs"),
-                                       parts.cfg["trainer"]["name"], config_yaml, summary)
-            return cls(parts, run_dir, RunState(), summary, fresh=True, console=console)
+                                       parts.cfg["trainer"]["name"], config_yaml, summary, columns)
+            return cls(parts, run_dir, RunState(), summary, fresh=True, console=console, columns=columns)
         run_dir = Path(resume_dir)
         previous = previous_summary(run_dir)
         check_not_running_elsewhere(run_dir, previous)
@@ -102,7 +106,7 @@ class RunFolder:
         if previous.get("extended_from"):  # the epoch counts this run was extended from
             summary["extended_from"] = previous["extended_from"]
         write_summary(run_dir / "summary.json", {**previous, **summary})
-        folder = cls(parts, run_dir, state, summary, fresh=ckpt is None, console=console)
+        folder = cls(parts, run_dir, state, summary, fresh=ckpt is None, console=console, columns=columns)
         folder.watch.resume(ckpt, read_metric_rows(run_dir), summary.get("extended_from", []))
         return folder
 
@@ -125,13 +129,18 @@ class RunFolder:
         """The epoch this run trains next."""
         return self.state.epoch + 1
 
-    def end_epoch(self, epoch: int, row: dict, writer: RunFolderWriter, hook) -> None:
+    def tracked_values(self) -> dict:
+        """The values of the config keys metrics.csv records (`columns`) as they are now."""
+        return {key: value_of(self.parts.cfg, key) for key in self.columns}
+
+    def end_epoch(self, epoch: int, row: dict, writer: RunFolderWriter, hook, keep_diverged: bool = False) -> None:
         """The row appended, the state moved to the epoch's end, a checkpoint if one is due,
-        and the caller's look at the row (which may raise Pruned)."""
+        and the caller's look at the row (which may raise Pruned). keep_diverged: a NaN or
+        infinite validation loss does not end the run (a PBT member is revived by its population)."""
         self.table.append(row)
         self.tensorboard.end_epoch(row, self.parts.model, self.diagnostics.take_outputs())
         faults.hit("train.epoch_end")
-        if not math.isfinite(row["val_loss"]):
+        if not math.isfinite(row["val_loss"]) and not keep_diverged:
             raise Diverged(epoch, row["val_loss"])
         schedule_state = schedules.after_epoch(self.parts.cfg["schedule"], self.state.schedule, row["val_loss"])
         self.state.end_epoch(epoch, row["val_acc"], schedule_state, time.perf_counter() - self.started)
@@ -149,6 +158,12 @@ class RunFolder:
             self.state.wall_time_s = time.perf_counter() - self.started
         if self.state.position is None or stopped_by_signal:
             self.checkpoint.write(writer, (self.state.epoch, self.state.step), self.snapshot)
+
+    def checkpoint_now(self, writer: RunFolderWriter) -> None:
+        """A checkpoint of the state as it is now, also at a position written before (the
+        state changed since without a step: PBT's exploit)."""
+        self.checkpoint.written_at = None
+        self.checkpoint.write(writer, (self.state.epoch, self.state.step), self.snapshot)
 
     def current_weights(self) -> dict:
         """A CPU copy of the model's state_dict as it is now."""

@@ -28,16 +28,21 @@ class SoloEngine(Engine):
     size = 1
 
     def __init__(self, parts: Parts, diagnostics: Diagnostics | None = None):
-        reg = parts.cfg["regularize"]
         self.parts, self.device, self.diagnostics = parts, parts.device, diagnostics
-        self.penalized = bool(reg["l1"] or reg["l2"])
-        self.clip_value, self.clip_norm = reg.get("clip_value"), reg.get("clip_norm")  # nullable: `~key` deletes them
-        self.clipping = bool(self.clip_value or self.clip_norm)
+        self.retuned(0)
         self.classify = parts.data.task == "classification"
         # parameters and buffers are updated in place, so these references stay current and a
         # snapshot skips rebuilding the state_dict (a walk over every module)
         self.live_state = parts.model.state_dict(keep_vars=True)
-        self.tally, self.record_at, self.lr_set, self.batch_loss = EpochTally.zero(parts.device), -1, None, None
+        self.tally, self.record_at, self.batch_loss = EpochTally.zero(parts.device), -1, None
+
+    def retuned(self, k: int) -> None:
+        """The regularizers' settings, read once here rather than at every step."""
+        reg = self.parts.cfg["regularize"]
+        self.penalized = bool(reg["l1"] or reg["l2"])
+        self.clip_value, self.clip_norm = reg.get("clip_value"), reg.get("clip_norm")  # nullable: `~key` deletes them
+        self.clipping = bool(self.clip_value or self.clip_norm)
+        self.lr_set = None  # the optimizer's lr is set again at the next step
 
     def begin_epoch(self, epoch: int, steps: int, tallies: list[EpochTally]) -> None:
         self.tally = tallies[0]

@@ -196,6 +196,16 @@ class StackedEngine(Engine):
     def end_member(self, k: int) -> None:
         self.active[k] = False
 
+    def retuned(self, k: int) -> None:
+        self._stack_hyper()
+
+    @torch.no_grad()
+    def copy_optimizer_state(self, source: int, target: int) -> None:
+        for per_param in self.state.values():
+            for value in per_param.values():
+                if isinstance(value, torch.Tensor):
+                    value[target].copy_(value[source])
+
     def replace(self, k: int, parts: Parts) -> None:
         """A new member in slot k (its predecessor's run has ended): its weights, optimizer
         state (restored, or fresh), data and hyper-parameters."""
