@@ -82,9 +82,12 @@ def _dropped(request: RunRequest) -> None:
 
 
 def _with_results(error: BaseException, pending: Pending) -> BaseException:
+    """The error, carrying the results of the runs that ended (`results`; the last as `result`)."""
     done = [r.result for r in pending.seen if getattr(r, "result", None) is not None]
-    if isinstance(error, OptlabError) and done and error.result is None:
-        error.with_result(done[-1])
+    if isinstance(error, OptlabError):
+        error.results = done
+        if done and error.result is None:
+            error.with_result(done[-1])
     return error
 
 

@@ -112,7 +112,7 @@ def kernel_for(key: str, parts: Parts, size: int, compiled: bool) -> Kernel:
         forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), randomness="different")
         spec = OPTIMIZERS.get(parts.cfg["optimizer"]["name"])
         penalized = [name for name, p in parts.model.named_parameters() if is_penalized(p)]
-        step = make_step(forward, spec.rule, parts.data.task, penalized)
+        step = make_step(forward, spec.rule, parts.data.task, penalized, functional=compiled)
         if compiled:
             digest = step_digest(key, size)[:12]
             step = _compiled(step, f"population_step_{digest}")
@@ -129,8 +129,11 @@ def _compiled(function: Callable, name: str) -> Callable:
                                             function.__closure__), dynamic=False)
 
 
-def make_step(forward: Callable, rule, task: str, penalized: list[str]) -> Callable:
-    """The population's step as one function of tensors (what torch.compile compiles)."""
+def make_step(forward: Callable, rule, task: str, penalized: list[str], functional: bool) -> Callable:
+    """The population's step as one function of tensors (what torch.compile compiles).
+    `functional`: the gradients by torch.func.grad, which torch.compile traces whole; else by
+    torch.autograd.grad of the parameters (leaf tensors), which spares an eager population
+    the import of torch._dynamo that torch.func.grad makes (a second and more)."""
 
     def step(params: dict, buffers: dict, state: dict, hyper: dict, flags: dict, reg: dict,
              active: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, sample_norm: bool):
@@ -140,7 +143,11 @@ def make_step(forward: Callable, rule, task: str, penalized: list[str]) -> Calla
             penalties = penalty_of([weights[name] for name in penalized], reg["l1"], reg["l2"], members=True)
             return torch.where(active, losses + penalties, 0.0).sum(), (losses.detach(), out.detach())
 
-        grads, (losses, out) = torch.func.grad(objective, has_aux=True)(params, buffers)
+        if functional:
+            grads, (losses, out) = torch.func.grad(objective, has_aux=True)(params, buffers)
+        else:
+            total, (losses, out) = objective(params, buffers)
+            grads = dict(zip(params, torch.autograd.grad(total, list(params.values()))))
         norms = None
         if sample_norm:  # always when clipping
             norms = clip_gradients(list(grads.values()), reg["clip_value"], reg["clip_norm"], members=True)
@@ -168,7 +175,8 @@ class StackedEngine(Engine):
         self.rule = OPTIMIZERS.get(first.cfg["optimizer"]["name"]).rule
         self.names = list(first.model.state_dict(keep_vars=True))
         params, self.buffers = stack_module_state([p.model for p in members])
-        self.params = {name: p.detach() for name, p in params.items()}
+        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}  # leaves, updated in place
+        self.plain = {name: p.detach() for name, p in self.params.items()}  # the same memory: what torch.compile takes
         self.active = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.datasets: list = []
         self._stack_hyper()
@@ -298,8 +306,9 @@ class StackedEngine(Engine):
         # the norms are recorded when sampled and whenever clipping needs them (as solo); the
         # compiled step takes them every step (one graph, and they cost next to nothing there)
         record = sample_norm or self.reg["clip_value"] is not None or self.reg["clip_norm"] is not None
-        losses, correct, norms = self.kernel.step(self.params, self.buffers, self.state, self.hyper, self.flags,
-                                                  self.reg, self.active, xb, yb, record or self.compiled)
+        losses, correct, norms = self.kernel.step(self.plain if self.compiled else self.params, self.buffers,
+                                                  self.state, self.hyper, self.flags, self.reg, self.active, xb, yb,
+                                                  record or self.compiled)
         if self.compiled and not self.noted:
             note_compiled(self.key, self.size)
             self.noted = True
@@ -324,7 +333,7 @@ class StackedEngine(Engine):
         size, n = int(first.cfg["trainer"]["eval_batch_size"]), self.x_val.shape[1]
         batches = ((self.x_val[self.slot_data, s:s + size], self.y_val[self.slot_data, s:s + size])
                    for s in range(0, n, size))
-        forward = lambda x: self.kernel.forward(self.params, self.buffers, x)  # noqa: E731
+        forward = lambda x: self.kernel.forward(self.plain, self.buffers, x)  # noqa: E731
         loss = lambda out, y: task_loss(out, y, self.task, self.reg["smoothing"], members=True)  # noqa: E731
         losses, accs = evaluate_batches(forward, batches, loss, self.task, n, first.autocast, batch_dim=1)
         return list(zip(losses.tolist(), accs.tolist() if accs is not None else [None] * self.size))
