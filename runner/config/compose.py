@@ -142,6 +142,16 @@ class Composer:
 
 
 _MISSING = object()
+_COMPOSERS: dict[str | None, Composer] = {}
+
+
+def shared_composer(config_dir: str | None = None) -> Composer:
+    """This process's Composer for `config_dir`: a sweep composes its base once (its start,
+    its probe checks, each worker's warm-up and trials all draw on it) and gives each trial a
+    copy with the trial's values. Its configs are copies: a caller may change them."""
+    if config_dir not in _COMPOSERS:
+        _COMPOSERS[config_dir] = Composer(config_dir)
+    return _COMPOSERS[config_dir]
 
 
 def _is_value_change(override) -> bool:

@@ -81,3 +81,39 @@ def test_ctrl_c_in_a_study_keeps_every_members_finished_epochs_and_the_rerun_end
     resumed, uninterrupted = (json.loads((tmp_path / out / "ioffe2015_batchnorm" / "verdict.json").read_text())
                               for out in ("stopped", "clean"))
     assert resumed["values"] == uninterrupted["values"]
+
+
+def test_a_population_stopped_by_sigterm_resumes_every_member_from_its_checkpoint(tmp_path):
+    """SIGTERM in the second epoch of a population of 8 trials: all 8 are queued again with
+    their run folders; the rerun continues every member from its checkpoint (each folder has
+    epochs 0, 1, 2 once, and no folder is new), and their rows equal those of the same 8 runs
+    trained as one population without a stop."""
+    from omegaconf import OmegaConf
+
+    from optlab.training.api import train_many
+
+    command = ["sweep", "lr_wd", "--population", "8", "--trials", "8", "--pruner", "none", "trainer.epochs=3",
+               "trainer.progress=false"]
+    stopped = optlab(*command, cwd=tmp_path, fault="train.step@30=sigterm")
+    assert stopped.returncode == 143, stopped.stderr
+    assert optlab(*command, cwd=tmp_path).returncode == 0
+    folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
+    with open(folder / "trials.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    interrupted = [r["run_dirs"] for r in rows if r["status"] == "interrupted"]
+    finished = [r["run_dirs"] for r in rows if r["status"] in FINISHED]
+    assert len(interrupted) == 8 and sorted(finished) == sorted(interrupted)
+    runs = sorted((folder / "runs").iterdir())
+    assert len(runs) == 8
+    timing = ("epoch_time_s", "samples_per_s")
+
+    def metric_rows(run: Path) -> list[dict]:
+        with open(run / "metrics.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
+
+    members = [folder / run for run in interrupted]  # in trial order, as the population stacked them
+    assert all([r["epoch"] for r in metric_rows(run)] == ["0", "1", "2"] for run in members
+               if json.loads((run / "summary.json").read_text())["status"] == "completed")
+    straight = train_many([OmegaConf.load(run / "config.yaml") for run in members], population=8,
+                          run_root=tmp_path / "straight")
+    assert [metric_rows(run) for run in members] == [metric_rows(r.run_dir) for r in straight]
