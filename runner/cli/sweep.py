@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--per-gpu", type=int, dest="per_gpu", help="workers per GPU when --jobs is not given")
     p.add_argument("--population", metavar="K|auto",
                    help="train up to K trials' runs of one structure at once in each worker, as one vectorized "
-                        "population (auto: 16 on a CPU)")
+                        "population (auto: the K whose step is fastest per member, measured at the start)")
     p.add_argument("--sampler", help="random | grid | tpe | gp | cmaes | qmc")
     p.add_argument("--pruner", help="none | median | successive_halving | hyperband")
     p.add_argument("--storage", help="where the study lives, shared by workers on several machines: "

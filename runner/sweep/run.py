@@ -64,11 +64,11 @@ class Outcome:
 def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
     """The sweep folder and study, claimed for this spec (a study of other settings is
     refused), the budget settled, and sweep.json written."""
-    from optlab.config.compose import compose
+    from optlab.config.compose import shared_composer
     from optlab.runs.files import make_dirs
     from optlab.sweep.storage import default_storage, open_storage
 
-    base_cfg = compose(spec.base, spec.config_dir)
+    base_cfg = shared_composer(spec.config_dir)(spec.base)
     sweep_dir = make_dirs(Path(str(base_cfg.trainer.out_dir)) / "sweeps" / spec.study)
     url = options.storage or spec.storage or default_storage(sweep_dir, options.launcher)
     quiet_optuna()

@@ -48,16 +48,17 @@ def train(cfg, *, run_root: Path | None = None, resume_dir: Path | None = None, 
     return train_many([request], run_root=run_root, console=console)[0]
 
 
-def train_many(runs: list, *, population: int = 1, run_root: Path | None = None,
+def train_many(runs: list, *, population: int | str = 1, run_root: Path | None = None,
                more: Callable[[int], list[RunRequest]] | None = None, planned: int = 0,
                on_group: Callable[[list[str]], None] | None = None, who: str = "optlab",
                console=None) -> list[RunResult]:
     """Train these runs (configs or RunRequests), up to `population` of one structure at a
-    time as one population; their results, in order (runs from `more` after them). `more`:
+    time as one population ("auto": the size measured fastest per member here,
+    grouping.auto_size); their results, in order (runs from `more` after them). `more`:
     asked for up to N further runs whenever none waiting fits (a sweep asking for trials);
     `planned`: how many runs the caller expects in all (trainer.compile=auto weighs them);
     `who`: the name a run that trains alone is said to train alone in (`study NAME`)."""
-    pending = Pending(population, more, on_dropped=_dropped, who=who)
+    pending = Pending(population, more, on_dropped=_dropped, who=who, planned=max(planned, len(runs)))
     pending.add([r if isinstance(r, RunRequest) else RunRequest(r) for r in runs])
     with stop_on_signals() as signals:
         while (group := pending.next_group()) is not None:

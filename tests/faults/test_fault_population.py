@@ -56,14 +56,14 @@ def test_a_stopped_population_sweep_rerun_ends_with_exactly_n(tmp_path, fault, c
 
 
 def test_ctrl_c_in_a_study_keeps_every_members_finished_epochs_and_the_rerun_ends_as_an_uninterrupted_one(tmp_path):
-    """`optlab study run ioffe2015_batchnorm`: 20 runs, two structures of 10, each one
-    population. SIGINT at step 7 of epoch 5 of the second population: each of its members
+    """`optlab study run ioffe2015_batchnorm --population 16`: 20 runs, two structures of 10,
+    each one population. SIGINT at step 7 of epoch 5 of the second population: each of its members
     writes its checkpoint at that step; the rerun continues all of them from there (none
     starts over) and the study's numbers are those of a study never interrupted."""
     steps = 23  # digits at batch 64: 1,438 training samples
     stop_at = 10 * steps + 5 * steps + 7  # the first population's 10 epochs, then 5 epochs and 7 steps
-    stopped = optlab("study", "run", "ioffe2015_batchnorm", "--out", "stopped", cwd=tmp_path,
-                     fault=f"train.step@{stop_at}=sigint", timeout=300)
+    command = ("study", "run", "ioffe2015_batchnorm", "--population", "16")  # auto's K is the machine's: fixed here
+    stopped = optlab(*command, "--out", "stopped", cwd=tmp_path, fault=f"train.step@{stop_at}=sigint", timeout=300)
     assert stopped.returncode == 130, stopped.stderr
     runs = tmp_path / "stopped" / "ioffe2015_batchnorm" / "runs"
     statuses = {p.name: json.loads((p / "summary.json").read_text())["status"] for p in runs.iterdir()}
@@ -72,11 +72,11 @@ def test_ctrl_c_in_a_study_keeps_every_members_finished_epochs_and_the_rerun_end
         assert (folder / "checkpoint.pt").is_file()
         with open(folder / "metrics.csv", newline="") as f:
             assert len(list(csv.DictReader(f))) == 5
-    rerun = optlab("study", "run", "ioffe2015_batchnorm", "--out", "stopped", cwd=tmp_path, timeout=300)
+    rerun = optlab(*command, "--out", "stopped", cwd=tmp_path, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "20 run(s): 10 reused, 10 to resume, 0 to train" in rerun.stderr
     assert "starting it over" not in rerun.stderr
-    clean = optlab("study", "run", "ioffe2015_batchnorm", "--out", "clean", cwd=tmp_path, timeout=300)
+    clean = optlab(*command, "--out", "clean", cwd=tmp_path, timeout=300)
     assert clean.returncode == 0, clean.stderr
     resumed, uninterrupted = (json.loads((tmp_path / out / "ioffe2015_batchnorm" / "verdict.json").read_text())
                               for out in ("stopped", "clean"))
