@@ -115,7 +115,6 @@ class Driver:
                  refill: Callable[[int], Member | None] | None = None, on_epoch_time: Callable | None = None):
         self.engine, self.members, self.signals, self.writer = engine, members, signals, writer
         self.refill, self.on_epoch_time = refill, on_epoch_time
-        self.ended: list[Member] = []  # every member that ended, in order
         self.failed_write: StorageError | None = None
 
     def active(self) -> list[tuple[int, Member]]:
@@ -194,7 +193,8 @@ class Driver:
                 state.step += 1
             if (i + 1) % log_every == 0:  # 7) divergence: the loss read every log_every steps only
                 for k, value in engine.nonfinite_losses().items():
-                    self.end_member(k, outcome_of(Diverged(epoch, value), self.members[k].folder.dir))
+                    member = self.members[k]
+                    self.end_member(k, outcome_of(Diverged(member.folder.epoch, value), member.folder.dir))
                 if not self.active():
                     return
                 states = [m.folder.state for _, m in self.active()]
@@ -250,7 +250,6 @@ class Driver:
             m.outcome, self.failed_write = Outcome(Status.FAILED, str(fault), fault), fault
         finally:
             m.folder.__exit__(None, None, None)
-        self.ended.append(m)
         finish(m)
 
     def refill_slots(self) -> None:
