@@ -8,7 +8,9 @@ Two measurements, so that kernel and start-up gains can be told apart:
    (`--population K`). Each variant runs in its own process, so its peak memory (resident
    set; on a GPU, the most memory torch allocated) is its own. Printed per case and variant:
    wall time, trials per minute, the ratio to solo one after another, and the peak. The
-   `mlp-digits-long` case is one whose solo sweep takes minutes, as the sweeps users wait on.
+   `mlp-digits-long` case is one whose solo sweep takes minutes, as the sweeps users wait on;
+   it also runs each K with trainer.compile=true (a cold compile counted in its wall time).
+   The last column says whether the populations compiled their step.
 2. Engines. One epoch of K members of the case's model, in this process: each member's solo
    step one after another, the stacked step, and the compiled stacked step (its compile time
    apart), in turns (--repeats of them, after one to warm up and compile), so that a drifting
@@ -40,6 +42,7 @@ CASES = {  # name -> (base overrides, lr grid, wd grid)
     "cnn-shapes": (["data=shapes", "data.n_samples=1000", "model=cnn", "model.channels=8", "model.depth=3",
                     "optimizer=momentum", "trainer.epochs=3"], 8, 4),
 }
+COMPILED_SWEEPS = ("mlp-digits-long",)  # also swept with trainer.compile=true (its cold compile in the wall time)
 
 
 def sweep_file(folder: Path, case: str) -> Path:
@@ -60,23 +63,29 @@ def spread(low: float, high: float, n: int) -> list[float]:
 
 
 def run_variant(path: Path, folder: Path, flags: list[str], device: str, threads: int) -> dict:
-    """One `optlab sweep` in a child process: its wall time, finished trials and peak memory."""
+    """One `optlab sweep` in a child process: its wall time, finished trials, peak memory, and
+    whether its populations compiled their step (trainer.compile=auto's line, or =true)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "optlab", "sweep", str(path), *flags, f"trainer.device={device}",
                f"trainer.out_dir={folder}"]
     started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    stderr = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
-        raise SystemExit(f"{' '.join(flags) or 'solo'} failed: {child.stderr.read()[-2000:]}")
+        raise SystemExit(f"{' '.join(flags) or 'solo'} failed: {stderr[-2000:]}")
     trials = json.loads((folder / "sweeps" / path.stem / "sweep.json").read_text())["trials"]
-    return {"wall_s": wall, "trials": trials, "peak_mb": usage.ru_maxrss / 1024}
+    compiled = "trainer.compile=true" in flags or "trainer.compile=auto: compiling" in stderr
+    return {"wall_s": wall, "trials": trials, "peak_mb": usage.ru_maxrss / 1024, "compiled": compiled}
 
 
 def bench_case(case: str, sizes: list[int], device: str, threads: int) -> list[dict]:
     variants = [("solo", []), ("solo --jobs 2", ["--jobs", "2"])] + [
-        (f"population {k}", ["--population", str(k)]) for k in sizes]
+        (f"population {k}", ["--population", str(k)]) for k in sizes] + [
+        (f"population {k} compiled", ["--population", str(k), "trainer.compile=true"]) for k in sizes
+        if case in COMPILED_SWEEPS]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, flags in variants:
@@ -166,6 +175,14 @@ def main() -> None:
     sizes, cases = [int(k) for k in args.sizes.split(",")], args.case or sorted(CASES)
     print(f"{time.strftime('%Y-%m-%d')} device={args.device} threads={args.threads} torch={torch.__version__} "
           f"cores={os.cpu_count()} sizes={sizes}")
+    if not args.skip_sweeps:  # first: the engines grow this process, whose size a forked child starts with
+        print(f"\n{'case':16} {'variant':25} {'trials':>6} {'wall s':>8} {'trials/min':>11} {'vs solo':>8} "
+              f"{'peak MB':>8} {'compiled':>9}")
+        for case in cases:
+            for r in bench_case(case, sizes, args.device, args.threads):
+                print(f"{r['case']:16} {r['variant']:25} {r['trials']:6d} {r['wall_s']:8.1f} "
+                      f"{r['trials_per_min']:11.1f} {r['vs_solo']:8.2f} {r['peak_mb']:8.0f} "
+                      f"{'yes' if r['compiled'] else 'no':>9}", flush=True)
     if not args.skip_engines:
         print(f"\n{'case':16} {'K':>4} {'solo s':>8} {'stacked s':>10} {'compiled s':>11} {'compile s':>10} "
               f"{'stacked x':>10} {'compiled x':>11}   (per epoch)")
@@ -174,13 +191,6 @@ def main() -> None:
                 r = engine_epochs(case, k, args.device, args.repeats)
                 print(f"{case:16} {k:4d} {r['solo_s']:8.3f} {r['stacked_s']:10.3f} {r['compiled_s']:11.3f} "
                       f"{r['compile_s']:10.1f} {r['stacked_x']:10.2f} {r['compiled_x']:11.2f}", flush=True)
-    if not args.skip_sweeps:
-        print(f"\n{'case':16} {'variant':16} {'trials':>6} {'wall s':>8} {'trials/min':>11} {'vs solo':>8} "
-              f"{'peak MB':>8}")
-        for case in cases:
-            for r in bench_case(case, sizes, args.device, args.threads):
-                print(f"{r['case']:16} {r['variant']:16} {r['trials']:6d} {r['wall_s']:8.1f} "
-                      f"{r['trials_per_min']:11.1f} {r['vs_solo']:8.2f} {r['peak_mb']:8.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--per-gpu", type=int, dest="per_gpu", help="workers per GPU when --jobs is not given")
     p.add_argument("--population", metavar="K|auto",
                    help="train up to K trials' runs of one structure at once in each worker, as one vectorized "
-                        "population (auto: 16 on a CPU)")
+                        "population (auto: the K whose step is fastest per member, measured at the start)")
     p.add_argument("--scheduler", help="none | pbt (Population Based Training of the --population K members)")
     p.add_argument("--sampler", help="random | grid | tpe | gp | cmaes | qmc")
     p.add_argument("--pruner", help="none | median | successive_halving | hyperband")
@@ -81,8 +81,9 @@ SPEC_CHANGES = ("trials", "sampler", "pruner", "study", "timeout", "seeds", "see
 
 def run_sweep(args) -> int:
     from optlab.sweep.build import build_spec
+    from optlab.sweep.launch import launch_for
     from optlab.sweep.launcher import launcher_overrides, load_launcher
-    from optlab.sweep.run import RunOptions, run_workers, start_sweep
+    from optlab.sweep.run import RunOptions, start_sweep
     from optlab.sweep.study import GRACE_S, HEARTBEAT_S
 
     if args.watch or args.cancel:
@@ -94,48 +95,25 @@ def run_sweep(args) -> int:
         overrides.insert(0, args.file)
     launcher_keys, overrides = launcher_overrides(overrides)
     launcher = load_launcher(args.launcher, args.config_dir, launcher_keys)
-    check_launcher_flags(args, launcher.kind)
+    launch = launch_for(launcher)
+    launch.check_flags(args.jobs, args.workers, args.wait)
     options = RunOptions(storage=args.storage, extend=args.extend,
                          heartbeat=HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
                          grace=GRACE_S if args.grace is None else args.grace, launcher=launcher.kind,
                          storage_timeout=args.storage_timeout)
-    if launcher.kind == "slurm":
-        from optlab.sweep.slurm import check_cluster
-
-        check_cluster(launcher)
+    launch.check(launcher)
     spec = build_spec(None if args.refine else args.file, refine=args.refine or None, top=args.top,
                       changes={k: getattr(args, k) for k in SPEC_CHANGES}, overrides=overrides)
     sweep = start_sweep(spec, options)
-    if launcher.kind == "slurm":
-        return submit_sweep(sweep, launcher, args, options)
     with SweepView(sweep.spec) as view:
-        outcome = run_workers(sweep, options, on_rows=view.show)
-    return finish(sweep.spec, sweep.sweep_dir, outcome, args.html)
-
-
-def check_launcher_flags(args, kind: str) -> None:
-    from optlab.errors import ConfigError
-
-    if kind != "slurm" and (args.workers is not None or args.wait):
-        raise ConfigError("--workers and --wait: for --launcher slurm; a local sweep uses --jobs")
-    if kind == "slurm" and args.jobs is not None:
-        raise ConfigError("--jobs: for local sweeps; with --launcher slurm give --workers (Slurm array tasks)")
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: must be >= 1")
-
-
-def submit_sweep(sweep, launcher, args, options) -> int:
-    """Submit the job array; print its id and the sweep folder (stdout's last line), or with
-    --wait follow it to the end."""
-    from optlab.sweep.slurm import submit
-
-    workers = args.workers or 1
-    job_id = submit(sweep, launcher, workers, options.heartbeat, options.grace)
-    print(f"submitted Slurm job array {job_id} ({workers} workers) for sweep {sweep.spec.study}; "
+        launched = launch.launch(sweep, launcher, options, args.workers, view.show)
+    if launched.job is None:  # the workers ran here
+        return finish(sweep.spec, sweep.sweep_dir, launched.outcome, args.html)
+    print(f"submitted job array {launched.job} ({args.workers or 1} workers) for sweep {sweep.spec.study}; "
           f"follow it with: optlab sweep --watch {sweep.sweep_dir}", file=sys.stderr, flush=True)
     if args.wait:
-        return watch_sweep(sweep.sweep_dir, options.storage, job_id=job_id, html=args.html)
-    print(f"job {job_id}")
+        return watch_sweep(sweep.sweep_dir, options.storage, job_id=launched.job, html=args.html)
+    print(f"job {launched.job}")
     print(sweep.sweep_dir)
     return 0
 
@@ -257,11 +235,6 @@ class SweepView:
         self.jobs = ""  # the Slurm tasks alive, when watching a Slurm sweep
 
     def __enter__(self):
-        if self.console.is_terminal:
-            from rich.live import Live
-
-            self.live = Live(console=self.console, refresh_per_second=2, transient=False)
-            self.live.__enter__()
         return self
 
     def __exit__(self, *exc):
@@ -270,6 +243,13 @@ class SweepView:
         return False
 
     def show(self, rows: list[dict]) -> None:
+        """On a terminal, the live view (started with the first rows: a sweep whose workers run
+        elsewhere shows none); elsewhere a line per finished trial."""
+        if self.console.is_terminal and self.live is None:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, refresh_per_second=2, transient=False)
+            self.live.__enter__()
         if self.live is not None:
             self.live.update(self.render(rows))
         else:

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                             "best_schedule.yaml): its base and values, trainer.replay=SCHEDULE; overrides go after them")
     train.add_argument("--population", metavar="K|auto",
                        help="with -m: train up to K runs of one structure at once as one vectorized population "
-                            "(auto: 16 on a CPU, what fits on a GPU)")
+                            "(auto: the K whose step is fastest per member, measured at the start)")
     train.set_defaults(handler=run_train)
 
 
@@ -116,17 +116,12 @@ def _check_same_kind_of_device(asked: str, ran_on: str) -> None:
                           f"(its checkpoint's random generators are {ran_on.split(':')[0]} ones)")
 
 
-def population_size(text: str | None) -> int | None:
-    """--population K (an integer >= 1) or auto; None without the flag."""
-    if text is None:
-        return None
-    if text == "auto":
-        from optlab.training.grouping import AUTO_SIZE
+def population_size(text: str | None) -> int | str | None:
+    """--population K (an integer >= 1) or auto (K measured: optlab.training.grouping.auto_size);
+    None without the flag."""
+    from optlab.training.grouping import population_setting
 
-        return AUTO_SIZE
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"--population {text}: give a number of runs >= 1, or auto")
-    return int(text)
+    return population_setting(text)
 
 
 CFG_KINDS = ("job", "all")  # Hydra's --cfg values; optlab has no hydra config, so both print the same

@@ -148,6 +148,16 @@ class Composer:
 
 
 _MISSING = object()
+_COMPOSERS: dict[str | None, Composer] = {}
+
+
+def shared_composer(config_dir: str | None = None) -> Composer:
+    """This process's Composer for `config_dir`: a sweep composes its base once (its start,
+    its probe checks, each worker's warm-up and trials all draw on it) and gives each trial a
+    copy with the trial's values. Its configs are copies: a caller may change them."""
+    if config_dir not in _COMPOSERS:
+        _COMPOSERS[config_dir] = Composer(config_dir)
+    return _COMPOSERS[config_dir]
 
 
 def _is_value_change(override) -> bool:
@@ -155,8 +165,9 @@ def _is_value_change(override) -> bool:
     from hydra.core.override_parser.types import OverrideType
 
     value = override.value()
-    return (override.type == OverrideType.CHANGE and "." in override.key_or_group and "/" not in override.key_or_group
-            and not (isinstance(value, str) and "${" in value) and not isinstance(value, (list, dict)))
+    return (override.type == OverrideType.CHANGE and not override.is_sweep_override() and "." in override.key_or_group
+            and "/" not in override.key_or_group and not (isinstance(value, str) and "${" in value)
+            and not isinstance(value, (list, dict)))
 
 
 def parse_overrides(overrides: Sequence[str]) -> list:

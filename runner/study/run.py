@@ -15,7 +15,7 @@ from optlab.study.spec import StudySpec
 class StudyOptions:
     quick: bool = False
     seeds: int | None = None        # over the study's own
-    population: int | None = None   # None: the study's `population`, else 16 (AUTO_SIZE on a CPU)
+    population: int | str | None = None  # None: the study's `population`, else auto
     out_root: Path = Path("outputs/studies")
 
 
@@ -24,12 +24,11 @@ def study_dir(spec: StudySpec, options: StudyOptions) -> Path:
     return Path(options.out_root) / ("quick" if options.quick else "") / spec.name
 
 
-def population_of(spec: StudySpec, options: StudyOptions) -> int:
-    from optlab.training.grouping import AUTO_SIZE
-
+def population_of(spec: StudySpec, options: StudyOptions) -> int | str:
+    """--population, else the study's `population`, else auto (K measured: training.grouping.auto_size)."""
     if options.population is not None:
         return options.population
-    return int(spec.population) if spec.population else AUTO_SIZE
+    return int(spec.population) if spec.population else "auto"
 
 
 def run_study(spec: StudySpec, options: StudyOptions) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from optlab.errors import ConfigError, DataError, print_error_line
+from optlab.errors import ConfigError, DataError, Interrupted, print_error_line, resume_hint
 from optlab.runs.status import Status
 
 
@@ -109,7 +109,12 @@ def run_grid(overrides: list[str], config_dir: str | None, population: int | Non
     _write_record(folder, overrides, config_dir)
     print(f"multirun: {len(runs)} run(s) in {folder}", file=sys.stderr)
     requests = [RunRequest(run.cfg, on_end=lambda result, name=run.name: _ended(name, result)) for run in runs]
-    results = train_many(requests, population=population or 1, run_root=folder, on_group=GroupLines(), who="multirun")
+    try:
+        results = train_many(requests, population=population or 1, run_root=folder, on_group=GroupLines(),
+                             who="multirun")
+    except Interrupted as exc:  # the runs it stopped, each resumable as a solo run is
+        stopped = [r.run_dir for r in getattr(exc, "results", []) if r.status == Status.INTERRUPTED]
+        raise exc.going_on(resume_hint(stopped)) if stopped else exc from None
     _print_table([_row(run, result) for run, result in zip(runs, results)])
     print(folder, flush=True)
     failed = [r for r in results if r.status != Status.COMPLETED]
@@ -128,7 +133,10 @@ class GroupLines:
 
 
 def _ended(name: str, result) -> None:
-    """A run of the grid ended: why, when it did not complete, and its folder on stdout."""
+    """A run of the grid ended: why, when it did not complete (a signal's stop is said once,
+    for the grid), and its folder on stdout."""
+    if result.status == Status.INTERRUPTED:
+        return
     if result.error is not None:
         print_error_line(f"{name}: {result.error}")
     elif result.status != Status.COMPLETED:

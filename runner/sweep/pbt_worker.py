@@ -26,7 +26,7 @@ from optlab.errors import ConfigError, Interrupted, StorageError
 from optlab.runs.files import CsvAppender
 from optlab.runs.folder import checkpoint_to_resume, read_metric_rows
 from optlab.runs.status import Status
-from optlab.sweep.objective import job_attrs, worst_value
+from optlab.sweep.trials import job_attrs, worst_value
 from optlab.sweep.pbt import Event, check_pbt_spec, is_round, plan_round
 from optlab.sweep.pbt_state import (
     LINEAGE_FILE,

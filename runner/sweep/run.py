@@ -69,7 +69,7 @@ class Outcome:
 def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
     """The sweep folder and study, claimed for this spec (a study of other settings is
     refused), the budget settled, and sweep.json written."""
-    from optlab.config.compose import compose
+    from optlab.config.compose import shared_composer
     from optlab.runs.files import make_dirs
     from optlab.sweep.storage import default_storage, open_storage
 
@@ -80,7 +80,7 @@ def start_sweep(spec: SweepSpec, options: RunOptions) -> StartedSweep:
         from optlab.sweep.outage import TIMEOUT_ENV
 
         os.environ[TIMEOUT_ENV] = f"{options.storage_timeout:g}"
-    base_cfg = compose(spec.base, spec.config_dir)
+    base_cfg = shared_composer(spec.config_dir)(spec.base)
     if options.launcher == "local":  # a login node may lack the GPUs of a Slurm job's nodes: those workers check
         from optlab.training.build import resolve_device
 

@@ -9,6 +9,7 @@ itself (optlab.training.signals) and passes a late one on to this handler.
 """
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -60,3 +61,9 @@ def stop_signal() -> int | None:
 def check_stop() -> None:
     if _received:
         raise Interrupted(_received[0])
+
+
+def preemption_signal() -> int:
+    """submitit's preemption signal (SUBMITIT_PREEMPT_SIGNAL, default USR2), which Slurm sends
+    every process of a task `signal_delay_s` before its time limit."""
+    return getattr(signal, f"SIG{os.environ.get('SUBMITIT_PREEMPT_SIGNAL', 'USR2')}", signal.SIGUSR2)

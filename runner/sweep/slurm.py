@@ -31,6 +31,7 @@ from pathlib import Path
 
 from optlab.errors import ConfigError, Interrupted
 from optlab.sweep.launcher import Launcher
+from optlab.sweep.signals import preemption_signal
 from optlab.sweep.spec import SweepSpec
 
 LOGS = "slurm"  # submitit's folder in the sweep folder: the job scripts, pickles and logs
@@ -175,11 +176,6 @@ def run_task(task: SlurmWorker) -> str:
         return "stopped by a signal; its trial is queued to resume from its checkpoint"
     cancel_pending_when_done(study, task.spec)
     return "done"
-
-
-def preemption_signal() -> int:
-    """submitit's preemption signal (SUBMITIT_PREEMPT_SIGNAL, default USR2)."""
-    return getattr(signal, f"SIG{os.environ.get('SUBMITIT_PREEMPT_SIGNAL', 'USR2')}", signal.SIGUSR2)
 
 
 def shared_study(task: SlurmWorker):

@@ -51,15 +51,18 @@ def grid_space(spec: SweepSpec) -> dict[str, list]:
 def check_probes(spec: SweepSpec) -> None:
     """Compose base + probe samples so that bad keys, values out of range and impossible
     conditions fail now with one line (see probe_assignments); a categorical value's other
-    choices of the kind a probe composed are checked against its key's spec alone."""
-    from optlab.config.compose import compose
+    choices of the kind a probe composed are checked against its key's spec alone. Hydra
+    composes each distinct set of group choices once; a probe that only changes values is
+    checked on a copy."""
+    from optlab.config.compose import shared_composer
 
+    compose = shared_composer(spec.config_dir)
     _check_group_choices(spec)
     checked: set[tuple[str, str]] = set()
     for assignment in probe_assignments(spec.space, _deep_groups(spec)):
         overrides = [*spec.base, *to_overrides(spec.space, assignment)]
         try:
-            cfg = compose(overrides, spec.config_dir)
+            cfg = compose(overrides)
         except ConfigError as exc:
             raise ConfigError(f"sweep {spec.study}: {exc} (composing {' '.join(overrides)})") from None
         _check_choices_like_the_probe(spec, assignment, cfg, checked)

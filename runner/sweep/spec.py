@@ -215,17 +215,12 @@ def spec_from_dict(raw: dict, source: str | None = None, source_text: str | None
     )
 
 
-def population_size(value: Any) -> int | None:
-    """`population: K` (an integer >= 1) or `auto` (optlab.training.grouping.AUTO_SIZE)."""
-    if value is None:
-        return None
-    if value == "auto":
-        from optlab.training.grouping import AUTO_SIZE
+def population_size(value: Any) -> int | str | None:
+    """`population: K` (an integer >= 1) or `auto` (K measured when the sweep starts:
+    optlab.training.grouping.auto_size)."""
+    from optlab.training.grouping import population_setting
 
-        return AUTO_SIZE
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    return _int(value, "population", 1)
+    return population_setting(value, "population:")
 
 
 def pbt_settings(raw: Any) -> PbtSettings:

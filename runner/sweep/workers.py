@@ -20,13 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optlab import faults
 from optlab.errors import ConfigError, Interrupted, OptlabError
-from optlab.sweep.objective import Objective, Placement, TrialFailed, _Surplus
-from optlab.sweep.outage import dropped_if_taken_over
 from optlab.sweep.signals import (
     check_stop,
     install_stop_handlers,
+    preemption_signal,
     stop_handlers,
     stop_signal,
 )
@@ -47,6 +45,16 @@ from optlab.sweep.study import (
 
 
 @dataclass
+class Placement:
+    """Where this worker's trials run."""
+
+    worker: int = 0
+    threads: int = 1           # trainer.threads=auto's count for this worker's runs
+    device: str | None = None  # e.g. cuda:1; None: the config's own trainer.device
+    processes: int = 1         # the workers sharing the machine's cores
+
+
+@dataclass
 class Worker:
     """Runs trials until the study holds `trials` finished ones (or the timeout passes)."""
 
@@ -61,28 +69,21 @@ class Worker:
     after_trial: Callable[[], None] | None = None
 
     def run(self) -> None:
+        """Open the study, warm up, and run trials (sweep/trials.py) to the budget; a PBT sweep's
+        members in one population (sweep/pbt_worker.py)."""
         if self.spec.scheduler == "pbt":
             from optlab.sweep.pbt_worker import run_pbt_worker
 
             return run_pbt_worker(self)
-        if (self.spec.population or 1) > 1:
-            from optlab.sweep.population import run_population_worker
+        from optlab.sweep.trials import Trials
 
-            return run_population_worker(self)
         quiet_optuna()
         storage = open_storage(self.storage_url, heartbeat=self.heartbeat, grace=self.grace,
                                on_stale=self.on_stale_trial)
         seed = None if self.spec.seed is None else self.spec.seed + self.placement.worker
         study = open_study(self.spec, storage, make_sampler(self.spec, seed), make_pruner(self.spec))
-        objective = Objective(self.spec, self.sweep_dir, self.placement)
         warm_up(self.spec)
-        started = self.clock()
-        while self._should_continue(study, started):
-            faults.hit("sweep.before_ask")
-            with dropped_if_taken_over():  # a trial failed by another worker while this one was paused
-                study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False)
-            if self.after_trial is not None:
-                self.after_trial()
+        Trials(self, study, storage).run(self.clock())
 
     def _should_continue(self, study, started: float) -> bool:
         """Whether to start another trial. While the budget is taken by running trials it
@@ -122,13 +123,16 @@ class Worker:
 
 
 def warm_up(spec: SweepSpec) -> None:
-    """Import the training stack and compose the base config once before the first trial,
-    so that a worker's start-up is not counted in its first trial's duration; a device this
-    machine lacks stops the worker here (exit 2), before any trial fails on it."""
-    from optlab.config.compose import compose
+    """Import the training stack and compose the base config before the first trial (its
+    trials then start from that composition), so that a worker's start-up is not counted in
+    its first trial's duration; a device this machine lacks stops the worker here (exit 2),
+    before any trial fails on it."""
+    from optlab.config.compose import shared_composer
     from optlab.training.build import resolve_device
 
-    resolve_device(str(compose(spec.base, spec.config_dir).trainer.device))
+    import optlab.training.api  # noqa: F401
+
+    resolve_device(str(shared_composer(spec.config_dir)(spec.base).trainer.device))
 
 
 available_cores = usable_cores  # the cores the workers share (training/threads.py)
@@ -204,8 +208,6 @@ def _leave_preemption_to_the_task() -> None:
     task, and its default action kills. The task's own process turns it into a SIGTERM that
     the pool passes on (slurm.run_task), so a spawned worker ignores it."""
     if os.environ.get("SLURM_JOB_ID"):
-        from optlab.sweep.slurm import preemption_signal
-
         signal.signal(preemption_signal(), signal.SIG_IGN)
 
 

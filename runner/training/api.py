@@ -53,12 +53,13 @@ def train(cfg, *, run_root: Path | None = None, resume_dir: Path | None = None, 
     return train_many([request], run_root=run_root, console=console)[0]
 
 
-def train_many(runs: list, *, population: int = 1, run_root: Path | None = None,
+def train_many(runs: list, *, population: int | str = 1, run_root: Path | None = None,
                more: Callable[[int], list[RunRequest]] | None = None, planned: int = 0,
                on_group: Callable[[list[str]], None] | None = None, who: str = "optlab",
                console=None, lockstep: BetweenEpochs | None = None) -> list[RunResult]:
     """Train these runs (configs or RunRequests), up to `population` of one structure at a
-    time as one population; their results, in order (runs from `more` after them). `more`:
+    time as one population ("auto": the size measured fastest per member here,
+    grouping.auto_size); their results, in order (runs from `more` after them). `more`:
     asked for up to N further runs whenever none waiting fits (a sweep asking for trials);
     `planned`: how many runs the caller expects in all (trainer.compile=auto weighs them);
     `who`: the name a run that trains alone is said to train alone in (`study NAME`).
@@ -66,7 +67,8 @@ def train_many(runs: list, *, population: int = 1, run_root: Path | None = None,
     when they share a structure, else in turns: training.turns), with this hook between
     their epochs (PBT's exploit and explore)."""
     together = lockstep is not None
-    pending = Pending(len(runs) if together else population, more, on_dropped=_dropped, who=who, together=together)
+    pending = Pending(len(runs) if together else population, more, on_dropped=_dropped, who=who,
+                      planned=max(planned, len(runs)), together=together)
     pending.add([r if isinstance(r, RunRequest) else RunRequest(r) for r in runs])
     with stop_on_signals() as signals:
         while (group := pending.next_group()) is not None:
@@ -91,9 +93,12 @@ def _dropped(request: RunRequest) -> None:
 
 
 def _with_results(error: BaseException, pending: Pending) -> BaseException:
+    """The error, carrying the results of the runs that ended (`results`; the last as `result`)."""
     done = [r.result for r in pending.seen if getattr(r, "result", None) is not None]
-    if isinstance(error, OptlabError) and done and error.result is None:
-        error.with_result(done[-1])
+    if isinstance(error, OptlabError):
+        error.results = done
+        if done and error.result is None:
+            error.with_result(done[-1])
     return error
 
 

@@ -138,7 +138,6 @@ class Driver:
         self.engine, self.members, self.signals, self.writer = engine, members, signals, writer
         self.refill, self.on_epoch_time = refill, on_epoch_time
         self.between = between or BetweenEpochs()
-        self.ended: list[Member] = []  # every member that ended, in order
         self.failed_write: StorageError | None = None
 
     def active(self) -> list[tuple[int, Member]]:
@@ -219,7 +218,8 @@ class Driver:
                 state.step += 1
             if (i + 1) % log_every == 0 and not self.between.keeps_diverged:  # 7) divergence: read every log_every steps
                 for k, value in engine.nonfinite_losses().items():
-                    self.end_member(k, outcome_of(Diverged(epoch, value), self.members[k].folder.dir))
+                    member = self.members[k]
+                    self.end_member(k, outcome_of(Diverged(member.folder.epoch, value), member.folder.dir))
                 if not self.active():
                     return
                 states = [m.folder.state for _, m in self.active()]
@@ -280,7 +280,6 @@ class Driver:
             m.outcome, self.failed_write = Outcome(Status.FAILED, str(fault), fault), fault
         finally:
             m.folder.__exit__(None, None, None)
-        self.ended.append(m)
         finish(m)
 
     def refill_slots(self) -> None:

@@ -21,7 +21,9 @@ PER_MEMBER_PREFIXES = ("optimizer.", "schedule.", "regularize.l1", "regularize.l
                        "regularize.clip_value", "regularize.label_smoothing", "init.std", "init.r", "init.gain",
                        "init.value", "init.bias.value", "init.tol_var", "init.t_max", "trainer.seed")
 STRUCTURAL_NAMES = ("optimizer.name", "schedule.name")
-AUTO_SIZE = 16  # --population auto on a CPU
+AUTO = "auto"  # --population auto: K chosen by measuring the stacked step (auto_size)
+AUTO_SIZES = (4, 8, 16, 32, 64)  # the population sizes auto measures (at most the runs planned)
+_MEASURED: dict[tuple, int] = {}  # structure, device, runs planned -> the K auto chose in this process
 
 
 def is_per_member(key: str) -> bool:
@@ -75,17 +77,26 @@ class Pending:
     continues from). `more(places)` (a sweep asking for trials) is asked for runs whenever
     none fits; a run whose request was stopped while it waited is dropped (`on_dropped`)."""
 
-    def __init__(self, size: int, more=None, on_dropped=None, who: str = "optlab", together: bool = False):
-        self.size, self.more, self.on_dropped, self.who = max(1, int(size)), more, on_dropped, who
+    def __init__(self, size, more=None, on_dropped=None, who: str = "optlab", planned: int = 0,
+                 together: bool = False):
+        self.size = size if size == AUTO else max(1, int(size))  # auto: set by the first run that can share
+        self.more, self.on_dropped, self.who, self.planned = more, on_dropped, who, planned
         self.together, self.said = together, False  # every run in one group, whatever its key (a lockstep group: PBT)
         self.waiting: list = []
         self.seen: list = []  # every request, in the order it came
 
     def add(self, requests) -> None:
         for request in requests:
+            if self.size == AUTO and why_solo(request.cfg) is None:
+                self.size = auto_size(request.cfg, max(self.planned, len(self.waiting) + len(requests)))
             request.key = self.key_of(request)
             self.waiting.append(request)
             self.seen.append(request)
+
+    @property
+    def places(self) -> int:
+        """How many runs a population takes (1 while auto has not measured yet)."""
+        return 1 if self.size == AUTO else self.size
 
     def key_of(self, request) -> tuple[str, int] | None:
         """None: it trains alone (said on stderr when populations were asked for)."""
@@ -114,8 +125,8 @@ class Pending:
         if first is None:
             return None
         group = [first]
-        while first.key is not None and len(group) < self.size:
-            request = self.take(first.key, places=self.size - len(group))
+        while first.key is not None and len(group) < self.places:
+            request = self.take(first.key, places=self.places - len(group))
             if request is None:
                 break
             group.append(request)
@@ -134,7 +145,7 @@ class Pending:
                 if key is None or request.key == key:
                     return self.waiting.pop(i)
             else:
-                new = self.more(places or self.size) if self.more is not None else []
+                new = self.more(places or self.places) if self.more is not None else []
                 if not new:
                     return None
                 self.add(new)
@@ -142,3 +153,35 @@ class Pending:
     def count(self, key) -> int:
         """Runs of this key waiting now."""
         return sum(request.key == key and not request.stop for request in self.waiting)
+
+
+def population_setting(value, where: str = "--population"):
+    """K (an integer >= 1), or "auto"; None when not given. One line naming `where` otherwise."""
+    from optlab.errors import ConfigError
+
+    if value is None or value == AUTO:
+        return value
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{where} {value}: give a number of runs >= 1, or auto")
+    return int(text)
+
+
+def auto_size(cfg, planned: int) -> int:
+    """--population auto: the K among AUTO_SIZES (up to the runs planned) whose stacked step
+    takes the least time per member, measured on this config's structure on this machine
+    (a larger stack is faster per member only until memory traffic, not Python and kernel
+    launches, bounds it). Said on stderr with the measurements; measured once per structure,
+    device and plan in a process."""
+    from optlab.training.stacked import member_step_seconds
+
+    plain = as_plain(cfg)
+    key = (structure(plain), str(plain["trainer"]["device"]), planned)
+    if key not in _MEASURED:
+        sizes = [k for k in AUTO_SIZES if k <= max(planned, AUTO_SIZES[0])]
+        seconds = {k: member_step_seconds(plain, k) for k in sizes}
+        best = min(sizes, key=lambda k: (seconds[k], k))
+        _MEASURED[key] = best
+        shown = ", ".join(f"K={k} {seconds[k] * 1e3:.2f} ms" for k in sizes)
+        print(f"optlab: --population auto: K={best} (a member's step: {shown})", file=sys.stderr, flush=True)
+    return _MEASURED[key]

@@ -54,7 +54,7 @@ KERNELS: dict[tuple, Kernel] = {}
 # longer than compiling saves. The figures are measured on the 2-core reference machine (README).
 COMPILE_S = 40.0  # compiling a population's step with inductor's cache empty
 WARM_COMPILE_S = 8.0  # the same step again, in a later process: inductor's on-disk cache has it
-COMPILED_SPEEDUP = 2.0  # an epoch of the compiled step against the same eager step
+COMPILED_SPEEDUP = 1.3  # an epoch of the compiled step against the same eager step (K=16 and 64)
 COMPILED_RECORD = "optlab-compiled-steps.txt"  # in inductor's cache folder: the steps compiled on this machine
 
 
@@ -81,23 +81,24 @@ def inductor_cache() -> Path:
     return Path(tempfile.gettempdir()) / ("torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
 
 
-def step_digest(key: str, size: int) -> str:
-    """A population's compiled step is one per structure and population size (its shapes)."""
-    return hashlib.sha256(f"{size}|{key}".encode()).hexdigest()[:32]
+def step_digest(key: str, size: int, signature: str = "") -> str:
+    """A population's compiled step is one per structure and population size (its shapes),
+    and per `signature`: which hyper-parameters are per member (tensors) or shared (numbers)."""
+    return hashlib.sha256(f"{size}|{signature}|{key}".encode()).hexdigest()[:32]
 
 
-def compiled_before(key: str, size: int) -> bool:
+def compiled_before(key: str, size: int, signature: str = "") -> bool:
     try:
-        return step_digest(key, size) in (inductor_cache() / COMPILED_RECORD).read_text().split()
+        return step_digest(key, size, signature) in (inductor_cache() / COMPILED_RECORD).read_text().split()
     except OSError:
         return False
 
 
-def note_compiled(key: str, size: int) -> None:
+def note_compiled(key: str, size: int, signature: str = "") -> None:
     """Remember that inductor's cache holds this step (trainer.compile=auto counts it warm)."""
     try:
         with open(inductor_cache() / COMPILED_RECORD, "a") as record:
-            record.write(step_digest(key, size) + "\n")
+            record.write(step_digest(key, size, signature) + "\n")
     except OSError:  # a cache folder we cannot write to only means a later auto counts the compile cold
         pass
 
@@ -112,7 +113,7 @@ def kernel_for(key: str, parts: Parts, size: int, compiled: bool) -> Kernel:
         forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), randomness="different")
         spec = OPTIMIZERS.get(parts.cfg["optimizer"]["name"])
         penalized = [name for name, p in parts.model.named_parameters() if is_penalized(p)]
-        step = make_step(forward, spec.rule, parts.data.task, penalized)
+        step = make_step(forward, spec.rule, parts.data.task, penalized, functional=compiled)
         if compiled:
             digest = step_digest(key, size)[:12]
             step = _compiled(step, f"population_step_{digest}")
@@ -129,8 +130,11 @@ def _compiled(function: Callable, name: str) -> Callable:
                                             function.__closure__), dynamic=False)
 
 
-def make_step(forward: Callable, rule, task: str, penalized: list[str]) -> Callable:
-    """The population's step as one function of tensors (what torch.compile compiles)."""
+def make_step(forward: Callable, rule, task: str, penalized: list[str], functional: bool) -> Callable:
+    """The population's step as one function of tensors (what torch.compile compiles).
+    `functional`: the gradients by torch.func.grad, which torch.compile traces whole; else by
+    torch.autograd.grad of the parameters (leaf tensors), which spares an eager population
+    the import of torch._dynamo that torch.func.grad makes (a second and more)."""
 
     def step(params: dict, buffers: dict, state: dict, hyper: dict, flags: dict, reg: dict,
              active: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, sample_norm: bool):
@@ -140,7 +144,11 @@ def make_step(forward: Callable, rule, task: str, penalized: list[str]) -> Calla
             penalties = penalty_of([weights[name] for name in penalized], reg["l1"], reg["l2"], members=True)
             return torch.where(active, losses + penalties, 0.0).sum(), (losses.detach(), out.detach())
 
-        grads, (losses, out) = torch.func.grad(objective, has_aux=True)(params, buffers)
+        if functional:
+            grads, (losses, out) = torch.func.grad(objective, has_aux=True)(params, buffers)
+        else:
+            total, (losses, out) = objective(params, buffers)
+            grads = dict(zip(params, torch.autograd.grad(total, list(params.values()))))
         norms = None
         if sample_norm:  # always when clipping
             norms = clip_gradients(list(grads.values()), reg["clip_value"], reg["clip_norm"], members=True)
@@ -168,7 +176,8 @@ class StackedEngine(Engine):
         self.rule = OPTIMIZERS.get(first.cfg["optimizer"]["name"]).rule
         self.names = list(first.model.state_dict(keep_vars=True))
         params, self.buffers = stack_module_state([p.model for p in members])
-        self.params = {name: p.detach() for name, p in params.items()}
+        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}  # leaves, updated in place
+        self.plain = {name: p.detach() for name, p in self.params.items()}  # the same memory: what torch.compile takes
         self.active = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.datasets: list = []
         self._stack_hyper()
@@ -182,7 +191,7 @@ class StackedEngine(Engine):
         when the planned work amortizes it (worth_compiling); decided once."""
         if not self.decided:
             self.decided = True
-            cost = WARM_COMPILE_S if compiled_before(self.key, self.size) else COMPILE_S
+            cost = WARM_COMPILE_S if compiled_before(self.key, self.size, self.signature()) else COMPILE_S
             if worth_compiling(epoch_seconds, epochs_left, cost):
                 print(f"optlab: trainer.compile=auto: compiling the population's step ({epochs_left} epochs of "
                       f"{epoch_seconds:.2f} s left; compiling takes about {cost:.0f} s)", file=sys.stderr, flush=True)
@@ -249,6 +258,12 @@ class StackedEngine(Engine):
         for key in ("clip_value", "clip_norm"):
             self.reg[key] = self._per_member([float(r.get(key) or math.inf) for r in reg], absent=None)
 
+    def signature(self) -> str:
+        """Which of the step's numbers are per member (a tensor) and which shared: what the
+        compiled graph depends on besides the shapes."""
+        numbers = {**self.hyper, **self.reg, **self.flags}
+        return ",".join(f"{k}:{type(v).__name__}" for k, v in sorted(numbers.items()))
+
     def _per_member_or_shared(self, values: list[float], always: bool = False):
         """A number every member shares (what its solo run computes with: a weight decay of
         0 costs nothing), else [K] values in float64 (the lr always: it changes every step)."""
@@ -308,10 +323,11 @@ class StackedEngine(Engine):
         # the norms are recorded when sampled and whenever clipping needs them (as solo); the
         # compiled step takes them every step (one graph, and they cost next to nothing there)
         record = sample_norm or self.reg["clip_value"] is not None or self.reg["clip_norm"] is not None
-        losses, correct, norms = self.kernel.step(self.params, self.buffers, self.state, self.hyper, self.flags,
-                                                  self.reg, self.active, xb, yb, record or self.compiled)
+        losses, correct, norms = self.kernel.step(self.plain if self.compiled else self.params, self.buffers,
+                                                  self.state, self.hyper, self.flags, self.reg, self.active, xb, yb,
+                                                  record or self.compiled)
         if self.compiled and not self.noted:
-            note_compiled(self.key, self.size)
+            note_compiled(self.key, self.size, self.signature())
             self.noted = True
         self.loss_sum += losses * xb.shape[1]
         if correct is not None:
@@ -334,7 +350,7 @@ class StackedEngine(Engine):
         size, n = int(first.cfg["trainer"]["eval_batch_size"]), self.x_val.shape[1]
         batches = ((self.x_val[self.slot_data, s:s + size], self.y_val[self.slot_data, s:s + size])
                    for s in range(0, n, size))
-        forward = lambda x: self.kernel.forward(self.params, self.buffers, x)  # noqa: E731
+        forward = lambda x: self.kernel.forward(self.plain, self.buffers, x)  # noqa: E731
         loss = lambda out, y: task_loss(out, y, self.task, self.reg["smoothing"], members=True)  # noqa: E731
         losses, accs = evaluate_batches(forward, batches, loss, self.task, n, first.autocast, batch_dim=1)
         return list(zip(losses.tolist(), accs.tolist() if accs is not None else [None] * self.size))
@@ -360,3 +376,30 @@ class _MemberOptimizer:
                      for key, value in engine.state[name].items()}
                  for i, name in enumerate(engine.params)}
         return {"state": state, "param_groups": solo["param_groups"]}
+
+
+def member_step_seconds(cfg: dict, size: int, steps: int = 3) -> float:
+    """Seconds per member of one eager step of `size` members of this config (the median of
+    `steps` steps after one to warm up): what --population auto compares across sizes."""
+    import statistics
+    import time
+
+    from optlab.training.build import build
+    from optlab.training.grouping import structure
+
+    member = copy.deepcopy(cfg)
+    member["trainer"]["progress"] = False
+    datasets: dict = {}  # one dataset for all: the members' seeds do not change the step's cost
+    parts = [build(member, datasets=datasets) for _ in range(size)]
+    engine = StackedEngine(parts, structure(member))
+    batch_size = parts[0].batch_size(0)
+    engine.begin_epoch(0, parts[0].batches.num_batches(batch_size), [EpochTally.zero(engine.device)] * size)
+    engine.set_lrs([float(member["optimizer"]["lr"])] * size)
+    times = []
+    for i, batch in zip(range(steps + 1), engine.batches(batch_size, 0, 0)):
+        started = time.perf_counter()
+        engine.step(i, batch, sample_norm=False)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:] or times) / size

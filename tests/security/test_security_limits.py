@@ -25,6 +25,7 @@ def compositions(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(compose_module, "compose", counting)
+    monkeypatch.setattr(compose_module, "_COMPOSERS", {})  # no composition kept from an earlier test
     return count
 
 

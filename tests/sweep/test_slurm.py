@@ -1,7 +1,8 @@
 """Sweeps on Slurm: refusals before anything is submitted (no cluster needed), and on the real
 one-node cluster that .ci/slurm.sh starts (OPTLAB_TEST_SLURM): a job array to the budget,
-fire and forget then --watch, two studies side by side, `scontrol requeue` resuming a trial from
-its checkpoint, and `scancel --signal=KILL` caught by the heartbeat."""
+fire and forget then --watch, two studies side by side, `scontrol requeue` resuming a trial (and
+a population's every member) from its checkpoint, and `scancel --signal=KILL` caught by the
+heartbeat."""
 from __future__ import annotations
 
 import csv
@@ -192,7 +193,7 @@ def test_a_spawned_worker_inside_a_slurm_job_leaves_the_preemption_signal_to_its
 
     from testkit import sweep_folder, tiny_spec
 
-    from optlab.sweep.objective import Placement
+    from optlab.sweep.workers import Placement
     from optlab.sweep.storage import default_storage
     from optlab.sweep.workers import WorkerArgs, worker_main
 
@@ -341,6 +342,38 @@ def test_scontrol_requeue_mid_trial_resumes_it_from_its_checkpoint_as_an_uninter
         [{k: v for k, v in r.items() if k not in timing} for r in metrics(again.run_dir)]
     assert float(resumed[0]["value"]) == max(float(r["val_acc"]) for r in rows_written)
     wait_for(lambda: not squeue(job_of(done.stdout)), timeout=60)  # the requeued task, cancelled once done
+
+
+@needs_slurm
+@pytest.mark.slow
+def test_scontrol_requeue_mid_population_resumes_every_member_from_its_checkpoint(tmp_path):
+    """--population 3 inside one task: `scontrol requeue` mid-epoch stops all three trials at
+    a step with their checkpoints; the requeued task continues each member in its own folder
+    (epochs contiguous), and their rows equal the same three runs as an uninterrupted population."""
+    from omegaconf import OmegaConf
+
+    from optlab.training.api import train_many
+
+    done = run_optlab("sweep", stable_lr_wd(tmp_path), "--launcher", "slurm", "--workers", "1", "--trials", "3",
+                      "--population", "3", "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
+    _, task = wait_for(lambda: trial_mid_run(folder), timeout=300)
+    subprocess.run(["scontrol", "requeue", task], check=True)
+    watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
+    assert watched.returncode == 0, watched.stderr
+    rows = read_rows(folder)
+    stopped = [r["run_dirs"] for r in rows if r["status"] == "interrupted"]
+    assert len(stopped) == 3 and sorted(r["run_dirs"] for r in rows if r["status"] == "completed") == sorted(stopped)
+    assert len(list((folder / "runs").iterdir())) == 3  # every member continued in its folder
+    members = [folder / run for run in stopped]
+    assert all([int(r["epoch"]) for r in metrics(run)] == list(range(8)) for run in members)
+    straight = train_many([OmegaConf.load(run / "config.yaml") for run in members], population=3,
+                          run_root=tmp_path / "uninterrupted")
+    timing = ("epoch_time_s", "samples_per_s")
+    assert [[{k: v for k, v in r.items() if k not in timing} for r in metrics(run)] for run in members] == \
+        [[{k: v for k, v in r.items() if k not in timing} for r in metrics(result.run_dir)] for result in straight]
+    wait_for(lambda: not squeue(job_of(done.stdout)), timeout=60)
 
 
 @needs_slurm

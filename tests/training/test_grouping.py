@@ -5,7 +5,8 @@ import pytest
 
 from optlab.config.compose import compose
 from optlab.training.driver import RunRequest
-from optlab.training.grouping import Pending, structure, why_solo
+import optlab.training.grouping as grouping
+from optlab.training.grouping import Pending, auto_size, population_setting, structure, why_solo
 
 SMALL = ["model.width=32", "trainer.progress=false"]
 
@@ -68,3 +69,35 @@ def test_population_one_trains_everything_alone_without_a_word(size, capsys):
     pending = Pending(size)
     pending.add([RunRequest(compose([*SMALL, "trainer.diagnostics=true"]))])
     assert ("trains alone" in capsys.readouterr().err) == (size > 1)
+
+
+@pytest.mark.parametrize("value, expected", [(None, None), ("auto", "auto"), ("4", 4), (16, 16)])
+def test_a_population_is_a_number_of_runs_or_auto(value, expected):
+    assert population_setting(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5", True])
+def test_anything_else_is_one_line_naming_the_flag(value):
+    from optlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--population .*: give a number of runs >= 1, or auto"):
+        population_setting(value)
+
+
+def test_auto_picks_the_size_measured_fastest_per_member_up_to_the_runs_planned(monkeypatch, capsys):
+    """Not a constant: the K whose step took the least time per member, among those the plan can fill."""
+    import optlab.training.stacked as stacked
+
+    cfg = compose([*SMALL, "trainer.epochs=1"])
+    for timings, planned, expected in (({4: 3.0, 8: 2.0, 16: 1.0, 32: 1.5, 64: 2.5}, 100, 16),
+                                       ({4: 3.0, 8: 2.0, 16: 1.0, 32: 0.9, 64: 0.8}, 100, 64),
+                                       ({4: 3.0, 8: 2.0, 16: 1.0, 32: 0.9, 64: 0.8}, 10, 8)):
+        monkeypatch.setattr(grouping, "_MEASURED", {})
+        monkeypatch.setattr(stacked, "member_step_seconds", lambda c, k, t=timings: t[k])
+        assert auto_size(cfg, planned) == expected
+        assert f"--population auto: K={expected}" in capsys.readouterr().err
+
+
+def test_auto_measures_the_stacked_step_for_real(capsys):
+    size = auto_size(compose([*SMALL, "trainer.epochs=1", "model.width=8"]), planned=8)
+    assert size in (4, 8) and "a member's step: K=4" in capsys.readouterr().err

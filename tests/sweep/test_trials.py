@@ -1,7 +1,10 @@
-"""One trial: a diverged run is the worst value; pruning stops a run, keeps its rows and says so."""
+"""One trial's life, alone or in a population: a diverged run is the worst value; pruning stops a
+run, keeps its rows and says so; a run's value is its best or final epoch's; a stopped trial's
+continuation resumes its runs."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -11,9 +14,12 @@ from testkit import read_rows, sweep_folder, tiny_spec, write_sweep
 
 from optlab.cli.app import main
 from optlab.errors import Pruned
-from optlab.sweep.objective import Objective, PruneReporter
+import optlab.sweep.workers as workers
 from optlab.sweep.spec import SweepSpec
-from optlab.sweep.study import trial_status
+from optlab.sweep.storage import open_storage
+from optlab.sweep.study import open_study, trial_status
+from optlab.sweep.trials import PruneReporter
+from optlab.sweep.workers import Worker
 
 
 def test_sweep_records_a_diverged_trial_as_worst_and_goes_on(tmp_path, capsys):
@@ -41,15 +47,22 @@ class AlwaysPrune(optuna.pruners.BasePruner):
         return True
 
 
-def test_pruned_trial_stops_keeps_its_rows_and_says_pruned(tmp_path):
-    spec = tiny_spec(tmp_path, trials=1)
-    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
-    study.optimize(Objective(spec, sweep_folder(tmp_path, "unit")), n_trials=1)
-    trial = study.trials[0]
+@pytest.mark.parametrize("population", [None, 2])
+def test_a_pruned_run_stops_its_trial_keeps_its_rows_and_says_pruned(tmp_path, monkeypatch, population):
+    """Alone or in a population: the pruned run ends after its first epoch, and its trial's
+    other seed stops too (never started, or at its next epoch's end)."""
+    spec = replace(tiny_spec(tmp_path, trials=1), seeds=2, population=population)
+    folder = sweep_folder(tmp_path, "unit")
+    folder.mkdir(parents=True)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    monkeypatch.setattr(workers, "make_pruner", lambda spec: AlwaysPrune())
+    Worker(spec, folder, url).run()
+    trial = open_study(spec, open_storage(url)).trials[0]
     assert trial.state.name == "PRUNED" and trial_status(trial) == "pruned"
-    run_dir = sweep_folder(tmp_path, "unit") / trial.user_attrs["run_dirs"][0]
+    run_dir = folder / trial.user_attrs["run_dirs"][0]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "pruned"
     assert len((run_dir / "metrics.csv").read_text().splitlines()) == 2  # header + the one epoch it ran
+    assert len(trial.user_attrs["run_dirs"]) == (1 if population is None else 2)
 
 
 def test_reporter_uses_one_step_per_epoch_per_seed():
