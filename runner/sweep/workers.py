@@ -112,14 +112,21 @@ class Worker:
         check_stop()
         if self.spec.timeout is not None and self.clock() - started >= self.spec.timeout:
             return None
-        if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
-            return None
         optuna.storages.fail_stale_trials(study)
+        if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study) \
+                and not _retries_waiting(study):  # a dead worker's grid point counts as visited: its retry is queued
+            return None
         return tally(study)
 
     def on_stale_trial(self, study, trial) -> None:
         """A dead worker's trial: see storage.retry_stale_trial."""
         retry_stale_trial(study, trial, self.sweep_dir)
+
+
+def _retries_waiting(study) -> bool:
+    from optuna.trial import TrialState
+
+    return any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
 def warm_up(spec: SweepSpec) -> None:

@@ -259,3 +259,21 @@ def test_a_failed_trial_keeps_its_run_folder_in_trials_csv(tmp_path):
     assert row["status"] == "failed" and row["run_dirs"], (result.stderr, row)
     run = tmp_path / "outputs" / "sweeps" / "tiny" / row["run_dirs"]
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+
+
+def test_a_grid_sweeps_killed_point_is_trained_again_by_the_rerun(tmp_path):
+    """The killed trial's grid point counts as visited once its trial is failed stale, so the
+    grid reads as exhausted; its queued retry must still run: every point ends completed."""
+    path = write_sweep(tmp_path, trials=3, epochs=2)
+    body = yaml.safe_load(path.read_text())
+    body.update(sampler="grid", space={"optimizer.lr": [0.05, 0.1, 0.2]})
+    path.write_text(yaml.safe_dump(body))
+    command = sweep_command(path)
+    folder = tmp_path / "outputs" / "sweeps" / "tiny"
+    killed = subprocess.run(command, cwd=tmp_path, env=env(OPTLAB_FAULT="train.epoch_end@4=kill"),
+                            capture_output=True, text=True, timeout=120)  # inside the second point's run
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rerun = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    done = sorted(float(r["param.optimizer.lr"]) for r in rows_of(folder) if r["status"] == "completed")
+    assert done == [0.05, 0.1, 0.2]
