@@ -102,3 +102,42 @@ def test_docstrings_carry_no_measured_figures():
 def test_the_sub_commands_are_imported_normally():
     source = (RUNNER / "cli" / "app.py").read_text()
     assert "__import__" not in source and "importlib" not in source
+
+
+def module_imports(package: str) -> dict[str, set[str]]:
+    """Each module of `package` -> the package's modules it imports, at its top or inside a
+    function alike (a function's import is a dependency all the same)."""
+    modules = {p.stem: p for p in (RUNNER / package).glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for target in targets:
+                parts = target.split(".")
+                if parts[:2] == ["optlab", package] and len(parts) > 2 and parts[2] in modules and parts[2] != name:
+                    graph[name].add(parts[2])
+    return graph
+
+
+def circle_from(graph: dict[str, set[str]], start: str) -> list[str] | None:
+    """A path of imports from `start` back to it, if there is one."""
+    stack = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in graph[node]:
+            if nxt == start:
+                return path + [start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, path + [nxt]))
+    return None
+
+
+@pytest.mark.parametrize("package", ["sweep", "training"])
+def test_the_sweep_and_training_packages_have_no_import_circle(package):
+    graph = module_imports(package)
+    circles = [circle for name in graph if (circle := circle_from(graph, name))]
+    assert circles == [], " -> ".join(circles[0])

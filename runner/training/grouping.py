@@ -176,10 +176,11 @@ def auto_size(cfg, planned: int) -> int:
     from optlab.training.stacked import member_step_seconds
 
     plain = as_plain(cfg)
-    key = (structure(plain), str(plain["trainer"]["device"]), planned)
+    shape = structure(plain)
+    key = (shape, str(plain["trainer"]["device"]), planned)
     if key not in _MEASURED:
         sizes = [k for k in AUTO_SIZES if k <= max(planned, AUTO_SIZES[0])]
-        seconds = {k: member_step_seconds(plain, k) for k in sizes}
+        seconds = {k: member_step_seconds(plain, shape, k) for k in sizes}
         best = min(sizes, key=lambda k: (seconds[k], k))
         _MEASURED[key] = best
         shown = ", ".join(f"K={k} {seconds[k] * 1e3:.2f} ms" for k in sizes)

@@ -378,20 +378,20 @@ class _MemberOptimizer:
         return {"state": state, "param_groups": solo["param_groups"]}
 
 
-def member_step_seconds(cfg: dict, size: int, steps: int = 3) -> float:
-    """Seconds per member of one eager step of `size` members of this config (the median of
-    `steps` steps after one to warm up): what --population auto compares across sizes."""
+def member_step_seconds(cfg: dict, key: str, size: int, steps: int = 3) -> float:
+    """Seconds per member of one eager step of `size` members of this config (its structure
+    `key`; the median of `steps` steps after one to warm up): what --population auto compares
+    across sizes."""
     import statistics
     import time
 
     from optlab.training.build import build
-    from optlab.training.grouping import structure
 
     member = copy.deepcopy(cfg)
     member["trainer"]["progress"] = False
     datasets: dict = {}  # one dataset for all: the members' seeds do not change the step's cost
     parts = [build(member, datasets=datasets) for _ in range(size)]
-    engine = StackedEngine(parts, structure(member))
+    engine = StackedEngine(parts, key)
     batch_size = parts[0].batch_size(0)
     engine.begin_epoch(0, parts[0].batches.num_batches(batch_size), [EpochTally.zero(engine.device)] * size)
     engine.set_lrs([float(member["optimizer"]["lr"])] * size)

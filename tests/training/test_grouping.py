@@ -93,7 +93,7 @@ def test_auto_picks_the_size_measured_fastest_per_member_up_to_the_runs_planned(
                                        ({4: 3.0, 8: 2.0, 16: 1.0, 32: 0.9, 64: 0.8}, 100, 64),
                                        ({4: 3.0, 8: 2.0, 16: 1.0, 32: 0.9, 64: 0.8}, 10, 8)):
         monkeypatch.setattr(grouping, "_MEASURED", {})
-        monkeypatch.setattr(stacked, "member_step_seconds", lambda c, k, t=timings: t[k])
+        monkeypatch.setattr(stacked, "member_step_seconds", lambda c, key, k, t=timings: t[k])
         assert auto_size(cfg, planned) == expected
         assert f"--population auto: K={expected}" in capsys.readouterr().err
 
