@@ -301,3 +301,12 @@ def table_rows(page, table_id: str) -> list[dict]:
     return page.evaluate("""(id) => [...document.querySelectorAll(`#${id} tbody tr`)].map((tr) =>
         Object.fromEntries([...tr.querySelectorAll('[data-col]')].map((s) =>
             [s.dataset.col, s.dataset.value === undefined ? null : s.dataset.value])))""", table_id)
+
+
+def one_line(result, code: int, *words: str) -> None:
+    """A finished command that exited `code` with one error line on stderr holding each word."""
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("optlab: error:"), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]

@@ -7,17 +7,9 @@ import json
 import shutil
 
 import pytest
-from testkit import write_sweep
+from testkit import one_line, write_sweep
 
 TINY = ["data=digits", "model=mlp", "model.depth=1", "model.width=16", "trainer.epochs=2", "trainer.progress=false"]
-
-
-def one_line(result, code: int, *words: str) -> None:
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("optlab: error:"), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def everything_under(folder):

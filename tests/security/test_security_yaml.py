@@ -11,6 +11,7 @@ import time
 import pytest
 
 from optlab import safe_yaml
+from testkit import one_line
 
 TINY = ["data=digits", "model=mlp", "model.depth=1", "model.width=16", "trainer.epochs=1", "trainer.progress=false"]
 
@@ -23,14 +24,6 @@ def alias_bomb(levels: int = 9) -> str:
 
 
 DEEP = "[" * 100_000 + "]" * 100_000
-
-
-def one_line(result, code: int, *words: str) -> None:
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("optlab: error:"), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("text, why", [(f"a: {alias_bomb()}", "aliases are expanded"),
