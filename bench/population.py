@@ -8,9 +8,12 @@ Two measurements, so that kernel and start-up gains can be told apart:
    (`--population K`). Each variant runs in its own process, so its peak memory (resident
    set; on a GPU, the most memory torch allocated) is its own. Printed per case and variant:
    wall time, trials per minute, the ratio to solo one after another, and the peak. The
-   `mlp-digits-long` case is one whose solo sweep takes minutes, as the sweeps users wait on;
-   it also runs each K with trainer.compile=true (a cold compile counted in its wall time).
-   The last column says whether the populations compiled their step.
+   `mlp-digits-long` case (64 trials x 200 epochs) is one whose solo sweep takes minutes, as
+   the sweeps users wait on (at least 2 on the 2-core reference machine), so that start-up
+   and compiling weigh in it as they do in a user's; it also runs each K with
+   trainer.compile=true (a cold compile counted in its wall time). The last columns say
+   whether the populations compiled their step and the machine's load (1-minute average)
+   when the variant ended.
 2. Engines. One epoch of K members of the case's model, in this process: each member's solo
    step one after another, the stacked step, and the compiled stacked step (its compile time
    apart), in turns (--repeats of them, after one to warm up and compile), so that a drifting
@@ -37,7 +40,7 @@ import yaml
 
 CASES = {  # name -> (base overrides, lr grid, wd grid)
     "mlp-digits": (["data=digits", "model=mlp", "model.width=128", "optimizer=momentum", "trainer.epochs=5"], 8, 8),
-    "mlp-digits-long": (["data=digits", "model=mlp", "model.width=128", "optimizer=momentum", "trainer.epochs=60"],
+    "mlp-digits-long": (["data=digits", "model=mlp", "model.width=128", "optimizer=momentum", "trainer.epochs=200"],
                         8, 8),
     "cnn-shapes": (["data=shapes", "data.n_samples=1000", "model=cnn", "model.channels=8", "model.depth=3",
                     "optimizer=momentum", "trainer.epochs=3"], 8, 4),
@@ -78,7 +81,8 @@ def run_variant(path: Path, folder: Path, flags: list[str], device: str, threads
         raise SystemExit(f"{' '.join(flags) or 'solo'} failed: {stderr[-2000:]}")
     trials = json.loads((folder / "sweeps" / path.stem / "sweep.json").read_text())["trials"]
     compiled = "trainer.compile=true" in flags or "trainer.compile=auto: compiling" in stderr
-    return {"wall_s": wall, "trials": trials, "peak_mb": usage.ru_maxrss / 1024, "compiled": compiled}
+    return {"wall_s": wall, "trials": trials, "peak_mb": usage.ru_maxrss / 1024, "compiled": compiled,
+            "load": os.getloadavg()[0]}
 
 
 def bench_case(case: str, sizes: list[int], device: str, threads: int) -> list[dict]:
@@ -159,6 +163,19 @@ def engine_epochs(case: str, k: int, device: str, repeats: int) -> dict:
             "compiled_x": statistics.median(t["solo"] / t["compiled"] for t in turns)}
 
 
+def commit() -> str:
+    """The checkout's commit (with a + when it has changes), or ? outside one."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+" if dirty else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=sorted(CASES), action="append")
@@ -172,17 +189,20 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    # a cache of its own: the first compiled variant pays a cold compile, as on a machine that
+    # never compiled this step, whatever earlier runs left in the user's cache
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="optlab-bench-inductor-"))
     sizes, cases = [int(k) for k in args.sizes.split(",")], args.case or sorted(CASES)
-    print(f"{time.strftime('%Y-%m-%d')} device={args.device} threads={args.threads} torch={torch.__version__} "
-          f"cores={os.cpu_count()} sizes={sizes}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} commit={commit()} device={args.device} threads={args.threads} "
+          f"torch={torch.__version__} cores={os.cpu_count()} sizes={sizes} load={os.getloadavg()[0]:.2f}")
     if not args.skip_sweeps:  # first: the engines grow this process, whose size a forked child starts with
         print(f"\n{'case':16} {'variant':25} {'trials':>6} {'wall s':>8} {'trials/min':>11} {'vs solo':>8} "
-              f"{'peak MB':>8} {'compiled':>9}")
+              f"{'peak MB':>8} {'compiled':>9} {'load':>5}")
         for case in cases:
             for r in bench_case(case, sizes, args.device, args.threads):
                 print(f"{r['case']:16} {r['variant']:25} {r['trials']:6d} {r['wall_s']:8.1f} "
                       f"{r['trials_per_min']:11.1f} {r['vs_solo']:8.2f} {r['peak_mb']:8.0f} "
-                      f"{'yes' if r['compiled'] else 'no':>9}", flush=True)
+                      f"{'yes' if r['compiled'] else 'no':>9} {r['load']:5.2f}", flush=True)
     if not args.skip_engines:
         print(f"\n{'case':16} {'K':>4} {'solo s':>8} {'stacked s':>10} {'compiled s':>11} {'compile s':>10} "
               f"{'stacked x':>10} {'compiled x':>11}   (per epoch)")
