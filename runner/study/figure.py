@@ -85,13 +85,14 @@ def _arm_handle(ax, i: int, arm: str, seeds: int) -> None:
 
 def _bars(ax, context: Context, panel: dict) -> None:
     from optlab.report.plots import style
+    from optlab.study.measure import measure_range
 
     name = panel.get("measure") or context.spec.criteria[0]["measure"]
     per_arm = context.values[name]
     scale = _value_scale(per_arm, bool(panel.get("log")))
     for i, arm in enumerate(context.arms):
         look, seeds = style(i), _finite(per_arm[arm])
-        mean, low, high = _centre(seeds, scale == "log")
+        mean, low, high = _centre(seeds, scale == "log", measure_range(context.spec, name))
         if seeds and scale == "linear":
             ax.bar(i, mean, width=0.5, color=look["color"], alpha=0.35)
         if seeds:
@@ -152,13 +153,14 @@ def _value_scale(per_arm: dict, log: bool) -> str:
     return "log" if all(v > 0 for v in values) else "symlog"
 
 
-def _centre(values: list[float], log: bool) -> tuple[float, float, float]:
-    """(mean, 95% interval) of the values, of their log10 (back on the value's scale) with log."""
-    from optlab.report.stats import describe
+def _centre(values: list[float], log: bool, bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """(mean, 95% interval) of the values, of their log10 (back on the value's scale) with log;
+    the interval inside `bounds`, the values they can take (the verdict's interval)."""
+    from optlab.report.stats import ANY, describe
 
     if not values:
         return math.nan, math.nan, math.nan
-    d = describe([math.log10(v) for v in values] if log else values)
+    d = describe([math.log10(v) for v in values] if log else values, bounds=ANY if log or bounds is None else bounds)
     if log:
         return 10 ** d["mean"], 10 ** d["ci_low"], 10 ** d["ci_high"]
     return d["mean"], d["ci_low"], d["ci_high"]
@@ -199,7 +201,8 @@ def _thresholds(ax, context: Context, name: str) -> None:
 
 # ---------------------------------------------------------------- curves and layers: a line per seed
 
-def _seed_lines(ax, i: int, series: list[pd.Series], log: bool, mean: bool = True) -> pd.Series | None:
+def _seed_lines(ax, i: int, series: list[pd.Series], log: bool, mean: bool = True,
+                bounds: tuple[float, float] | None = None) -> pd.Series | None:
     """Each seed's curve thin; with `mean`, the mean over seeds bold in the arm's style with its
     95% interval band, where every seed has a finite (with log: positive) value. Returns the mean."""
     from optlab.report.plots import line, style
@@ -213,7 +216,7 @@ def _seed_lines(ax, i: int, series: list[pd.Series], log: bool, mean: bool = Tru
     complete = (table.where(table > 0) if log else table).dropna()
     if complete.empty:
         return None
-    centre = pd.DataFrame([_centre(list(row), log) for row in complete.itertuples(index=False)],
+    centre = pd.DataFrame([_centre(list(row), log, bounds) for row in complete.itertuples(index=False)],
                           index=complete.index, columns=["mean", "low", "high"])
     if len(centre) == 1:  # one point (a single epoch): a band has no width; a whisker, beside the other arms'
         x = centre.index[0]
@@ -229,6 +232,7 @@ def _seed_lines(ax, i: int, series: list[pd.Series], log: bool, mean: bool = Tru
 
 def _curves(ax, context: Context, panel: dict) -> None:
     from optlab.report.plots import integer_ticks, log_scale
+    from optlab.report.stats import value_range
 
     column, x_key, log = panel.get("column", "val_acc"), panel.get("x", "epoch"), bool(panel.get("log"))
     measure = panel.get("measure") or next((n for n, m in context.spec.measures.items()
@@ -241,7 +245,7 @@ def _curves(ax, context: Context, panel: dict) -> None:
         seeds = len({r["seed"] for r in runs})
         chose_variants |= len(runs) < len([r for r in context.rows if r["arm"] == arm])
         series = [curve for curve in (_curve(Path(r["path"]), x_key, column) for r in runs) if len(curve)]
-        _seed_lines(ax, i, series, log, mean=seeds == len(runs))
+        _seed_lines(ax, i, series, log, mean=seeds == len(runs), bounds=value_range(column))
         _arm_handle(ax, i, arm, seeds)
     _targets(ax, context, column)
     if log:
@@ -295,13 +299,14 @@ def _targets(ax, context: Context, column: str) -> None:
 
 def _layers(ax, context: Context, panel: dict) -> None:
     from optlab.report.plots import integer_ticks, log_scale
+    from optlab.report.stats import value_range
 
     stat, epoch, log = panel.get("stat", "act_std"), int(panel.get("epoch", -1)), bool(panel.get("log"))
     means = {}
     for i, arm in enumerate(context.arms):
         runs = [r for r in context.rows if r["arm"] == arm]
         series = [s for s in (_layer_series(Path(r["path"]), stat, epoch) for r in runs) if s is not None and len(s)]
-        means[arm] = _seed_lines(ax, i, series, log)
+        means[arm] = _seed_lines(ax, i, series, log, bounds=value_range(stat))
         _arm_handle(ax, i, arm, len(series))
     _bounds(ax, context, stat, epoch, means)
     if log:

@@ -10,6 +10,7 @@ from testkit import config, legend_collisions, looks, visible_ticks, write_run
 
 from optlab.study.figure import draw
 from optlab.study.spec import figure_panels, load_study, spec_from_dict, study_names
+from optlab.study.verdict import arm_summary
 
 SEEDS = (0, 1, 2)
 MEASURES = {"acc": {"kind": "metric", "column": "val_acc"},
@@ -75,6 +76,17 @@ def test_bars_on_a_linear_axis_and_points_with_intervals_on_a_log_one(runs, tmp_
     log = draw(study({"kind": "bars", "measure": "acc", "log": True}), *runs, tmp_path / "f.png", quick=False).axes[0]
     assert log.get_yscale() == "log" and not log.patches and len(log.containers) == 2  # no bars: points, intervals
     assert "geometric mean" in log.get_title()
+
+
+def test_a_bars_whisker_is_the_verdicts_interval_inside_what_the_measure_can_be(runs, tmp_path):
+    values, rows = runs
+    values["acc"]["a"] = {0: 0.1, 1: 0.9, 2: 0.95}  # Welch's t alone reaches past 1
+    ax = draw(study({"kind": "bars", "measure": "acc"}), values, rows, tmp_path / "f.png", quick=False).axes[0]
+    errorbars = [c for c in ax.containers if hasattr(c, "lines")]
+    whisker = errorbars[0].lines[2][0].get_segments()[0]
+    summary = arm_summary(values["acc"]["a"], bounds=(0.0, 1.0))
+    assert [y for _, y in whisker] == pytest.approx([summary["ci_low"], summary["ci_high"]])
+    assert summary["ci_high"] <= 1.0
 
 
 def test_a_log_panel_with_a_zero_keeps_the_zero_on_a_symmetric_log_axis(runs, tmp_path):
