@@ -136,7 +136,10 @@ def sqlite_write_ahead_log() -> None:
     def _pragmas(connection, record) -> None:
         if isinstance(connection, sqlite3.Connection):
             cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the file: set once (the switch needs the file alone, so a
+            # second process starting meanwhile would see "database is locked")
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
@@ -145,7 +148,8 @@ def sqlite_write_ahead_log() -> None:
 
 def _retrying_creation_race(url: str, tries: int, make: Callable):
     """Workers that start together on a fresh database race to create Optuna's tables; the
-    loser sees a duplicate-key error, and simply tries again (the tables exist by then)."""
+    loser sees a duplicate-key error (or, on SQLite, a lock that its busy timeout does not
+    wait for: two readers both upgrading to write), and simply tries again."""
     import sqlalchemy.exc
 
     connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10}
@@ -246,7 +250,7 @@ def journal_heartbeat_class():
 
 def _creation_race(exc: Exception) -> bool:
     text = str(exc).lower()
-    return "duplicate" in text or "already exists" in text or "unique" in text
+    return "duplicate" in text or "already exists" in text or "unique" in text or "database is locked" in text
 
 
 def _unreachable(url: str, exc: Exception) -> ConfigError:

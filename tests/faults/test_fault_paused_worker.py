@@ -49,6 +49,26 @@ def wait_for(condition, what: str, timeout: float = 120):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def pause_outside_a_write(pid: int, db) -> None:
+    """SIGSTOP the worker at a moment it holds no write lock on the study (its heartbeat thread
+    commits every second): a process paused inside SQLite's write lock holds up every other
+    writer until it wakes, which no storage client can undo (docs/reliability.md)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        os.kill(pid, signal.SIGSTOP)
+        connection = sqlite3.connect(db, timeout=0.2)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
+            return
+        except sqlite3.OperationalError:  # paused holding the lock: let it finish the commit
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            connection.close()
+    raise AssertionError("never found the worker outside a write")
+
+
 def test_a_worker_woken_after_its_trial_was_taken_over_drops_it_and_goes_on(tmp_path):
     db = tmp_path / "out" / "sweeps" / "paused" / "study.db"
     sweep = subprocess.Popen([*optlab_command(), "sweep", str(sweep_file(tmp_path)), "--jobs", "2", "--heartbeat", "1",
@@ -59,7 +79,7 @@ def test_a_worker_woken_after_its_trial_was_taken_over_drops_it_and_goes_on(tmp_
                    "JOIN trial_user_attributes r ON r.trial_id = t.trial_id WHERE t.state = 'RUNNING' "
                    "AND a.key = 'worker_pid' AND r.key = 'run_dirs' ORDER BY t.trial_id")  # its run has begun
         trial_id, pid = wait_for(lambda: query(db, running)[:1], "a running trial")[0]
-        os.kill(int(pid), signal.SIGSTOP)  # mid-trial: its heartbeat stops with it
+        pause_outside_a_write(int(pid), db)  # mid-trial: its heartbeat stops with it
         wait_for(lambda: query(db, f"SELECT 1 FROM trials WHERE trial_id = {trial_id} AND state = 'FAIL'"),
                  "the other worker to fail the paused worker's trial")
         os.kill(int(pid), signal.SIGCONT)
