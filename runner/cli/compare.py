@@ -1,5 +1,6 @@
-"""`optlab compare FILE|NAME [--quick] [--population K] [--jobs N] [--out DIR]`: contenders tuned
-alike on several workloads; the score table on stderr, the comparison's folder on stdout."""
+"""`optlab compare FILE|NAME [--quick] [--population K] [--jobs N] [--out DIR] [--heartbeat S]
+[--grace S]`: contenders tuned alike on several workloads; the score table on stderr, the
+comparison's folder on stdout."""
 from __future__ import annotations
 
 import sys
@@ -27,6 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--population", metavar="K|auto", help="train up to K runs of a sweep at once as one population")
     p.add_argument("--jobs", type=int, metavar="N", help="worker processes per sweep (default: 1, in this process)")
     p.add_argument("--out", metavar="DIR", default="outputs/comparisons", help="where comparison folders go")
+    p.add_argument("--heartbeat", type=int, metavar="S", help="seconds between a running trial's heartbeats (default 5)")
+    p.add_argument("--grace", type=int, metavar="S", help="seconds without a heartbeat before a killed process's "
+                                                          "trial counts as dead and runs again (default 20)")
     p.set_defaults(handler=run)
 
 
@@ -34,12 +38,16 @@ def run(args) -> int:
     from optlab.cli.train import population_size
     from optlab.compare.run import CompareOptions, run_comparison
     from optlab.compare.spec import load_comparison
+    from optlab.sweep.run import RunOptions
+    from optlab.sweep.study import GRACE_S, HEARTBEAT_S
 
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be >= 1")
+    sweeps = RunOptions(heartbeat=HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
+                        grace=GRACE_S if args.grace is None else args.grace)
     spec = load_comparison(args.comparison)
     options = CompareOptions(quick=args.quick, population=population_size(args.population), jobs=args.jobs,
-                             out_root=Path(args.out))
+                             out_root=Path(args.out), sweeps=sweeps)
     result = run_comparison(spec, options)
     _print_scores(result.summary)
     print(result.summary["folder"], flush=True)

@@ -29,6 +29,7 @@ SEED_KEY = "trainer.seed"
 class Options:
     population: int | None = None  # runs trained at once per sweep worker (None: one at a time)
     jobs: int | None = None        # worker processes per sweep (None: one, in this process)
+    sweeps: object = None          # sweep.run.RunOptions: heartbeat and grace (None: the sweep's defaults)
 
 
 @dataclass(frozen=True)
@@ -119,20 +120,21 @@ def plan_rerun(spec: ComparisonSpec, w: Workload, c: Contender, chosen: list[str
     return Planned(w.name, c.name, None, _sweep(raw, f"{spec.name}: {w.name}, {c.name} reruns", options))
 
 
-def run_sweeps(planned: list[Planned], label: str) -> bool:
+def run_sweeps(planned: list[Planned], label: str, how: Options) -> bool:
     """Run (or finish) each sweep to its budget; a signal stops the comparison at a step.
     Whether any trial finished here (False: every sweep was finished already)."""
     from optlab.sweep.run import RunOptions, run_workers, start_sweep
 
+    options = how.sweeps or RunOptions()
     trained = False
     for i, p in enumerate(planned):
         print(f"{label} [{i + 1}/{len(planned)}] {p.spec.study}", file=sys.stderr, flush=True)
         before = _finished(p.sweep_dir)
         try:
-            started = start_sweep(p.spec, RunOptions())
+            started = start_sweep(p.spec, options)
         except ConfigError as exc:  # a sweep of other settings there: this folder is another comparison's
             raise ConfigError(f"{exc} (optlab compare: --out DIR starts the comparison in another folder)") from None
-        outcome = run_workers(started, RunOptions(), on_rows=lambda rows: None)
+        outcome = run_workers(started, options, on_rows=lambda rows: None)
         trained = trained or _finished(p.sweep_dir) > before
         if outcome.stopped is not None:
             raise outcome.stopped

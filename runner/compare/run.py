@@ -18,6 +18,7 @@ class CompareOptions:
     quick: bool = False
     population: int | None = None   # runs trained at once per sweep worker (None: one at a time)
     jobs: int | None = None         # worker processes per sweep (None: one, in this process)
+    sweeps: object = None           # sweep.run.RunOptions: heartbeat and grace (None: the sweep's defaults)
     rerun_seeds: int | None = None  # over the protocol's
     out_root: Path = Path("outputs/comparisons")
     folder: Path | None = None      # the comparison's folder, over out_root/[quick/]NAME
@@ -53,15 +54,15 @@ def run_comparison(spec: ComparisonSpec, options: CompareOptions) -> Result:
     start, load = time.perf_counter(), os.getloadavg()[0]
     spec = effective(spec, options)
     folder = make_dirs(comparison_dir(spec, options)).resolve()
-    how = execute.Options(options.population, options.jobs)
+    how = execute.Options(options.population, options.jobs, options.sweeps)
     tuning = execute.plan_tuning(spec, folder, how)
-    trained = execute.run_sweeps(tuning, "tuning")
+    trained = execute.run_sweeps(tuning, "tuning", how)
     trials = [t for p in tuning for t in _trials(p)]
     targets = results.settle_targets(spec, trials)
     picks = results.choices(spec, trials, targets)
     reruns_planned = [execute.plan_rerun(spec, spec.workload(w), spec.contender(c), list(pick.overrides), folder, how)
                       for (w, c), pick in picks.items() if pick is not None]
-    trained = execute.run_sweeps(reruns_planned, "reruns") or trained
+    trained = execute.run_sweeps(reruns_planned, "reruns", how) or trained
     reruns = [t for p in reruns_planned for t in _trials(p)]
     tables = results.tabulate(spec, trials, reruns, targets, picks)
     summary = _summary(spec, options, tables, folder, len(trials) + len(reruns),

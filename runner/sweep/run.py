@@ -45,6 +45,9 @@ class RunOptions:
         for flag, value in (("--heartbeat", self.heartbeat), ("--grace", self.grace)):
             if value < 1:
                 raise ConfigError(f"{flag} {value}: must be >= 1 second")
+        if self.grace <= self.heartbeat:
+            raise ConfigError(f"--grace {self.grace}: must be more than --heartbeat ({self.heartbeat} s), or a live "
+                              "trial counts as dead between two heartbeats")
         if self.storage_timeout is not None and not self.storage_timeout > 0:
             raise ConfigError(f"--storage-timeout {self.storage_timeout:g}: must be > 0 seconds")
 

@@ -106,7 +106,7 @@ SMALL = {
 @pytest.mark.slow
 def test_a_comparison_killed_in_its_tuning_and_in_its_reruns_ends_as_an_uninterrupted_one(tmp_path):
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL))
-    args = ("compare", "small.yaml", "--out")
+    args = ("compare", "small.yaml", "--heartbeat", "1", "--grace", "2", "--out")
     # 8 tuning runs of 2 epochs, then 4 reruns: the 5th epoch's end is inside the third tuning run
     killed = run_optlab(*args, "killed", cwd=tmp_path, env={"OPTLAB_FAULT": "train.epoch_end@5=kill"})
     assert killed.returncode == -9

@@ -52,3 +52,16 @@ def test_a_heartbeat_or_grace_below_one_second_is_refused_not_replaced(optlab, t
     assert result.returncode == 2, result.stderr
     assert f"optlab: error: {flag} {value}: must be >= 1 second" in result.stderr
     assert not (tmp_path / "outputs" / "sweeps").exists()
+
+
+@pytest.mark.parametrize("command", ["sweep", "compare"])
+def test_a_grace_not_above_the_heartbeat_is_refused(optlab, tmp_path, command):
+    """A live trial beats every --heartbeat seconds: a grace that short would count it dead."""
+    from testkit import write_sweep
+
+    target = str(write_sweep(tmp_path)) if command == "sweep" else "lecture_optimizers"
+    result = optlab(command, target, "--grace", "5")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ("optlab: error: --grace 5: must be more than --heartbeat (5 s), or a live trial "
+                                     "counts as dead between two heartbeats")
+    assert not (tmp_path / "outputs").exists()
