@@ -111,7 +111,8 @@ def column_type(values: pd.Series) -> str:
 def chart_layout(title: str, xtitle: str, ytitle: str, **extra) -> dict:
     """A chart's plotly layout: its title and axis titles, powers of ten written as such;
     `extra` axes' settings (xaxis={"type": "log"}) are merged in."""
-    axes = {"xaxis": {"title": {"text": xtitle}, "exponentformat": "power"},
+    # no vertical zero line: on a trial or epoch axis it reads as a step of the data at 0
+    axes = {"xaxis": {"title": {"text": xtitle}, "exponentformat": "power", "zeroline": False},
             "yaxis": {"title": {"text": ytitle}, "exponentformat": "power"}}
     for axis, settings in extra.items():
         axes[axis] = {**axes.get(axis, {}), **settings}

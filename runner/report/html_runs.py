@@ -32,12 +32,16 @@ def runs_page(collection, table: pd.DataFrame, keys: list[str], metric, stats_ov
               paths: list[str], compared: pd.DataFrame | None = None) -> dict:
     """The page's dict (see html_page) for these runs and report.csv's `table` (and with
     --compare, compare.csv's `compared`, shown after it)."""
+    from optlab.report.plots import legend_labels  # legends: 3 significant digits, as the PNGs'
+
     runs = collection.runs.reset_index(drop=True)
     varying = report.differing_keys(runs, collection.config_keys)
     index_of = {run_dir: i for i, run_dir in enumerate(runs["run_dir"])}
     labels = report.group_labels(runs, keys)
     group_runs = {label: [int(i) for i in members] for label, members in runs.groupby(labels, sort=False).groups.items()}
-    groups = [{"label": str(label), "runs": group_runs.get(label, [])} for label in table["group"]]
+    names = [str(label) for label in table["group"]]
+    groups = [{"label": name, "legend": short, "runs": group_runs.get(name, [])}
+              for name, short in zip(names, legend_labels(names))]
     notes = [f"skipped {s.path}: {s.reason}" for s in collection.skipped] + list(collection.notes)
     brush_views, brush = brush_sections(collection, runs, varying, metric)
     sections = [groups_section(table, keys, metric, group_runs),

@@ -470,7 +470,7 @@
     const hover = curve.epoch.map((_, i) => `${label}<br>epoch ${curve.epoch[i]}: mean ${fmt(curve.mean[i])}` +
       (curve.low[i] !== null ? `, 95% CI [${fmt(curve.low[i])}, ${fmt(curve.high[i])}]` : "") + `, n=${curve.n[i]}`);
     traces.push({x: curve.epoch, y: curve.mean, type: "scatter", mode: "lines+markers", marker: {size: 4},
-                 line: {color: colour, width: 2}, name: `${label} (n=${Math.max(...curve.n)})`,
+                 line: {color: colour, width: 2}, name: `${groups[curve.group].legend} (n=${Math.max(...curve.n)})`,
                  legendgroup: String(curve.group), text: hover, hovertemplate: "%{text}<extra></extra>"});
     if (view.seeds && view.seeds.checked) {
       const perRun = new Map(data.runs.map((c) => [c.run, c]));

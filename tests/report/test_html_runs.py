@@ -157,6 +157,17 @@ def test_hover_text_names_the_keys_that_vary_and_the_folder_escaped(tmp_path):
     assert "<b>a&lt;b&gt;-0</b>" in hover and "optimizer.lr = 0.01" in hover and str(tmp_path) in hover
 
 
+def test_curve_legends_show_3_significant_digits_and_hovers_the_whole_value(browser, tmp_path):
+    write_run(tmp_path / "runs", "a-0", config("adam", lr=0.123731, seed=0), [0.5, 0.6])
+    write_run(tmp_path / "runs", "b-0", config("adam", lr=0.0031622776, seed=0), [0.5, 0.7])
+    opened = open_page(browser, make_report(tmp_path / "runs", "--by", "optimizer.lr") / "report.html")
+    traces = opened.page.evaluate("document.getElementById('curves-val_acc').data.filter((t) => t.name)"
+                                  ".map((t) => [t.name, t.text[0]])")
+    assert sorted(name for name, _ in traces) == ["optimizer.lr=0.00316 (n=1)", "optimizer.lr=0.124 (n=1)"]
+    assert any("optimizer.lr=0.123731" in hover for _, hover in traces)
+    opened.page.close()
+
+
 def test_long_curves_are_thinned_keeping_the_last_epoch():
     from optlab.report.html_runs import MAX_CURVE_POINTS, _thin
 
