@@ -59,6 +59,18 @@ def why_solo(cfg) -> str | None:
     return next((why for applies, why in reasons if applies), None)
 
 
+def why_alone_under_auto(cfg) -> str | None:
+    """Why `--population auto` trains a config alone although a population could take it:
+    a member's dropout masks are drawn for the whole stack, so its numbers depend on which
+    runs share its population, and auto's K on a timing. Alone, the same command gives the
+    same numbers on every machine; `--population K` stacks it (statistically its solo run)."""
+    dropout = as_plain(cfg)["model"].get("dropout") or 0.0
+    if float(dropout) > 0:
+        return (f"model.dropout={dropout}: its masks would depend on which runs share its population "
+                "(--population K stacks it)")
+    return None
+
+
 def resume_position(checkpoint: dict | None) -> int:
     """The batch of its epoch a resumed run continues from (0: an epoch's start)."""
     mid = (checkpoint or {}).get("mid_epoch")
@@ -80,6 +92,7 @@ class Pending:
     def __init__(self, size, more=None, on_dropped=None, who: str = "optlab", planned: int = 0,
                  together: bool = False):
         self.size = size if size == AUTO else max(1, int(size))  # auto: set by the first run that can share
+        self.auto = size == AUTO
         self.more, self.on_dropped, self.who, self.planned = more, on_dropped, who, planned
         self.together, self.said = together, False  # every run in one group, whatever its key (a lockstep group: PBT)
         self.waiting: list = []
@@ -87,7 +100,7 @@ class Pending:
 
     def add(self, requests) -> None:
         for request in requests:
-            if self.size == AUTO and why_solo(request.cfg) is None:
+            if self.size == AUTO and self.why_alone(request.cfg) is None:
                 self.size = auto_size(request.cfg, max(self.planned, len(self.waiting) + len(requests)))
             request.key = self.key_of(request)
             self.waiting.append(request)
@@ -104,7 +117,7 @@ class Pending:
 
         if self.size == 1 and not self.together:
             return None
-        reason = why_solo(request.cfg)
+        reason = self.why_alone(request.cfg)
         if reason and self.together:  # said once for the group
             if not self.said:
                 print(f"{self.who}: the runs train in turns, not as one population: {reason}", file=sys.stderr)
@@ -116,6 +129,9 @@ class Pending:
         if request.resume_dir is not None:
             request.checkpoint = checkpoint_to_resume(request.resume_dir)
         return structure(request.cfg), resume_position(request.checkpoint) if request.resume_dir else 0
+
+    def why_alone(self, cfg) -> str | None:
+        return why_solo(cfg) or (why_alone_under_auto(cfg) if self.auto and not self.together else None)
 
     def next_group(self) -> list | None:
         if self.together:

@@ -101,3 +101,20 @@ def test_auto_picks_the_size_measured_fastest_per_member_up_to_the_runs_planned(
 def test_auto_measures_the_stacked_step_for_real(capsys):
     size = auto_size(compose([*SMALL, "trainer.epochs=1", "model.width=8"]), planned=8)
     assert size in (4, 8) and "a member's step: K=4" in capsys.readouterr().err
+
+
+def test_auto_trains_dropout_alone_and_an_explicit_k_stacks_it(monkeypatch, capsys):
+    """A member's dropout masks depend on which runs share its population, and auto's K on a
+    timing: under auto such runs train alone, so one command gives the same numbers on every
+    machine; --population K stacks them (nothing is measured for them)."""
+    import optlab.training.stacked as stacked
+
+    monkeypatch.setattr(stacked, "member_step_seconds", lambda *a: pytest.fail("measured a run that trains alone"))
+    runs = lambda: [RunRequest(compose([*SMALL, "model.dropout=0.5", f"trainer.seed={k}"])) for k in range(3)]  # noqa: E731
+    auto = Pending(grouping.AUTO)
+    auto.add(runs())
+    assert "trains alone: model.dropout=0.5: its masks would depend on which runs share" in capsys.readouterr().err
+    assert [len(auto.next_group()) for _ in range(3)] == [1, 1, 1]
+    stacked_k = Pending(4)
+    stacked_k.add(runs())
+    assert len(stacked_k.next_group()) == 3 and capsys.readouterr().err == ""
