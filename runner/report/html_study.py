@@ -16,6 +16,14 @@ from optlab.report import html_page
 from optlab.report.html_page import COLOURS, chart_layout, column_type, is_missing, rounded
 
 
+def what_ran(verdict: dict) -> str:
+    """'10 runs', '20 sweeps (320 trials)': what the study counted (verdicts before sweeps
+    were counted apart say only runs)."""
+    parts = [f"{verdict['runs']} runs"] if verdict["runs"] or not verdict.get("sweeps") else []
+    if verdict.get("sweeps"):
+        parts.append(f"{verdict['sweeps']} sweeps ({verdict['trials']} trials)")
+    return " and ".join(parts)
+
 
 def study_page(studies: list[tuple[Path, dict]], title: str, overview: bool = False) -> dict:
     """The page's dict for these (study folder, figure mapping) pairs, one block of sections
@@ -32,10 +40,10 @@ def study_page(studies: list[tuple[Path, dict]], title: str, overview: bool = Fa
 
 def overview_section(verdicts: list) -> dict:
     rows = [{"cells": {"study": v["study"], "verdict": v["verdict"] + (" (quick)" if v.get("quick") else ""),
-                       "claim": v["claim"], "runs": v.get("runs"), "compute_s": v.get("compute_s")}}
+                       "claim": v["claim"], "ran": what_ran(v), "compute_s": v.get("compute_s")}}
             for _, _, v in verdicts]
     columns = [{"key": "study", "label": "study", "type": "text"}, {"key": "verdict", "label": "verdict", "type": "text"},
-               {"key": "runs", "label": "runs", "type": "count"},
+               {"key": "ran", "label": "trained", "type": "text"},
                {"key": "compute_s", "label": "compute (s)", "type": "number"},
                {"key": "claim", "label": "claim", "type": "longtext"}]
     return {"kind": "table", "id": "studies", "title": "Studies", "columns": columns, "rows": rows,
@@ -62,7 +70,7 @@ def claim_section(verdict: dict) -> dict:
              f"{verdict.get('quick_outcome')})") if verdict.get("quick") else ""
     items = [["claim", verdict["claim"]], ["source", verdict["source"]],
              ["scaled down", verdict.get("scaled_down", "")], ["seeds per arm", str(verdict.get("seeds", ""))],
-             ["runs", f"{verdict.get('runs')} ({verdict.get('reused', 0)} reused by the last invocation)"],
+             ["trained", f"{what_ran(verdict)} ({verdict.get('reused', 0)} runs reused by the last invocation)"],
              ["compute", f"{verdict.get('compute_s', verdict.get('wall_time_s', 0)):.0f} s on {verdict.get('machine')}; "
                          f"optlab {verdict.get('optlab')}"], *([["quick", quick]] if quick else [])]
     return {"kind": "facts", "id": f"claim-{verdict['study']}", "title": f"{verdict['study']}: {verdict['verdict']}",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from optlab.report.html_study import what_ran
 from optlab.runs.files import write_atomic
 
 
@@ -102,15 +103,6 @@ def _comparison_setup(comparison) -> list[str]:
 INTERVALS = ("Intervals: 95% Student's t intervals of the mean (of a difference: Welch's), intersected with the "
              "values the measure can take (accuracies and fractions [0, 1]; losses, steps, norms and ratios "
              "[0, inf)); the true value lies in that range, so the intersection keeps the t interval's coverage.")
-
-
-def what_ran(verdict: dict) -> str:
-    """'10 runs', '20 sweeps (320 trials)': what the study counted (verdicts before sweeps
-    were counted apart say only runs)."""
-    parts = [f"{verdict['runs']} runs"] if verdict["runs"] or not verdict.get("sweeps") else []
-    if verdict.get("sweeps"):
-        parts.append(f"{verdict['sweeps']} sweeps ({verdict['trials']} trials)")
-    return " and ".join(parts)
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -53,7 +53,17 @@ def test_the_page_of_every_study_lists_them_with_their_verdicts(browser, study_f
     assert opened.errors == [] and opened.requests == [] and undrawn_charts(opened.page) == []
     (row,) = table_rows(opened.page, "studies")
     assert row["study"] == "glorot2010_depth" and row["verdict"] == "inconclusive (quick)"
+    assert row["ran"] == "6 runs"  # 3 arms x 2 seeds
     opened.page.close()
+
+
+def test_a_sweep_study_says_how_many_sweeps_and_trials_it_trained_not_0_runs():
+    from optlab.report.html_study import claim_section, overview_section
+
+    verdict = {"study": "bergstra", "verdict": "reproduced", "claim": "c", "source": "s", "runs": 0, "sweeps": 20,
+               "trials": 320, "reused": 0, "compute_s": 22.0, "machine": "m", "optlab": "v"}
+    assert overview_section([(None, None, verdict)])["rows"][0]["cells"]["ran"] == "20 sweeps (320 trials)"
+    assert ["trained", "20 sweeps (320 trials) (0 runs reused by the last invocation)"] in claim_section(verdict)["items"]
 
 
 def test_a_curves_figure_draws_one_line_per_run_of_each_arm(tmp_path):
