@@ -39,6 +39,8 @@ def test_a_sweeps_page_opens_offline_with_every_chart_drawn(browser, sweep_repor
     assert {"parcoords", "vs-0", "vs-1", "curves-val_acc", "curves-train_loss", "best-gen", "importances-gen",
             "intermediate-gen"} <= set(charts)
     assert page.locator("svg.parcoords .lines path").count() == 24  # every run has a value on every axis
+    widths = page.evaluate("[...document.querySelectorAll('.section')].map((s) => s.getBoundingClientRect().width)")
+    assert len(set(widths)) == 1  # every section as wide as the page's column: none overflows it
     page.close()
 
 
