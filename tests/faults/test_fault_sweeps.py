@@ -176,15 +176,27 @@ def shared_storage(storage_url, tmp_path):
     return storage_url, [tmp_path / "a", tmp_path / "b"]
 
 
-def test_two_processes_share_one_study_and_stop_at_n_in_total(shared_storage):
+def test_two_processes_share_one_study_and_stop_at_n_in_total(shared_storage, tmp_path):
     url, folders = shared_storage
-    study, n = "shared", 6  # enough work that the second process starts before the first is done
+    study, n, gate = "shared", 6, tmp_path / "gate"
+    # the first holds its first trial at its first epoch's end until the second runs a trial too
+    holds = [{"OPTLAB_FAULT": "train.epoch_end@1=wait", "OPTLAB_FAULT_GATE": str(gate)}, {}]
     procs = []
-    for folder in folders:
+    for folder, hold in zip(folders, holds):
         command = [*optlab_executable(), "sweep", str(write_sweep(folder, trials=n, epochs=2)), "--storage", url,
                    "--study", study]
-        procs.append(subprocess.Popen(command, cwd=folder, env=env(), stdout=subprocess.PIPE,
+        procs.append(subprocess.Popen(command, cwd=folder, env=env(**hold), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
+    deadline = time.monotonic() + 120
+    while not gate.exists():
+        assert time.monotonic() < deadline, "the second process never ran a trial"
+        try:
+            running = optuna.load_study(study_name=study, storage=url).get_trials(states=[optuna.trial.TrialState.RUNNING])
+        except Exception:  # the study or its tables not created yet
+            running = []
+        if len(running) >= 2:
+            gate.touch()
+        time.sleep(0.1)
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
