@@ -239,6 +239,18 @@ def wait_for(condition, timeout: float = 120, every: float = 0.25):
     raise AssertionError("timed out waiting")
 
 
+def start_requeued_now(task: str) -> None:
+    """Slurm holds a requeued task back (its BeginTime about two minutes on); what the test
+    checks starts once the task does, so its begin time is set to now."""
+    def held() -> bool:
+        out = subprocess.run(["squeue", "--noheader", "--format=%T %r", "--jobs", task], capture_output=True,
+                             text=True, check=False).stdout
+        return "PENDING" in out and "BeginTime" in out
+
+    wait_for(held, timeout=60)
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
+
+
 def metrics(run_dir: Path) -> list[dict]:
     with open(run_dir / "metrics.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -360,6 +372,7 @@ def test_scontrol_requeue_mid_population_resumes_every_member_from_its_checkpoin
     folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
     _, task = wait_for(lambda: trial_mid_run(folder), timeout=300)
     subprocess.run(["scontrol", "requeue", task], check=True)
+    start_requeued_now(task)
     watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
     assert watched.returncode == 0, watched.stderr
     rows = read_rows(folder)
