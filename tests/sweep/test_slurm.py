@@ -389,53 +389,6 @@ def test_scontrol_requeue_mid_population_resumes_every_member_from_its_checkpoin
     wait_for(lambda: not squeue(job_of(done.stdout)), timeout=60)
 
 
-PBT_SWEEP = {"metric": "val_acc", "sampler": "random", "seed": 3, "scheduler": "pbt", "population": 4,
-             "pbt": {"interval": 2, "quantile": 0.25, "perturb": [0.8, 1.25], "resample": 0.25},
-             "base": ["data=digits", "model=mlp", "optimizer=momentum", *SLOW_EPOCHS[:-1], "trainer.epochs=6",
-                      "trainer.progress=false"],
-             "space": {"optimizer.lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True},
-                       "optimizer.momentum": {"type": "float", "low": 0.5, "high": 0.9}}}
-
-
-def pbt_outcome(sweep_dir: Path) -> dict:
-    """A PBT sweep's events, each member's rows and the trial values, without timings or paths."""
-    timing = ("epoch_time_s", "samples_per_s")
-    with open(sweep_dir / "pbt.csv", newline="") as f:
-        events = [{k: v for k, v in row.items() if k != "run_dir"} for row in csv.DictReader(f)]
-    state = json.loads((sweep_dir / "pbt.json").read_text())
-    members = {m["member"]: [{k: v for k, v in r.items() if k not in timing} for r in metrics(sweep_dir / m["run_dir"])]
-               for m in state["members"]}
-    values = sorted((r["value"], r["param.optimizer.lr"]) for r in read_rows(sweep_dir) if r["status"] == "completed")
-    return {"events": events, "members": members, "values": values}
-
-
-@needs_slurm
-@pytest.mark.slow
-def test_scontrol_requeue_mid_pbt_population_ends_as_the_sweep_never_stopped(tmp_path):
-    """Slurm preemption of a PBT population: the requeued task goes on from the last committed
-    round; every member's rows (each epoch once), every exploit and every trial value equal an
-    uninterrupted sweep's."""
-    for where in ("slurm", "local"):
-        (tmp_path / where).mkdir()
-        (tmp_path / where / "pbt_slurm.yaml").write_text(yaml.safe_dump(PBT_SWEEP))
-    done = run_optlab("sweep", "pbt_slurm.yaml", "--launcher", "slurm", "--workers", "1", cwd=tmp_path / "slurm")
-    assert done.returncode == 0, done.stderr
-    folder = tmp_path / "slurm" / "outputs" / "sweeps" / "pbt_slurm"
-    _, task = wait_for(lambda: trial_mid_run(folder, epochs_done=3), timeout=300)
-    subprocess.run(["scontrol", "requeue", task], check=True)
-    start_requeued_now(task)
-    watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path / "slurm")
-    assert watched.returncode == 0, watched.stderr
-    local = run_optlab("sweep", "pbt_slurm.yaml", cwd=tmp_path / "local")
-    assert local.returncode == 0, local.stderr
-    assert sum(r["status"] == "interrupted" for r in read_rows(folder)) == 4  # every member was stopped
-    resumed = pbt_outcome(folder)
-    assert all([int(r["epoch"]) for r in rows] == list(range(6)) for rows in resumed["members"].values())
-    assert resumed == pbt_outcome(tmp_path / "local" / "outputs" / "sweeps" / "pbt_slurm")
-    assert len(resumed["events"]) >= 1  # a round exploited before or after the requeue
-    wait_for(lambda: not squeue(job_of(done.stdout)), timeout=60)
-
-
 @needs_slurm
 @pytest.mark.slow
 def test_a_worker_killed_without_warning_has_its_trial_failed_by_the_heartbeat_and_retried(tmp_path):
