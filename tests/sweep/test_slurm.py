@@ -239,15 +239,24 @@ def wait_for(condition, timeout: float = 120, every: float = 0.25):
     raise AssertionError("timed out waiting")
 
 
-def start_requeued_now(task: str) -> None:
-    """Slurm holds a requeued task back (its BeginTime about two minutes on); what the test
-    checks starts once the task does, so its begin time is set to now."""
-    def held() -> bool:
-        out = subprocess.run(["squeue", "--noheader", "--format=%T %r", "--jobs", task], capture_output=True,
-                             text=True, check=False).stdout
-        return "PENDING" in out and "BeginTime" in out
+def writers_gone(sweep_dir: Path) -> bool:
+    """No live process holds a run folder's lease: the stopped task's processes have exited."""
+    for lease in sweep_dir.glob("runs/*/.writer.*"):
+        try:
+            os.kill(int(json.loads(lease.read_text())["pid"]), 0)
+        except (ValueError, KeyError):  # being written
+            return False
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+        return False
+    return True
 
-    wait_for(held, timeout=60)
+
+def start_requeued_now(task: str, sweep_dir: Path) -> None:
+    """Slurm holds a requeued task back (its BeginTime about two minutes on), which also lets
+    the stopped instance's processes exit; the test waits for those, then starts it now."""
+    wait_for(lambda: squeue(task).get(task) == "PENDING", timeout=60)
+    wait_for(lambda: writers_gone(sweep_dir), timeout=60)
     subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
 
 
@@ -372,7 +381,7 @@ def test_scontrol_requeue_mid_population_resumes_every_member_from_its_checkpoin
     folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
     _, task = wait_for(lambda: trial_mid_run(folder), timeout=300)
     subprocess.run(["scontrol", "requeue", task], check=True)
-    start_requeued_now(task)
+    start_requeued_now(task, folder)
     watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
     assert watched.returncode == 0, watched.stderr
     rows = read_rows(folder)
@@ -433,7 +442,7 @@ def test_the_time_limit_warning_stops_the_trial_and_the_task_requeues_itself_to_
     run_dir, task = wait_for(lambda: trial_mid_run(folder), timeout=300)
     subprocess.run(["scancel", "--signal=USR2", task], check=True)
     assert wait_for(lambda: squeue(job).get(task) == "PENDING", timeout=60)  # requeued by the task itself
-    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
+    start_requeued_now(task, folder)
     watched = run_optlab("sweep", "--watch", str(folder), cwd=tmp_path)
     assert watched.returncode == 0, watched.stderr
     rows = read_rows(folder)
