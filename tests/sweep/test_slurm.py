@@ -25,6 +25,7 @@ from optlab.sweep.launcher import load_launcher
 from optlab.sweep.slurm import executor_parameters
 
 SLURM = os.environ.get("OPTLAB_TEST_SLURM")
+pytestmark = pytest.mark.xdist_group("slurm")  # one at a time on the one-node cluster (pyproject.toml)
 needs_slurm = pytest.mark.skipif(
     not SLURM or shutil.which("sbatch") is None,
     reason="no Slurm cluster: OPTLAB_TEST_SLURM is unset or sbatch is missing (CI starts one with .ci/slurm.sh)")
