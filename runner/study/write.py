@@ -100,6 +100,8 @@ def _comparison_setup(comparison) -> list[str]:
     return lines + [f"- contender `{c.name}`: `{' '.join(c.overrides) or '(workload only)'}`"
                     + (f", space `{json.dumps(c.space)}`" if c.space else "")
                     + (f", sampler {c.sampler}" if c.sampler else "") for c in comparison.contenders]
+
+
 INTERVALS = ("Intervals: 95% Student's t intervals of the mean (of a difference: Welch's), intersected with the "
              "values the measure can take (accuracies and fractions [0, 1]; losses, steps, norms and ratios "
              "[0, inf)); the true value lies in that range, so the intersection keeps the t interval's coverage.")
