@@ -122,7 +122,7 @@ def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None,
     """The live view of a Slurm sweep until its budget is reached or its jobs are gone."""
     from optlab.sweep.outputs import best_trial, write_outputs
     from optlab.sweep.run import Outcome
-    from optlab.sweep.slurm import Follow
+    from optlab.sweep.slurm import LOGS, Follow
     from optlab.sweep.storage import retry_trials_of_gone_workers
 
     follow = Follow(sweep_dir, storage)
@@ -135,7 +135,7 @@ def watch_sweep(sweep_dir: Path, storage: str | None, job_id: str | None = None,
     code = 0 if done >= spec.trials else 5  # the cluster ended the jobs: the environment's doing, not a bug
     if code:
         print_error_line(f"the sweep's Slurm jobs ended with {done} of {spec.trials} trials finished; "
-                         f"rerun the sweep command to continue it")
+                         f"rerun the sweep command to continue it (the tasks' logs: {Path(sweep_dir) / LOGS})")
     if job_id is not None:
         print(f"job {job_id}")
     return finish(spec, sweep_dir, Outcome(rows, code, best_trial(study, spec)), html)

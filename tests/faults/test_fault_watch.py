@@ -39,6 +39,7 @@ def test_a_watch_whose_jobs_are_gone_shows_their_trials_interrupted_and_exits_5(
     assert main(["sweep", "--watch", str(folder)]) == 5
     err = capsys.readouterr().err
     assert "the sweep's Slurm jobs ended with 3 of 4 trials finished" in err
+    assert f"(the tasks' logs: {folder / 'slurm'})" in err  # where to read why they ended
     with open(folder / "trials.csv", newline="") as f:
         statuses = {int(r["number"]): r["status"] for r in csv.DictReader(f)}
     assert statuses[killed.number] == "interrupted" and "running" not in statuses.values(), statuses
