@@ -145,14 +145,18 @@ def test_sigterm_and_sigkill_then_rerun_end_with_exactly_n_trials(tmp_path):
 
 def test_sigterm_to_a_pool_is_passed_on_to_each_worker_then_a_rerun_ends_with_n(tmp_path):
     """Only the sweep process gets the signal (its own session); it passes it on to the spawned
-    workers, whose trials stop at a step and are queued again; the sweep exits 143."""
-    n = 2
+    workers, whose trials stop at a step and are queued again; the sweep exits 143. Each worker
+    holds at its first epoch's end until the signal is sent: one cannot finish both trials
+    before the other has started."""
+    n, gate = 2, tmp_path / "gate"
     path = write_sweep(tmp_path, trials=n, epochs=40)
     folder = tmp_path / "outputs" / "sweeps" / "tiny"
-    pool = subprocess.Popen([*optlab_executable(), "sweep", str(path), "--jobs", "2"], cwd=tmp_path, env=env(),
+    held = env(OPTLAB_FAULT="train.epoch_end@1=wait", OPTLAB_FAULT_GATE=str(gate))
+    pool = subprocess.Popen([*optlab_executable(), "sweep", str(path), "--jobs", "2"], cwd=tmp_path, env=held,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_for(lambda: states(folder).count("RUNNING") == 2)
     pool.send_signal(signal.SIGTERM)
+    gate.touch()
     out, err = pool.communicate(timeout=120)
     assert pool.returncode == 143, err
     assert "rerun the same command to continue it" in err and out.strip().splitlines()[-1] == "outputs/sweeps/tiny"
