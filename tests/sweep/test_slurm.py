@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -277,9 +278,13 @@ def writers_gone(sweep_dir: Path) -> bool:
 
 def start_requeued_now(task: str, sweep_dir: Path) -> None:
     """Slurm holds a requeued task back (its BeginTime about two minutes on), which also lets
-    the stopped instance's processes exit; the test waits for those, then starts it now."""
+    the stopped instance's processes exit; the test waits for those, then starts it now. Not
+    within the second its predecessor's credential was revoked (before it showed PENDING):
+    slurmd refuses a credential of that second ("Job credential revoked") and the task ends."""
     wait_for(lambda: squeue(task).get(task) == "PENDING", timeout=60)
+    revoked_by = time.time()
     wait_for(lambda: writers_gone(sweep_dir), timeout=60)
+    time.sleep(max(0.0, math.floor(revoked_by) + 1.2 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
 
 
@@ -398,8 +403,10 @@ def test_scontrol_requeue_mid_population_resumes_every_member_from_its_checkpoin
 
     from optlab.training.api import train_many
 
+    epochs = 4  # a population of 3 takes about 5 s an epoch here: 2 still to go when it is requeued
     done = run_optlab("sweep", stable_lr_wd(tmp_path), "--launcher", "slurm", "--workers", "1", "--trials", "3",
-                      "--population", "3", "--pruner", "none", *SLOW_EPOCHS, cwd=tmp_path)
+                      "--population", "3", "--pruner", "none", *SLOW_EPOCHS[:-1], f"trainer.epochs={epochs}",
+                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "outputs" / "sweeps" / "lr_wd"
     _, task = wait_for(lambda: trial_mid_run(folder), timeout=300)
@@ -412,7 +419,7 @@ def test_scontrol_requeue_mid_population_resumes_every_member_from_its_checkpoin
     assert len(stopped) == 3 and sorted(r["run_dirs"] for r in rows if r["status"] == "completed") == sorted(stopped)
     assert len(list((folder / "runs").iterdir())) == 3  # every member continued in its folder
     members = [folder / run for run in stopped]
-    assert all([int(r["epoch"]) for r in metrics(run)] == list(range(8)) for run in members)
+    assert all([int(r["epoch"]) for r in metrics(run)] == list(range(epochs)) for run in members)
     straight = train_many([OmegaConf.load(run / "config.yaml") for run in members], population=3,
                           run_root=tmp_path / "uninterrupted")
     timing = ("epoch_time_s", "samples_per_s")
