@@ -32,29 +32,29 @@ needs_slurm = pytest.mark.skipif(
     not SLURM or shutil.which("sbatch") is None,
     reason="no Slurm cluster: OPTLAB_TEST_SLURM is unset or sbatch is missing (CI starts one with .ci/slurm.sh)")
 FINISHED = {"completed", "pruned", "diverged", "failed"}
+SMALL = ["model.width=16", "trainer.epochs=3"]
+SLOW_EPOCHS = ["model.depth=3", "model.width=512", "batch.size=4", "trainer.epochs=8"]  # about 0.5 s an epoch
 
 
 @pytest.fixture(autouse=True)
 def one_test_at_a_time_on_the_cluster():
     """The xdist group keeps these tests on one worker; this lock keeps them one at a time on the
-    one-node cluster even where the group is ignored (it was, silently, under pytest 9.2): two
-    requeued tasks restarting together there can fail to start."""
+    one-node cluster even where the group is ignored (it was, silently, under pytest 9.2), so no
+    test's jobs wait behind or slow down another's."""
     if not SLURM:
         yield
         return
     with open(Path(SLURM) / "tests.lock", "w") as lock:
-        deadline = time.monotonic() + 1200
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("another test held the Slurm cluster for 20 minutes") from None
-                time.sleep(0.5)
+        wait_for(lambda: took(lock), timeout=1200, every=0.5)
         yield
-SMALL = ["model.width=16", "trainer.epochs=3"]
-SLOW_EPOCHS = ["model.depth=3", "model.width=512", "batch.size=4", "trainer.epochs=8"]  # about 0.5 s an epoch
+
+
+def took(lock) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def stable_lr_wd(tmp_path: Path) -> str:
