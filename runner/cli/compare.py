@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from optlab.cli.display import with_examples
+from optlab.cli.sweep import add_liveness_flags, liveness
 from optlab.errors import ConfigError
 
 
@@ -28,9 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--population", metavar="K|auto", help="train up to K runs of a sweep at once as one population")
     p.add_argument("--jobs", type=int, metavar="N", help="worker processes per sweep (default: 1, in this process)")
     p.add_argument("--out", metavar="DIR", default="outputs/comparisons", help="where comparison folders go")
-    p.add_argument("--heartbeat", type=int, metavar="S", help="seconds between a running trial's heartbeats (default 5)")
-    p.add_argument("--grace", type=int, metavar="S", help="seconds without a heartbeat before a killed process's "
-                                                          "trial counts as dead and runs again (default 20)")
+    add_liveness_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -39,12 +38,10 @@ def run(args) -> int:
     from optlab.compare.run import CompareOptions, run_comparison
     from optlab.compare.spec import load_comparison
     from optlab.sweep.run import RunOptions
-    from optlab.sweep.study import GRACE_S, HEARTBEAT_S
 
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be >= 1")
-    sweeps = RunOptions(heartbeat=HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
-                        grace=GRACE_S if args.grace is None else args.grace)
+    sweeps = RunOptions(**liveness(args))
     spec = load_comparison(args.comparison)
     options = CompareOptions(quick=args.quick, population=population_size(args.population), jobs=args.jobs,
                              out_root=Path(args.out), sweeps=sweeps)

@@ -56,8 +56,7 @@ def register(subparsers) -> None:
     p.add_argument("--refine", metavar="SWEEP_FOLDER", help="new study with ranges narrowed around the top trials")
     p.add_argument("--top", type=int, default=5, help="trials --refine narrows around (default 5)")
     p.add_argument("--config-dir", metavar="DIR", help="extra config folder (as for optlab train)")
-    p.add_argument("--heartbeat", type=int, help="seconds between a running trial's heartbeats (default 5)")
-    p.add_argument("--grace", type=int, help="seconds without a heartbeat before a trial counts as dead (default 20)")
+    add_liveness_flags(p)
     p.add_argument("--storage-timeout", type=float, metavar="SECONDS",
                    help="how long a storage outage is waited out before the sweep stops, exit 5 (default 60)")
     p.add_argument("--launcher", default="local",
@@ -73,6 +72,21 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run_sweep)
 
 
+def add_liveness_flags(p) -> None:
+    """--heartbeat and --grace, for every command that runs sweeps (read back by liveness)."""
+    p.add_argument("--heartbeat", type=int, metavar="S", help="seconds between a running trial's heartbeats (default 5)")
+    p.add_argument("--grace", type=int, metavar="S", help="seconds without a heartbeat before a killed process's "
+                                                          "trial counts as dead and runs again (default 20)")
+
+
+def liveness(args) -> dict:
+    """--heartbeat and --grace as RunOptions keywords, the defaults where not given."""
+    from optlab.sweep.study import GRACE_S, HEARTBEAT_S
+
+    return {"heartbeat": HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
+            "grace": GRACE_S if args.grace is None else args.grace}
+
+
 # ---------------------------------------------------------------- the command
 
 SPEC_CHANGES = ("trials", "sampler", "pruner", "study", "timeout", "seeds", "seed", "jobs", "per_gpu", "population",
@@ -84,7 +98,6 @@ def run_sweep(args) -> int:
     from optlab.sweep.launch import launch_for
     from optlab.sweep.launcher import launcher_overrides, load_launcher
     from optlab.sweep.run import RunOptions, start_sweep
-    from optlab.sweep.study import GRACE_S, HEARTBEAT_S
 
     if args.watch or args.cancel:
         if args.cancel:
@@ -97,9 +110,7 @@ def run_sweep(args) -> int:
     launcher = load_launcher(args.launcher, args.config_dir, launcher_keys)
     launch = launch_for(launcher)
     launch.check_flags(args.jobs, args.workers, args.wait)
-    options = RunOptions(storage=args.storage, extend=args.extend,
-                         heartbeat=HEARTBEAT_S if args.heartbeat is None else args.heartbeat,
-                         grace=GRACE_S if args.grace is None else args.grace, launcher=launcher.kind,
+    options = RunOptions(storage=args.storage, extend=args.extend, **liveness(args), launcher=launcher.kind,
                          storage_timeout=args.storage_timeout)
     launch.check(launcher)
     spec = build_spec(None if args.refine else args.file, refine=args.refine or None, top=args.top,
